@@ -1,0 +1,71 @@
+//! Binding the listening sockets of a server: one `SO_REUSEPORT` socket per shard, all bound by
+//! the control thread so that a busy port is reported to the caller at once.
+
+use crate::plane::Listener;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+/// Resolves a gobetween bind string. `":port"` means every interface, IPv4 and IPv6.
+pub fn resolve_bind(bind: &str) -> io::Result<SocketAddr> {
+    if let Some(port) = bind.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid port in {bind:?}")))?;
+        return Ok(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)));
+    }
+    let mut addrs: Vec<SocketAddr> = bind.to_socket_addrs()?.collect();
+    // Prefer IPv4 for names like "localhost", as gobetween (Go's resolver) does.
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{bind:?} resolves to no address")))
+}
+
+/// Sockets stay blocking: glommio accepts through io_uring and toggles O_NONBLOCK itself.
+fn reuseport_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // "[::]:port" from ":port": serve IPv4 too.
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// Binds `count` TCP listeners sharing one address. Port 0 is resolved once and then reused.
+pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
+    let mut addr = resolve_bind(bind)?;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = reuseport_socket(addr, Type::STREAM, Protocol::TCP)?;
+        socket.set_nodelay(true)?;
+        socket.listen(4096)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(Listener::Tcp(listener));
+    }
+    Ok(listeners)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_share_one_port() {
+        let listeners = bind_tcp("127.0.0.1:0", 3).unwrap();
+        let ports: Vec<u16> =
+            listeners.iter().map(|Listener::Tcp(l)| l.local_addr().unwrap().port()).collect();
+        assert!(ports.iter().all(|&p| p == ports[0] && p != 0));
+    }
+
+    #[test]
+    fn colon_port_is_every_interface() {
+        assert_eq!(resolve_bind(":8080").unwrap(), "[::]:8080".parse().unwrap());
+        assert!(resolve_bind("localhost:1").unwrap().is_ipv4());
+    }
+}

@@ -1,0 +1,172 @@
+//! Reading a configuration: format choice, `${VAR}` substitution, parsing with key paths and
+//! positions, then the checks that need the whole model (`validate`).
+
+use super::error::{line_column, suggest_known_key, ConfigError};
+use super::locate::place;
+use super::model::Config;
+use super::validate::validate;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Json,
+}
+
+impl Format {
+    pub fn parse(name: &str) -> Result<Format, String> {
+        match name {
+            "toml" => Ok(Format::Toml),
+            "json" => Ok(Format::Json),
+            other => Err(format!("unknown config format {other:?} (use toml or json)")),
+        }
+    }
+
+    /// `.json` files are JSON; everything else is TOML, as in gobetween.
+    pub fn from_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => Format::Json,
+            _ => Format::Toml,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Toml => "toml",
+            Format::Json => "json",
+        }
+    }
+}
+
+/// Replaces `${NAME}` with the environment variable's value; an unset variable is an error,
+/// because silently substituting nothing would start a server on the wrong address.
+pub fn substitute_env(text: &str) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            let at = text.len() - rest.len() + start;
+            ConfigError {
+                position: Some(line_column(text, at)),
+                ..ConfigError::new("unclosed ${ in environment variable reference")
+            }
+        })?;
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| {
+            let at = text.len() - rest.len() + start;
+            ConfigError {
+                position: Some(line_column(text, at)),
+                ..ConfigError::new(format!("environment variable {name} is not set"))
+            }
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Deserializes any model type (the whole config or one server) from text.
+pub fn parse_as<T: DeserializeOwned>(text: &str, format: Format) -> Result<T, ConfigError> {
+    match format {
+        Format::Toml => {
+            let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, e, None))?;
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = e.path().to_string();
+                toml_error(text, e.into_inner(), Some(key))
+            })
+        }
+        Format::Json => {
+            let mut de = sonic_rs::Deserializer::from_str(text);
+            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                let position = (inner.line() > 0).then(|| (inner.line(), inner.column()));
+                ConfigError {
+                    file: None,
+                    position,
+                    key: (key != ".").then_some(key),
+                    message: suggest_known_key(&json_message(&inner)),
+                }
+            })
+        }
+    }
+}
+
+fn toml_error(text: &str, e: toml::de::Error, key: Option<String>) -> ConfigError {
+    ConfigError {
+        file: None,
+        position: e.span().map(|span| line_column(text, span.start)),
+        key: key.filter(|k| k != "."),
+        message: suggest_known_key(e.message().trim()),
+    }
+}
+
+/// sonic-rs appends its own "at line X column Y" and a source excerpt; keep only the reason.
+fn json_message(e: &sonic_rs::Error) -> String {
+    let full = e.to_string();
+    let reason = full.split(" at line ").next().unwrap_or(&full);
+    reason.trim().to_string()
+}
+
+/// Parses and validates configuration text.
+pub fn parse_config(text: &str, format: Format) -> Result<Config, ConfigError> {
+    let config: Config = parse_as(text, format)?;
+    validate(&config).map_err(|e| place(e, text, format == Format::Json))?;
+    Ok(config)
+}
+
+/// Reads, substitutes (when asked) and parses a configuration file. Every error names the file.
+pub fn load_file(path: &Path, format: Option<Format>, env_vars: bool) -> Result<Config, ConfigError> {
+    let format = format.unwrap_or_else(|| Format::from_path(path));
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(format!("cannot read file: {e}")).in_file(path))?;
+    let text = if env_vars { substitute_env(&text).map_err(|e| e.in_file(path))? } else { text };
+    parse_config(&text, format).map_err(|e| e.in_file(path))
+}
+
+/// Writes a configuration in either format (used by `check` and `/dump`).
+pub fn render(config: &Config, format: Format) -> String {
+    match format {
+        Format::Toml => toml::to_string_pretty(config).expect("config model always serializes to TOML"),
+        Format::Json => sonic_rs::to_string_pretty(config).expect("config model always serializes to JSON"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_line_key_and_suggestion() {
+        let text = "[servers.web]\nbind = \"127.0.0.1:1\"\nbalanse = \"weight\"\n[servers.web.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:2\"]\n";
+        let e = parse_config(text, Format::Toml).unwrap_err();
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+        assert_eq!(e.key.as_deref(), Some("servers.web.balanse"), "{e}");
+        assert!(e.message.contains("did you mean `balance`"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_and_backend_are_located() {
+        let text = "[defaults]\nclient_idle_timeout = \"5x\"\n";
+        let e = parse_config(text, Format::Toml).unwrap_err();
+        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
+        assert_eq!(e.key.as_deref(), Some("defaults.client_idle_timeout"));
+
+        let text = "{\"servers\": {\"a\": {\"bind\": \"127.0.0.1:1\",\n \"discovery\": {\"kind\": \"static\",\n \"static_list\": [\"nohost\"]}}}}";
+        let e = parse_config(text, Format::Json).unwrap_err();
+        assert!(e.key.as_deref().unwrap().starts_with("servers.a.discovery.static_list"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+    }
+
+    #[test]
+    fn env_substitution() {
+        std::env::set_var("BETWIXT_TEST_PORT", "4321");
+        assert_eq!(substitute_env("bind = \":${BETWIXT_TEST_PORT}\"").unwrap(), "bind = \":4321\"");
+        let e = substitute_env("a\nb = \"${BETWIXT_SURELY_UNSET}\"").unwrap_err();
+        assert_eq!(e.position, Some((2, 6)));
+    }
+}

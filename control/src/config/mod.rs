@@ -1,0 +1,17 @@
+//! gobetween-compatible configuration: model, parsing, checks and rendering.
+
+pub mod duration;
+pub mod error;
+pub mod load;
+pub mod locate;
+pub mod model;
+pub mod resolve;
+pub mod support;
+pub mod validate;
+
+pub use duration::GoDuration;
+pub use error::ConfigError;
+pub use load::{load_file, parse_as, parse_config, render, substitute_env, Format};
+pub use model::*;
+pub use resolve::{CheckSettings, ServerSettings};
+pub use support::{refuse_unsupported, unsupported_keys};

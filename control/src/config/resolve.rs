@@ -1,0 +1,101 @@
+//! The effective settings of a server: `[defaults]` merged in, gobetween's defaults applied,
+//! durations turned into limits. The data plane and the control loop read only these.
+
+use super::model::{
+    Balance, Config, ConnectionOptions, Healthcheck, HealthcheckKind, InitialStatus, Protocol, Server,
+};
+use std::time::Duration;
+
+/// Interval used when a healthcheck names none.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerSettings {
+    pub name: String,
+    pub bind: String,
+    pub protocol: Protocol,
+    pub balance: Balance,
+    /// 0 = unlimited.
+    pub max_connections: u32,
+    pub client_idle_timeout: Option<Duration>,
+    pub backend_idle_timeout: Option<Duration>,
+    pub backend_connection_timeout: Option<Duration>,
+    pub healthcheck: Option<CheckSettings>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckSettings {
+    pub kind: HealthcheckKind,
+    pub interval: Duration,
+    /// Never zero: "0" falls back to the interval so that a check cannot hang forever.
+    pub timeout: Duration,
+    pub fails: u32,
+    pub passes: u32,
+    pub initially_healthy: bool,
+    /// The whole section, for the kind-specific keys.
+    pub raw: Healthcheck,
+}
+
+impl Server {
+    /// This server with every connection option it leaves out taken from `[defaults]`.
+    pub fn with_defaults(&self, defaults: Option<&ConnectionOptions>) -> Server {
+        let mut merged = self.clone();
+        if let Some(d) = defaults {
+            merged.max_connections = merged.max_connections.or(d.max_connections);
+            merged.client_idle_timeout = merged.client_idle_timeout.or(d.client_idle_timeout);
+            merged.backend_idle_timeout = merged.backend_idle_timeout.or(d.backend_idle_timeout);
+            merged.backend_connection_timeout =
+                merged.backend_connection_timeout.or(d.backend_connection_timeout);
+        }
+        merged
+    }
+
+    pub fn settings(&self, name: &str, defaults: Option<&ConnectionOptions>) -> ServerSettings {
+        let s = self.with_defaults(defaults);
+        ServerSettings {
+            name: name.to_string(),
+            bind: s.bind.clone(),
+            protocol: s.protocol.unwrap_or_default(),
+            balance: s.balance.unwrap_or_default(),
+            max_connections: s.max_connections.unwrap_or(0),
+            client_idle_timeout: s.client_idle_timeout.and_then(|d| d.as_limit()),
+            backend_idle_timeout: s.backend_idle_timeout.and_then(|d| d.as_limit()),
+            backend_connection_timeout: s.backend_connection_timeout.and_then(|d| d.as_limit()),
+            healthcheck: s.healthcheck.as_ref().and_then(CheckSettings::from_section),
+        }
+    }
+}
+
+impl CheckSettings {
+    /// `None` when the section's kind is `none`.
+    pub fn from_section(raw: &Healthcheck) -> Option<CheckSettings> {
+        if raw.kind == HealthcheckKind::None {
+            return None;
+        }
+        let interval = raw.interval.and_then(|d| d.as_limit()).unwrap_or(DEFAULT_CHECK_INTERVAL);
+        Some(CheckSettings {
+            kind: raw.kind,
+            interval,
+            timeout: raw.timeout.and_then(|d| d.as_limit()).unwrap_or(interval),
+            fails: raw.fails.unwrap_or(1),
+            passes: raw.passes.unwrap_or(1),
+            initially_healthy: raw.initial_status.unwrap_or_default() == InitialStatus::Healthy,
+            raw: raw.clone(),
+        })
+    }
+}
+
+impl Config {
+    /// The configuration with `[defaults]` folded into every server: what `betwixt check` prints.
+    pub fn normalized(&self) -> Config {
+        let mut config = self.clone();
+        for server in config.servers.values_mut() {
+            *server = server.with_defaults(self.defaults.as_ref());
+        }
+        config
+    }
+
+    pub fn server_settings(&self) -> Vec<ServerSettings> {
+        self.servers.iter().map(|(name, server)| server.settings(name, self.defaults.as_ref())).collect()
+    }
+}

@@ -1,0 +1,66 @@
+//! Keys betwixt reads but does not act on yet. A server must never start while silently
+//! ignoring one of them, so `refuse_unsupported` names the first such key.
+
+use super::error::ConfigError;
+use super::model::{Config, DiscoveryKind, HealthcheckKind, Protocol};
+
+/// Every key in use whose feature is not built yet, as dotted paths with the offending value.
+pub fn unsupported_keys(config: &Config) -> Vec<String> {
+    let mut keys = Vec::new();
+    if config.api.as_ref().is_some_and(|a| a.enabled) {
+        keys.push("api.enabled = true".to_string());
+    }
+    if config.metrics.as_ref().is_some_and(|m| m.enabled) {
+        keys.push("metrics.enabled = true".to_string());
+    }
+    if config.profiler.as_ref().is_some_and(|p| p.enabled) {
+        keys.push("profiler.enabled = true".to_string());
+    }
+    if config.acme.is_some() {
+        keys.push("acme".to_string());
+    }
+    for (name, server) in &config.servers {
+        let at = |field: &str| format!("servers.{name}.{field}");
+        match server.protocol.unwrap_or_default() {
+            Protocol::Tcp => {}
+            other => keys.push(format!("{} = {:?}", at("protocol"), format!("{other:?}").to_lowercase())),
+        }
+        for (field, present) in [
+            ("sni", server.sni.is_some()),
+            ("tls", server.tls.is_some()),
+            ("backends_tls", server.backends_tls.is_some()),
+            ("udp", server.udp.is_some()),
+            ("access", server.access.is_some()),
+            ("proxy_protocol", server.proxy_protocol.is_some()),
+        ] {
+            if present {
+                keys.push(at(field));
+            }
+        }
+        let balance = server.balance.unwrap_or_default();
+        if !crate::balance::SUPPORTED.contains(&balance) {
+            keys.push(format!("{} = {:?}", at("balance"), format!("{balance:?}").to_lowercase()));
+        }
+        if server.discovery.kind != DiscoveryKind::Static {
+            let kind = format!("{:?}", server.discovery.kind).to_lowercase();
+            keys.push(format!("{} = {kind:?}", at("discovery.kind")));
+        }
+        if let Some(check) = &server.healthcheck {
+            if !matches!(check.kind, HealthcheckKind::None | HealthcheckKind::Ping) {
+                let kind = format!("{:?}", check.kind).to_lowercase();
+                keys.push(format!("{} = {kind:?}", at("healthcheck.kind")));
+            }
+        }
+    }
+    keys
+}
+
+pub fn refuse_unsupported(config: &Config) -> Result<(), ConfigError> {
+    match unsupported_keys(config).into_iter().next() {
+        None => Ok(()),
+        Some(key) => {
+            let path = key.split(' ').next().unwrap_or(&key).to_string();
+            Err(ConfigError::at_key(path, format!("not supported yet: {key}")))
+        }
+    }
+}

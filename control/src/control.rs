@@ -1,0 +1,139 @@
+//! The control plane's state: the running servers and the configuration they came from.
+//! Adding or removing a server touches only that server's listeners and tasks.
+
+use crate::bind::bind_tcp;
+use crate::config::{refuse_unsupported, validate::validate_server, Config, ConfigError, Server};
+use crate::plane::{Plane, ServerSlot};
+use crate::server::ServerHandle;
+use crate::stats::Counters;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+#[derive(Debug)]
+pub enum ControlError {
+    Exists(String),
+    NotFound(String),
+    Invalid(ConfigError),
+    Bind(String, std::io::Error),
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlError::Exists(name) => write!(f, "server {name:?} already exists"),
+            ControlError::NotFound(name) => write!(f, "server {name:?} not found"),
+            ControlError::Invalid(e) => write!(f, "{e}"),
+            ControlError::Bind(bind, e) => write!(f, "cannot listen on {bind}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+/// Where the running configuration came from, as `GET /` reports it.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    pub kind: String,
+    pub path: String,
+}
+
+#[derive(Debug)]
+pub struct Control {
+    pub plane: Arc<Plane>,
+    pub started: SystemTime,
+    pub source: ConfigSource,
+    /// Everything but `servers`, which live in `servers` below.
+    base: Config,
+    servers: Mutex<BTreeMap<String, Arc<ServerHandle>>>,
+}
+
+impl Control {
+    pub fn new(plane: Arc<Plane>, config: &Config, source: ConfigSource) -> Arc<Control> {
+        let base = Config { servers: BTreeMap::new(), ..config.clone() };
+        Arc::new(Control {
+            plane,
+            started: SystemTime::now(),
+            source,
+            base,
+            servers: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn servers_lock(&self) -> MutexGuard<'_, BTreeMap<String, Arc<ServerHandle>>> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn base_config(&self) -> &Config {
+        &self.base
+    }
+
+    /// Validates, binds on every shard and starts discovery. Must run inside the control runtime.
+    pub fn add_server(&self, name: &str, server: Server) -> Result<Arc<ServerHandle>, ControlError> {
+        if self.servers_lock().contains_key(name) {
+            return Err(ControlError::Exists(name.to_string()));
+        }
+        validate_server(name, &server).map_err(ControlError::Invalid)?;
+        let mut single = Config { servers: BTreeMap::new(), ..Config::default() };
+        single.servers.insert(name.to_string(), server.clone());
+        refuse_unsupported(&single).map_err(ControlError::Invalid)?;
+
+        let settings = server.settings(name, self.base.defaults.as_ref());
+        let shards = self.plane.shard_count();
+        let listeners =
+            bind_tcp(&settings.bind, shards).map_err(|e| ControlError::Bind(settings.bind.clone(), e))?;
+        let counters = Arc::new(Counters::new(shards));
+        let settings_arc = Arc::new(settings.clone());
+        let empty = ServerHandle::empty_snapshot(&settings_arc, &counters);
+        let slots: Vec<Arc<ServerSlot>> =
+            listeners.into_iter().map(|l| ServerSlot::new(name, l, empty.clone())).collect();
+        let handle = ServerHandle::new(name, server, settings, counters, slots);
+
+        let mut servers = self.servers_lock();
+        if servers.contains_key(name) {
+            return Err(ControlError::Exists(name.to_string()));
+        }
+        handle.start();
+        self.plane.add_server(&handle.slots);
+        servers.insert(name.to_string(), handle.clone());
+        log::info!("server {name}: listening on {}", handle.settings.bind);
+        Ok(handle)
+    }
+
+    /// Stops accepting on every shard; live connections finish on their own.
+    pub fn remove_server(&self, name: &str) -> Result<(), ControlError> {
+        let handle =
+            self.servers_lock().remove(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        handle.stop();
+        self.plane.remove_server(&handle.slots);
+        log::info!("server {name}: removed");
+        Ok(())
+    }
+
+    pub fn server(&self, name: &str) -> Option<Arc<ServerHandle>> {
+        self.servers_lock().get(name).cloned()
+    }
+
+    pub fn servers(&self) -> Vec<Arc<ServerHandle>> {
+        self.servers_lock().values().cloned().collect()
+    }
+
+    /// The running configuration: feeding it back to betwixt reproduces the running servers.
+    pub fn dump(&self) -> Config {
+        let mut config = self.base.clone();
+        config.servers = self.servers_lock().iter().map(|(n, h)| (n.clone(), h.config.clone())).collect();
+        config
+    }
+
+    /// Stops accepting everywhere (shutdown). Returns the handles so their counters stay readable.
+    pub fn stop_accepting(&self) -> Vec<Arc<ServerHandle>> {
+        let handles: Vec<Arc<ServerHandle>> =
+            std::mem::take(&mut *self.servers_lock()).into_values().collect();
+        for handle in &handles {
+            handle.stop();
+            self.plane.remove_server(&handle.slots);
+        }
+        handles
+    }
+}

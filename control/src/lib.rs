@@ -1,0 +1,15 @@
+//! betwixt's control plane: configuration, discovery, healthchecks, balancing tables and the
+//! immutable snapshots the data-plane shards route with.
+
+pub mod backend;
+pub mod balance;
+pub mod bind;
+pub mod config;
+pub mod control;
+pub mod discovery;
+pub mod healthcheck;
+pub mod logging;
+pub mod plane;
+pub mod server;
+pub mod snapshot;
+pub mod stats;

@@ -1,0 +1,114 @@
+//! The hand-off between the control thread and the shards.
+//!
+//! Every shard has an `Inbox`; for every server it runs, it has its own `ServerSlot` holding the
+//! listener the control thread bound for it and the current snapshot. The control thread is the
+//! only writer: it swaps snapshots in (`publish`) and bumps the inbox generation when the set of
+//! servers changes. A shard reads its slot's snapshot once per accepted connection and looks at
+//! the inbox only when the generation moves, so the hot path never takes a lock.
+
+use crate::snapshot::ServerSnapshot;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A listening socket bound by the control thread for one shard.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(std::net::TcpListener),
+}
+
+#[derive(Debug)]
+pub struct ServerSlot {
+    pub name: String,
+    listener: Mutex<Option<Listener>>,
+    snapshot: ArcSwap<ServerSnapshot>,
+    closed: AtomicBool,
+}
+
+impl ServerSlot {
+    pub fn new(name: &str, listener: Listener, snapshot: Arc<ServerSnapshot>) -> Arc<ServerSlot> {
+        Arc::new(ServerSlot {
+            name: name.to_string(),
+            listener: Mutex::new(Some(listener)),
+            snapshot: ArcSwap::new(snapshot),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The shard takes the listener once, when it starts serving this slot.
+    pub fn take_listener(&self) -> Option<Listener> {
+        self.listener.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    #[inline]
+    pub fn snapshot(&self) -> Arc<ServerSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn publish(&self, snapshot: Arc<ServerSnapshot>) {
+        self.snapshot.store(snapshot);
+    }
+
+    /// Stop accepting; connections already open finish on their own.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// What one shard should be serving.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    generation: AtomicU64,
+    servers: Mutex<Vec<Arc<ServerSlot>>>,
+}
+
+impl Inbox {
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The slots this shard should serve now (closed ones are already removed).
+    pub fn servers(&self) -> Vec<Arc<ServerSlot>> {
+        self.servers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn change(&self, f: impl FnOnce(&mut Vec<Arc<ServerSlot>>)) {
+        f(&mut self.servers.lock().unwrap_or_else(|e| e.into_inner()));
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// All shards' inboxes.
+#[derive(Debug)]
+pub struct Plane {
+    pub inboxes: Vec<Arc<Inbox>>,
+}
+
+impl Plane {
+    pub fn new(shards: usize) -> Arc<Plane> {
+        Arc::new(Plane { inboxes: (0..shards).map(|_| Arc::new(Inbox::default())).collect() })
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Hands one slot to each shard (slots[i] goes to shard i).
+    pub fn add_server(&self, slots: &[Arc<ServerSlot>]) {
+        for (inbox, slot) in self.inboxes.iter().zip(slots) {
+            inbox.change(|servers| servers.push(slot.clone()));
+        }
+    }
+
+    /// Closes the slots and takes them out of every inbox.
+    pub fn remove_server(&self, slots: &[Arc<ServerSlot>]) {
+        for (inbox, slot) in self.inboxes.iter().zip(slots) {
+            slot.close();
+            inbox.change(|servers| servers.retain(|s| !Arc::ptr_eq(s, slot)));
+        }
+    }
+}

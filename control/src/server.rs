@@ -1,0 +1,232 @@
+//! One running server on the control side: its configuration, its backends' discovery and
+//! health state, its shard slots, and the snapshot rebuild that ties them together.
+
+use crate::backend::BackendSpec;
+use crate::config::{Server, ServerSettings};
+use crate::discovery;
+use crate::healthcheck::{self, Tracker};
+use crate::plane::ServerSlot;
+use crate::snapshot::{Backend, ServerSnapshot};
+use crate::stats::Counters;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::task::AbortHandle;
+
+/// How often a backend whose host name did not resolve is tried again.
+const RESOLVE_RETRY: Duration = Duration::from_secs(5);
+
+/// A discovered backend and what the control thread knows about it.
+#[derive(Debug)]
+pub struct BackendState {
+    pub spec: BackendSpec,
+    pub addrs: Vec<SocketAddr>,
+    pub counters: Arc<Counters>,
+    pub live: bool,
+    check: Option<AbortHandle>,
+}
+
+impl BackendState {
+    /// Takes part in balancing: healthy and reachable by address.
+    pub fn takes_part(&self) -> bool {
+        self.live && !self.addrs.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub struct ServerHandle {
+    pub name: String,
+    /// The server section as given (without `[defaults]` folded in), for `/dump`.
+    pub config: Server,
+    pub settings: Arc<ServerSettings>,
+    pub counters: Arc<Counters>,
+    pub slots: Vec<Arc<ServerSlot>>,
+    backends: Mutex<Vec<BackendState>>,
+    tasks: Mutex<Vec<AbortHandle>>,
+    generation: AtomicU64,
+}
+
+impl ServerHandle {
+    pub fn new(
+        name: &str,
+        config: Server,
+        settings: ServerSettings,
+        counters: Arc<Counters>,
+        slots: Vec<Arc<ServerSlot>>,
+    ) -> Arc<ServerHandle> {
+        Arc::new(ServerHandle {
+            name: name.to_string(),
+            config,
+            settings: Arc::new(settings),
+            counters,
+            slots,
+            backends: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    /// An empty snapshot for slots created before discovery has run.
+    pub fn empty_snapshot(settings: &Arc<ServerSettings>, counters: &Arc<Counters>) -> Arc<ServerSnapshot> {
+        Arc::new(ServerSnapshot::build(0, settings.clone(), counters.clone(), Vec::new()))
+    }
+
+    pub fn backends(&self) -> MutexGuard<'_, Vec<BackendState>> {
+        self.backends.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts discovery (and through it the healthchecks). Must run inside the control runtime.
+    pub fn start(self: &Arc<Self>) {
+        let handle = self.clone();
+        let task = tokio::spawn(async move { handle.discover().await });
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task.abort_handle());
+    }
+
+    /// Stops discovery and healthchecks; the caller closes the slots.
+    pub fn stop(&self) {
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            task.abort();
+        }
+        for backend in self.backends().iter_mut() {
+            if let Some(check) = backend.check.take() {
+                check.abort();
+            }
+        }
+    }
+
+    async fn discover(self: Arc<Self>) {
+        let specs = discovery::static_list::backends(&self.config.discovery);
+        self.replace_backends(specs);
+        // Resolve names until every backend has addresses.
+        loop {
+            let unresolved: Vec<BackendSpec> =
+                self.backends().iter().filter(|b| b.addrs.is_empty()).map(|b| b.spec.clone()).collect();
+            if unresolved.is_empty() {
+                return;
+            }
+            for spec in unresolved {
+                match discovery::resolve(&spec.host, spec.port).await {
+                    Ok(addrs) if !addrs.is_empty() => self.set_addresses(&spec, addrs),
+                    Ok(_) => {
+                        log::warn!("server {}: backend {} resolves to no address", self.name, spec.address())
+                    }
+                    Err(e) => {
+                        log::warn!("server {}: cannot resolve backend {}: {e}", self.name, spec.address())
+                    }
+                }
+            }
+            tokio::time::sleep(RESOLVE_RETRY).await;
+        }
+    }
+
+    /// Installs a new backend list: kept backends keep their counters and health.
+    pub fn replace_backends(self: &Arc<Self>, specs: Vec<BackendSpec>) {
+        {
+            let mut backends = self.backends();
+            let mut old: Vec<BackendState> = std::mem::take(&mut *backends);
+            for spec in specs {
+                let same = old.iter().position(|b| b.spec.host == spec.host && b.spec.port == spec.port);
+                let state = match same {
+                    Some(i) => {
+                        let mut kept = old.swap_remove(i);
+                        kept.spec = spec;
+                        kept
+                    }
+                    None => BackendState {
+                        live: self.settings.healthcheck.as_ref().is_none_or(|c| c.initially_healthy),
+                        addrs: spec
+                            .host
+                            .parse()
+                            .map(|ip| vec![SocketAddr::new(ip, spec.port)])
+                            .unwrap_or_default(),
+                        spec,
+                        counters: Arc::new(Counters::new(self.counters.shard_count())),
+                        check: None,
+                    },
+                };
+                backends.push(state);
+            }
+            for gone in old {
+                if let Some(check) = gone.check {
+                    check.abort();
+                }
+            }
+        }
+        self.start_missing_checks();
+        self.publish();
+    }
+
+    fn set_addresses(self: &Arc<Self>, spec: &BackendSpec, addrs: Vec<SocketAddr>) {
+        if let Some(b) =
+            self.backends().iter_mut().find(|b| b.spec.host == spec.host && b.spec.port == spec.port)
+        {
+            b.addrs = addrs;
+        }
+        self.start_missing_checks();
+        self.publish();
+    }
+
+    fn start_missing_checks(self: &Arc<Self>) {
+        let Some(settings) = self.settings.healthcheck.clone() else { return };
+        for backend in self.backends().iter_mut().filter(|b| b.check.is_none() && !b.addrs.is_empty()) {
+            let handle = Arc::downgrade(self);
+            let settings = settings.clone();
+            let key = (backend.spec.host.clone(), backend.spec.port);
+            let addrs = backend.addrs.clone();
+            let mut tracker = Tracker::new(&settings);
+            let task = tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(settings.interval);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticker.tick().await;
+                    let passed = healthcheck::check(&settings, &addrs).await;
+                    if let Some(live) = tracker.observe(passed) {
+                        let Some(handle) = handle.upgrade() else { return };
+                        handle.set_live(&key, live);
+                    }
+                }
+            });
+            backend.check = Some(task.abort_handle());
+        }
+    }
+
+    fn set_live(self: &Arc<Self>, key: &(String, u16), live: bool) {
+        if let Some(b) = self.backends().iter_mut().find(|b| b.spec.host == key.0 && b.spec.port == key.1) {
+            log::info!(
+                "server {}: backend {} is now {}",
+                self.name,
+                b.spec.address(),
+                if live { "live" } else { "down" }
+            );
+            b.live = live;
+        }
+        self.publish();
+    }
+
+    /// Builds a snapshot of the backends that take part and hands it to every shard.
+    pub fn publish(&self) {
+        let backends: Vec<Arc<Backend>> = self
+            .backends()
+            .iter()
+            .filter(|b| b.takes_part())
+            .map(|b| {
+                Arc::new(Backend {
+                    spec: b.spec.clone(),
+                    addrs: b.addrs.clone(),
+                    counters: b.counters.clone(),
+                })
+            })
+            .collect();
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let snapshot = Arc::new(ServerSnapshot::build(
+            generation,
+            self.settings.clone(),
+            self.counters.clone(),
+            backends,
+        ));
+        for slot in &self.slots {
+            slot.publish(snapshot.clone());
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! One client connection, from accept to close: limits, backend choice with bounded retries,
+//! connect timeout, then the byte transfer with idle timeouts. Counters are released by guards,
+//! so every exit path (error, timeout, cancellation) leaves them right.
+
+use crate::transfer::{self, Meters};
+use betwixt_control::balance::Picker;
+use betwixt_control::snapshot::{Backend, ServerSnapshot};
+use betwixt_control::stats::{Counters, Slot};
+use glommio::net::TcpStream;
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many different backends one connection tries before giving up.
+const MAX_CONNECT_ATTEMPTS: usize = 3;
+
+/// Holds one place in a counter set (active count and, when limited, the cross-shard gauge).
+struct Occupancy<'a> {
+    counters: &'a Counters,
+    shard: usize,
+    limit: u32,
+}
+
+impl<'a> Occupancy<'a> {
+    /// Takes a place under `limit`; `None` when the limit is reached.
+    fn enter(counters: &'a Counters, shard: usize, limit: u32) -> Option<Self> {
+        if !counters.try_acquire(limit) {
+            return None;
+        }
+        let slot = counters.shard(shard);
+        Slot::add(&slot.total, 1);
+        Slot::add(&slot.active, 1);
+        Some(Occupancy { counters, shard, limit })
+    }
+
+    fn slot(&self) -> &Slot {
+        self.counters.shard(self.shard)
+    }
+}
+
+impl Drop for Occupancy<'_> {
+    fn drop(&mut self) {
+        Slot::sub(&self.slot().active, 1);
+        self.counters.release(self.limit);
+    }
+}
+
+pub async fn handle(
+    shard: usize,
+    snapshot: Arc<ServerSnapshot>,
+    picker: Rc<RefCell<Picker>>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+) {
+    let settings = &snapshot.settings;
+    let Some(server_place) = Occupancy::enter(&snapshot.counters, shard, settings.max_connections) else {
+        Slot::add(&snapshot.counters.shard(shard).refused, 1);
+        log::debug!(
+            "server {}: refused {peer}: max_connections {} reached",
+            settings.name,
+            settings.max_connections
+        );
+        return;
+    };
+    let Some((backend, mut upstream, backend_place)) = connect_backend(shard, &snapshot, &picker, peer).await
+    else {
+        Slot::add(&server_place.slot().refused, 1);
+        log::debug!("server {}: no backend available for {peer}", settings.name);
+        return;
+    };
+    if let Err(e) = configure(&client, settings.client_idle_timeout)
+        .and_then(|_| configure(&upstream, settings.backend_idle_timeout))
+    {
+        log::warn!("server {}: cannot set socket options: {e}", settings.name);
+        return;
+    }
+    let meters = Meters { server: server_place.slot(), backend: backend_place.slot() };
+    if let Err(e) = transfer::bidirectional(&mut client, &mut upstream, meters).await {
+        match e.kind() {
+            io::ErrorKind::TimedOut => {
+                log::debug!("server {}: {peer} <-> {} idle timeout", settings.name, backend.spec.address())
+            }
+            _ => log::debug!("server {}: {peer} <-> {} ended: {e}", settings.name, backend.spec.address()),
+        }
+    }
+}
+
+fn configure(stream: &TcpStream, idle: Option<Duration>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(idle)?;
+    Ok(())
+}
+
+/// Picks backends until one accepts the connection, at most `MAX_CONNECT_ATTEMPTS` of them.
+async fn connect_backend<'s>(
+    shard: usize,
+    snapshot: &'s ServerSnapshot,
+    picker: &RefCell<Picker>,
+    peer: SocketAddr,
+) -> Option<(&'s Arc<Backend>, TcpStream, Occupancy<'s>)> {
+    let timeout = snapshot.settings.backend_connection_timeout;
+    let mut tried = Vec::new();
+    while tried.len() < MAX_CONNECT_ATTEMPTS {
+        let index = picker.borrow_mut().pick(snapshot, peer.ip(), &tried)?;
+        tried.push(index);
+        let backend = &snapshot.backends[index];
+        let Some(place) = Occupancy::enter(&backend.counters, shard, backend.spec.max_connections) else {
+            continue; // filled up by another shard since the pick
+        };
+        match connect(&backend.addrs, timeout).await {
+            Ok(stream) => return Some((backend, stream, place)),
+            Err(e) => {
+                Slot::add(&place.slot().refused, 1);
+                log::warn!(
+                    "server {}: backend {} failed: {e}",
+                    snapshot.settings.name,
+                    backend.spec.address()
+                );
+            }
+        }
+    }
+    None
+}
+
+async fn connect(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "backend has no address");
+    for &addr in addrs {
+        let attempt = match timeout {
+            Some(limit) => TcpStream::connect_timeout(addr, limit).await,
+            None => TcpStream::connect(addr).await,
+        };
+        match attempt {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e.into(),
+        }
+    }
+    Err(last)
+}

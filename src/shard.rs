@@ -1,0 +1,88 @@
+//! A shard: one glommio executor pinned to one CPU. It serves the servers its inbox lists, each
+//! with its own `SO_REUSEPORT` listener, and never shares mutable state with other shards.
+
+use crate::connection;
+use betwixt_control::balance::Picker;
+use betwixt_control::plane::{Inbox, Listener, ServerSlot};
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement, Task};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::IntoRawFd;
+use std::os::unix::io::FromRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a shard looks for added or removed servers.
+const INBOX_POLL: Duration = Duration::from_millis(20);
+
+/// glommio's smallest registered-buffer area.
+const IO_MEMORY: usize = 64 * 1024;
+
+/// Pause after an accept error such as EMFILE, so a full fd table does not spin the shard.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+pub fn spawn(id: usize, cpu: Option<usize>, inbox: Arc<Inbox>) -> io::Result<()> {
+    let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
+    LocalExecutorBuilder::new(placement)
+        .name(&format!("shard-{id}"))
+        // TCP never reads into glommio's registered DMA memory; the 10 MiB default per ring
+        // would only pin RAM.
+        .io_memory(IO_MEMORY)
+        .spawn(move || supervise(id, inbox))
+        .map(drop)
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Keeps the running accept loops in line with the inbox.
+async fn supervise(id: usize, inbox: Arc<Inbox>) {
+    let mut running: Vec<(Arc<ServerSlot>, Task<()>)> = Vec::new();
+    let mut seen = 0;
+    loop {
+        let generation = inbox.generation();
+        if generation != seen {
+            seen = generation;
+            let wanted = inbox.servers();
+            // Dropping a task cancels it, which drops (closes) its listener; connections
+            // already accepted are separate tasks and run to completion.
+            running.retain(|(slot, _)| wanted.iter().any(|w| Arc::ptr_eq(w, slot)) && !slot.is_closed());
+            for slot in wanted {
+                if running.iter().any(|(s, _)| Arc::ptr_eq(s, &slot)) {
+                    continue;
+                }
+                match slot.take_listener() {
+                    Some(Listener::Tcp(listener)) => {
+                        // SAFETY: the fd comes from a bound, listening socket we own.
+                        let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
+                        let task = glommio::spawn_local(accept_loop(id, slot.clone(), listener));
+                        running.push((slot, task));
+                    }
+                    None => log::error!("shard {id}: server {} has no listener", slot.name),
+                }
+            }
+        }
+        glommio::timer::sleep(INBOX_POLL).await;
+    }
+}
+
+async fn accept_loop(shard: usize, slot: Arc<ServerSlot>, listener: TcpListener) {
+    let picker = Rc::new(RefCell::new(Picker::default()));
+    loop {
+        match listener.accept().await {
+            Ok(client) => {
+                let peer = match client.peer_addr() {
+                    Ok(peer) => peer,
+                    Err(_) => continue, // already gone
+                };
+                let snapshot = slot.snapshot();
+                glommio::spawn_local(connection::handle(shard, snapshot, picker.clone(), client, peer))
+                    .detach();
+            }
+            Err(e) => {
+                log::warn!("shard {shard}: server {}: accept failed: {e}", slot.name);
+                glommio::timer::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
