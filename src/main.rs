@@ -4,6 +4,7 @@
 mod buffers;
 mod cli;
 mod connection;
+mod limits;
 mod run;
 mod shard;
 mod source;
