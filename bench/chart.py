@@ -1,0 +1,140 @@
+"""The benchmark's report: a Markdown table and an SVG chart drawn from the medians."""
+
+from html import escape
+
+# key, label, unit, True when higher is better
+METRICS = [
+    ("conns_per_s", "New connections", "conn/s", True),
+    ("req_per_s", "Keep-alive requests (64 conns)", "req/s", True),
+    ("bulk1_gbit", "Bulk, 1 stream", "Gbit/s", True),
+    ("bulk8_gbit", "Bulk, 8 streams", "Gbit/s", True),
+    ("p50_us", "Latency p50", "µs", False),
+    ("p99_us", "Latency p99", "µs", False),
+    ("p999_us", "Latency p99.9", "µs", False),
+    ("rss_idle_mib", "RSS with idle connections", "MiB", False),
+    ("kib_per_idle_conn", "RSS per idle connection", "KiB", False),
+    ("cpu_us_per_conn", "Proxy CPU per new connection", "µs", False),
+    ("cpu_us_per_req", "Proxy CPU per request", "µs", False),
+    ("cpu_s_per_gib", "Proxy CPU per GiB moved", "s", False),
+]
+LATENCY = ("p50_us", "p99_us", "p999_us")
+TARGETS = ["direct", "betwixt", "haproxy", "nginx"]
+NAMES = {"direct": "direct", "betwixt": "betwixt", "haproxy": "HAProxy", "nginx": "nginx"}
+COLORS = {"direct": "#9e9e9e", "betwixt": "#1b7f5f", "haproxy": "#3b6cb7", "nginx": "#c4622d"}
+
+
+def fmt(value):
+    if value is None:
+        return "–"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def value(medians, target, key):
+    return medians.get(target, {}).get(key)
+
+
+def ratio(medians, key, other):
+    mine, theirs = value(medians, "betwixt", key), value(medians, other, key)
+    if key in LATENCY:  # compare the latency each proxy adds over the direct path
+        direct = value(medians, "direct", key)
+        if direct is None or other == "direct":
+            return "–"
+        mine, theirs = mine - direct, theirs - direct
+    if mine is None or not theirs:
+        return "–"
+    return f"{mine / theirs:.2f}×"
+
+
+def cell(medians, target, key):
+    v = value(medians, target, key)
+    direct = value(medians, "direct", key)
+    if key in LATENCY and target != "direct" and v is not None and direct is not None:
+        return f"{fmt(v)} (+{fmt(v - direct)})"
+    return fmt(v)
+
+
+def markdown(medians, info, args):
+    targets = [t for t in TARGETS if t in medians]
+    lines = [
+        "# betwixt side-by-side benchmark",
+        "",
+        f"Median of {args.rounds} round(s), {args.seconds} s per load test. "
+        "Each proxy pinned to CPU 1; load tools and backends on CPU 0.",
+        "",
+        "| Figure | unit | " + " | ".join(NAMES[t] for t in targets)
+        + " | betwixt ÷ HAProxy | betwixt ÷ nginx | betwixt ÷ direct |",
+        "|---|---|" + "---:|" * (len(targets) + 3),
+    ]
+    for key, label, unit, higher in METRICS:
+        arrow = "↑" if higher else "↓"
+        row = [f"{label} {arrow}", unit] + [cell(medians, t, key) for t in targets]
+        row += [ratio(medians, key, "haproxy"), ratio(medians, key, "nginx"), ratio(medians, key, "direct")]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "↑ higher is better, ↓ lower is better. Latency cells show the absolute value and, in brackets, "
+        "what the proxy adds over the direct path; latency ratios compare those added amounts.",
+        "",
+        "## Machine and versions",
+        "",
+    ]
+    lines += [f"- {k}: {escape(str(v))}" for k, v in info.items()]
+    lines += [
+        "",
+        "## Commands",
+        "",
+        f"- whole run: `{args.command}`",
+        "- new connections: `taskset -c 0 wrk -t1 -c64 -H 'Connection: close' -d{s}s http://127.0.0.1:PORT/`",
+        "- keep-alive requests: `taskset -c 0 wrk -t1 -c64 -d{s}s http://127.0.0.1:PORT/`",
+        "- bulk: `taskset -c 0 iperf3 -c 127.0.0.1 -p PORT -t {s} -P 1|8 -J`",
+        f"- latency: `taskset -c 0 betwixt-bench latency 127.0.0.1:PORT --rate {args.rate} --seconds {{s}} --conns 4`",
+        f"- idle memory: `taskset -c 0 betwixt-bench idle 127.0.0.1:PORT --conns {args.idle_conns}`, "
+        "VmRSS of the forwarding process(es) before and while they are held open",
+        "- proxy CPU: utime + stime from /proc/PID/stat around each load test",
+        "",
+    ]
+    return "\n".join(lines).replace("{s}", str(args.seconds))
+
+
+def svg(medians):
+    """One small horizontal bar panel per figure, two panels a row."""
+    targets = [t for t in TARGETS if t in medians]
+    panel_w, bar_h, gap, label_w = 440, 16, 4, 70
+    panel_h = 34 + len(targets) * (bar_h + gap)
+    cols, rows = 2, (len(METRICS) + 1) // 2
+    width, height = cols * panel_w + 20, rows * panel_h + 60
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        '<text x="10" y="22" font-size="16" font-weight="bold">betwixt vs HAProxy vs nginx '
+        "(same core, medians)</text>",
+    ]
+    for t_index, t in enumerate(targets):
+        x = 10 + t_index * 110
+        out.append(f'<rect x="{x}" y="34" width="12" height="12" fill="{COLORS[t]}"/>'
+                   f'<text x="{x + 16}" y="44">{NAMES[t]}</text>')
+    for i, (key, label, unit, higher) in enumerate(METRICS):
+        px, py = 10 + (i % cols) * panel_w, 60 + (i // cols) * panel_h
+        values = [value(medians, t, key) for t in targets]
+        top = max((v for v in values if v is not None), default=0) or 1
+        arrow = "higher is better" if higher else "lower is better"
+        out.append(f'<text x="{px}" y="{py + 16}" font-weight="bold">{escape(label)} ({escape(unit)}, '
+                   f"{arrow})</text>")
+        for j, (t, v) in enumerate(zip(targets, values)):
+            y = py + 24 + j * (bar_h + gap)
+            out.append(f'<text x="{px}" y="{y + 12}">{NAMES[t]}</text>')
+            if v is None:
+                out.append(f'<text x="{px + label_w}" y="{y + 12}" fill="#777">n/a</text>')
+                continue
+            w = max(1.0, (panel_w - label_w - 80) * v / top)
+            out.append(f'<rect x="{px + label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{COLORS[t]}"/>')
+            out.append(f'<text x="{px + label_w + w + 4:.1f}" y="{y + 12}">{fmt(v)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: direct, betwixt, HAProxy and nginx on the same core, same backend,
+same load tools. Called by scripts/bench once everything is installed and built.
+
+Layout of the machine during a run: every proxy under test is pinned to PROXY_CPU, the load tools
+and the backends (nginx http, iperf3 server) to LOAD_CPU. Targets run one after the other inside
+each round; rounds repeat the whole sequence, and the report shows the median of the rounds.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import chart
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "bench" / "conf"
+BETWIXT = ROOT / "target" / "release" / "betwixt"
+TOOL = ROOT / "target" / "release" / "betwixt-bench"
+
+LOAD_CPU = "0"
+PROXY_CPU = "1"
+BACKEND_HTTP = 18080
+BACKEND_BULK = 18201
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Port pair (http, bulk) each target listens on; direct goes straight to the backends.
+TARGETS = {
+    "direct": (BACKEND_HTTP, BACKEND_BULK),
+    "betwixt": (18100, 18101),
+    "haproxy": (18110, 18111),
+    "nginx": (18120, 18121),
+}
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def render(template, run_dir, **ports):
+    text = (CONF / template).read_text()
+    for key, value in {"run": run_dir, "backend_http": BACKEND_HTTP, "backend_bulk": BACKEND_BULK, **ports}.items():
+        text = text.replace("{" + key + "}", str(value))
+    path = Path(run_dir) / template
+    path.write_text(text)
+    return path
+
+
+def pinned(cpu, argv, **kwargs):
+    return subprocess.Popen(["taskset", "-c", cpu, *map(str, argv)], **kwargs)
+
+
+def listening(port):
+    """True when a TCP socket listens on `port` (read from /proc, so no connection disturbs it)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def wait_port(port, proc, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args} exited with {proc.returncode}")
+        if listening(port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def stop(proc):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def children(pid):
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_seconds(pids):
+    """utime + stime of the processes (all their threads), from the kernel's accounting."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / CLK_TCK
+
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+class Proxy:
+    """A running target. `pids` are the processes doing the forwarding (for nginx the worker)."""
+
+    def __init__(self, name, run_dir):
+        self.name = name
+        self.http, self.bulk = TARGETS[name]
+        self.proc = None
+        self.pids = []
+        ports = {"http": self.http, "bulk": self.bulk}
+        out = open(Path(run_dir) / f"{name}.out", "ab")
+        if name == "betwixt":
+            conf = render("betwixt.toml", run_dir, **ports)
+            self.proc = pinned(PROXY_CPU, [BETWIXT, "--shards", "1", "-c", conf], stdout=out, stderr=out)
+        elif name == "haproxy":
+            conf = render("haproxy.cfg", run_dir, **ports)
+            self.proc = pinned(PROXY_CPU, ["haproxy", "-db", "-f", conf], stdout=out, stderr=out)
+        elif name == "nginx":
+            conf = render("nginx-stream.conf", run_dir, **ports)
+            self.proc = pinned(PROXY_CPU, ["nginx", "-p", run_dir, "-c", conf], stdout=out, stderr=out)
+        if self.proc is not None:
+            wait_port(self.http, self.proc)
+            wait_port(self.bulk, self.proc)
+            self.pids = children(self.proc.pid) if name == "nginx" else [self.proc.pid]
+
+    def cpu(self):
+        return cpu_seconds(self.pids) if self.pids else 0.0
+
+    def stop(self):
+        stop(self.proc)
+
+
+def wrk(port, seconds, close):
+    argv = ["wrk", "-t1", "-c64", f"-d{seconds}s", f"http://127.0.0.1:{port}/"]
+    if close:
+        argv[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, *argv], capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Socket errors: (.*)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx or (errors and not close):
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return requests, float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def iperf(port, seconds, streams):
+    argv = ["iperf3", "-c", "127.0.0.1", "-p", port, "-t", seconds, "-P", streams, "-J"]
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, *map(str, argv)], capture_output=True, text=True, check=True)
+    end = json.loads(out.stdout)["end"]["sum_received"]
+    return end["bytes"], end["bits_per_second"] / 1e9
+
+
+def latency(port, seconds, rate):
+    argv = [TOOL, "latency", f"127.0.0.1:{port}", "--rate", rate, "--seconds", seconds, "--conns", 4]
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, *map(str, argv)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def idle(proxy, conns):
+    """RSS of the proxy with `conns` idle proxied connections, and the growth per connection."""
+    before = rss_kib(proxy.pids)
+    tool = pinned(LOAD_CPU, [TOOL, "idle", f"127.0.0.1:{proxy.http}", "--conns", conns, "--hold", 120],
+                  stdout=subprocess.PIPE, text=True)
+    try:
+        line = tool.stdout.readline()
+        if not line.startswith("ready"):
+            raise RuntimeError(f"idle tool failed (exit {tool.wait()})")
+        time.sleep(1.0)
+        during = rss_kib(proxy.pids)
+    finally:
+        stop(tool)
+    return during, (during - before) / conns
+
+
+def measure(proxy, args):
+    """One round of every figure for one target."""
+    r = {}
+    d = args.seconds
+    cpu0 = proxy.cpu()
+    n, r["conns_per_s"] = wrk(proxy.http, d, close=True)
+    cpu1 = proxy.cpu()
+    r["cpu_us_per_conn"] = (cpu1 - cpu0) / n * 1e6
+    n, r["req_per_s"] = wrk(proxy.http, d, close=False)
+    cpu2 = proxy.cpu()
+    r["cpu_us_per_req"] = (cpu2 - cpu1) / n * 1e6
+    moved = 0
+    r["bulk1_gbit"] = (b := iperf(proxy.bulk, d, 1))[1]
+    moved += b[0]
+    r["bulk8_gbit"] = (b := iperf(proxy.bulk, d, 8))[1]
+    moved += b[0]
+    cpu3 = proxy.cpu()
+    r["cpu_s_per_gib"] = (cpu3 - cpu2) / (moved / 2**30)
+    lat = latency(proxy.http, d, args.rate)
+    r.update({"p50_us": lat["p50_us"], "p99_us": lat["p99_us"], "p999_us": lat["p999_us"]})
+    if proxy.pids:
+        r["rss_idle_mib"], per_conn = idle(proxy, args.idle_conns)
+        r["rss_idle_mib"] /= 1024
+        r["kib_per_idle_conn"] = per_conn
+    else:
+        for key in ("cpu_us_per_conn", "cpu_us_per_req", "cpu_s_per_gib"):
+            r[key] = None
+    return r
+
+
+def versions():
+    def first_line(argv):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+
+    rev = first_line(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "machine": f"{cpu}, {os.cpu_count()} CPUs, {int(mem) // 2**20} GiB RAM, Linux {platform.release()}",
+        "betwixt": f"{first_line([BETWIXT, '--version'])} (git {rev})",
+        "haproxy": first_line(["haproxy", "-v"]),
+        "nginx": first_line(["nginx", "-v"]),
+        "wrk": first_line(["wrk", "-v"]),
+        "iperf3": first_line(["iperf3", "-v"]),
+        "rustc": first_line(["rustc", "-V"]),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each load test")
+    parser.add_argument("--rate", type=int, default=5000, help="requests/s of the latency test")
+    parser.add_argument("--idle-conns", type=int, default=8000)
+    parser.add_argument("--targets", default="direct,betwixt,haproxy,nginx")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--command", default="scripts/bench", help="how this run was started (for the report)")
+    args = parser.parse_args()
+    targets = args.targets.split(",")
+
+    run_dir = tempfile.mkdtemp(prefix="betwixt-bench-")
+    log(f"work files in {run_dir}")
+    backend = pinned(LOAD_CPU, ["nginx", "-p", run_dir, "-c", render("backend-nginx.conf", run_dir)])
+    iperf_server = pinned(LOAD_CPU, ["iperf3", "-s", "-B", "127.0.0.1", "-p", BACKEND_BULK],
+                          stdout=subprocess.DEVNULL)
+    rounds = {t: [] for t in targets}
+    started = time.time()
+    try:
+        wait_port(BACKEND_HTTP, backend)
+        wait_port(BACKEND_BULK, iperf_server)
+        for i in range(args.rounds):
+            for name in targets:
+                log(f"round {i + 1}/{args.rounds}: {name}")
+                proxy = Proxy(name, run_dir)
+                try:
+                    result = measure(proxy, args)
+                finally:
+                    proxy.stop()
+                log("  " + ", ".join(f"{k}={v:.4g}" for k, v in result.items() if v is not None))
+                rounds[name].append(result)
+                time.sleep(1)  # let TIME_WAIT sockets and closing connections settle
+    finally:
+        stop(iperf_server)
+        stop(backend)
+
+    medians = {t: {k: (statistics.median(v) if None not in (v := [r[k] for r in rs]) else None)
+                   for k in rs[0]} for t, rs in rounds.items()}
+    info = versions()
+    info["elapsed"] = f"{time.time() - started:.0f} s"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"info": info, "args": vars(args), "rounds": rounds,
+                                                  "medians": medians}, indent=2) + "\n")
+    (out / "results.md").write_text(chart.markdown(medians, info, args))
+    (out / "chart.svg").write_text(chart.svg(medians))
+    log(f"results in {out}/results.md and chart.svg")
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
