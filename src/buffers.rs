@@ -6,11 +6,14 @@
 
 use std::cell::RefCell;
 
-/// Bytes per read. Large enough for bulk streams to need few system calls.
-pub const BUFFER_SIZE: usize = 64 * 1024;
+/// Bytes per read. Bulk streams move in chunks this large: each send wakes the receiving side
+/// once, and those wake-ups, not the copies, dominate the cost of forwarding on a local network.
+/// 256 KiB took one stream from 13 to 22 Gbit/s against 64 KiB (1 MiB bought nothing more).
+pub const BUFFER_SIZE: usize = 256 * 1024;
 
-/// Buffers kept for reuse; more than this are freed when returned.
-const POOL_LIMIT: usize = 256;
+/// Memory kept for reuse; buffers returned beyond it are freed.
+const POOL_BYTES: usize = 32 * 1024 * 1024;
+const POOL_LIMIT: usize = POOL_BYTES / BUFFER_SIZE;
 
 thread_local! {
     static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };

@@ -1,9 +1,11 @@
 //! Moving bytes both ways between client and backend in one task.
 //!
-//! Each direction reads into a pooled buffer and writes it all out before reading again; when
-//! its reader reaches end of stream it shuts down the writer's sending side (half-close) and the
-//! other direction carries on alone. The transfer ends when both directions have finished, or at
-//! the first error (including an idle timeout) in either.
+//! Each direction reads into a pooled buffer and writes it all out before reading again. When one
+//! reader reaches end of stream while the other direction is still open, the writer's sending
+//! side is shut down (half-close) and the other direction carries on alone. When both ends have
+//! closed, no shutdown is sent: closing the sockets sends each peer its FIN anyway, and a
+//! `shutdown` per side was a fifth of the cost of a short connection. The transfer ends when both
+//! directions have finished, or at the first error (including an idle timeout) in either.
 
 use crate::buffers;
 use betwixt_control::stats::Slot;
@@ -20,12 +22,25 @@ struct Direction {
     start: usize,
     end: usize,
     read_done: bool,
-    finished: bool,
+    shut_down: bool,
 }
 
 impl Direction {
     fn new() -> Self {
-        Direction { buffer: None, start: 0, end: 0, read_done: false, finished: false }
+        Direction { buffer: None, start: 0, end: 0, read_done: false, shut_down: false }
+    }
+
+    /// Passes the reader's end of stream on to the writer's peer, once.
+    fn poll_shut_down<W: AsyncWrite + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        writer: Pin<&mut W>,
+    ) -> Poll<io::Result<()>> {
+        if !self.shut_down {
+            ready!(writer.poll_close(cx))?;
+            self.shut_down = true;
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn release_buffer(&mut self) {
@@ -34,8 +49,9 @@ impl Direction {
         }
     }
 
-    /// Copies until the reader would block (Pending) or the direction is finished (Ready).
-    /// `counted` receive the number of bytes written, as they are written.
+    /// Copies until the reader would block (Pending) or every byte up to the reader's end of
+    /// stream has been written (Ready). `counted` receive the number of bytes written, as they
+    /// are written.
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -47,9 +63,6 @@ impl Direction {
         R: AsyncRead + ?Sized,
         W: AsyncWrite + ?Sized,
     {
-        if self.finished {
-            return Poll::Ready(Ok(()));
-        }
         loop {
             while self.start < self.end {
                 let buffer = self.buffer.as_ref().expect("pending bytes live in a buffer");
@@ -64,8 +77,6 @@ impl Direction {
             }
             if self.read_done {
                 self.release_buffer();
-                ready!(writer.as_mut().poll_close(cx))?;
-                self.finished = true;
                 return Poll::Ready(Ok(()));
             }
             let buffer = self.buffer.get_or_insert_with(buffers::take);
@@ -115,11 +126,16 @@ where
         let up = upstream.poll_copy(cx, Pin::new(&mut *client), Pin::new(&mut *backend), up_counters)?;
         let down =
             downstream.poll_copy(cx, Pin::new(&mut *backend), Pin::new(&mut *client), down_counters)?;
-        if up.is_ready() && down.is_ready() {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
+        match (up, down) {
+            // Both ends closed: dropping the sockets closes them, which sends each its FIN.
+            (Poll::Ready(()), Poll::Ready(())) => return Poll::Ready(Ok(())),
+            (Poll::Ready(()), Poll::Pending) => ready!(upstream.poll_shut_down(cx, Pin::new(&mut *backend)))?,
+            (Poll::Pending, Poll::Ready(())) => {
+                ready!(downstream.poll_shut_down(cx, Pin::new(&mut *client)))?
+            }
+            (Poll::Pending, Poll::Pending) => {}
         }
+        Poll::Pending
     })
     .await
 }
