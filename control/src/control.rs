@@ -4,6 +4,7 @@
 use crate::bind::bind_tcp;
 use crate::config::{refuse_unsupported, validate::validate_server, Config, ConfigError, Server};
 use crate::plane::{Plane, ServerSlot};
+use crate::rates::Rates;
 use crate::server::ServerHandle;
 use crate::stats::Counters;
 use std::collections::BTreeMap;
@@ -44,6 +45,8 @@ pub struct Control {
     pub plane: Arc<Plane>,
     pub started: SystemTime,
     pub source: ConfigSource,
+    /// Bytes per second of every server and backend, kept by `rates::spawn_sampler`.
+    pub rates: Rates,
     /// Everything but `servers`, which live in `servers` below.
     base: Config,
     servers: Mutex<BTreeMap<String, Arc<ServerHandle>>>,
@@ -56,6 +59,7 @@ impl Control {
             plane,
             started: SystemTime::now(),
             source,
+            rates: Rates::default(),
             base,
             servers: Mutex::new(BTreeMap::new()),
         })

@@ -24,6 +24,8 @@ pub struct BackendState {
     pub addrs: Vec<SocketAddr>,
     pub counters: Arc<Counters>,
     pub live: bool,
+    /// How many times a healthcheck flipped `live`.
+    pub live_changes: u64,
     check: Option<AbortHandle>,
 }
 
@@ -42,6 +44,8 @@ pub struct ServerHandle {
     pub settings: Arc<ServerSettings>,
     pub counters: Arc<Counters>,
     pub slots: Vec<Arc<ServerSlot>>,
+    /// Discovery rounds or backend name lookups that failed.
+    pub discovery_failures: AtomicU64,
     backends: Mutex<Vec<BackendState>>,
     tasks: Mutex<Vec<AbortHandle>>,
     generation: AtomicU64,
@@ -61,6 +65,7 @@ impl ServerHandle {
             settings: Arc::new(settings),
             counters,
             slots,
+            discovery_failures: AtomicU64::new(0),
             backends: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             generation: AtomicU64::new(1),
@@ -109,9 +114,11 @@ impl ServerHandle {
                 match discovery::resolve(&spec.host, spec.port).await {
                     Ok(addrs) if !addrs.is_empty() => self.set_addresses(&spec, addrs),
                     Ok(_) => {
+                        self.discovery_failures.fetch_add(1, Ordering::Relaxed);
                         log::warn!("server {}: backend {} resolves to no address", self.name, spec.address())
                     }
                     Err(e) => {
+                        self.discovery_failures.fetch_add(1, Ordering::Relaxed);
                         log::warn!("server {}: cannot resolve backend {}: {e}", self.name, spec.address())
                     }
                 }
@@ -142,6 +149,7 @@ impl ServerHandle {
                             .unwrap_or_default(),
                         spec,
                         counters: Arc::new(Counters::new(self.counters.shard_count())),
+                        live_changes: 0,
                         check: None,
                     },
                 };
@@ -200,6 +208,7 @@ impl ServerHandle {
                 if live { "live" } else { "down" }
             );
             b.live = live;
+            b.live_changes += 1;
         }
         self.publish();
     }

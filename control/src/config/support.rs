@@ -7,12 +7,6 @@ use super::model::{Config, DiscoveryKind, HealthcheckKind, Protocol};
 /// Every key in use whose feature is not built yet, as dotted paths with the offending value.
 pub fn unsupported_keys(config: &Config) -> Vec<String> {
     let mut keys = Vec::new();
-    if config.api.as_ref().is_some_and(|a| a.enabled) {
-        keys.push("api.enabled = true".to_string());
-    }
-    if config.metrics.as_ref().is_some_and(|m| m.enabled) {
-        keys.push("metrics.enabled = true".to_string());
-    }
     if config.profiler.as_ref().is_some_and(|p| p.enabled) {
         keys.push("profiler.enabled = true".to_string());
     }
