@@ -80,8 +80,17 @@ impl Betwixt {
         let dir = TempDir::new("bx");
         let path = dir.write("betwixt.toml", config);
         let betwixt = Betwixt::start_file(&path, extra_args, dir);
+        // Wait for the "listening" log line rather than probing with a connection, which would
+        // itself be proxied and could occupy a limited backend.
         for &port in ports {
-            if !wait_for_port(port, Duration::from_secs(10)) {
+            let listening = format!(":{port}");
+            let ready = wait_until(Duration::from_secs(10), || {
+                betwixt
+                    .log_text()
+                    .lines()
+                    .any(|l| l.contains("listening on") && l.trim_end().ends_with(&listening))
+            });
+            if !ready {
                 panic!("betwixt did not listen on {port}; log:\n{}", betwixt.log_text());
             }
         }
