@@ -25,8 +25,6 @@ fn every_endpoint_answers_with_gobetween_fields() {
         "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n[defaults]\nmax_connections = 77\n{}",
         server_section("web", web, &[&backend])
     );
-    // Wait on the API only: a probe of the server port would be proxied and counted. Servers
-    // listen before the API does.
     let bx = Betwixt::start(&config, &[], &[api]);
     let client = Client::http(api);
 

@@ -89,7 +89,6 @@ fn stats_and_metrics_report_exact_bytes_and_connections() {
          [servers.dead.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:{dead_port}\"]\n",
         backend.line()
     );
-    // Servers listen before the API and metrics do; probing their ports would add connections.
     let _bx = Betwixt::start(&config, &["--shards", "2"], &[api, metrics]);
     let client = Client::http(api);
 

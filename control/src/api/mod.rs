@@ -53,10 +53,8 @@ pub fn start(control: &Arc<Control>) -> Result<(), String> {
     let tls = api.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| format!("api.tls: {e}"))?;
     let listener = serve::listen(bind).map_err(|e| format!("api: cannot listen on {bind}: {e}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    log::info!(
-        "api: listening on {scheme}://{}",
-        listener.local_addr().map_or(bind.to_string(), |a| a.to_string())
-    );
+    let addr = listener.local_addr().map_or(bind.to_string(), |a| a.to_string());
+    log::info!("api ({scheme}): listening on {addr}");
     serve::spawn("api", listener, tls, router(control.clone(), &api));
     Ok(())
 }

@@ -58,10 +58,8 @@ pub fn start(control: &Arc<Control>) -> Result<(), String> {
     };
     let bind = metrics.bind.as_deref().unwrap_or(DEFAULT_BIND);
     let listener = serve::listen(bind).map_err(|e| format!("metrics: cannot listen on {bind}: {e}"))?;
-    log::info!(
-        "metrics: listening on http://{}/metrics",
-        listener.local_addr().map_or(bind.to_string(), |a| a.to_string())
-    );
+    let addr = listener.local_addr().map_or(bind.to_string(), |a| a.to_string());
+    log::info!("metrics (GET /metrics): listening on {addr}");
     serve::spawn("metrics", listener, None, router(control.clone()));
     Ok(())
 }
