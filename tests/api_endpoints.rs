@@ -35,7 +35,7 @@ fn every_endpoint_answers_with_gobetween_fields() {
     assert_eq!(u64_at(&root, "pid"), bx.child.id() as u64);
     assert_eq!(root["version"].as_str(), Some(env!("CARGO_PKG_VERSION")));
     for key in ["time", "startTime", "uptime"] {
-        assert!(root[key].as_str().is_some_and(|s| !s.is_empty()), "{key} in {}", root.to_string());
+        assert!(root[key].as_str().is_some_and(|s| !s.is_empty()), "{key} in {root}");
     }
     assert!(root["time"].as_str().unwrap() >= root["startTime"].as_str().unwrap());
     assert_eq!(root["configuration"]["kind"].as_str(), Some("file"));

@@ -106,7 +106,7 @@ fn stats_and_metrics_report_exact_bytes_and_connections() {
         u64_at(&s, "active_connections") == 0 && u64_at(&s, "tx_total") == tx && u64_at(&s, "rx_total") == rx
     });
     let stats = client.get_json("/servers/bytes/stats");
-    assert!(settled, "stats never matched the bytes moved: {}", stats.to_string());
+    assert!(settled, "stats never matched the bytes moved: {stats}");
     let b = &stats["backends"][0]["stats"];
     assert_eq!((u64_at(b, "tx"), u64_at(b, "rx")), (tx, rx));
     assert_eq!(u64_at(b, "total_connections"), SENDS.len() as u64);

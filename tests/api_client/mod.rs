@@ -106,7 +106,7 @@ impl Client {
 
 /// The value at `key` as u64, with a readable failure.
 pub fn u64_at(value: &Value, key: &str) -> u64 {
-    value[key].as_u64().unwrap_or_else(|| panic!("{key} is not a number in {}", value.to_string()))
+    value[key].as_u64().unwrap_or_else(|| panic!("{key} is not a number in {value}"))
 }
 
 pub fn object_keys(value: &Value) -> Vec<String> {
