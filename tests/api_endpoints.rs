@@ -142,6 +142,15 @@ fn errors_are_json_with_status_and_message() {
     assert_eq!(exists.status, 409);
     assert!(exists.message().contains("already exists"));
 
+    // Another server's address is taken, even though SO_REUSEPORT would let it bind.
+    let same_bind = format!(
+        "{{\"bind\": \"127.0.0.1:{web}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}}}",
+        backend.line()
+    );
+    let same_bind = client.send("POST", "/servers/twin", &same_bind);
+    assert_eq!(same_bind.status, 409, "{}", same_bind.body);
+    assert!(same_bind.message().contains("\"web\""), "{}", same_bind.body);
+
     // Nothing was created by the failed requests.
     assert_eq!(object_keys(&client.get_json("/servers")), ["web"]);
 }

@@ -167,3 +167,29 @@ fn stats_and_metrics_report_exact_bytes_and_connections() {
     let after = parse_metrics(&Client::http(metrics).get("/metrics").body);
     assert!(after.iter().all(|s| s["labels"]["server"].as_str() != Some("dead")));
 }
+
+#[test]
+fn healthcheck_changes_show_in_stats_and_metrics() {
+    let mut backend = Backend::start("flaky", Behaviour::Named);
+    let (api, metrics, port) = (free_port(), free_port(), free_port());
+    let config = format!(
+        "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n\
+         [metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n\
+         [servers.hc]\nbind = \"127.0.0.1:{port}\"\n\
+         [servers.hc.discovery]\nkind = \"static\"\nstatic_list = [\"{}\"]\n\
+         [servers.hc.healthcheck]\nkind = \"ping\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nfails = 1\npasses = 1\n",
+        backend.line()
+    );
+    let _bx = Betwixt::start(&config, &[], &[api, metrics]);
+    let client = Client::http(api);
+    let live = || client.get_json("/servers/hc/stats")["backends"][0]["stats"]["live"].as_bool();
+    assert_eq!(live(), Some(true));
+
+    backend.stop();
+    assert!(wait_until(Duration::from_secs(5), || live() == Some(false)), "backend never marked down");
+    let port_label = backend.port.to_string();
+    let at = [("server", "hc"), ("host", "127.0.0.1"), ("port", port_label.as_str())];
+    let m = parse_metrics(&Client::http(metrics).get("/metrics").body);
+    assert_eq!(sample(&m, "gobetween_backend_live", &at), 0.0);
+    assert_eq!(sample(&m, "betwixt_healthcheck_state_changes_total", &at), 1.0);
+}
