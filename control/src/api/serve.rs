@@ -4,7 +4,7 @@
 use crate::bind::resolve_bind;
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use socket2::{Domain, Socket, Type};
 use std::io;
@@ -15,6 +15,10 @@ use tokio_rustls::TlsAcceptor;
 
 /// A TLS client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client that has not sent a whole request head by then is dropped, so idle or slow
+/// connections cannot pile up on the control thread.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Pause after an accept error such as EMFILE, so the control thread does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -58,10 +62,12 @@ async fn connection(
     app: Router,
 ) {
     let service = TowerToHyperService::new(app);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     let served = match tls {
-        None => http1::Builder::new().serve_connection(TokioIo::new(stream), service).await,
+        None => http.serve_connection(TokioIo::new(stream), service).await,
         Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(stream)) => http1::Builder::new().serve_connection(TokioIo::new(stream), service).await,
+            Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), service).await,
             Ok(Err(e)) => return log::debug!("{what}: TLS handshake with {peer} failed: {e}"),
             Err(_) => return log::debug!("{what}: TLS handshake with {peer} timed out"),
         },

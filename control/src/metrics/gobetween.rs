@@ -42,76 +42,34 @@ impl Collector for Compatible {
         ];
         gauges(e, "build_info", "A constant 1 labeled by the version betwixt was built from.", [(build, 1)])?;
 
-        gauges(
-            e,
-            "server_count",
-            "Backends known to the server.",
-            per_server(&rows, |s| s.backends.len() as u64),
-        )?;
-        gauges(
-            e,
-            "server_active_connections",
-            "Open client connections.",
-            per_server(&rows, |s| s.active_connections),
-        )?;
-        gauges(e, "server_rx_total", "Bytes received from backends.", per_server(&rows, |s| s.rx_total))?;
-        gauges(e, "server_tx_total", "Bytes sent to backends.", per_server(&rows, |s| s.tx_total))?;
-        gauges(
-            e,
-            "server_rx_second",
-            "Bytes per second received from backends.",
-            per_server(&rows, |s| s.rx_second),
-        )?;
-        gauges(
-            e,
-            "server_tx_second",
-            "Bytes per second sent to backends.",
-            per_server(&rows, |s| s.tx_second),
-        )?;
-
-        gauges(
-            e,
-            "backend_active_connections",
-            "Open connections to the backend.",
-            per_backend(&rows, |b| b.stats.active_connections),
-        )?;
-        gauges(
-            e,
-            "backend_refused_connections",
-            "Connections the backend refused or that failed.",
-            per_backend(&rows, |b| b.stats.refused_connections),
-        )?;
-        gauges(
-            e,
-            "backend_total_connections",
-            "Connections made to the backend.",
-            per_backend(&rows, |b| b.stats.total_connections),
-        )?;
-        gauges(
-            e,
-            "backend_rx_bytes",
-            "Bytes received from the backend.",
-            per_backend(&rows, |b| b.stats.rx),
-        )?;
-        gauges(e, "backend_tx_bytes", "Bytes sent to the backend.", per_backend(&rows, |b| b.stats.tx))?;
-        gauges(
-            e,
-            "backend_rx_second",
-            "Bytes per second received from the backend.",
-            per_backend(&rows, |b| b.stats.rx_second),
-        )?;
-        gauges(
-            e,
-            "backend_tx_second",
-            "Bytes per second sent to the backend.",
-            per_backend(&rows, |b| b.stats.tx_second),
-        )?;
-        gauges(
-            e,
-            "backend_live",
-            "1 when the backend passes its healthcheck.",
-            per_backend(&rows, |b| u64::from(b.stats.live)),
-        )?;
+        let server: [(&str, &str, fn(&ServerStats) -> u64); 6] = [
+            ("server_count", "Backends known to the server.", |s| s.backends.len() as u64),
+            ("server_active_connections", "Open client connections.", |s| s.active_connections),
+            ("server_rx_total", "Bytes received from backends.", |s| s.rx_total),
+            ("server_tx_total", "Bytes sent to backends.", |s| s.tx_total),
+            ("server_rx_second", "Bytes per second received from backends.", |s| s.rx_second),
+            ("server_tx_second", "Bytes per second sent to backends.", |s| s.tx_second),
+        ];
+        for (name, help, value) in server {
+            gauges(e, name, help, per_server(&rows, value))?;
+        }
+        let backend: [(&str, &str, fn(&BackendEntry) -> u64); 8] = [
+            ("backend_active_connections", "Open connections to the backend.", |b| {
+                b.stats.active_connections
+            }),
+            ("backend_refused_connections", "Connect attempts to the backend that failed.", |b| {
+                b.stats.refused_connections
+            }),
+            ("backend_total_connections", "Connections sent to the backend.", |b| b.stats.total_connections),
+            ("backend_rx_bytes", "Bytes received from the backend.", |b| b.stats.rx),
+            ("backend_tx_bytes", "Bytes sent to the backend.", |b| b.stats.tx),
+            ("backend_rx_second", "Bytes per second received from the backend.", |b| b.stats.rx_second),
+            ("backend_tx_second", "Bytes per second sent to the backend.", |b| b.stats.tx_second),
+            ("backend_live", "1 when the backend passes its healthcheck.", |b| u64::from(b.stats.live)),
+        ];
+        for (name, help, value) in backend {
+            gauges(e, name, help, per_backend(&rows, value))?;
+        }
         Ok(())
     }
 }
