@@ -6,7 +6,7 @@
 
 use crate::control::Control;
 use crate::stats::Counters;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -72,12 +72,12 @@ impl Rates {
     /// Records the current totals of `counters`; counter sets not listed are forgotten.
     pub fn sample<'a>(&self, at: Instant, counters: impl IntoIterator<Item = &'a Arc<Counters>>) {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
         for c in counters {
             let totals = c.totals();
             let entry = windows.entry(key(c)).or_insert_with(|| (Arc::downgrade(c), Window::default()));
             entry.1.push(at, totals.rx, totals.tx);
-            seen.push(key(c));
+            seen.insert(key(c));
         }
         windows.retain(|k, _| seen.contains(k));
     }

@@ -9,6 +9,9 @@ use prometheus_client::encoding::DescriptorEncoder;
 use std::fmt;
 use std::sync::Arc;
 
+/// A gauge family: name (after `gobetween_`), help, and the value read from one row.
+type Gauge<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 #[derive(Debug)]
 pub struct Compatible(pub Arc<Control>);
 
@@ -42,7 +45,7 @@ impl Collector for Compatible {
         ];
         gauges(e, "build_info", "A constant 1 labeled by the version betwixt was built from.", [(build, 1)])?;
 
-        let server: [(&str, &str, fn(&ServerStats) -> u64); 6] = [
+        let server: [Gauge<ServerStats>; 6] = [
             ("server_count", "Backends known to the server.", |s| s.backends.len() as u64),
             ("server_active_connections", "Open client connections.", |s| s.active_connections),
             ("server_rx_total", "Bytes received from backends.", |s| s.rx_total),
@@ -53,7 +56,7 @@ impl Collector for Compatible {
         for (name, help, value) in server {
             gauges(e, name, help, per_server(&rows, value))?;
         }
-        let backend: [(&str, &str, fn(&BackendEntry) -> u64); 8] = [
+        let backend: [Gauge<BackendEntry>; 8] = [
             ("backend_active_connections", "Open connections to the backend.", |b| {
                 b.stats.active_connections
             }),
