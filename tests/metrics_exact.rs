@@ -45,7 +45,7 @@ fn parse_metrics(text: &str) -> Vec<Value> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("No module named 'prometheus_client'"),
-        "install the parser first: scripts/python-deps (python3 -m pip install prometheus_client)"
+        "prometheus_client is missing: scripts/test installs it (python3 -m pip install prometheus_client)"
     );
     assert!(out.status.success(), "prometheus_client rejected /metrics: {stderr}\n{text}");
     let samples: Value = sonic_rs::from_slice(&out.stdout).unwrap();
