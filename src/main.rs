@@ -4,6 +4,7 @@
 mod buffers;
 mod cli;
 mod connection;
+mod limits;
 mod run;
 mod shard;
 mod source;
@@ -45,7 +46,12 @@ fn main() -> ExitCode {
 
 /// `betwixt check FILE`: prints the configuration as betwixt will run it.
 fn check(cli: &cli::Cli, config: &config::Config) -> ExitCode {
-    let format = cli.format.as_deref().and_then(|f| Format::parse(f).ok()).unwrap_or(Format::Toml);
+    // Print in the format the file was read in.
+    let file = match &cli.command {
+        Some(cli::Command::Check { file }) => file.as_path(),
+        _ => cli.config.as_path(),
+    };
+    let format = cli.format.as_deref().and_then(|f| Format::parse(f).ok()).unwrap_or(Format::from_path(file));
     print!("{}", config::render(&config.normalized(), format));
     match config::refuse_unsupported(config) {
         Ok(()) => ExitCode::SUCCESS,

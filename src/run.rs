@@ -28,6 +28,9 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
     }
     let grace = runtime.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0);
 
+    if let Some(files) = crate::limits::raise_soft_limits() {
+        log::debug!("open-file limit {files}: room for about {} proxied connections", files / 2);
+    }
     let plane = Plane::new(shards);
     for (id, inbox) in plane.inboxes.iter().enumerate() {
         let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);

@@ -2,7 +2,7 @@
 //! positions, then the checks that need the whole model (`validate`).
 
 use super::error::{line_column, suggest_known_key, ConfigError};
-use super::locate::place;
+use super::locate::{place, toml_array_element};
 use super::model::Config;
 use super::validate::validate;
 use serde::de::DeserializeOwned;
@@ -97,9 +97,15 @@ pub fn parse_as<T: DeserializeOwned>(text: &str, format: Format) -> Result<T, Co
 }
 
 fn toml_error(text: &str, e: toml::de::Error, key: Option<String>) -> ConfigError {
+    // toml reports an array's span for a bad element; narrow it to the element itself.
+    let element = key.as_deref().and_then(|k| k.strip_suffix(']')?.rsplit_once('[')?.1.parse::<usize>().ok());
+    let offset = e.span().map(|span| match element {
+        Some(index) => toml_array_element(text, span.start, index).unwrap_or(span.start),
+        None => span.start,
+    });
     ConfigError {
         file: None,
-        position: e.span().map(|span| line_column(text, span.start)),
+        position: offset.map(|at| line_column(text, at)),
         key: key.filter(|k| k != "."),
         message: suggest_known_key(e.message().trim()),
     }

@@ -35,6 +35,45 @@ pub fn toml_line(text: &str, path: &[&str]) -> Option<usize> {
     fallback
 }
 
+/// Byte offset of element `index` of the TOML array that starts at or after `from`.
+/// Handles arrays of scalars and strings (what the configuration has); `None` otherwise.
+pub fn toml_array_element(text: &str, from: usize, index: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut at = from + text.get(from..)?.find('[')? + 1;
+    let skip_blank = |mut at: usize| {
+        while at < bytes.len() {
+            match bytes[at] {
+                b' ' | b'\t' | b'\r' | b'\n' => at += 1,
+                b'#' => at += text[at..].find('\n').unwrap_or(text.len() - at),
+                _ => break,
+            }
+        }
+        at
+    };
+    for count in 0.. {
+        at = skip_blank(at);
+        match bytes.get(at)? {
+            b']' => return None,
+            b'[' | b'{' => return None,
+            _ if count == index => return Some(at),
+            b'"' => {
+                at += 1;
+                while *bytes.get(at)? != b'"' {
+                    at += if bytes[at] == b'\\' { 2 } else { 1 };
+                }
+                at += 1;
+            }
+            b'\'' => at += 1 + text[at + 1..].find('\'')? + 1,
+            _ => at += text[at..].find([',', ']'])?,
+        }
+        at = skip_blank(at);
+        if bytes.get(at) == Some(&b',') {
+            at += 1;
+        }
+    }
+    None
+}
+
 /// Line number of `path` in JSON text: each segment's quoted name, searched in order.
 pub fn json_line(text: &str, path: &[&str]) -> Option<usize> {
     let mut offset = 0;
@@ -75,6 +114,15 @@ mod tests {
         assert_eq!(toml_line(TOML, &["servers", "web", "bind"]), Some(2));
         assert_eq!(toml_line(TOML, &["servers", "web", "discovery", "kind"]), Some(5));
         assert_eq!(toml_line(TOML, &["servers", "web", "discovery"]), Some(4));
+    }
+
+    #[test]
+    fn finds_array_elements() {
+        let text = "list = [\n  \"a,b\",  # first\n  'c',\n  3 ]";
+        assert_eq!(toml_array_element(text, 0, 0), Some(11));
+        assert_eq!(&text[toml_array_element(text, 0, 1).unwrap()..][..3], "'c'");
+        assert_eq!(&text[toml_array_element(text, 0, 2).unwrap()..][..1], "3");
+        assert_eq!(toml_array_element(text, 0, 3), None);
     }
 
     #[test]

@@ -1,0 +1,239 @@
+//! Shared integration-test harness: start the real betwixt binary on a config, real backends on
+//! loopback, free ports, and polling helpers. Every process started here is killed on drop.
+#![allow(dead_code)]
+
+pub mod backends;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn wait_for_port(port: u16, limit: Duration) -> bool {
+    wait_until(limit, || TcpStream::connect(("127.0.0.1", port)).is_ok())
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("betwixt-test-{tag}-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_betwixt")
+}
+
+/// Runs betwixt to completion with `args` and returns (status, stdout, stderr).
+pub fn run_betwixt(args: &[&str]) -> (ExitStatus, String, String) {
+    let out = Command::new(binary()).args(args).stdin(Stdio::null()).output().unwrap();
+    (out.status, String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// A running betwixt process; killed on drop.
+pub struct Betwixt {
+    pub child: Child,
+    pub dir: TempDir,
+    pub log: PathBuf,
+}
+
+impl Betwixt {
+    /// Starts betwixt on a TOML config text and waits until every port in `ports` accepts.
+    pub fn start(config: &str, extra_args: &[&str], ports: &[u16]) -> Betwixt {
+        let dir = TempDir::new("bx");
+        let path = dir.write("betwixt.toml", config);
+        let betwixt = Betwixt::start_file(&path, extra_args, dir);
+        // Wait for the "listening" log line rather than probing with a connection, which would
+        // itself be proxied and could occupy a limited backend.
+        for &port in ports {
+            let listening = format!(":{port}");
+            let ready = wait_until(Duration::from_secs(10), || {
+                betwixt
+                    .log_text()
+                    .lines()
+                    .any(|l| l.contains("listening on") && l.trim_end().ends_with(&listening))
+            });
+            if !ready {
+                panic!("betwixt did not listen on {port}; log:\n{}", betwixt.log_text());
+            }
+        }
+        betwixt
+    }
+
+    pub fn start_file(path: &Path, extra_args: &[&str], dir: TempDir) -> Betwixt {
+        let log = dir.0.join("betwixt.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(path)
+            .args(extra_args)
+            .env("RUST_LOG", std::env::var("BETWIXT_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Betwixt { child, dir, log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on the child we started.
+        unsafe { libc_kill(self.pid(), signal) };
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Betwixt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, signal: i32) -> i32;
+}
+
+pub const SIGTERM: i32 = 15;
+pub const SIGINT: i32 = 2;
+
+/// Connects to the proxy and returns the first line the backend sends (backends built with
+/// `backends::Named` send their name), then closes.
+pub fn ask_name(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    read_line(&mut stream)
+}
+
+pub fn read_line(stream: &mut TcpStream) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => break,
+            Ok(1) => line.push(byte[0]),
+            _ => return None,
+        }
+    }
+    String::from_utf8(line).ok()
+}
+
+/// Counts which backend answered over `n` fresh connections.
+pub fn tally(port: u16, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let name = ask_name(port).unwrap_or_else(|| "<none>".into());
+        *counts.entry(name).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// True when the proxy closes a fresh connection without any byte within `limit`.
+pub fn closed_without_data(port: u16, limit: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return true };
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 16];
+    matches!(stream.read(&mut buf), Ok(0) | Err(_))
+        && {
+            // A read timeout also lands in Err: tell it apart from a close.
+            let mut again = [0u8; 1];
+            stream.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+            !matches!(stream.read(&mut again), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
+        }
+}
+
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Writes all of `data` then half-closes.
+pub fn send_and_half_close(stream: &mut TcpStream, data: &[u8]) {
+    stream.write_all(data).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+}
+
+/// A listener whose accept queue is full and never drained: new SYNs are dropped, so a connect
+/// to it hangs until the connector's own timeout. Keep the value alive for the test.
+pub struct BlackHole {
+    pub port: u16,
+    _listener: socket2::Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+impl BlackHole {
+    pub fn new() -> BlackHole {
+        use socket2::{Domain, Socket, Type};
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        listener.bind(&addr(0).into()).unwrap();
+        listener.listen(0).unwrap();
+        let port = listener.local_addr().unwrap().as_socket().unwrap().port();
+        // Fill the accept queue (backlog 0 still admits one); further handshakes stall.
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            match TcpStream::connect_timeout(&addr(port), Duration::from_millis(200)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => break,
+            }
+        }
+        BlackHole { port, _listener: listener, _fillers: fillers }
+    }
+}
