@@ -51,7 +51,8 @@ fn default_applies_when_no_rule_matches() {
     let backend = Backend::start("backend", Behaviour::Named);
     let (deny, allow) = (free_port(), free_port());
     let text = config(&format!("127.0.0.1:{deny}"), &backend, "deny", &["allow 127.0.0.7"])
-        + &config(&format!("127.0.0.1:{allow}"), &backend, "allow", &["deny 127.0.0.7"]).replace("servers.s", "servers.t");
+        + &config(&format!("127.0.0.1:{allow}"), &backend, "allow", &["deny 127.0.0.7"])
+            .replace("servers.s", "servers.t");
     let _bx = Betwixt::start(&text, &[], &[deny, allow]);
     let deny = SocketAddr::from(([127, 0, 0, 1], deny));
     let allow = SocketAddr::from(([127, 0, 0, 1], allow));
@@ -66,7 +67,8 @@ fn ipv6_clients() {
     let backend = Backend::start("backend", Behaviour::Named);
     let (open, closed) = (free_port(), free_port());
     let text = config(&format!("[::1]:{open}"), &backend, "deny", &["deny 127.0.0.1", "allow ::1/128"])
-        + &config(&format!("[::1]:{closed}"), &backend, "allow", &["deny ::/0"]).replace("servers.s", "servers.t");
+        + &config(&format!("[::1]:{closed}"), &backend, "allow", &["deny ::/0"])
+            .replace("servers.s", "servers.t");
     let _bx = Betwixt::start(&text, &[], &[open, closed]);
     assert!(admitted("::1", SocketAddr::new("::1".parse().unwrap(), open)));
     assert!(!admitted("::1", SocketAddr::new("::1".parse().unwrap(), closed)));
@@ -76,7 +78,10 @@ fn ipv6_clients() {
 fn a_bad_rule_is_a_config_error_naming_it() {
     let backend = Backend::start("backend", Behaviour::Named);
     let dir = common::TempDir::new("access");
-    let path = dir.write("bad.toml", &config("127.0.0.1:1", &backend, "deny", &["allow 127.0.0.1", "allow 10.0.0.0/99"]));
+    let path = dir.write(
+        "bad.toml",
+        &config("127.0.0.1:1", &backend, "deny", &["allow 127.0.0.1", "allow 10.0.0.0/99"]),
+    );
     let (status, stdout, stderr) = common::run_betwixt(&["check", path.to_str().unwrap()]);
     assert!(!status.success());
     let output = stdout + &stderr;

@@ -70,7 +70,8 @@ fn exec_outputs_drive_routing() {
     let bx = Betwixt::start(&config(port, &[&a, &b], &script.healthcheck("100ms", "")), &[], &[port]);
     assert!(routes_to(port, &["a", "b"]));
 
-    for (state, leaves) in [("down", true), ("up", false), ("who knows", true), ("up", false), ("hang", true)] {
+    for (state, leaves) in [("down", true), ("up", false), ("who knows", true), ("up", false), ("hang", true)]
+    {
         script.set(&b, state);
         let expected: &[&str] = if leaves { &["a"] } else { &["a", "b"] };
         assert!(routes_to(port, expected), "after b's script says {state:?}; log:\n{}", bx.log_text());
@@ -110,28 +111,34 @@ fn fails_consecutive_failures_before_leaving() {
 
     script.set(&b, "down");
     let failing = Instant::now();
-    assert!(
-        wait_until(Duration::from_secs(3), || !tally(port, 2).contains_key("b")),
-        "b never left"
-    );
+    assert!(wait_until(Duration::from_secs(3), || !tally(port, 2).contains_key("b")), "b never left");
     // Three failed checks 300 ms apart take at least 600 ms.
     assert!(failing.elapsed() >= Duration::from_millis(600), "left after {:?}", failing.elapsed());
 }
 
 #[test]
 fn tcp_probe_with_both_strategies() {
-    let backends: Vec<Backend> = ["a", "b", "c"].iter().map(|n| Backend::start(n, Behaviour::Named)).collect();
+    let backends: Vec<Backend> =
+        ["a", "b", "c"].iter().map(|n| Backend::start(n, Behaviour::Named)).collect();
     let refs: Vec<&Backend> = backends.iter().collect();
     let (starts, regexp) = (free_port(), free_port());
     let probe = |port: u16, name: &str, strategy: &str| {
-        config(port, &refs, &format!(
-            "[servers.s.healthcheck]\nkind = \"probe\"\ninterval = \"100ms\"\ntimeout = \"300ms\"\n\
+        config(
+            port,
+            &refs,
+            &format!(
+                "[servers.s.healthcheck]\nkind = \"probe\"\ninterval = \"100ms\"\ntimeout = \"300ms\"\n\
              probe_protocol = \"tcp\"\nprobe_send = 'hello\\r\\n'\n{strategy}"
-        ))
+            ),
+        )
         .replace("[servers.s", &format!("[servers.{name}"))
     };
     let text = probe(starts, "starts", "probe_recv = 'a\\x0a'\n")
-        + &probe(regexp, "regexp", "probe_strategy = \"regexp\"\nprobe_recv = '^(a|c)\\n$'\nprobe_recv_len = 2\n");
+        + &probe(
+            regexp,
+            "regexp",
+            "probe_strategy = \"regexp\"\nprobe_recv = '^(a|c)\\n$'\nprobe_recv_len = 2\n",
+        );
     let _bx = Betwixt::start(&text, &[], &[starts, regexp]);
     assert!(routes_to(starts, &["a"]));
     assert!(routes_to(regexp, &["a", "c"]));
