@@ -17,6 +17,7 @@ use crate::config::Balance;
 use crate::snapshot::{Backend, ServerSnapshot};
 use bandwidth::Meter;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -128,14 +129,14 @@ impl Picker {
                 }),
                 Table::FewestConnections => lowest(members, cursor, &eligible, |index| {
                     let slot = snapshot.backends[index].counters.shard(shard);
-                    (slot.active.load(std::sync::atomic::Ordering::Relaxed), 0)
+                    (slot.active.load(Relaxed), 0)
                 }),
                 Table::LowestBandwidth => {
                     let now = Instant::now();
                     let meter = &mut self.meter;
                     lowest(members, cursor, &eligible, |index| {
                         let slot = snapshot.backends[index].counters.shard(shard);
-                        let active = slot.active.load(std::sync::atomic::Ordering::Relaxed);
+                        let active = slot.active.load(Relaxed);
                         (meter.rate(index, slot, now), active)
                     })
                 }

@@ -75,3 +75,22 @@ async fn a_hanging_script_is_killed_at_the_timeout() {
 fn is_zombie(proc_dir: &std::path::Path) -> bool {
     std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| stat.contains(") Z "))
 }
+
+#[tokio::test]
+async fn hundreds_of_slow_checks_run_side_by_side() {
+    let slow = script("slow", "sleep 0.5; echo 1");
+    let settings = std::sync::Arc::new(exec_settings(&slow, 10_000));
+    let started = Instant::now();
+    let mut checks = tokio::task::JoinSet::new();
+    for port in 0..200u16 {
+        let settings = settings.clone();
+        checks.spawn(async move { check(&settings, &Target { port, ..target() }).await });
+    }
+    let mut passed = 0;
+    while let Some(result) = checks.join_next().await {
+        passed += usize::from(result.unwrap());
+    }
+    assert_eq!(passed, 200);
+    // One after another they would take 100 s.
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
