@@ -25,6 +25,21 @@ fn thread_cpus(pid: u32) -> Vec<String> {
     lists
 }
 
+/// Runs betwixt on `path` without RUST_LOG (so the configured level applies) until backend
+/// `name` answers through `port`; returns whether it did and what betwixt wrote to stdout.
+fn serve_once(path: &std::path::Path, port: u16, name: &str) -> (bool, Vec<u8>) {
+    let mut child = Command::new(common::binary())
+        .args(["-c", path.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = wait_until(Duration::from_secs(5), || ask_name(port).as_deref() == Some(name));
+    let _ = child.kill();
+    (served, child.wait_with_output().unwrap().stdout)
+}
+
 #[test]
 fn shards_stay_inside_the_inherited_affinity_mask() {
     let backend = Backend::start("pinned", Behaviour::Named);
@@ -57,19 +72,9 @@ fn json_logs_go_to_the_configured_file() {
     let file = dir.0.join("betwixt.log.json");
     let head = format!("[logging]\nlevel = \"debug\"\nformat = \"json\"\noutput = \"{}\"\n", file.display());
     let path = dir.write("c.toml", &simple(port, &backend.line(), &head));
-    // Without RUST_LOG, so the configured level applies.
-    let mut child = Command::new(common::binary())
-        .args(["-c", path.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = wait_until(Duration::from_secs(5), || ask_name(port).as_deref() == Some("logged"));
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
+    let (served, stdout) = serve_once(&path, port, "logged");
     assert!(served);
-    assert!(output.stdout.is_empty(), "logs leaked to stdout");
+    assert!(stdout.is_empty(), "logs leaked to stdout");
     let text = std::fs::read_to_string(&file).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 2, "{text}");
@@ -92,18 +97,9 @@ fn warn_level_hides_info() {
         "c.toml",
         &simple(port, &backend.line(), "[logging]\nlevel = \"warn\"\noutput = \"stdout\"\n"),
     );
-    let mut child = Command::new(common::binary())
-        .args(["-c", path.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = wait_until(Duration::from_secs(5), || ask_name(port).as_deref() == Some("quiet"));
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
+    let (served, stdout) = serve_once(&path, port, "quiet");
     assert!(served);
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = String::from_utf8_lossy(&stdout);
     assert!(!text.contains("INFO"), "info lines at warn level:\n{text}");
 }
 

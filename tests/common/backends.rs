@@ -99,16 +99,8 @@ fn serve(mut stream: TcpStream, name: &str, behaviour: Behaviour, stop: &AtomicB
     let mut buf = vec![0u8; 64 * 1024];
     match behaviour {
         Behaviour::Named => {
-            if stream.write_all(format!("{name}\n").as_bytes()).is_err() {
-                return;
-            }
-            while !stop.load(Ordering::Relaxed) {
-                match stream.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if is_timeout(&e) => {}
-                    Err(_) => return,
-                }
+            if stream.write_all(format!("{name}\n").as_bytes()).is_ok() {
+                discard_until_closed(&mut stream, &mut buf, stop);
             }
         }
         Behaviour::Echo => loop {
@@ -142,15 +134,18 @@ fn serve(mut stream: TcpStream, name: &str, behaviour: Behaviour, stop: &AtomicB
             let reply: Vec<u8> = (0..reply_len).map(pattern_byte).collect();
             let _ = stream.write_all(&reply);
         }
-        Behaviour::Silent => {
-            while !stop.load(Ordering::Relaxed) {
-                match stream.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if is_timeout(&e) => {}
-                    Err(_) => return,
-                }
-            }
+        Behaviour::Silent => discard_until_closed(&mut stream, &mut buf, stop),
+    }
+}
+
+/// Reads and drops whatever the client sends until it closes or the backend stops.
+fn discard_until_closed(stream: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => return,
         }
     }
 }
