@@ -56,7 +56,7 @@ fn leastconn_sends_new_connections_to_the_least_busy() {
     // freed places go back to the backends that lost them, never to "a".
     let pinned = held[0].1.clone();
     held.retain(|(_, name)| *name == pinned);
-    std::thread::sleep(Duration::from_millis(300)); // let the proxy see the closes
+    std::thread::sleep(Duration::from_millis(500)); // let the proxy see the closes
     let refill: Vec<(TcpStream, String)> = (0..4).map(|_| hold(port)).collect();
     let counts = count(refill.iter().map(|(_, name)| name.clone()));
     assert_eq!(counts.get(&pinned), None, "new connections went to the busy backend: {counts:?}");
