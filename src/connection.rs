@@ -1,4 +1,4 @@
-//! One client connection, from accept to close: limits, backend choice with bounded retries,
+//! One client connection, from accept to close: access rules, limits, backend choice with bounded retries,
 //! connect timeout, then the byte transfer with idle timeouts. Counters are released by guards,
 //! so every exit path (error, timeout, cancellation) leaves them right.
 
@@ -56,6 +56,12 @@ pub async fn handle(
     peer: SocketAddr,
 ) {
     let settings = &snapshot.settings;
+    if settings.access.as_ref().is_some_and(|rules| !rules.allows(peer.ip())) {
+        // Denied clients are closed at once (dropping the stream) and counted as refused.
+        Slot::add(&snapshot.counters.shard(shard).refused, 1);
+        log::debug!("server {}: {peer} denied by access rules", settings.name);
+        return;
+    }
     let Some(server_place) = Occupancy::enter(&snapshot.counters, shard, settings.max_connections) else {
         Slot::add(&snapshot.counters.shard(shard).refused, 1);
         log::debug!(

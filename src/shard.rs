@@ -67,7 +67,7 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
 }
 
 async fn accept_loop(shard: usize, slot: Arc<ServerSlot>, listener: TcpListener) {
-    let picker = Rc::new(RefCell::new(Picker::default()));
+    let picker = Rc::new(RefCell::new(Picker::new(shard)));
     loop {
         match listener.accept().await {
             Ok(client) => {

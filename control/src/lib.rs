@@ -1,6 +1,7 @@
 //! betwixt's control plane: configuration, discovery, healthchecks, balancing tables and the
 //! immutable snapshots the data-plane shards route with.
 
+pub mod access;
 pub mod api;
 pub mod backend;
 pub mod balance;

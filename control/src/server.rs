@@ -74,7 +74,7 @@ impl ServerHandle {
 
     /// An empty snapshot for slots created before discovery has run.
     pub fn empty_snapshot(settings: &Arc<ServerSettings>, counters: &Arc<Counters>) -> Arc<ServerSnapshot> {
-        Arc::new(ServerSnapshot::build(0, settings.clone(), counters.clone(), Vec::new()))
+        Arc::new(ServerSnapshot::build(0, settings.clone(), counters.clone(), Vec::new(), &[]))
     }
 
     pub fn backends(&self) -> MutexGuard<'_, Vec<BackendState>> {
@@ -181,14 +181,18 @@ impl ServerHandle {
             let handle = Arc::downgrade(self);
             let settings = settings.clone();
             let key = (backend.spec.host.clone(), backend.spec.port);
-            let addrs = backend.addrs.clone();
+            let target = healthcheck::Target {
+                host: backend.spec.host.clone(),
+                port: backend.spec.port,
+                addrs: backend.addrs.clone(),
+            };
             let mut tracker = Tracker::new(&settings);
             let task = tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(settings.interval);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     ticker.tick().await;
-                    let passed = healthcheck::check(&settings, &addrs).await;
+                    let passed = healthcheck::check(&settings, &target).await;
                     if let Some(live) = tracker.observe(passed) {
                         let Some(handle) = handle.upgrade() else { return };
                         handle.set_live(&key, live);
@@ -215,24 +219,29 @@ impl ServerHandle {
 
     /// Builds a snapshot of the backends that take part and hands it to every shard.
     pub fn publish(&self) {
-        let backends: Vec<Arc<Backend>> = self
-            .backends()
-            .iter()
-            .filter(|b| b.takes_part())
-            .map(|b| {
-                Arc::new(Backend {
-                    spec: b.spec.clone(),
-                    addrs: b.addrs.clone(),
-                    counters: b.counters.clone(),
+        let (backends, down): (Vec<Arc<Backend>>, Vec<BackendSpec>) = {
+            let states = self.backends();
+            let live = states
+                .iter()
+                .filter(|b| b.takes_part())
+                .map(|b| {
+                    Arc::new(Backend {
+                        spec: b.spec.clone(),
+                        addrs: b.addrs.clone(),
+                        counters: b.counters.clone(),
+                    })
                 })
-            })
-            .collect();
+                .collect();
+            let down = states.iter().filter(|b| !b.takes_part()).map(|b| b.spec.clone()).collect();
+            (live, down)
+        };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let snapshot = Arc::new(ServerSnapshot::build(
             generation,
             self.settings.clone(),
             self.counters.clone(),
             backends,
+            &down,
         ));
         for slot in &self.slots {
             slot.publish(snapshot.clone());

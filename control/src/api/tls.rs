@@ -1,10 +1,10 @@
 //! HTTPS for `[api.tls]`: a rustls server configuration from PEM files.
 
 use crate::config::CertPair;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
 use std::sync::Arc;
-use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 pub fn acceptor(pair: &CertPair) -> Result<TlsAcceptor, String> {
