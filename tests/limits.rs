@@ -158,7 +158,8 @@ fn sigterm_lets_live_connection_finish() {
     bx.signal(SIGTERM);
     assert!(
         wait_until(Duration::from_secs(2), || TcpStream::connect(("127.0.0.1", port)).is_err()),
-        "still accepting after SIGTERM"
+        "still accepting after SIGTERM; log:\n{}",
+        bx.log_text()
     );
     assert!(bx.child.try_wait().unwrap().is_none(), "exited with a live connection");
     live.write_all(b"after!").unwrap();

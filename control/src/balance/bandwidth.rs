@@ -113,7 +113,7 @@ mod tests {
         let t0 = Instant::now();
         meter.rate(1, b.counters.shard(0), t0);
         Slot::add(&b.counters.shard(0).tx, 500);
-        meter.follow(&[b.clone()]);
+        meter.follow(std::slice::from_ref(&b));
         assert_eq!(meter.rate(0, b.counters.shard(0), t0 + Duration::from_millis(500)), 1000);
     }
 }

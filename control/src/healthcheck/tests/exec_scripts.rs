@@ -2,7 +2,7 @@
 
 use super::super::{check, Target};
 use super::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Writes an executable script into a fresh directory; returns its path.
@@ -16,7 +16,7 @@ fn script(name: &str, body: &str) -> PathBuf {
     path
 }
 
-fn exec_settings(command: &PathBuf, timeout_ms: u64) -> CheckSettings {
+fn exec_settings(command: &Path, timeout_ms: u64) -> CheckSettings {
     let raw = Healthcheck {
         kind: HealthcheckKind::Exec,
         exec_command: Some(command.display().to_string()),

@@ -46,8 +46,11 @@ async fn tcp_server() -> SocketAddr {
     addr
 }
 
+/// A change to a probe section, applied before a check.
+type Tweak = Box<dyn FnOnce(&mut Healthcheck)>;
+
 /// Different strategies and expectations against one server: (settings tweak, expected result).
-fn cases() -> Vec<(Box<dyn FnOnce(&mut Healthcheck)>, bool)> {
+fn cases() -> Vec<(Tweak, bool)> {
     vec![
         (Box::new(|_| {}), true),
         (Box::new(|r| r.probe_recv = Some("PONG!".into())), false),
