@@ -138,9 +138,10 @@ fn connect_timeout_then_next_backend() {
     let port = free_port();
     let lines = vec![format!("127.0.0.1:{}", hole.port), good.line()];
     let config = server(port, &lines, "backend_connection_timeout = \"200ms\"");
-    let _bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
+    let bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
     for _ in 0..4 {
-        assert_eq!(common::ask_name(port).as_deref(), Some("good"));
+        let name = common::ask_name(port);
+        assert_eq!(name.as_deref(), Some("good"), "log:\n{}", bx.log_text());
     }
 }
 
