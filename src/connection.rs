@@ -1,18 +1,18 @@
-//! One client connection, from accept to close: limits, backend choice with bounded retries,
+//! One client connection, from accept to close: access rules, limits, backend choice with bounded retries,
 //! connect timeout, then the byte transfer with idle timeouts. Counters are released by guards,
 //! so every exit path (error, timeout, cancellation) leaves them right.
 
 use crate::transfer::{self, Meters};
 use betwixt_control::balance::Picker;
 use betwixt_control::snapshot::{Backend, ServerSnapshot};
-use betwixt_control::stats::{Counters, Slot};
+use betwixt_control::stats::{ConnectError, Counters, Slot};
 use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many different backends one connection tries before giving up.
 const MAX_CONNECT_ATTEMPTS: usize = 3;
@@ -56,6 +56,12 @@ pub async fn handle(
     peer: SocketAddr,
 ) {
     let settings = &snapshot.settings;
+    if settings.access.as_ref().is_some_and(|rules| !rules.allows(peer.ip())) {
+        // Denied clients are closed at once (dropping the stream) and counted as refused.
+        Slot::add(&snapshot.counters.shard(shard).refused, 1);
+        log::debug!("server {}: {peer} denied by access rules", settings.name);
+        return;
+    }
     let Some(server_place) = Occupancy::enter(&snapshot.counters, shard, settings.max_connections) else {
         Slot::add(&snapshot.counters.shard(shard).refused, 1);
         log::debug!(
@@ -110,10 +116,15 @@ async fn connect_backend<'s>(
         let Some(place) = Occupancy::enter(&backend.counters, shard, backend.spec.max_connections) else {
             continue; // filled up by another shard since the pick
         };
+        let started = Instant::now();
         match connect(&backend.addrs, timeout).await {
-            Ok(stream) => return Some((backend, stream, place)),
+            Ok(stream) => {
+                place.slot().connect_latency.observe(started.elapsed());
+                return Some((backend, stream, place));
+            }
             Err(e) => {
                 Slot::add(&place.slot().refused, 1);
+                Slot::add(&place.slot().connect_errors[ConnectError::of(&e) as usize], 1);
                 log::warn!(
                     "server {}: backend {} failed: {e}",
                     snapshot.settings.name,

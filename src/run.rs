@@ -47,6 +47,9 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
         for (name, server) in &config.servers {
             control.add_server(name, server.clone()).map_err(|e| format!("server {name}: {e}"))?;
         }
+        betwixt_control::rates::spawn_sampler(control.clone());
+        betwixt_control::api::start(&control)?;
+        betwixt_control::metrics::start(&control)?;
         if let Some(path) = &cli.pidfile {
             std::fs::write(path, format!("{}\n", std::process::id()))
                 .map_err(|e| format!("cannot write pidfile {}: {e}", path.display()))?;

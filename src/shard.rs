@@ -8,7 +8,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, Task};
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{IntoRawFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,28 +35,51 @@ pub fn spawn(id: usize, cpu: Option<usize>, inbox: Arc<Inbox>) -> io::Result<()>
         .map_err(|e| io::Error::other(e.to_string()))
 }
 
+/// A server this shard is accepting for.
+struct Serving {
+    slot: Arc<ServerSlot>,
+    accept: Task<()>,
+    /// The listening socket's descriptor, owned by the accept task's listener.
+    fd: RawFd,
+}
+
+impl Serving {
+    /// Stops listening at once. Dropping the accept task alone is not enough: an accept still
+    /// queued in io_uring keeps the socket listening until the kernel cancels it, and meanwhile
+    /// new clients would be let in. `shutdown` on a listener ends that immediately.
+    fn stop(self) {
+        // SAFETY: the descriptor stays open until `self.accept` is dropped below.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        drop(self.accept);
+    }
+}
+
 /// Keeps the running accept loops in line with the inbox.
 async fn supervise(id: usize, inbox: Arc<Inbox>) {
-    let mut running: Vec<(Arc<ServerSlot>, Task<()>)> = Vec::new();
+    let mut running: Vec<Serving> = Vec::new();
     let mut seen = 0;
     loop {
         let generation = inbox.generation();
         if generation != seen {
             seen = generation;
             let wanted = inbox.servers();
-            // Dropping a task cancels it, which drops (closes) its listener; connections
-            // already accepted are separate tasks and run to completion.
-            running.retain(|(slot, _)| wanted.iter().any(|w| Arc::ptr_eq(w, slot)) && !slot.is_closed());
+            // Connections already accepted are separate tasks and run to completion.
+            let (keep, stop): (Vec<Serving>, Vec<Serving>) = running
+                .into_iter()
+                .partition(|s| wanted.iter().any(|w| Arc::ptr_eq(w, &s.slot)) && !s.slot.is_closed());
+            stop.into_iter().for_each(Serving::stop);
+            running = keep;
             for slot in wanted {
-                if running.iter().any(|(s, _)| Arc::ptr_eq(s, &slot)) {
+                if running.iter().any(|s| Arc::ptr_eq(&s.slot, &slot)) {
                     continue;
                 }
                 match slot.take_listener() {
                     Some(Listener::Tcp(listener)) => {
+                        let fd = listener.into_raw_fd();
                         // SAFETY: the fd comes from a bound, listening socket we own.
-                        let listener = unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) };
-                        let task = glommio::spawn_local(accept_loop(id, slot.clone(), listener));
-                        running.push((slot, task));
+                        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+                        let accept = glommio::spawn_local(accept_loop(id, slot.clone(), listener));
+                        running.push(Serving { slot, accept, fd });
                     }
                     None => log::error!("shard {id}: server {} has no listener", slot.name),
                 }
@@ -67,7 +90,7 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
 }
 
 async fn accept_loop(shard: usize, slot: Arc<ServerSlot>, listener: TcpListener) {
-    let picker = Rc::new(RefCell::new(Picker::default()));
+    let picker = Rc::new(RefCell::new(Picker::new(shard)));
     loop {
         match listener.accept().await {
             Ok(client) => {

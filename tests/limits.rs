@@ -138,9 +138,10 @@ fn connect_timeout_then_next_backend() {
     let port = free_port();
     let lines = vec![format!("127.0.0.1:{}", hole.port), good.line()];
     let config = server(port, &lines, "backend_connection_timeout = \"200ms\"");
-    let _bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
+    let bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
     for _ in 0..4 {
-        assert_eq!(common::ask_name(port).as_deref(), Some("good"));
+        let name = common::ask_name(port);
+        assert_eq!(name.as_deref(), Some("good"), "log:\n{}", bx.log_text());
     }
 }
 
@@ -158,7 +159,8 @@ fn sigterm_lets_live_connection_finish() {
     bx.signal(SIGTERM);
     assert!(
         wait_until(Duration::from_secs(2), || TcpStream::connect(("127.0.0.1", port)).is_err()),
-        "still accepting after SIGTERM"
+        "still accepting after SIGTERM; log:\n{}",
+        bx.log_text()
     );
     assert!(bx.child.try_wait().unwrap().is_none(), "exited with a live connection");
     live.write_all(b"after!").unwrap();

@@ -1,13 +1,16 @@
 //! The control plane's state: the running servers and the configuration they came from.
 //! Adding or removing a server touches only that server's listeners and tasks.
 
-use crate::bind::bind_tcp;
+use crate::bind::{bind_tcp, resolve_bind};
 use crate::config::{refuse_unsupported, validate::validate_server, Config, ConfigError, Server};
 use crate::plane::{Plane, ServerSlot};
+use crate::rates::Rates;
 use crate::server::ServerHandle;
 use crate::stats::Counters;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -44,6 +47,8 @@ pub struct Control {
     pub plane: Arc<Plane>,
     pub started: SystemTime,
     pub source: ConfigSource,
+    /// Bytes per second of every server and backend, kept by `rates::spawn_sampler`.
+    pub rates: Rates,
     /// Everything but `servers`, which live in `servers` below.
     base: Config,
     servers: Mutex<BTreeMap<String, Arc<ServerHandle>>>,
@@ -56,6 +61,7 @@ impl Control {
             plane,
             started: SystemTime::now(),
             source,
+            rates: Rates::default(),
             base,
             servers: Mutex::new(BTreeMap::new()),
         })
@@ -80,6 +86,10 @@ impl Control {
         refuse_unsupported(&single).map_err(ControlError::Invalid)?;
 
         let settings = server.settings(name, self.base.defaults.as_ref());
+        if let Some(other) = self.listening_on(&settings.bind) {
+            let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));
+            return Err(ControlError::Bind(settings.bind.clone(), taken));
+        }
         let shards = self.plane.shard_count();
         let listeners =
             bind_tcp(&settings.bind, shards).map_err(|e| ControlError::Bind(settings.bind.clone(), e))?;
@@ -109,6 +119,19 @@ impl Control {
         self.plane.remove_server(&handle.slots);
         log::info!("server {name}: removed");
         Ok(())
+    }
+
+    /// The running server whose address overlaps `bind`. `SO_REUSEPORT` would let both bind and
+    /// silently split the connections between them, so the overlap is refused here.
+    fn listening_on(&self, bind: &str) -> Option<String> {
+        let wanted = resolve_bind(bind).ok()?;
+        let overlaps = |a: SocketAddr| {
+            a.port() != 0
+                && a.port() == wanted.port()
+                && (a.ip() == wanted.ip() || a.ip().is_unspecified() || wanted.ip().is_unspecified())
+        };
+        let servers = self.servers_lock();
+        servers.values().find(|h| resolve_bind(&h.settings.bind).is_ok_and(overlaps)).map(|h| h.name.clone())
     }
 
     pub fn server(&self, name: &str) -> Option<Arc<ServerHandle>> {

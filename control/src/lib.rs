@@ -1,6 +1,8 @@
 //! betwixt's control plane: configuration, discovery, healthchecks, balancing tables and the
 //! immutable snapshots the data-plane shards route with.
 
+pub mod access;
+pub mod api;
 pub mod backend;
 pub mod balance;
 pub mod bind;
@@ -9,7 +11,9 @@ pub mod control;
 pub mod discovery;
 pub mod healthcheck;
 pub mod logging;
+pub mod metrics;
 pub mod plane;
+pub mod rates;
 pub mod server;
 pub mod snapshot;
 pub mod stats;

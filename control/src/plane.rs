@@ -35,9 +35,13 @@ impl ServerSlot {
         })
     }
 
-    /// The shard takes the listener once, when it starts serving this slot.
+    /// The shard takes the listener once, when it starts serving this slot; `None` once closed.
     pub fn take_listener(&self) -> Option<Listener> {
-        self.listener.lock().unwrap_or_else(|e| e.into_inner()).take()
+        let mut listener = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_closed() {
+            return None;
+        }
+        listener.take()
     }
 
     #[inline]
@@ -49,9 +53,12 @@ impl ServerSlot {
         self.snapshot.store(snapshot);
     }
 
-    /// Stop accepting; connections already open finish on their own.
+    /// Stop accepting; connections already open finish on their own. A listener no shard has
+    /// taken yet is closed here, or the kernel would keep queueing clients on it.
     pub fn close(&self) {
+        let mut listener = self.listener.lock().unwrap_or_else(|e| e.into_inner());
         self.closed.store(true, Ordering::Release);
+        drop(listener.take());
     }
 
     pub fn is_closed(&self) -> bool {

@@ -24,6 +24,8 @@ pub struct BackendState {
     pub addrs: Vec<SocketAddr>,
     pub counters: Arc<Counters>,
     pub live: bool,
+    /// How many times a healthcheck flipped `live`.
+    pub live_changes: u64,
     check: Option<AbortHandle>,
 }
 
@@ -42,6 +44,8 @@ pub struct ServerHandle {
     pub settings: Arc<ServerSettings>,
     pub counters: Arc<Counters>,
     pub slots: Vec<Arc<ServerSlot>>,
+    /// Discovery rounds or backend name lookups that failed.
+    pub discovery_failures: AtomicU64,
     backends: Mutex<Vec<BackendState>>,
     tasks: Mutex<Vec<AbortHandle>>,
     generation: AtomicU64,
@@ -61,6 +65,7 @@ impl ServerHandle {
             settings: Arc::new(settings),
             counters,
             slots,
+            discovery_failures: AtomicU64::new(0),
             backends: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             generation: AtomicU64::new(1),
@@ -69,7 +74,7 @@ impl ServerHandle {
 
     /// An empty snapshot for slots created before discovery has run.
     pub fn empty_snapshot(settings: &Arc<ServerSettings>, counters: &Arc<Counters>) -> Arc<ServerSnapshot> {
-        Arc::new(ServerSnapshot::build(0, settings.clone(), counters.clone(), Vec::new()))
+        Arc::new(ServerSnapshot::build(0, settings.clone(), counters.clone(), Vec::new(), &[]))
     }
 
     pub fn backends(&self) -> MutexGuard<'_, Vec<BackendState>> {
@@ -109,9 +114,11 @@ impl ServerHandle {
                 match discovery::resolve(&spec.host, spec.port).await {
                     Ok(addrs) if !addrs.is_empty() => self.set_addresses(&spec, addrs),
                     Ok(_) => {
+                        self.discovery_failures.fetch_add(1, Ordering::Relaxed);
                         log::warn!("server {}: backend {} resolves to no address", self.name, spec.address())
                     }
                     Err(e) => {
+                        self.discovery_failures.fetch_add(1, Ordering::Relaxed);
                         log::warn!("server {}: cannot resolve backend {}: {e}", self.name, spec.address())
                     }
                 }
@@ -142,6 +149,7 @@ impl ServerHandle {
                             .unwrap_or_default(),
                         spec,
                         counters: Arc::new(Counters::new(self.counters.shard_count())),
+                        live_changes: 0,
                         check: None,
                     },
                 };
@@ -173,14 +181,18 @@ impl ServerHandle {
             let handle = Arc::downgrade(self);
             let settings = settings.clone();
             let key = (backend.spec.host.clone(), backend.spec.port);
-            let addrs = backend.addrs.clone();
+            let target = healthcheck::Target {
+                host: backend.spec.host.clone(),
+                port: backend.spec.port,
+                addrs: backend.addrs.clone(),
+            };
             let mut tracker = Tracker::new(&settings);
             let task = tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(settings.interval);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     ticker.tick().await;
-                    let passed = healthcheck::check(&settings, &addrs).await;
+                    let passed = healthcheck::check(&settings, &target).await;
                     if let Some(live) = tracker.observe(passed) {
                         let Some(handle) = handle.upgrade() else { return };
                         handle.set_live(&key, live);
@@ -200,30 +212,36 @@ impl ServerHandle {
                 if live { "live" } else { "down" }
             );
             b.live = live;
+            b.live_changes += 1;
         }
         self.publish();
     }
 
     /// Builds a snapshot of the backends that take part and hands it to every shard.
     pub fn publish(&self) {
-        let backends: Vec<Arc<Backend>> = self
-            .backends()
-            .iter()
-            .filter(|b| b.takes_part())
-            .map(|b| {
-                Arc::new(Backend {
-                    spec: b.spec.clone(),
-                    addrs: b.addrs.clone(),
-                    counters: b.counters.clone(),
+        let (backends, down): (Vec<Arc<Backend>>, Vec<BackendSpec>) = {
+            let states = self.backends();
+            let live = states
+                .iter()
+                .filter(|b| b.takes_part())
+                .map(|b| {
+                    Arc::new(Backend {
+                        spec: b.spec.clone(),
+                        addrs: b.addrs.clone(),
+                        counters: b.counters.clone(),
+                    })
                 })
-            })
-            .collect();
+                .collect();
+            let down = states.iter().filter(|b| !b.takes_part()).map(|b| b.spec.clone()).collect();
+            (live, down)
+        };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let snapshot = Arc::new(ServerSnapshot::build(
             generation,
             self.settings.clone(),
             self.counters.clone(),
             backends,
+            &down,
         ));
         for slot in &self.slots {
             slot.publish(snapshot.clone());

@@ -40,12 +40,15 @@ pub struct ServerSnapshot {
 }
 
 impl ServerSnapshot {
-    /// Builds the groups and tables for `backends` (already filtered to the live ones).
+    /// Builds the groups and tables for `backends` (already filtered to the live ones). `down`
+    /// lists the discovered backends that do not take part, for tables that must stay stable
+    /// while backends come and go (iphash1).
     pub fn build(
         generation: u64,
         settings: Arc<ServerSettings>,
         counters: Arc<Counters>,
         backends: Vec<Arc<Backend>>,
+        down: &[BackendSpec],
     ) -> ServerSnapshot {
         let mut priorities: Vec<i32> = backends.iter().map(|b| b.spec.priority).collect();
         priorities.sort_unstable();
@@ -55,7 +58,9 @@ impl ServerSnapshot {
             .map(|priority| {
                 let members: Vec<usize> =
                     (0..backends.len()).filter(|&i| backends[i].spec.priority == priority).collect();
-                let table = balance::build_table(settings.balance, &backends, &members);
+                let down: Vec<String> =
+                    down.iter().filter(|s| s.priority == priority).map(BackendSpec::address).collect();
+                let table = balance::build_table(settings.balance, &backends, &members, &down);
                 Group { priority, members, table }
             })
             .collect();

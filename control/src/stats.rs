@@ -5,7 +5,9 @@
 //! sums the slots for the API and metrics. Limits that must hold across shards (`max_connections`)
 //! use one shared gauge, touched only when a limit is configured.
 
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 /// One shard's view of a server or backend.
 #[derive(Default, Debug)]
@@ -18,6 +20,9 @@ pub struct Slot {
     pub rx: AtomicU64,
     /// Bytes sent to the backend (received from the client).
     pub tx: AtomicU64,
+    /// Failed backend connects, indexed by `ConnectError as usize`.
+    pub connect_errors: [AtomicU64; ConnectError::ALL.len()],
+    pub connect_latency: LatencyBuckets,
 }
 
 impl Slot {
@@ -30,6 +35,79 @@ impl Slot {
     #[inline]
     pub fn sub(counter: &AtomicU64, n: u64) {
         counter.store(counter.load(Relaxed).wrapping_sub(n), Relaxed);
+    }
+}
+
+/// Why a connect to a backend failed, as the metrics label it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectError {
+    Refused,
+    Timeout,
+    Unreachable,
+    Other,
+}
+
+impl ConnectError {
+    pub const ALL: [ConnectError; 4] =
+        [ConnectError::Refused, ConnectError::Timeout, ConnectError::Unreachable, ConnectError::Other];
+
+    pub fn of(e: &io::Error) -> ConnectError {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => ConnectError::Refused,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ConnectError::Timeout,
+            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => ConnectError::Unreachable,
+            _ => ConnectError::Other,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectError::Refused => "refused",
+            ConnectError::Timeout => "timeout",
+            ConnectError::Unreachable => "unreachable",
+            ConnectError::Other => "other",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the connect latency buckets; a last, unbounded one follows.
+pub const LATENCY_BOUNDS: [f64; 12] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0];
+
+/// A single-writer latency histogram: one (non-cumulative) count per bucket and the sum.
+#[derive(Default, Debug)]
+pub struct LatencyBuckets {
+    counts: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl LatencyBuckets {
+    #[inline]
+    pub fn observe(&self, latency: Duration) {
+        let seconds = latency.as_secs_f64();
+        let bucket = LATENCY_BOUNDS.iter().position(|&b| seconds <= b).unwrap_or(LATENCY_BOUNDS.len());
+        Slot::add(&self.counts[bucket], 1);
+        Slot::add(&self.sum_micros, latency.as_micros() as u64);
+    }
+}
+
+/// A latency histogram summed over shards.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Latency {
+    /// Non-cumulative counts, one per `LATENCY_BOUNDS` entry plus the unbounded bucket.
+    pub counts: Vec<u64>,
+    pub sum_seconds: f64,
+}
+
+impl Latency {
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// `(upper bound, count)` pairs, the unbounded bucket last with bound `f64::MAX` (the
+    /// encoding prometheus-client expects; it writes `+Inf` and makes the counts cumulative).
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        LATENCY_BOUNDS.iter().copied().chain([f64::MAX]).zip(self.counts.iter().copied()).collect()
     }
 }
 
@@ -74,6 +152,28 @@ impl Counters {
         })
     }
 
+    /// Failed connects per kind, in `ConnectError::ALL` order.
+    pub fn connect_errors(&self) -> [u64; ConnectError::ALL.len()] {
+        let mut sums = [0; ConnectError::ALL.len()];
+        for slot in self.slots.iter() {
+            for (sum, n) in sums.iter_mut().zip(&slot.connect_errors) {
+                *sum += n.load(Relaxed);
+            }
+        }
+        sums
+    }
+
+    pub fn connect_latency(&self) -> Latency {
+        let mut latency = Latency { counts: vec![0; LATENCY_BOUNDS.len() + 1], sum_seconds: 0.0 };
+        for slot in self.slots.iter() {
+            for (sum, n) in latency.counts.iter_mut().zip(&slot.connect_latency.counts) {
+                *sum += n.load(Relaxed);
+            }
+            latency.sum_seconds += slot.connect_latency.sum_micros.load(Relaxed) as f64 / 1e6;
+        }
+        latency
+    }
+
     /// Takes a place under `limit` (0 = unlimited). Returns false when full.
     #[inline]
     pub fn try_acquire(&self, limit: u32) -> bool {
@@ -115,5 +215,30 @@ mod tests {
         c.release(2);
         assert!(c.try_acquire(2));
         assert!(c.try_acquire(0));
+    }
+
+    #[test]
+    fn latency_buckets_sum_shards() {
+        let c = Counters::new(2);
+        c.shard(0).connect_latency.observe(Duration::from_micros(50));
+        c.shard(1).connect_latency.observe(Duration::from_millis(3));
+        c.shard(1).connect_latency.observe(Duration::from_secs(5));
+        let latency = c.connect_latency();
+        assert_eq!(latency.count(), 3);
+        let buckets = latency.buckets();
+        assert_eq!(buckets[0], (0.0001, 1));
+        assert_eq!(buckets[5], (0.005, 1));
+        assert_eq!(buckets.last().copied(), Some((f64::MAX, 1)));
+        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 3);
+        assert!((latency.sum_seconds - 5.00305).abs() < 1e-9);
+    }
+
+    #[test]
+    fn connect_errors_by_kind() {
+        let c = Counters::new(1);
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        Slot::add(&c.shard(0).connect_errors[ConnectError::of(&refused) as usize], 1);
+        assert_eq!(c.connect_errors(), [1, 0, 0, 0]);
+        assert_eq!(ConnectError::of(&io::Error::from(io::ErrorKind::TimedOut)), ConnectError::Timeout);
     }
 }

@@ -88,12 +88,18 @@ pub fn parse_as<T: DeserializeOwned>(text: &str, format: Format) -> Result<T, Co
                 ConfigError {
                     file: None,
                     position,
-                    key: (key != ".").then_some(key),
+                    key: known_path(key),
                     message: suggest_known_key(&json_message(&inner)),
                 }
             })
         }
     }
+}
+
+/// serde_path_to_error writes `.` for the root and `?` where it lost track (e.g. a document cut
+/// off mid-way); neither names a key.
+fn known_path(path: String) -> Option<String> {
+    (path != "." && path != "?").then_some(path)
 }
 
 fn toml_error(text: &str, e: toml::de::Error, key: Option<String>) -> ConfigError {
@@ -106,7 +112,7 @@ fn toml_error(text: &str, e: toml::de::Error, key: Option<String>) -> ConfigErro
     ConfigError {
         file: None,
         position: offset.map(|at| line_column(text, at)),
-        key: key.filter(|k| k != "."),
+        key: key.and_then(known_path),
         message: suggest_known_key(e.message().trim()),
     }
 }
@@ -166,6 +172,13 @@ mod tests {
         let e = parse_config(text, Format::Json).unwrap_err();
         assert!(e.key.as_deref().unwrap().starts_with("servers.a.discovery.static_list"), "{e}");
         assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+    }
+
+    #[test]
+    fn truncated_json_names_no_key() {
+        let e = parse_config("{\"servers\": {\"a\": {\"bind\": ", Format::Json).unwrap_err();
+        assert!(e.key.as_deref().is_none_or(|k| !k.contains('?')), "{e}");
+        assert!(e.position.is_some(), "{e}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use super::model::{
     Balance, Config, ConnectionOptions, Healthcheck, HealthcheckKind, InitialStatus, Protocol, Server,
 };
+use crate::access::AccessRules;
+use crate::healthcheck::Probe;
 use std::time::Duration;
 
 /// Interval used when a healthcheck names none.
@@ -21,6 +23,8 @@ pub struct ServerSettings {
     pub backend_idle_timeout: Option<Duration>,
     pub backend_connection_timeout: Option<Duration>,
     pub healthcheck: Option<CheckSettings>,
+    /// Parsed `[access]` rules; `None` lets everyone in.
+    pub access: Option<AccessRules>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +36,8 @@ pub struct CheckSettings {
     pub fails: u32,
     pub passes: u32,
     pub initially_healthy: bool,
+    /// The parsed probe, when kind is `probe` and the section is valid.
+    pub probe: Option<Probe>,
     /// The whole section, for the kind-specific keys.
     pub raw: Healthcheck,
 }
@@ -62,6 +68,14 @@ impl Server {
             backend_idle_timeout: s.backend_idle_timeout.and_then(|d| d.as_limit()),
             backend_connection_timeout: s.backend_connection_timeout.and_then(|d| d.as_limit()),
             healthcheck: s.healthcheck.as_ref().and_then(CheckSettings::from_section),
+            access: s.access.as_ref().map(|section| {
+                // Validation rejects bad rules before a server starts; should one get here
+                // anyway, nobody is let in rather than everybody.
+                AccessRules::from_section(section).unwrap_or_else(|e| {
+                    log::error!("server {name}: access {}: {e}; denying every client", e.field);
+                    AccessRules::deny_all()
+                })
+            }),
         }
     }
 }
@@ -80,6 +94,7 @@ impl CheckSettings {
             fails: raw.fails.unwrap_or(1),
             passes: raw.passes.unwrap_or(1),
             initially_healthy: raw.initial_status.unwrap_or_default() == InitialStatus::Healthy,
+            probe: (raw.kind == HealthcheckKind::Probe).then(|| Probe::from_section(raw).ok()).flatten(),
             raw: raw.clone(),
         })
     }

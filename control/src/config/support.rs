@@ -2,17 +2,11 @@
 //! ignoring one of them, so `refuse_unsupported` names the first such key.
 
 use super::error::ConfigError;
-use super::model::{Config, DiscoveryKind, HealthcheckKind, Protocol};
+use super::model::{Config, DiscoveryKind, Protocol};
 
 /// Every key in use whose feature is not built yet, as dotted paths with the offending value.
 pub fn unsupported_keys(config: &Config) -> Vec<String> {
     let mut keys = Vec::new();
-    if config.api.as_ref().is_some_and(|a| a.enabled) {
-        keys.push("api.enabled = true".to_string());
-    }
-    if config.metrics.as_ref().is_some_and(|m| m.enabled) {
-        keys.push("metrics.enabled = true".to_string());
-    }
     if config.profiler.as_ref().is_some_and(|p| p.enabled) {
         keys.push("profiler.enabled = true".to_string());
     }
@@ -30,7 +24,6 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
             ("tls", server.tls.is_some()),
             ("backends_tls", server.backends_tls.is_some()),
             ("udp", server.udp.is_some()),
-            ("access", server.access.is_some()),
             ("proxy_protocol", server.proxy_protocol.is_some()),
         ] {
             if present {
@@ -44,12 +37,6 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
         if server.discovery.kind != DiscoveryKind::Static {
             let kind = format!("{:?}", server.discovery.kind).to_lowercase();
             keys.push(format!("{} = {kind:?}", at("discovery.kind")));
-        }
-        if let Some(check) = &server.healthcheck {
-            if !matches!(check.kind, HealthcheckKind::None | HealthcheckKind::Ping) {
-                let kind = format!("{:?}", check.kind).to_lowercase();
-                keys.push(format!("{} = {kind:?}", at("healthcheck.kind")));
-            }
         }
     }
     keys

@@ -2,7 +2,9 @@
 
 use super::error::ConfigError;
 use super::model::{Config, DiscoveryKind, HealthcheckKind, Server};
+use crate::access::AccessRules;
 use crate::backend::split_host_port;
+use crate::healthcheck::Probe;
 
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     for (name, server) in &config.servers {
@@ -53,6 +55,31 @@ pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
                 }
             }
         }
+        match check.kind {
+            HealthcheckKind::Probe => {
+                Probe::from_section(check)
+                    .map_err(|e| ConfigError::at_key(key(&format!("healthcheck.{}", e.field)), e.message))?;
+            }
+            HealthcheckKind::Exec => {
+                for (field, value) in [
+                    ("exec_command", &check.exec_command),
+                    ("exec_expected_positive_output", &check.exec_expected_positive_output),
+                ] {
+                    if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                        return Err(ConfigError::at_key(
+                            key(&format!("healthcheck.{field}")),
+                            "required when kind is \"exec\"",
+                        ));
+                    }
+                }
+            }
+            HealthcheckKind::Ping | HealthcheckKind::None => {}
+        }
+    }
+
+    if let Some(access) = &server.access {
+        AccessRules::from_section(access)
+            .map_err(|e| ConfigError::at_key(key(&format!("access.{}", e.field)), e.message))?;
     }
     Ok(())
 }
@@ -70,6 +97,60 @@ mod tests {
         let e = parse_config(&server("").replace("127.0.0.1:1", "nowhere"), Format::Toml).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("servers.s.bind"));
         assert_eq!(e.position, Some((2, 1)));
+    }
+
+    fn check_error(healthcheck: &str) -> Option<String> {
+        let text = format!("{}[servers.s.healthcheck]\n{healthcheck}\n", server(""));
+        parse_config(&text, Format::Toml).err().and_then(|e| e.key)
+    }
+
+    #[test]
+    fn probe_keys_are_named() {
+        let ok =
+            "kind = \"probe\"\nprobe_protocol = \"tcp\"\nprobe_send = \"PING\\\\n\"\nprobe_recv = \"PONG\"";
+        assert_eq!(check_error(ok), None);
+        let key = |field: &str| Some(format!("servers.s.healthcheck.{field}"));
+        assert_eq!(check_error(&ok.replace("tcp", "sctp")), key("probe_protocol"));
+        assert_eq!(check_error(&ok.replace("probe_send = \"PING\\\\n\"\n", "")), key("probe_send"));
+        assert_eq!(check_error(&ok.replace("PONG", "\\\\xZ1")), key("probe_recv"));
+        let regexp = format!("{ok}\nprobe_strategy = \"regexp\"");
+        assert_eq!(check_error(&regexp), key("probe_recv_len"));
+        assert_eq!(check_error(&format!("{regexp}\nprobe_recv_len = 4")), None);
+        assert_eq!(
+            check_error(&format!("{}\nprobe_recv_len = 4", regexp.replace("PONG", "(P"))),
+            key("probe_recv")
+        );
+        assert_eq!(check_error(&format!("{ok}\nprobe_strategy = \"ends_with\"")), key("probe_strategy"));
+    }
+
+    #[test]
+    fn exec_keys_are_named() {
+        let ok = "kind = \"exec\"\nexec_command = \"/bin/true\"\nexec_expected_positive_output = \"1\"";
+        assert_eq!(check_error(ok), None);
+        assert_eq!(
+            check_error("kind = \"exec\"\nexec_expected_positive_output = \"1\"").as_deref(),
+            Some("servers.s.healthcheck.exec_command")
+        );
+        assert_eq!(
+            check_error("kind = \"exec\"\nexec_command = \"/bin/true\"").as_deref(),
+            Some("servers.s.healthcheck.exec_expected_positive_output")
+        );
+    }
+
+    #[test]
+    fn access_errors_name_the_rule() {
+        let text = format!(
+            "{}[servers.s.access]\ndefault = \"deny\"\nrules = [\"allow 127.0.0.1\", \"allow 10.0.0.0/40\"]\n",
+            server("")
+        );
+        let e = parse_config(&text, Format::Toml).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("servers.s.access.rules"));
+        assert!(e.to_string().contains("rule 2 \"allow 10.0.0.0/40\""), "{e}");
+        let text = format!("{}[servers.s.access]\ndefault = \"maybe\"\n", server(""));
+        assert_eq!(
+            parse_config(&text, Format::Toml).unwrap_err().key.as_deref(),
+            Some("servers.s.access.default")
+        );
     }
 
     #[test]

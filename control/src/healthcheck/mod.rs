@@ -2,18 +2,46 @@
 //! run concurrently and none can hold up another. A `Tracker` turns single results into the
 //! live/dead state with gobetween's `fails` / `passes` thresholds.
 
+mod escapes;
+mod exec;
 mod ping;
+mod probe;
+
+pub use probe::{Probe, ProbeError};
 
 use crate::config::{CheckSettings, HealthcheckKind};
 use std::net::SocketAddr;
 
-/// Runs one check against a backend; true when it passed. Never takes longer than the timeout.
-pub async fn check(settings: &CheckSettings, addrs: &[SocketAddr]) -> bool {
+/// The backend a check looks at: its name as discovered (what `exec` is given and what TLS
+/// probes send as SNI) and its resolved addresses (what the network checks connect to).
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Runs one check against a backend; true when it passed. Never takes longer than the timeout;
+/// a check still running then counts as failed (and an exec command is killed).
+pub async fn check(settings: &CheckSettings, target: &Target) -> bool {
     let attempt = async {
         match settings.kind {
             HealthcheckKind::None => true,
-            HealthcheckKind::Ping => ping::check(addrs).await,
-            HealthcheckKind::Probe | HealthcheckKind::Exec => false,
+            HealthcheckKind::Ping => ping::check(&target.addrs).await,
+            HealthcheckKind::Probe => match &settings.probe {
+                Some(probe) => probe.check(&target.host, &target.addrs).await,
+                None => false, // the section was invalid; validation reports it
+            },
+            HealthcheckKind::Exec => {
+                let raw = &settings.raw;
+                let (Some(command), Some(positive)) = (&raw.exec_command, &raw.exec_expected_positive_output)
+                else {
+                    return false;
+                };
+                let exec =
+                    exec::Exec { command, positive, negative: raw.exec_expected_negative_output.as_deref() };
+                exec.check(&target.host, target.port).await
+            }
         }
     };
     tokio::time::timeout(settings.timeout, attempt).await.unwrap_or(false)
@@ -60,6 +88,9 @@ impl Tracker {
 mod tests {
     use super::*;
     use crate::config::model::Healthcheck;
+
+    mod exec_scripts;
+    mod probes;
 
     fn settings(fails: u32, passes: u32, healthy: bool) -> CheckSettings {
         let raw = Healthcheck {

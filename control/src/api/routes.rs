@@ -1,0 +1,138 @@
+//! The endpoints, with gobetween's paths, methods and JSON field names.
+
+use super::reply::{json, text, ApiError};
+use super::stats::ServerStats;
+use crate::config::{parse_as, render, Format, GoDuration, Server};
+use crate::control::{Control, ControlError};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+type Shared = State<Arc<Control>>;
+
+/// Every endpoint that needs authentication when `[api.basic_auth]` is set.
+pub fn protected(control: Arc<Control>) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/dump", get(dump))
+        .route("/servers", get(list))
+        .route("/servers/{name}", get(show).post(create).delete(remove))
+        .route("/servers/{name}/stats", get(stats))
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(control)
+}
+
+/// Endpoints open to anyone, as in gobetween: a liveness probe.
+pub fn public() -> Router {
+    Router::new().route("/ping", get(ping)).method_not_allowed_fallback(method_not_allowed)
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+}
+
+async fn ping() -> Response {
+    text(StatusCode::OK, "text/plain; charset=utf-8", "OK".into())
+}
+
+#[derive(Serialize)]
+struct Info<'a> {
+    pid: u32,
+    time: String,
+    #[serde(rename = "startTime")]
+    start_time: String,
+    uptime: String,
+    version: &'static str,
+    configuration: Source<'a>,
+}
+
+#[derive(Serialize)]
+struct Source<'a> {
+    kind: &'a str,
+    path: &'a str,
+}
+
+async fn root(State(control): Shared) -> Response {
+    let now = SystemTime::now();
+    let uptime = now.duration_since(control.started).unwrap_or_default();
+    let info = Info {
+        pid: std::process::id(),
+        time: humantime::format_rfc3339_millis(now).to_string(),
+        start_time: humantime::format_rfc3339_millis(control.started).to_string(),
+        uptime: GoDuration(Duration::from_millis(uptime.as_millis() as u64)).to_string(),
+        version: env!("CARGO_PKG_VERSION"),
+        configuration: Source { kind: &control.source.kind, path: &control.source.path },
+    };
+    json(StatusCode::OK, &info)
+}
+
+#[derive(Deserialize)]
+struct DumpQuery {
+    format: Option<String>,
+}
+
+async fn dump(State(control): Shared, Query(query): Query<DumpQuery>) -> Result<Response, ApiError> {
+    let format = Format::parse(query.format.as_deref().unwrap_or("toml")).map_err(ApiError::bad_request)?;
+    let content_type = match format {
+        Format::Toml => "application/toml; charset=utf-8",
+        Format::Json => "application/json; charset=utf-8",
+    };
+    Ok(text(StatusCode::OK, content_type, render(&control.dump(), format)))
+}
+
+/// A server's section with `[defaults]` folded in, as gobetween lists it.
+fn effective(control: &Control, config: &Server) -> Server {
+    config.with_defaults(control.base_config().defaults.as_ref())
+}
+
+async fn list(State(control): Shared) -> Response {
+    let servers: BTreeMap<String, Server> =
+        control.servers().iter().map(|h| (h.name.clone(), effective(&control, &h.config))).collect();
+    json(StatusCode::OK, &servers)
+}
+
+fn unknown(name: &str) -> ApiError {
+    ApiError::not_found(format!("server {name:?} not found"))
+}
+
+async fn show(State(control): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let server = control.server(&name).ok_or_else(|| unknown(&name))?;
+    Ok(json(StatusCode::OK, &effective(&control, &server.config)))
+}
+
+async fn stats(State(control): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let server = control.server(&name).ok_or_else(|| unknown(&name))?;
+    Ok(json(StatusCode::OK, &ServerStats::of(&server, &control.rates)))
+}
+
+async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+    let server: Server = parse_as(body, Format::Json)
+        .map_err(|e| ApiError::bad_request(format!("invalid server config: {e}")))?;
+    control.add_server(&name, server).map_err(|e| match e {
+        ControlError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        ControlError::NotFound(_) => ApiError::not_found(e.to_string()),
+        ControlError::Invalid(_) => ApiError::bad_request(format!("invalid server config: {e}")),
+        ControlError::Bind(_, ref io) if io.kind() == std::io::ErrorKind::AddrInUse => {
+            ApiError::new(StatusCode::CONFLICT, e.to_string())
+        }
+        ControlError::Bind(..) => ApiError::bad_request(e.to_string()),
+    })?;
+    Ok(json(StatusCode::OK, &()))
+}
+
+async fn remove(State(control): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+    control.remove_server(&name).map_err(|_| unknown(&name))?;
+    Ok(json(StatusCode::OK, &()))
+}

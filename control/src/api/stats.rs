@@ -1,0 +1,86 @@
+//! `GET /servers/NAME/stats`: counters summed over shards, in gobetween's field names.
+//! The metrics endpoint reports the same numbers.
+
+use crate::rates::Rates;
+use crate::server::{BackendState, ServerHandle};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerStats {
+    pub active_connections: u64,
+    pub rx_total: u64,
+    pub tx_total: u64,
+    pub rx_second: u64,
+    pub tx_second: u64,
+    pub backends: Vec<BackendEntry>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendEntry {
+    pub host: String,
+    /// A string, as gobetween writes it.
+    pub port: String,
+    pub priority: i32,
+    pub weight: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    pub stats: BackendStats,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendStats {
+    pub live: bool,
+    /// Every listed backend is one discovery currently reports.
+    pub discovered: bool,
+    pub total_connections: u64,
+    pub active_connections: u64,
+    pub refused_connections: u64,
+    pub rx: u64,
+    pub tx: u64,
+    pub rx_second: u64,
+    pub tx_second: u64,
+}
+
+impl ServerStats {
+    pub fn of(server: &ServerHandle, rates: &Rates) -> ServerStats {
+        let totals = server.counters.totals();
+        let rate = rates.rate(&server.counters);
+        ServerStats {
+            active_connections: totals.active,
+            rx_total: totals.rx,
+            tx_total: totals.tx,
+            rx_second: rate.rx,
+            tx_second: rate.tx,
+            backends: server.backends().iter().map(|b| BackendEntry::of(b, rates)).collect(),
+        }
+    }
+}
+
+impl BackendEntry {
+    fn of(backend: &BackendState, rates: &Rates) -> BackendEntry {
+        let spec = &backend.spec;
+        let totals = backend.counters.totals();
+        let rate = rates.rate(&backend.counters);
+        BackendEntry {
+            host: spec.host.clone(),
+            port: spec.port.to_string(),
+            priority: spec.priority,
+            weight: spec.weight,
+            max_connections: (spec.max_connections != 0).then_some(spec.max_connections),
+            sni: spec.sni.clone(),
+            stats: BackendStats {
+                live: backend.live,
+                discovered: true,
+                total_connections: totals.total,
+                active_connections: totals.active,
+                refused_connections: totals.refused,
+                rx: totals.rx,
+                tx: totals.tx,
+                rx_second: rate.rx,
+                tx_second: rate.tx,
+            },
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! exec and probe healthchecks, `fails` / `passes` and `initial_status`, observed through
+//! routing: which backends the proxy sends new connections to.
+
+mod common;
+
+use common::backends::{Backend, Behaviour};
+use common::{closed_without_data, free_port, tally, wait_until, Betwixt, TempDir};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// An exec healthcheck script whose answer for a backend is the content of a file named after
+/// the backend's port: `up` and `down` are the expected outputs, `hang` makes it sleep.
+struct Script {
+    dir: TempDir,
+    path: PathBuf,
+}
+
+impl Script {
+    fn new() -> Script {
+        let dir = TempDir::new("exec");
+        let body = format!(
+            "#!/bin/sh\nstate=$(cat \"{}/$2\" 2>/dev/null)\n[ \"$state\" = hang ] && exec sleep 5\necho \"$state\"\n",
+            dir.0.display()
+        );
+        let path = dir.write("check.sh", &body);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Script { dir, path }
+    }
+
+    /// Replaces the state atomically, so the script never reads a half-written file.
+    fn set(&self, backend: &Backend, state: &str) {
+        let staged = self.dir.write("staged", state);
+        std::fs::rename(staged, self.dir.0.join(backend.port.to_string())).unwrap();
+    }
+
+    fn healthcheck(&self, interval: &str, extra: &str) -> String {
+        format!(
+            "[servers.s.healthcheck]\nkind = \"exec\"\ninterval = \"{interval}\"\ntimeout = \"300ms\"\n\
+             exec_command = \"{}\"\nexec_expected_positive_output = \"up\"\n\
+             exec_expected_negative_output = \"down\"\n{extra}",
+            self.path.display()
+        )
+    }
+}
+
+fn config(port: u16, backends: &[&Backend], healthcheck: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.line())).collect();
+    format!(
+        "[servers.s]\nbind = \"127.0.0.1:{port}\"\nbalance = \"roundrobin\"\n\
+         [servers.s.discovery]\nkind = \"static\"\nstatic_list = [{}]\n{healthcheck}",
+        list.join(", ")
+    )
+}
+
+/// Waits until new connections reach exactly the backends named in `expected`.
+fn routes_to(port: u16, expected: &[&str]) -> bool {
+    wait_until(Duration::from_secs(3), || {
+        let counts = tally(port, 2 * expected.len().max(1));
+        counts.len() == expected.len() && expected.iter().all(|name| counts.contains_key(*name))
+    })
+}
+
+#[test]
+fn exec_outputs_drive_routing() {
+    let script = Script::new();
+    let a = Backend::start("a", Behaviour::Named);
+    let b = Backend::start("b", Behaviour::Named);
+    script.set(&a, "up");
+    script.set(&b, "up");
+    let port = free_port();
+    let bx = Betwixt::start(&config(port, &[&a, &b], &script.healthcheck("100ms", "")), &[], &[port]);
+    assert!(routes_to(port, &["a", "b"]));
+
+    for (state, leaves) in [("down", true), ("up", false), ("who knows", true), ("up", false), ("hang", true)]
+    {
+        script.set(&b, state);
+        let expected: &[&str] = if leaves { &["a"] } else { &["a", "b"] };
+        assert!(routes_to(port, expected), "after b's script says {state:?}; log:\n{}", bx.log_text());
+        if state == "who knows" {
+            let warned =
+                wait_until(Duration::from_secs(2), || bx.log_text().contains("printed \"who knows\""));
+            assert!(warned, "unexpected output should be logged as a warning; log:\n{}", bx.log_text());
+        }
+    }
+
+    script.set(&b, "down"); // no hanging script left behind when the test ends
+    script.set(&a, "down");
+    assert!(wait_until(Duration::from_secs(3), || closed_without_data(port, Duration::from_secs(2))));
+}
+
+#[test]
+fn unhealthy_at_start_until_passes_succeed() {
+    let script = Script::new();
+    let a = Backend::start("a", Behaviour::Named);
+    script.set(&a, "up");
+    let port = free_port();
+    let healthcheck = script.healthcheck("400ms", "initial_status = \"unhealthy\"\npasses = 3\n");
+    let started = Instant::now();
+    let _bx = Betwixt::start(&config(port, &[&a], &healthcheck), &[], &[port]);
+    assert!(closed_without_data(port, Duration::from_secs(2)), "an unhealthy-at-start backend got a client");
+    assert!(routes_to(port, &["a"]));
+    // Three passes one interval apart: the first check runs at once, the third 800 ms later.
+    assert!(started.elapsed() >= Duration::from_millis(800), "live after {:?}", started.elapsed());
+}
+
+#[test]
+fn fails_consecutive_failures_before_leaving() {
+    let script = Script::new();
+    let a = Backend::start("a", Behaviour::Named);
+    let b = Backend::start("b", Behaviour::Named);
+    script.set(&a, "up");
+    script.set(&b, "up");
+    let port = free_port();
+    let healthcheck = script.healthcheck("300ms", "fails = 3\n");
+    let _bx = Betwixt::start(&config(port, &[&a, &b], &healthcheck), &["--shards", "1"], &[port]);
+    assert!(routes_to(port, &["a", "b"]));
+
+    script.set(&b, "down");
+    let failing = Instant::now();
+    assert!(wait_until(Duration::from_secs(3), || !tally(port, 2).contains_key("b")), "b never left");
+    // Three failed checks 300 ms apart take at least 600 ms.
+    assert!(failing.elapsed() >= Duration::from_millis(600), "left after {:?}", failing.elapsed());
+}
+
+#[test]
+fn tcp_probe_with_both_strategies() {
+    let backends: Vec<Backend> =
+        ["a", "b", "c"].iter().map(|n| Backend::start(n, Behaviour::Named)).collect();
+    let refs: Vec<&Backend> = backends.iter().collect();
+    let (starts, regexp) = (free_port(), free_port());
+    let probe = |port: u16, name: &str, strategy: &str| {
+        config(
+            port,
+            &refs,
+            &format!(
+                "[servers.s.healthcheck]\nkind = \"probe\"\ninterval = \"100ms\"\ntimeout = \"300ms\"\n\
+             probe_protocol = \"tcp\"\nprobe_send = 'hello\\r\\n'\n{strategy}"
+            ),
+        )
+        .replace("[servers.s", &format!("[servers.{name}"))
+    };
+    let text = probe(starts, "starts", "probe_recv = 'a\\x0a'\n")
+        + &probe(
+            regexp,
+            "regexp",
+            "probe_strategy = \"regexp\"\nprobe_recv = '^(a|c)\\n$'\nprobe_recv_len = 2\n",
+        );
+    let _bx = Betwixt::start(&text, &[], &[starts, regexp]);
+    assert!(routes_to(starts, &["a"]));
+    assert!(routes_to(regexp, &["a", "c"]));
+}
