@@ -108,10 +108,11 @@ async fn connect_backend<'s>(
     peer: SocketAddr,
 ) -> Option<(&'s Arc<Backend>, TcpStream, Occupancy<'s>)> {
     let timeout = snapshot.settings.backend_connection_timeout;
-    let mut tried = Vec::new();
-    while tried.len() < MAX_CONNECT_ATTEMPTS {
-        let index = picker.borrow_mut().pick(snapshot, peer.ip(), &tried)?;
-        tried.push(index);
+    // On the stack: no allocation per connection.
+    let mut tried = [0; MAX_CONNECT_ATTEMPTS];
+    for attempt in 0..MAX_CONNECT_ATTEMPTS {
+        let index = picker.borrow_mut().pick(snapshot, peer.ip(), &tried[..attempt])?;
+        tried[attempt] = index;
         let backend = &snapshot.backends[index];
         let Some(place) = Occupancy::enter(&backend.counters, shard, backend.spec.max_connections) else {
             continue; // filled up by another shard since the pick
