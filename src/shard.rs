@@ -75,6 +75,11 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
                 }
                 match slot.take_listener() {
                     Some(Listener::Tcp(listener)) => {
+                        // Non-blocking, for `accept_with_peer`.
+                        if let Err(e) = listener.set_nonblocking(true) {
+                            log::error!("shard {id}: server {}: {e}", slot.name);
+                            continue;
+                        }
                         let fd = listener.into_raw_fd();
                         // SAFETY: the fd comes from a bound, listening socket we own.
                         let listener = unsafe { TcpListener::from_raw_fd(fd) };
@@ -92,12 +97,10 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
 async fn accept_loop(shard: usize, slot: Arc<ServerSlot>, listener: TcpListener) {
     let picker = Rc::new(RefCell::new(Picker::new(shard)));
     loop {
-        match listener.accept().await {
-            Ok(client) => {
-                let peer = match client.peer_addr() {
-                    Ok(peer) => peer,
-                    Err(_) => continue, // already gone
-                };
+        // The peer address comes with the accepted socket (no `getpeername`); access rules,
+        // client-IP balancing and logs need it.
+        match listener.accept_with_peer().await {
+            Ok((client, peer)) => {
                 let snapshot = slot.snapshot();
                 glommio::spawn_local(connection::handle(shard, snapshot, picker.clone(), client, peer))
                     .detach();

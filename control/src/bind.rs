@@ -23,7 +23,7 @@ pub fn resolve_bind(bind: &str) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{bind:?} resolves to no address")))
 }
 
-/// Sockets stay blocking: glommio accepts through io_uring and toggles O_NONBLOCK itself.
+/// Sockets are created blocking; the shard that takes a listener makes it non-blocking.
 fn reuseport_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {

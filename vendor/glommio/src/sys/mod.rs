@@ -99,6 +99,50 @@ pub(crate) fn accept_syscall(fd: RawFd) -> io::Result<RawFd> {
     syscall!(accept(fd, addr.as_mut_ptr() as *mut _, &mut length))
 }
 
+/// Accepts without blocking on a non-blocking listener; the new socket is close-on-exec and
+/// comes with the peer's address when it is an IP one.
+pub(crate) fn accept4_with_peer(fd: RawFd) -> io::Result<(RawFd, Option<std::net::SocketAddr>)> {
+    let mut addr: MaybeUninit<libc::sockaddr_storage> = MaybeUninit::uninit();
+    let mut length = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let new_fd = syscall!(accept4(
+        fd,
+        addr.as_mut_ptr() as *mut _,
+        &mut length,
+        libc::SOCK_CLOEXEC
+    ))?;
+    // SAFETY: accept4 succeeded, so it wrote `length` bytes of address.
+    let peer = unsafe { ip_socket_addr(addr.as_ptr(), length as usize) };
+    Ok((new_fd, peer))
+}
+
+/// The IPv4 or IPv6 address in `addr`, of which the kernel wrote `length` bytes.
+unsafe fn ip_socket_addr(
+    addr: *const libc::sockaddr_storage,
+    length: usize,
+) -> Option<std::net::SocketAddr> {
+    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+    if length < std::mem::size_of::<libc::sa_family_t>() {
+        return None;
+    }
+    match (*addr).ss_family as libc::c_int {
+        libc::AF_INET if length >= std::mem::size_of::<libc::sockaddr_in>() => {
+            let sin = &*(addr as *const libc::sockaddr_in);
+            let ip = u32::from_be(sin.sin_addr.s_addr).into();
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if length >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            let sin6 = &*(addr as *const libc::sockaddr_in6);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                sin6.sin6_addr.s6_addr.into(),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
 pub(crate) fn direct_io_ify(fd: RawFd, flags: libc::c_int) -> io::Result<()> {
     syscall!(fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT))?;
     Ok(())
