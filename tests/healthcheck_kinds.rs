@@ -44,6 +44,16 @@ impl Script {
     }
 }
 
+/// Backends "a" and "b", both reported up by the check script.
+fn two_backends_up() -> (Script, Backend, Backend) {
+    let script = Script::new();
+    let a = Backend::start("a", Behaviour::Named);
+    let b = Backend::start("b", Behaviour::Named);
+    script.set(&a, "up");
+    script.set(&b, "up");
+    (script, a, b)
+}
+
 fn config(port: u16, backends: &[&Backend], healthcheck: &str) -> String {
     let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.line())).collect();
     format!(
@@ -63,11 +73,7 @@ fn routes_to(port: u16, expected: &[&str]) -> bool {
 
 #[test]
 fn exec_outputs_drive_routing() {
-    let script = Script::new();
-    let a = Backend::start("a", Behaviour::Named);
-    let b = Backend::start("b", Behaviour::Named);
-    script.set(&a, "up");
-    script.set(&b, "up");
+    let (script, a, b) = two_backends_up();
     let port = free_port();
     let bx = Betwixt::start(&config(port, &[&a, &b], &script.healthcheck("100ms", "")), &[], &[port]);
     assert!(routes_to(port, &["a", "b"]));
@@ -106,11 +112,7 @@ fn unhealthy_at_start_until_passes_succeed() {
 
 #[test]
 fn fails_consecutive_failures_before_leaving() {
-    let script = Script::new();
-    let a = Backend::start("a", Behaviour::Named);
-    let b = Backend::start("b", Behaviour::Named);
-    script.set(&a, "up");
-    script.set(&b, "up");
+    let (script, a, b) = two_backends_up();
     let port = free_port();
     let healthcheck = script.healthcheck("300ms", "fails = 3\n");
     let _bx = Betwixt::start(&config(port, &[&a, &b], &healthcheck), &["--shards", "1"], &[port]);
