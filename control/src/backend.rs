@@ -22,6 +22,11 @@ impl BackendSpec {
         BackendSpec { host: host.into(), port, weight: 1, priority: 1, max_connections: 0, sni: None }
     }
 
+    /// What identifies a backend across discovery rounds.
+    pub fn key(&self) -> (&str, u16) {
+        (&self.host, self.port)
+    }
+
     /// `host:port`, bracketing IPv6 literals.
     pub fn address(&self) -> String {
         if self.host.contains(':') {

@@ -133,7 +133,7 @@ impl ServerHandle {
             let mut backends = self.backends();
             let mut old: Vec<BackendState> = std::mem::take(&mut *backends);
             for spec in specs {
-                let same = old.iter().position(|b| b.spec.host == spec.host && b.spec.port == spec.port);
+                let same = old.iter().position(|b| b.spec.key() == spec.key());
                 let state = match same {
                     Some(i) => {
                         let mut kept = old.swap_remove(i);
@@ -166,9 +166,7 @@ impl ServerHandle {
     }
 
     fn set_addresses(self: &Arc<Self>, spec: &BackendSpec, addrs: Vec<SocketAddr>) {
-        if let Some(b) =
-            self.backends().iter_mut().find(|b| b.spec.host == spec.host && b.spec.port == spec.port)
-        {
+        if let Some(b) = self.backends().iter_mut().find(|b| b.spec.key() == spec.key()) {
             b.addrs = addrs;
         }
         self.start_missing_checks();
@@ -180,7 +178,6 @@ impl ServerHandle {
         for backend in self.backends().iter_mut().filter(|b| b.check.is_none() && !b.addrs.is_empty()) {
             let handle = Arc::downgrade(self);
             let settings = settings.clone();
-            let key = (backend.spec.host.clone(), backend.spec.port);
             let target = healthcheck::Target {
                 host: backend.spec.host.clone(),
                 port: backend.spec.port,
@@ -195,7 +192,7 @@ impl ServerHandle {
                     let passed = healthcheck::check(&settings, &target).await;
                     if let Some(live) = tracker.observe(passed) {
                         let Some(handle) = handle.upgrade() else { return };
-                        handle.set_live(&key, live);
+                        handle.set_live((&target.host, target.port), live);
                     }
                 }
             });
@@ -203,8 +200,8 @@ impl ServerHandle {
         }
     }
 
-    fn set_live(self: &Arc<Self>, key: &(String, u16), live: bool) {
-        if let Some(b) = self.backends().iter_mut().find(|b| b.spec.host == key.0 && b.spec.port == key.1) {
+    fn set_live(self: &Arc<Self>, key: (&str, u16), live: bool) {
+        if let Some(b) = self.backends().iter_mut().find(|b| b.spec.key() == key) {
             log::info!(
                 "server {}: backend {} is now {}",
                 self.name,
