@@ -5,6 +5,7 @@ mod buffers;
 mod cli;
 mod connection;
 mod limits;
+mod pipes;
 mod run;
 mod shard;
 mod source;

@@ -27,6 +27,7 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
         return Err("--shards must be at least 1".into());
     }
     let grace = runtime.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0);
+    let splice = runtime.splice.unwrap_or(true);
 
     if let Some(files) = crate::limits::raise_soft_limits() {
         log::debug!("open-file limit {files}: room for about {} proxied connections", files / 2);
@@ -34,7 +35,7 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
     let plane = Plane::new(shards);
     for (id, inbox) in plane.inboxes.iter().enumerate() {
         let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
-        shard::spawn(id, cpu, inbox.clone()).map_err(|e| format!("cannot start shard {id}: {e}"))?;
+        shard::spawn(id, cpu, inbox.clone(), splice).map_err(|e| format!("cannot start shard {id}: {e}"))?;
     }
     log::info!("betwixt {} starting {shards} shard(s) on cpus {cpus:?}", env!("CARGO_PKG_VERSION"));
 

@@ -23,14 +23,18 @@ const IO_MEMORY: usize = 64 * 1024;
 /// Pause after an accept error such as EMFILE, so a full fd table does not spin the shard.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
-pub fn spawn(id: usize, cpu: Option<usize>, inbox: Arc<Inbox>) -> io::Result<()> {
+/// Starts shard `id`; `splice` lets it move bulk streams through pipes (`[runtime] splice`).
+pub fn spawn(id: usize, cpu: Option<usize>, inbox: Arc<Inbox>, splice: bool) -> io::Result<()> {
     let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
     LocalExecutorBuilder::new(placement)
         .name(&format!("shard-{id}"))
         // TCP never reads into glommio's registered DMA memory; the 10 MiB default per ring
         // would only pin RAM.
         .io_memory(IO_MEMORY)
-        .spawn(move || supervise(id, inbox))
+        .spawn(move || {
+            crate::pipes::enable(splice);
+            supervise(id, inbox)
+        })
         .map(drop)
         .map_err(|e| io::Error::other(e.to_string()))
 }

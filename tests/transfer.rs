@@ -1,7 +1,10 @@
-//! Bytes through the proxy: bulk both ways at once, byte-exact, and half-close.
+//! Bytes through the proxy: bulk both ways at once, byte-exact, spliced through pipes and copied,
+//! and half-close.
 
+mod api_client;
 mod common;
 
+use api_client::Client;
 use common::backends::{pattern_byte, Backend, Behaviour};
 use common::{free_port, Betwixt};
 use sha2::{Digest, Sha256};
@@ -59,10 +62,26 @@ fn echo_round_trip(port: u16, len: usize, seed: u64) -> (Vec<u8>, Vec<u8>, usize
     (sender.join().unwrap(), hash.finalize().to_vec(), received)
 }
 
-fn bulk_on(shards: &str) {
+/// Bytes the shards moved through pipes, from `/metrics`.
+fn spliced_bytes(metrics: u16) -> u64 {
+    let text = Client::http(metrics).get("/metrics").body;
+    text.lines()
+        .filter(|line| line.starts_with("betwixt_shard_spliced_bytes_total{"))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Two 64 MiB echo streams at once; with `splice`, bulk moves through pipes (and the counter
+/// must show it), without, it is all copied.
+fn bulk_on(shards: &str, splice: bool) {
     let backend = Backend::start("echo", Behaviour::Echo);
     let port = free_port();
-    let _betwixt = Betwixt::start(&config(port, &[&backend]), &["--shards", shards], &[port]);
+    let metrics = free_port();
+    let conf = format!(
+        "[runtime]\nsplice = {splice}\n[metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n{}",
+        config(port, &[&backend])
+    );
+    let _betwixt = Betwixt::start(&conf, &["--shards", shards], &[port, metrics]);
     let streams: Vec<_> = (0..2u64)
         .map(|i| thread::spawn(move || echo_round_trip(port, 64 * MIB, 0x9E37_79B9_7F4A_7C15 + i)))
         .collect();
@@ -71,16 +90,28 @@ fn bulk_on(shards: &str) {
         assert_eq!(len, 64 * MIB, "echoed byte count");
         assert_eq!(sent, received, "echoed bytes differ from sent bytes");
     }
+    let spliced = spliced_bytes(metrics);
+    if splice {
+        // Four directions of 64 MiB each; the first reads of each go through a buffer.
+        assert!(spliced > 128 * MIB as u64, "only {spliced} bytes spliced");
+    } else {
+        assert_eq!(spliced, 0, "splicing is off");
+    }
 }
 
 #[test]
 fn bulk_64_mib_each_way_on_one_shard() {
-    bulk_on("1");
+    bulk_on("1", true);
 }
 
 #[test]
 fn bulk_64_mib_each_way_on_two_shards() {
-    bulk_on("2");
+    bulk_on("2", true);
+}
+
+#[test]
+fn bulk_64_mib_each_way_copied_when_splice_is_off() {
+    bulk_on("1", false);
 }
 
 #[test]

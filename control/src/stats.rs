@@ -20,6 +20,8 @@ pub struct Slot {
     pub rx: AtomicU64,
     /// Bytes sent to the backend (received from the client).
     pub tx: AtomicU64,
+    /// Bytes (of `rx` and `tx`) moved through a kernel pipe rather than copied (server slots only).
+    pub spliced: AtomicU64,
     /// Failed backend connects, indexed by `ConnectError as usize`.
     pub connect_errors: [AtomicU64; ConnectError::ALL.len()],
     pub connect_latency: LatencyBuckets,

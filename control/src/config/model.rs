@@ -108,7 +108,7 @@ pub struct Acme {
     pub cache_dir: Option<String>,
 }
 
-/// betwixt additions: `[runtime] shards = N`, `shutdown_grace = "30s"`.
+/// betwixt additions: `[runtime] shards = N`, `shutdown_grace = "30s"`, `splice = true`.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +117,8 @@ pub struct Runtime {
     pub shards: Option<usize>,
     /// How long live connections may run after SIGTERM/SIGINT before they are closed.
     pub shutdown_grace: Option<GoDuration>,
+    /// Move bulk streams through kernel pipes (`splice`) instead of copying them; default on.
+    pub splice: Option<bool>,
 }
 
 /// The four options `[defaults]` supplies to every server.

@@ -69,6 +69,12 @@ impl Collector for Additions {
             "Client connections accepted by the shard.",
             per_shard(&servers, shards, |s| s.total.load(Relaxed)),
         )?;
+        counters(
+            e,
+            "shard_spliced_bytes",
+            "Bytes the shard moved between sockets through kernel pipes, without copying them.",
+            per_shard(&servers, shards, |s| s.spliced.load(Relaxed)),
+        )?;
 
         let per_server = |value: fn(&ServerHandle) -> u64| -> Vec<(Labels, u64)> {
             servers.iter().map(|s| (vec![("server", s.name.clone())], value(s))).collect()

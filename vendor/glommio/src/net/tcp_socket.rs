@@ -527,6 +527,31 @@ impl TcpStream {
             stream: self.stream.buffered_with(buf),
         }
     }
+
+    /// Like [`AsyncRead::poll_read`], with the read itself done by `attempt`: it gets the
+    /// socket's descriptor, makes one non-blocking attempt (a `recv`, a `splice` into a pipe,
+    /// ...) and returns `None` when the socket has nothing to read. When it returns `None`,
+    /// this waits for the socket to become readable, honouring the read timeout, exactly as
+    /// `poll_read` does. `len` is the number of bytes the attempt asks for: a shorter result
+    /// starts the next readiness poll early.
+    pub fn poll_read_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+        attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        self.stream.poll_read_with(cx, len, attempt)
+    }
+
+    /// Like [`AsyncWrite::poll_write`], with the write done by `attempt` (see
+    /// [`TcpStream::poll_read_with`]); `None` means the socket cannot take more now.
+    pub fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        self.stream.poll_write_with(cx, attempt)
+    }
 }
 
 impl<B: RxBuf> TcpStream<B> {
