@@ -15,6 +15,7 @@ METRICS = [
     ("kib_per_idle_conn", "RSS per idle connection", "KiB", False),
     ("cpu_us_per_conn", "Proxy CPU per new connection", "µs", False),
     ("cpu_us_per_req", "Proxy CPU per request", "µs", False),
+    ("cpu_us_per_req_paced", "Proxy CPU per request at the latency test's rate", "µs", False),
     ("cpu_s_per_gib", "Proxy CPU per GiB moved", "s", False),
 ]
 LATENCY = ("p50_us", "p99_us", "p999_us")
