@@ -1,6 +1,6 @@
 //! One client connection, from accept to close: access rules, limits, backend choice with
-//! bounded retries, connect timeout, then the byte transfer with idle timeouts. Counters are released by guards,
-//! so every exit path (error, timeout, cancellation) leaves them right.
+//! bounded retries, connect timeout, then the byte transfer with idle timeouts. Counters are
+//! released by guards, so every exit path (error, timeout, cancellation) leaves them right.
 
 use crate::transfer::{self, Meters};
 use betwixt_control::balance::Picker;

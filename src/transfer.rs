@@ -1,9 +1,9 @@
 //! Moving bytes both ways between client and backend in one task.
 //!
 //! Each direction reads into a pooled buffer and writes it all out before reading again. A
-//! direction whose read returns a bulk-sized chunk carries bulk data; from then on it splices through a
-//! pooled pipe instead, so the payload is not copied through user space (see `pipes`). When one
-//! reader reaches end of stream while the other direction is still open, the writer's sending
+//! direction whose read returns a bulk-sized chunk carries bulk data; from then on it splices
+//! through a pooled pipe instead, so the payload is not copied through user space (see `pipes`).
+//! When one reader reaches end of stream while the other direction is still open, the writer's sending
 //! side is shut down (half-close) and the other direction carries on alone. When both ends have
 //! closed, no shutdown is sent: closing the sockets sends each peer its FIN anyway, and a
 //! `shutdown` per side was a fifth of the cost of a short connection. The transfer ends when both
@@ -78,8 +78,8 @@ impl Direction {
         }
     }
 
-    /// Switches to splicing after a bulk-sized read. Splicing needs non-blocking sockets (see `pipes::set_nonblocking`);
-    /// if they cannot be made so, the direction keeps copying.
+    /// Switches to splicing after a bulk-sized read. Splicing needs non-blocking sockets (see
+    /// `pipes::set_nonblocking`); if they cannot be made so, the direction keeps copying.
     fn start_splicing(&mut self, reader: &TcpStream, writer: &TcpStream) {
         match pipes::set_nonblocking(reader.as_raw_fd())
             .and_then(|_| pipes::set_nonblocking(writer.as_raw_fd()))
