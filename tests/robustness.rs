@@ -1,9 +1,11 @@
 //! Many connections at once, and misbehaving peers: none of it may disturb other connections.
 
+mod api_client;
 mod common;
 
+use api_client::counter_sum;
 use common::backends::{Backend, Behaviour};
-use common::{free_port, Betwixt};
+use common::{free_port, wait_until, Betwixt};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -81,4 +83,50 @@ fn garbage_and_immediate_close_are_harmless() {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     round_trip(&mut s, b"ok");
+}
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Clients that stream bulk data (so betwixt splices it through pipes) and vanish with a reset
+/// while betwixt still holds their echo in a pipe: the pipes of dead connections are closed,
+/// not kept, and the shard goes on serving.
+#[test]
+fn resets_during_spliced_streams_leak_no_pipes() {
+    let backend = Backend::start("echo", Behaviour::Echo);
+    let port = free_port();
+    let metrics = free_port();
+    let config =
+        format!("[metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n{}", echo_server(port, &backend));
+    let bx = Betwixt::start(&config, &["--shards", "1"], &[port, metrics]);
+    let chunk = vec![0x5A; 256 * 1024];
+    let mut warm = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    warm.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    round_trip(&mut warm, &chunk);
+    drop(warm);
+    let baseline = open_fds(bx.pid());
+    // Enough connections that leaking one pipe each would exceed the pool's allowance below.
+    for _ in 0..40 {
+        let rude = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // It writes without ever reading its echo, until every buffer on the way is full.
+        rude.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+        for _ in 0..32 {
+            if (&rude).write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        socket2::SockRef::from(&rude).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(rude);
+    }
+    let spliced = counter_sum(metrics, "betwixt_shard_spliced_bytes_total");
+    assert!(spliced > 0, "the streams were not spliced");
+    // Every connection holds two sockets and up to two pipes (four descriptors) while it lives;
+    // once they are gone, only the shard's pool of idle pipes (at most 32, 64 descriptors) may
+    // remain above the baseline.
+    let settled = wait_until(Duration::from_secs(5), || open_fds(bx.pid()) <= baseline + 64);
+    assert!(settled, "descriptors: {} at the start, {} now", baseline, open_fds(bx.pid()));
+    let mut fresh = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    fresh.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    round_trip(&mut fresh, &chunk);
 }

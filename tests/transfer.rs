@@ -4,7 +4,7 @@
 mod api_client;
 mod common;
 
-use api_client::Client;
+use api_client::counter_sum;
 use common::backends::{pattern_byte, Backend, Behaviour};
 use common::{free_port, Betwixt};
 use sha2::{Digest, Sha256};
@@ -62,15 +62,6 @@ fn echo_round_trip(port: u16, len: usize, seed: u64) -> (Vec<u8>, Vec<u8>, usize
     (sender.join().unwrap(), hash.finalize().to_vec(), received)
 }
 
-/// Bytes the shards moved through pipes, from `/metrics`.
-fn spliced_bytes(metrics: u16) -> u64 {
-    let text = Client::http(metrics).get("/metrics").body;
-    text.lines()
-        .filter(|line| line.starts_with("betwixt_shard_spliced_bytes_total{"))
-        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
 /// Two 64 MiB echo streams at once; with `splice`, bulk moves through pipes (and the counter
 /// must show it), without, it is all copied.
 fn bulk_on(shards: &str, splice: bool) {
@@ -90,7 +81,7 @@ fn bulk_on(shards: &str, splice: bool) {
         assert_eq!(len, 64 * MIB, "echoed byte count");
         assert_eq!(sent, received, "echoed bytes differ from sent bytes");
     }
-    let spliced = spliced_bytes(metrics);
+    let spliced = counter_sum(metrics, "betwixt_shard_spliced_bytes_total");
     if splice {
         // Four directions of 64 MiB each; the first reads of each go through a buffer.
         assert!(spliced > 128 * MIB as u64, "only {spliced} bytes spliced");

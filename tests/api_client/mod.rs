@@ -112,3 +112,16 @@ pub fn u64_at(value: &Value, key: &str) -> u64 {
 pub fn object_keys(value: &Value) -> Vec<String> {
     value.as_object().map(|o| o.iter().map(|(k, _)| k.to_string()).collect()).unwrap_or_default()
 }
+
+/// The sum of one counter over all its label sets, read from betwixt's `/metrics` on `port`
+/// (for example `betwixt_shard_spliced_bytes_total`, summed over shards).
+pub fn counter_sum(port: u16, name: &str) -> u64 {
+    let prefix = format!("{name}{{");
+    Client::http(port)
+        .get("/metrics")
+        .body
+        .lines()
+        .filter(|line| line.starts_with(&prefix))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
