@@ -42,6 +42,7 @@ pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
     let mut listeners = Vec::with_capacity(count);
     for _ in 0..count {
         let socket = reuseport_socket(addr, Type::STREAM, Protocol::TCP)?;
+        // Accepted sockets inherit it, so connections need no setsockopt of their own.
         socket.set_nodelay(true)?;
         socket.listen(4096)?;
         let listener: std::net::TcpListener = socket.into();
@@ -61,6 +62,15 @@ mod tests {
         let ports: Vec<u16> =
             listeners.iter().map(|Listener::Tcp(l)| l.local_addr().unwrap().port()).collect();
         assert!(ports.iter().all(|&p| p == ports[0] && p != 0));
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let listeners = bind_tcp("127.0.0.1:0", 1).unwrap();
+        let Listener::Tcp(listener) = &listeners[0];
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[test]
