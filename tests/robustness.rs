@@ -8,7 +8,7 @@ use common::backends::{Backend, Behaviour};
 use common::{free_port, wait_until, Betwixt};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn echo_server(port: u16, backend: &Backend) -> String {
     format!(
@@ -45,6 +45,51 @@ fn three_thousand_concurrent_connections() {
     for stream in streams.iter_mut().step_by(97) {
         round_trip(stream, b"still here");
     }
+}
+
+/// 2,000 clients arrive at once from 8 threads: betwixt queues far more backend connects and
+/// readiness polls than its io_uring rings hold. Every connection must be served promptly (a
+/// lost wake-up would leave some waiting for seconds), and afterwards the idle shard must still
+/// wake for its timers: a client that goes silent is closed by `client_idle_timeout`.
+#[test]
+fn burst_of_two_thousand_connections_all_served() {
+    let backend = Backend::start("echo", Behaviour::Echo);
+    let port = free_port();
+    let config = format!("[defaults]\nclient_idle_timeout = \"1s\"\n{}", echo_server(port, &backend));
+    let _bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let mut streams: Vec<TcpStream> =
+                    (0..250).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+                for (i, stream) in streams.iter_mut().enumerate() {
+                    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    stream.write_all(format!("{w}/{i}").as_bytes()).unwrap();
+                }
+                for (i, stream) in streams.iter_mut().enumerate() {
+                    let expected = format!("{w}/{i}");
+                    let mut back = vec![0u8; expected.len()];
+                    stream.read_exact(&mut back).unwrap();
+                    assert_eq!(back, expected.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("a connection was not served");
+    }
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+
+    std::thread::sleep(Duration::from_millis(1500)); // the burst's connections time out
+    let mut quiet = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    quiet.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    round_trip(&mut quiet, b"then silence");
+    let silent_since = Instant::now();
+    let mut b = [0u8; 1];
+    assert!(matches!(quiet.read(&mut b), Ok(0)), "not closed by the idle timeout");
+    let waited = silent_since.elapsed();
+    assert!(waited < Duration::from_millis(2500), "closed only after {waited:?}");
 }
 
 #[test]

@@ -81,12 +81,22 @@ impl Drop for Backend {
 
 fn bind_retrying(port: u16) -> TcpListener {
     for _ in 0..200 {
-        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+        if let Ok(listener) = bind(port) {
             return listener;
         }
         thread::sleep(Duration::from_millis(25));
     }
     panic!("cannot bind backend port {port}");
+}
+
+/// A listener with room for a burst of connects (the standard library's backlog is 128: a
+/// burst beyond it loses SYNs, and their retransmission takes seconds).
+fn bind(port: u16) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }
 
 /// The byte at position `i` of a reply: a pattern a test can check without storing it.

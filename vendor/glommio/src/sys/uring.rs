@@ -1026,21 +1026,18 @@ impl SleepableRing {
         self.submission_queue.borrow().is_empty()
     }
 
-    /// Sleeps until a completion arrives. `link` is the poll that links the other rings to
-    /// this one, when it must be (re)armed; `None` when the one armed earlier is still pending.
-    /// Requests already in the submission ring go in with the same system call.
-    fn sleep(&mut self, link: Option<&Source>) -> io::Result<usize> {
-        let Some(link) = link else {
-            let submitted = self
-                .ring
-                .submit_sqes_and_wait(1)
-                .map(|x| x as usize)
+    /// Sleeps until a completion arrives, with `link`, the poll that links the other rings to
+    /// this one, armed. Requests already in the submission ring go in with the same system
+    /// call. Returns whether it slept: `false` when there was no room for the link (the
+    /// requests were then submitted without waiting).
+    fn sleep(&mut self, link: &Source) -> io::Result<bool> {
+        if self.ring.sq().space_left() == 0 {
+            // Make room for the link: what is queued goes in now, without waiting.
+            self.submit_sqes()
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)?;
-            self.in_kernel += submitted;
-            return Ok(1);
-        };
+        }
         if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
             let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
             let op = UringDescriptor {
@@ -1081,7 +1078,7 @@ impl SleepableRing {
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
                 // The rings were linked, and we slept.
-                Ok(1)
+                Ok(true)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1090,7 +1087,8 @@ impl SleepableRing {
             self.submit_sqes()
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)
+                .or_else(Reactor::intr_ok)?;
+            Ok(false)
         }
     }
 }
@@ -1154,9 +1152,10 @@ impl UringCommon for SleepableRing {
         let source_map = self.source_map.clone();
         process_one_event(
             self.ring.peek_for_cqe(),
-            // The link between the rings gets its result like any source: the reactor keeps
-            // it armed across sleeps and re-arms it once it has fired.
-            |_| None,
+            |source| match source.source_type {
+                SourceType::LinkRings => Some(()),
+                _ => None,
+            },
             |mut src, res| {
                 record_stats(self, &mut src, &res);
                 if let SourceType::ForeignNotifier(_, installed) = &mut src.source_type {
@@ -1211,8 +1210,6 @@ pub(crate) struct Reactor {
     latency_preemption_timeout_src: Cell<Option<Source>>,
     /// When the armed latency timer fires.
     latency_preemption_deadline: Cell<Option<Instant>>,
-    /// The poll linking the other rings to the main ring while we sleep; kept until it fires.
-    link_rings_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
 
@@ -1344,7 +1341,6 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             latency_preemption_deadline: Cell::new(None),
-            link_rings_src: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
@@ -1717,35 +1713,17 @@ impl Reactor {
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
     ///
-    /// The poll stays armed until it fires, so most sleeps need no new `SQE` (and no
-    /// cancellation when something else woke us).
+    /// The poll is armed afresh for every sleep: one left armed across sleeps (re-armed only
+    /// once it fired) was measured to miss wake-ups now and then, stalling the shard.
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
-        let armed = self
-            .link_rings_src
-            .take()
-            .filter(|src| src.result().is_none());
-        let result = match armed {
-            Some(src) => {
-                let result = ring.sleep(None);
-                self.link_rings_src.set(Some(src));
-                result
-            }
-            None => {
-                let link_rings = Source::new(
-                    IoRequirements::default(),
-                    self.link_fd,
-                    SourceType::LinkRings,
-                    None,
-                    None,
-                );
-                let result = ring.sleep(Some(&link_rings));
-                if result.is_ok() {
-                    self.link_rings_src.set(Some(link_rings));
-                }
-                result
-            }
-        };
-        result.or_else(Self::busy_ok).map(|_| {})
+        let link_rings = Source::new(
+            IoRequirements::default(),
+            self.link_fd,
+            SourceType::LinkRings,
+            None,
+            None,
+        );
+        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
