@@ -3,7 +3,7 @@
 mod common;
 
 use common::backends::{Backend, Behaviour};
-use common::{ask_name, free_port, wait_until, Betwixt, TempDir};
+use common::{ask_name, free_port, serve_until_named, wait_until, Betwixt, TempDir};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -23,21 +23,6 @@ fn thread_cpus(pid: u32) -> Vec<String> {
         }
     }
     lists
-}
-
-/// Runs betwixt on `path` without RUST_LOG (so the configured level applies) until backend
-/// `name` answers through `port`; returns whether it did and what betwixt wrote to stdout.
-fn serve_once(path: &std::path::Path, port: u16, name: &str) -> (bool, Vec<u8>) {
-    let mut child = Command::new(common::binary())
-        .args(["-c", path.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = wait_until(Duration::from_secs(5), || ask_name(port).as_deref() == Some(name));
-    let _ = child.kill();
-    (served, child.wait_with_output().unwrap().stdout)
 }
 
 #[test]
@@ -72,7 +57,7 @@ fn json_logs_go_to_the_configured_file() {
     let file = dir.0.join("betwixt.log.json");
     let head = format!("[logging]\nlevel = \"debug\"\nformat = \"json\"\noutput = \"{}\"\n", file.display());
     let path = dir.write("c.toml", &simple(port, &backend.line(), &head));
-    let (served, stdout) = serve_once(&path, port, "logged");
+    let (served, stdout) = serve_until_named(&["-c", path.to_str().unwrap()], port, "logged");
     assert!(served);
     assert!(stdout.is_empty(), "logs leaked to stdout");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -97,7 +82,7 @@ fn warn_level_hides_info() {
         "c.toml",
         &simple(port, &backend.line(), "[logging]\nlevel = \"warn\"\noutput = \"stdout\"\n"),
     );
-    let (served, stdout) = serve_once(&path, port, "quiet");
+    let (served, stdout) = serve_until_named(&["-c", path.to_str().unwrap()], port, "quiet");
     assert!(served);
     let text = String::from_utf8_lossy(&stdout);
     assert!(!text.contains("INFO"), "info lines at warn level:\n{text}");

@@ -5,10 +5,10 @@
 mod common;
 
 use common::backends::{Backend, Behaviour};
-use common::{ask_name, free_port, wait_until};
+use common::{free_port, serve_until_named};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -47,26 +47,13 @@ fn config(port: u16, backend: &Backend) -> String {
     )
 }
 
-fn run_until_served(args: &[&str], port: u16, name: &str) -> bool {
-    let mut child = Command::new(common::binary())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let served = wait_until(Duration::from_secs(5), || ask_name(port).as_deref() == Some(name));
-    let _ = child.kill();
-    let _ = child.wait();
-    served
-}
-
 #[test]
 fn from_url_fetches_and_runs() {
     let backend = Backend::start("url", Behaviour::Named);
     let port = free_port();
     let (http, requests) = serve(config(port, &backend));
     let url = format!("http://127.0.0.1:{http}/betwixt.toml");
-    assert!(run_until_served(&["from-url", &url], port, "url"));
+    assert!(serve_until_named(&["from-url", &url], port, "url").0);
     assert_eq!(requests.recv_timeout(Duration::from_secs(1)).unwrap(), "GET /betwixt.toml HTTP/1.1");
 }
 
@@ -76,11 +63,9 @@ fn from_consul_reads_the_raw_key() {
     let port = free_port();
     let (http, requests) = serve(config(port, &backend));
     let host = format!("127.0.0.1:{http}");
-    assert!(run_until_served(
-        &["from-consul", &host, "--key", "betwixt/config", "-f", "toml"],
-        port,
-        "consul"
-    ));
+    assert!(
+        serve_until_named(&["from-consul", &host, "--key", "betwixt/config", "-f", "toml"], port, "consul").0
+    );
     assert_eq!(
         requests.recv_timeout(Duration::from_secs(1)).unwrap(),
         "GET /v1/kv/betwixt/config?raw HTTP/1.1"

@@ -158,6 +158,21 @@ pub const SIGINT: i32 = 2;
 
 /// Connects to the proxy and returns the first line the backend sends (backends built with
 /// `backends::Named` send their name), then closes.
+/// Runs betwixt with `args` until the server on `port` answers with `name` (at most 5 s), then
+/// kills it. Returns whether it did, and what betwixt wrote to stdout.
+pub fn serve_until_named(args: &[&str], port: u16, name: &str) -> (bool, Vec<u8>) {
+    let mut child = Command::new(binary())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = wait_until(Duration::from_secs(5), || ask_name(port).as_deref() == Some(name));
+    let _ = child.kill();
+    (served, child.wait_with_output().unwrap().stdout)
+}
+
 pub fn ask_name(port: u16) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
