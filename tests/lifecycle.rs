@@ -5,11 +5,12 @@
 mod api_client;
 mod common;
 
-use api_client::Client;
+use api_client::{static_server, Client};
 use common::backends::{Backend, Behaviour};
 use common::{free_port, wait_until, Betwixt, TempDir, SIGINT, SIGTERM};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,15 @@ fn still_running(bx: &mut Betwixt) -> bool {
     bx.child.try_wait().unwrap().is_none()
 }
 
+/// betwixt on `config` with `-p DIR/betwixt.pid`; returns it, the directory and the pidfile.
+fn start_with_pidfile(api: u16, port: u16, backend: &Backend) -> (Betwixt, TempDir, PathBuf) {
+    let dir = TempDir::new("pid");
+    let pidfile = dir.0.join("betwixt.pid");
+    let bx = Betwixt::start(&config(api, port, backend), &["-p", pidfile.to_str().unwrap()], &[api, port]);
+    assert!(wait_until(Duration::from_secs(5), || pidfile.exists()), "no pidfile");
+    (bx, dir, pidfile)
+}
+
 #[test]
 fn sigterm_drains_a_stream_of_a_server_deleted_earlier() {
     let backend = Backend::start("echo", Behaviour::Echo);
@@ -96,10 +106,7 @@ fn changes_are_refused_once_shutdown_has_begun() {
     wait_for_log(&bx, "SIGTERM: no longer accepting");
 
     let client = Client::http(api);
-    let body = format!(
-        "{{\"bind\": \"127.0.0.1:{late}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}}}",
-        backend.line()
-    );
+    let body = static_server(&format!("127.0.0.1:{late}"), &backend.line());
     let created = client.send("POST", "/servers/late", &body);
     assert_eq!(created.status, 503, "{}", created.body);
     assert!(created.message().contains("shutting down"), "{}", created.body);
@@ -119,11 +126,7 @@ fn changes_are_refused_once_shutdown_has_begun() {
 fn sighup_is_logged_and_ignored() {
     let backend = Backend::start("echo", Behaviour::Echo);
     let (api, port) = (free_port(), free_port());
-    let dir = TempDir::new("hup");
-    let pidfile = dir.0.join("betwixt.pid");
-    let mut bx =
-        Betwixt::start(&config(api, port, &backend), &["-p", pidfile.to_str().unwrap()], &[api, port]);
-    assert!(wait_until(Duration::from_secs(5), || pidfile.exists()));
+    let (mut bx, _dir, pidfile) = start_with_pidfile(api, port, &backend);
 
     bx.signal(libc::SIGHUP);
     wait_for_log(&bx, "SIGHUP: reload is not supported yet; ignoring");
@@ -146,11 +149,8 @@ fn sighup_is_logged_and_ignored() {
 fn a_second_stop_signal_exits_at_once() {
     let backend = Backend::start("echo", Behaviour::Echo);
     let (api, port) = (free_port(), free_port());
-    let dir = TempDir::new("twice");
-    let pidfile = dir.0.join("betwixt.pid");
     // The default grace is 30 s: the exit below can only come from the second signal.
-    let mut bx =
-        Betwixt::start(&config(api, port, &backend), &["-p", pidfile.to_str().unwrap()], &[api, port]);
+    let (mut bx, _dir, pidfile) = start_with_pidfile(api, port, &backend);
     let live = open_echo(port);
     bx.signal(SIGTERM);
     wait_for_log(&bx, "SIGTERM: no longer accepting");

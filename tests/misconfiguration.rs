@@ -5,7 +5,7 @@
 mod api_client;
 mod common;
 
-use api_client::Client;
+use api_client::{static_server, Client};
 use common::backends::{Backend, Behaviour};
 use common::{free_port, run_betwixt, wait_until, Betwixt, TempDir};
 use std::time::Duration;
@@ -41,11 +41,7 @@ fn v4_mapped_bind_overlapping_a_running_server_is_refused() {
     let _bx = Betwixt::start(&config, &[], &[api, port]);
     let client = Client::http(api);
     for bind in [format!("[::ffff:127.0.0.1]:{port}"), format!("[::ffff:0.0.0.0]:{port}")] {
-        let body = format!(
-            "{{\"bind\": \"{bind}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}}}",
-            backend.line()
-        );
-        let created = client.send("POST", "/servers/mapped", &body);
+        let created = client.send("POST", "/servers/mapped", &static_server(&bind, &backend.line()));
         assert_eq!(created.status, 409, "{bind}: {}", created.body);
         assert!(created.message().contains("server \"v4\" listens there"), "{}", created.body);
     }
