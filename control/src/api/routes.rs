@@ -128,11 +128,20 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
             ApiError::new(StatusCode::CONFLICT, e.to_string())
         }
         ControlError::Bind(..) => ApiError::bad_request(e.to_string()),
+        ControlError::ShuttingDown => shutting_down(),
     })?;
     Ok(json(StatusCode::OK, &()))
 }
 
 async fn remove(State(control): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
-    control.remove_server(&name).map_err(|_| unknown(&name))?;
+    control.remove_server(&name).map_err(|e| match e {
+        ControlError::ShuttingDown => shutting_down(),
+        _ => unknown(&name),
+    })?;
     Ok(json(StatusCode::OK, &()))
+}
+
+/// Once shutdown has begun, servers are neither added nor removed.
+fn shutting_down() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ControlError::ShuttingDown.to_string())
 }

@@ -11,6 +11,11 @@ use std::time::Duration;
 /// Interval used when a healthcheck names none.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The shortest healthcheck interval betwixt runs (gobetween has none): at `1ns` each backend's
+/// check would run back to back and keep the control thread busy. A shorter `interval` is
+/// raised to this, with a warning when the server starts.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerSettings {
     pub name: String,
@@ -30,6 +35,7 @@ pub struct ServerSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckSettings {
     pub kind: HealthcheckKind,
+    /// At least `MIN_CHECK_INTERVAL`.
     pub interval: Duration,
     /// Never zero: "0" falls back to the interval so that a check cannot hang forever.
     pub timeout: Duration,
@@ -86,7 +92,8 @@ impl CheckSettings {
         if raw.kind == HealthcheckKind::None {
             return None;
         }
-        let interval = raw.interval.and_then(|d| d.as_limit()).unwrap_or(DEFAULT_CHECK_INTERVAL);
+        let interval =
+            raw.interval.and_then(|d| d.as_limit()).unwrap_or(DEFAULT_CHECK_INTERVAL).max(MIN_CHECK_INTERVAL);
         Some(CheckSettings {
             kind: raw.kind,
             interval,
@@ -97,6 +104,11 @@ impl CheckSettings {
             probe: (raw.kind == HealthcheckKind::Probe).then(|| Probe::from_section(raw).ok()).flatten(),
             raw: raw.clone(),
         })
+    }
+
+    /// The `interval` the section gave, when it was below `MIN_CHECK_INTERVAL` and raised.
+    pub fn raised_interval(&self) -> Option<Duration> {
+        self.raw.interval.map(|d| d.0).filter(|given| !given.is_zero() && *given < MIN_CHECK_INTERVAL)
     }
 }
 
