@@ -79,6 +79,11 @@ impl Direction {
         }
     }
 
+    /// The reader's end of stream, or its failure, has been read.
+    pub fn read_done(&self) -> bool {
+        self.read_done
+    }
+
     /// Passes the reader's end of stream on to the writer's peer, once.
     pub fn poll_shut_down(&mut self, cx: &mut Context<'_>, writer: &mut TcpStream) -> Poll<io::Result<()>> {
         if !self.shut_down {

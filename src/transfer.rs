@@ -72,11 +72,15 @@ pub async fn bidirectional(
     let mut idle = IdleWatch::new(idle);
     let stop = poll_fn(|cx| {
         let up_done = match upstream.poll_copy(cx, client, backend, &up) {
-            Poll::Ready(Err(fault)) => return Poll::Ready(Stop::Fault(failed_side(Side::Client, &fault), fault)),
+            Poll::Ready(Err(fault)) => {
+                return Poll::Ready(Stop::Fault(failed_side(Side::Client, &fault), fault))
+            }
             other => other.is_ready(),
         };
         let down_done = match downstream.poll_copy(cx, backend, client, &down) {
-            Poll::Ready(Err(fault)) => return Poll::Ready(Stop::Fault(failed_side(Side::Backend, &fault), fault)),
+            Poll::Ready(Err(fault)) => {
+                return Poll::Ready(Stop::Fault(failed_side(Side::Backend, &fault), fault))
+            }
             other => other.is_ready(),
         };
         // Passes a finished direction's end of stream on, unless both ended: dropping the
@@ -144,11 +148,14 @@ async fn deliver_remainder(
     let mut stalled_since = Instant::now();
     let mut tick = Timer::new(ABORT_TICK);
     poll_fn(|cx| {
-        if copying {
+        while copying {
             match from_failed.poll_copy(cx, reader, survivor, counted) {
-                Poll::Pending => {}
+                Poll::Pending => break,
                 // The survivor failed too: nothing more can reach it.
                 Poll::Ready(Err(Fault::Writer(_))) => return Poll::Ready(()),
+                // The watch saw the failure now (it was first found on the other direction):
+                // the bytes in hand still go out.
+                Poll::Ready(Err(Fault::Reader(_))) if !from_failed.read_done() => {}
                 // The failed side's reads have ended: all it sent is on its way.
                 Poll::Ready(_) => copying = false,
             }
