@@ -286,3 +286,48 @@ fn reported_count(line: &str) -> u64 {
         .map_or(0, |n| n.parse::<u64>().unwrap());
     1 + suppressed
 }
+
+/// Out of descriptors, every accept fails, and betwixt retries every 10 ms for as long as a
+/// client waits: that must not mean a hundred log lines a second.
+#[test]
+fn accept_failure_warnings_are_rate_limited() {
+    let backend = common::backends::Backend::start("b", common::backends::Behaviour::Named);
+    let port = free_port();
+    let config = format!(
+        "[servers.s]\nbind = \"127.0.0.1:{port}\"\n\
+         [servers.s.discovery]\nkind = \"static\"\nstatic_list = [\"{}\"]\n",
+        backend.line()
+    );
+    let bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+            assert_eq!(common::read_line(&mut stream).as_deref(), Some("b"));
+            stream
+        })
+        .collect();
+    // The kernel gives out the lowest free descriptor: a limit there leaves betwixt none.
+    let open: Vec<u64> = std::fs::read_dir(format!("/proc/{}/fd", bx.pid()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect();
+    let lowest_free = (0..).find(|fd| !open.contains(fd)).unwrap();
+    let limit = libc::rlimit { rlim_cur: lowest_free, rlim_max: lowest_free };
+    // SAFETY: prlimit only reads `limit`; the process is our child.
+    assert_eq!(unsafe { libc::prlimit(bx.pid(), libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) }, 0);
+    // The third waits in the accept queue while every accept fails.
+    let waiting = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let accept_failed = |line: &&str| line.contains("accept failed:") && line.contains("Too many open files");
+    let flooded = wait_until(Duration::from_secs(8), || {
+        bx.log_text().lines().filter(accept_failed).map(reported_count).sum::<u64>() >= 150
+    });
+    let log = bx.log_text();
+    let lines: Vec<&str> = log.lines().filter(accept_failed).collect();
+    assert!(flooded, "accepts did not keep failing:\n{log}");
+    // 150 failures take 1.5 s at one per 10 ms: with 10 lines a second, 40 is generous.
+    let failures: u64 = lines.iter().map(|l| reported_count(l)).sum();
+    assert!(lines.len() <= 40, "{} lines for {failures} failures", lines.len());
+    assert!(lines.iter().any(|l| l.ends_with("similar messages suppressed)")), "{}", lines.join("\n"));
+    drop((held, waiting));
+}
