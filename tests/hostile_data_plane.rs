@@ -143,25 +143,24 @@ fn pattern(len: usize) -> Vec<u8> {
 /// reset, release the connection and pass the reset on to the backend.
 #[test]
 fn client_reset_while_backend_does_not_read_releases_the_connection() {
-    let proxy = Proxy::start("");
-    let Pair { client, mut backend } = proxy.connect();
-    fill(&client);
-    reset(client);
-    assert!(proxy.active_becomes(0), "the connection outlived its client's reset");
-    let (_, end) = read_to_end(&mut backend);
-    assert_eq!(end, Err(ErrorKind::ConnectionReset), "the backend must see the client's abort");
+    sender_resets_while_receiver_does_not_read(true);
 }
 
 /// The mirror image: the backend pushes a reply at a client that never reads, then resets.
 #[test]
 fn backend_reset_while_client_does_not_read_releases_the_connection() {
+    sender_resets_while_receiver_does_not_read(false);
+}
+
+fn sender_resets_while_receiver_does_not_read(client_sends: bool) {
     let proxy = Proxy::start("");
-    let Pair { mut client, backend } = proxy.connect();
-    fill(&backend);
-    reset(backend);
-    assert!(proxy.active_becomes(0), "the connection outlived its backend's reset");
-    let (_, end) = read_to_end(&mut client);
-    assert_eq!(end, Err(ErrorKind::ConnectionReset), "the client must see the backend's abort");
+    let Pair { client, backend } = proxy.connect();
+    let (sender, mut receiver) = if client_sends { (client, backend) } else { (backend, client) };
+    fill(&sender);
+    reset(sender);
+    assert!(proxy.active_becomes(0), "the connection outlived the reset of its sender");
+    let (_, end) = read_to_end(&mut receiver);
+    assert_eq!(end, Err(ErrorKind::ConnectionReset), "the receiver must see the sender's abort");
 }
 
 /// A half-close is not a reset: a client that sends its FIN while its bytes wait for a slow
