@@ -86,13 +86,13 @@ pub async fn handle(
     }
     let meters = Meters { server: server_place.slot(), backend: backend_place.slot() };
     let idle = [settings.client_idle_timeout, settings.backend_idle_timeout];
-    let (name, address) = (&settings.name, backend.spec.address());
-    match transfer::bidirectional(&mut client, &mut upstream, meters, idle).await {
-        End::Done => {}
-        End::Idle(side) => log::debug!("server {name}: {peer} <-> {address}: {side:?} idle timeout"),
+    let why = match transfer::bidirectional(&mut client, &mut upstream, meters, idle).await {
+        End::Done => return,
+        End::Idle(side) => format!("{side:?} idle timeout"),
         // The other side is reset as the sockets drop here.
-        End::Failed(side, e) => log::debug!("server {name}: {peer} <-> {address}: {side:?} failed: {e}"),
-    }
+        End::Failed(side, e) => format!("{side:?} failed: {e}"),
+    };
+    log::debug!("server {}: {peer} <-> {}: {why}", settings.name, backend.spec.address());
 }
 
 /// Picks backends until one accepts the connection, at most `MAX_CONNECT_ATTEMPTS` of them.
