@@ -131,7 +131,12 @@ async fn accept_loop(shard: usize, slot: Arc<ServerSlot>, listener: TcpListener)
                     .detach();
             }
             Err(e) => {
-                log::warn!("shard {shard}: server {}: accept failed: {e}", slot.name);
+                // EMFILE and the like repeat every backoff for as long as they last.
+                betwixt_control::log_limited!(
+                    log::Level::Warn,
+                    "shard {shard}: server {}: accept failed: {e}",
+                    slot.name
+                );
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
         }

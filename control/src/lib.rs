@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod discovery;
 pub mod healthcheck;
+pub mod log_limit;
 pub mod logging;
 pub mod metrics;
 pub mod plane;

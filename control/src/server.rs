@@ -202,7 +202,9 @@ impl ServerHandle {
 
     fn set_live(self: &Arc<Self>, key: (&str, u16), live: bool) {
         if let Some(b) = self.backends().iter_mut().find(|b| b.spec.key() == key) {
-            log::info!(
+            // A flapping backend, or many failing at once, must not flood the log.
+            crate::log_limited!(
+                log::Level::Info,
                 "server {}: backend {} is now {}",
                 self.name,
                 b.spec.address(),
