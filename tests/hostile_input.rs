@@ -40,3 +40,62 @@ fn check_of_a_deeply_nested_file_is_an_error_not_a_signal() {
     assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
     assert!(stderr.contains("deep.json at line 1") && stderr.contains("nest deeper than"), "{stderr}");
 }
+
+/// Every byte but ASCII letters and digits as `%XX`, for a name in a URL path.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// A server section in JSON; `backend` is written into a JSON string as it is.
+fn static_server(bind_port: u16, backend: &str) -> String {
+    format!("{{\"bind\": \"127.0.0.1:{bind_port}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{backend}\"]}}}}")
+}
+
+#[test]
+fn names_and_hosts_that_would_forge_output_are_refused() {
+    let api = free_port();
+    let bx = Betwixt::start(&api_config(api, ""), &[], &[api]);
+    let client = Client::http(api);
+    let forged = "web\"} 1\ngobetween_server_count 99\n[INFO ] (betwixt): forged";
+    let reply = client.send(
+        "POST",
+        &format!("/servers/{}", percent_encoded(forged)),
+        &static_server(free_port(), "127.0.0.1:1"),
+    );
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.message().contains("invalid server name") && reply.message().contains("U+000A"),
+        "{}",
+        reply.body
+    );
+
+    let reply = client.send("POST", "/servers/web", &static_server(free_port(), "evil\\u001b[2J:80"));
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.message().contains("control character"), "{}", reply.body);
+
+    // A name with quotes, spaces and a slash is fine: it is escaped where it is shown.
+    let odd = "a \"b\"/c";
+    let reply = client.send(
+        "POST",
+        &format!("/servers/{}", percent_encoded(odd)),
+        &static_server(free_port(), "127.0.0.1:1"),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(object_keys(&client.get_json("/servers")), [odd]);
+    assert_eq!(client.get(&format!("/servers/{}/stats", percent_encoded(odd))).status, 200);
+    assert!(!bx.log_text().contains("forged"), "{}", bx.log_text());
+}
+
+#[test]
+fn a_file_with_such_a_name_is_a_config_error() {
+    let dir = TempDir::new("names");
+    let path = dir.write(
+        "names.toml",
+        "[servers.\"a\\nb\"]\nbind = \"127.0.0.1:1\"\n[servers.\"a\\nb\".discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:2\"]\n",
+    );
+    let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("server name \"a\\nb\" must not contain control characters"), "{stderr}");
+}

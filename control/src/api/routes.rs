@@ -2,6 +2,7 @@
 
 use super::reply::{json, text, ApiError};
 use super::stats::ServerStats;
+use crate::config::validate::server_name;
 use crate::config::{parse_as, render, Format, GoDuration, Server};
 use crate::control::{Control, ControlError};
 use axum::body::Bytes;
@@ -117,6 +118,7 @@ async fn stats(State(control): Shared, Path(name): Path<String>) -> Result<Respo
 }
 
 async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    server_name(&name).map_err(|e| ApiError::bad_request(format!("invalid server name: {}", e.message)))?;
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     let server: Server = parse_as(body, Format::Json)
         .map_err(|e| ApiError::bad_request(format!("invalid server config: {e}")))?;

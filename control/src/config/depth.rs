@@ -37,9 +37,7 @@ pub fn check_json_depth(text: &str) -> Result<(), ConfigError> {
                 if depth > MAX_DEPTH {
                     return Err(ConfigError {
                         position: Some(line_column(text, at)),
-                        ..ConfigError::new(format!(
-                            "objects and arrays nest deeper than {MAX_DEPTH} levels"
-                        ))
+                        ..ConfigError::new(format!("objects and arrays nest deeper than {MAX_DEPTH} levels"))
                     });
                 }
             }

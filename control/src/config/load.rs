@@ -192,7 +192,8 @@ mod tests {
         let e = parse_config(&text, Format::Json).unwrap_err();
         assert!(e.message.contains("nest deeper than"), "{e}");
         assert_eq!(e.position.map(|p| p.0), Some(1), "{e}");
-        let e = parse_as::<crate::config::Server>(&format!("{{\"bind\": {deep}}}"), Format::Json).unwrap_err();
+        let e =
+            parse_as::<crate::config::Server>(&format!("{{\"bind\": {deep}}}"), Format::Json).unwrap_err();
         assert!(e.message.contains("nest deeper than"), "{e}");
     }
 
