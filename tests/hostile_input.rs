@@ -5,8 +5,11 @@ mod api_client;
 mod common;
 
 use api_client::{object_keys, Client};
+use betwixt_control::config::{parse_config, Format};
 use common::{free_port, run_betwixt, Betwixt, TempDir};
 use sonic_rs::JsonContainerTrait;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn api_config(api: u16, extra: &str) -> String {
@@ -145,4 +148,118 @@ fn a_hundred_thousand_backends_do_not_stall_the_api() {
     assert!(slowest < Duration::from_secs(3), "a ping waited {slowest:?}");
     let config = client.get_json("/servers/huge");
     assert_eq!(config["discovery"]["static_list"].as_array().map(|b| b.len()), Some(100_000));
+}
+
+/// Sends `head` (and `body`), then waits for betwixt's answer; returns it and how long it took
+/// to come, or `None` when the connection was closed without an answer within 10 s.
+fn answer_after(port: u16, head: &str, body: &str) -> (Option<String>, Duration) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    ((!answer.is_empty()).then_some(answer), started.elapsed())
+}
+
+/// A request whose body never completes held its connection (and a place on the control
+/// thread) for ever when no auth was set. Now it has `request_timeout` for the head, and again
+/// for the body.
+#[test]
+fn slow_requests_are_cut_off() {
+    let api = free_port();
+    let _bx = Betwixt::start(&api_config(api, "request_timeout = \"1s\"\n"), &[], &[api]);
+    let head = "POST /servers/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    let (answer, waited) = answer_after(api, head, "{\"bind\": ");
+    let answer = answer.expect("an answer before the connection closes");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request body not received within 1s"), "{answer}");
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "{waited:?}");
+
+    // A head that never ends is dropped too (by hyper, without an answer).
+    let (answer, waited) = answer_after(api, "GET /servers HTTP/1.1\r\nHost: x\r\n", "");
+    assert!(answer.as_deref().is_none_or(|a| a.starts_with("HTTP/1.1 408")), "{answer:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+
+    // An unhurried but complete request is still served.
+    let (answer, _) = answer_after(api, "GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "");
+    assert!(answer.is_some_and(|a| a.starts_with("HTTP/1.1 200")));
+}
+
+/// True when betwixt closes `stream` (EOF or reset) within `limit` without a byte.
+fn closed_by_peer(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+#[test]
+fn connections_per_client_are_limited() {
+    let api = free_port();
+    let _bx = Betwixt::start(&api_config(api, "max_connections_per_client = 3\n"), &[], &[api]);
+    let mut held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(("127.0.0.1", api)).unwrap()).collect();
+    let mut fourth = TcpStream::connect(("127.0.0.1", api)).unwrap();
+    assert!(closed_by_peer(&mut fourth, Duration::from_secs(5)), "a fourth connection was kept");
+    assert!(!closed_by_peer(&mut held[0], Duration::from_millis(300)), "a held connection was closed");
+    // A place comes free when a connection ends.
+    drop(held.pop());
+    assert!(common::wait_until(Duration::from_secs(5), || Client::http(api)
+        .try_send("GET", "/ping", &[("Connection", "close")], "")
+        .is_ok_and(|r| r.status == 200)));
+}
+
+#[test]
+fn connections_in_all_are_limited() {
+    let api = free_port();
+    let _bx = Betwixt::start(&api_config(api, "max_connections = 2\n"), &[], &[api]);
+    let _held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(("127.0.0.1", api)).unwrap()).collect();
+    let mut third = TcpStream::connect(("127.0.0.1", api)).unwrap();
+    assert!(closed_by_peer(&mut third, Duration::from_secs(5)), "a third connection was kept");
+}
+
+fn exec_server(port: u16) -> String {
+    format!(
+        "{{\"bind\": \"127.0.0.1:{port}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"127.0.0.1:1\"]}}, \
+         \"healthcheck\": {{\"kind\": \"exec\", \"exec_command\": \"/bin/true\", \"exec_expected_positive_output\": \"1\"}}}}"
+    )
+}
+
+/// `exec` healthchecks run commands as betwixt's user: through the API only when allowed.
+#[test]
+fn exec_healthchecks_through_the_api_only_when_allowed() {
+    let api = free_port();
+    let _bx = Betwixt::start(&api_config(api, ""), &[], &[api]);
+    let reply = Client::http(api).send("POST", "/servers/cmd", &exec_server(free_port()));
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert!(reply.message().contains("allow_exec = true"), "{}", reply.body);
+    assert!(object_keys(&Client::http(api).get_json("/servers")).is_empty());
+
+    let api = free_port();
+    let _bx = Betwixt::start(&api_config(api, "allow_exec = true\n"), &[], &[api]);
+    let reply = Client::http(api).send("POST", "/servers/cmd", &exec_server(free_port()));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[test]
+fn dump_masks_the_password_and_still_parses() {
+    let api = free_port();
+    let auth = "[api.basic_auth]\nlogin = \"admin\"\npassword = \"s3cret-pw\"\n";
+    let bx = Betwixt::start(&api_config(api, auth), &[], &[api]);
+    let admin = Client::http(api).login("admin", "s3cret-pw");
+    for (query, format) in [("", Format::Toml), ("?format=json", Format::Json)] {
+        let dump = admin.get(&format!("/dump{query}"));
+        assert_eq!(dump.status, 200);
+        assert!(!dump.body.contains("s3cret"), "{}", dump.body);
+        let config = parse_config(&dump.body, format).unwrap_or_else(|e| panic!("{e}\n{}", dump.body));
+        let auth = config.api.unwrap().basic_auth.unwrap();
+        assert_eq!((auth.login.as_str(), auth.password.as_str()), ("admin", "********"));
+    }
+    // Loopback only: no warning about an open API.
+    assert!(!bx.log_text().contains("without [api.basic_auth]"), "{}", bx.log_text());
 }
