@@ -180,7 +180,7 @@ fn slow_requests_are_cut_off() {
 
     // A head that never ends is dropped too (by hyper, without an answer).
     let (answer, waited) = answer_after(api, "GET /servers HTTP/1.1\r\nHost: x\r\n", "");
-    assert!(answer.as_deref().is_none_or(|a| a.starts_with("HTTP/1.1 408")), "{answer:?}");
+    assert_eq!(answer, None);
     assert!(waited < Duration::from_secs(5), "{waited:?}");
 
     // An unhurried but complete request is still served.
