@@ -37,11 +37,17 @@ fn deeply_nested_body_is_refused_and_betwixt_keeps_serving() {
     assert!(object_keys(&client.get_json("/servers")).is_empty());
 }
 
+/// `betwixt check` of a file named `name` holding `text`: its exit status and stderr.
+fn check(name: &str, text: &str) -> (std::process::ExitStatus, String) {
+    let dir = TempDir::new("check");
+    let path = dir.write(name, text);
+    let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
+    (status, stderr)
+}
+
 #[test]
 fn check_of_a_deeply_nested_file_is_an_error_not_a_signal() {
-    let dir = TempDir::new("deep");
-    let path = dir.write("deep.json", &deep_json("{\"logging\": {\"level\": {\"info\": ", "}}}"));
-    let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
+    let (status, stderr) = check("deep.json", &deep_json("{\"logging\": {\"level\": {\"info\": ", "}}}"));
     assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
     assert!(stderr.contains("deep.json at line 1") && stderr.contains("nest deeper than"), "{stderr}");
 }
@@ -63,12 +69,14 @@ fn names_and_hosts_that_would_forge_output_are_refused() {
     let api = free_port();
     let bx = Betwixt::start(&api_config(api, ""), &[], &[api]);
     let client = Client::http(api);
-    let forged = "web\"} 1\ngobetween_server_count 99\n[INFO ] (betwixt): forged";
-    let reply = client.send(
-        "POST",
-        &format!("/servers/{}", percent_encoded(forged)),
-        &static_server(free_port(), "127.0.0.1:1"),
-    );
+    let create = |name: &str| {
+        client.send(
+            "POST",
+            &format!("/servers/{}", percent_encoded(name)),
+            &static_server(free_port(), "127.0.0.1:1"),
+        )
+    };
+    let reply = create("web\"} 1\ngobetween_server_count 99\n[INFO ] (betwixt): forged");
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(
         reply.message().contains("invalid server name") && reply.message().contains("U+000A"),
@@ -82,11 +90,7 @@ fn names_and_hosts_that_would_forge_output_are_refused() {
 
     // A name with quotes, spaces and a slash is fine: it is escaped where it is shown.
     let odd = "a \"b\"/c";
-    let reply = client.send(
-        "POST",
-        &format!("/servers/{}", percent_encoded(odd)),
-        &static_server(free_port(), "127.0.0.1:1"),
-    );
+    let reply = create(odd);
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(object_keys(&client.get_json("/servers")), [odd]);
     assert_eq!(client.get(&format!("/servers/{}/stats", percent_encoded(odd))).status, 200);
@@ -95,12 +99,10 @@ fn names_and_hosts_that_would_forge_output_are_refused() {
 
 #[test]
 fn a_file_with_such_a_name_is_a_config_error() {
-    let dir = TempDir::new("names");
-    let path = dir.write(
+    let (status, stderr) = check(
         "names.toml",
         "[servers.\"a\\nb\"]\nbind = \"127.0.0.1:1\"\n[servers.\"a\\nb\".discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:2\"]\n",
     );
-    let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("server name \"a\\nb\" must not contain control characters"), "{stderr}");
 }
