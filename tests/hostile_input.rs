@@ -4,9 +4,9 @@
 mod api_client;
 mod common;
 
-use api_client::{object_keys, Client};
+use api_client::{object_keys, static_server, Client};
 use betwixt_control::config::{parse_config, Format};
-use common::{free_port, run_betwixt, Betwixt, TempDir};
+use common::{addr, free_port, run_betwixt, Betwixt, TempDir};
 use sonic_rs::JsonContainerTrait;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -59,11 +59,6 @@ fn percent_encoded(text: &str) -> String {
         .collect()
 }
 
-/// A server section in JSON; `backend` is written into a JSON string as it is.
-fn static_server(bind_port: u16, backend: &str) -> String {
-    format!("{{\"bind\": \"127.0.0.1:{bind_port}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{backend}\"]}}}}")
-}
-
 #[test]
 fn names_and_hosts_that_would_forge_output_are_refused() {
     let api = free_port();
@@ -73,7 +68,7 @@ fn names_and_hosts_that_would_forge_output_are_refused() {
         client.send(
             "POST",
             &format!("/servers/{}", percent_encoded(name)),
-            &static_server(free_port(), "127.0.0.1:1"),
+            &static_server(&addr(free_port()).to_string(), "127.0.0.1:1"),
         )
     };
     let reply = create("web\"} 1\ngobetween_server_count 99\n[INFO ] (betwixt): forged");
@@ -84,7 +79,11 @@ fn names_and_hosts_that_would_forge_output_are_refused() {
         reply.body
     );
 
-    let reply = client.send("POST", "/servers/web", &static_server(free_port(), "evil\\u001b[2J:80"));
+    let reply = client.send(
+        "POST",
+        "/servers/web",
+        &static_server(&addr(free_port()).to_string(), "evil\\u001b[2J:80"),
+    );
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(reply.message().contains("control character"), "{}", reply.body);
 
