@@ -1,6 +1,7 @@
 //! A backend as discovery reports it: `host:port [weight=N] [priority=N] [max_connections=N] [sni=NAME]`.
 //! This is the one line format shared by `static_list`, plaintext discovery and exec discovery.
 
+use crate::text::is_unsafe;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
@@ -62,6 +63,10 @@ impl FromStr for BackendSpec {
         if host.is_empty() {
             return Err(format!("missing host in backend {line:?}"));
         }
+        // No host name holds one, and the host is written into logs and metric labels.
+        if host.contains(is_unsafe) {
+            return Err(format!("control character in the host of backend {line:?}"));
+        }
         let mut spec = BackendSpec::new(host, port);
         for option in parts {
             let (key, value) = option
@@ -79,6 +84,7 @@ impl FromStr for BackendSpec {
                 "max_connections" => {
                     spec.max_connections = value.parse().map_err(|_| bad("not a whole number"))?
                 }
+                "sni" if value.contains(is_unsafe) => return Err(bad("control character")),
                 "sni" => spec.sni = Some(value.to_string()),
                 _ => {
                     return Err(format!(
@@ -147,6 +153,9 @@ mod tests {
         assert!("localhost:80 weight=x".parse::<BackendSpec>().is_err());
         assert!("localhost:80 weight=0".parse::<BackendSpec>().is_err());
         assert!("localhost:80 color=red".parse::<BackendSpec>().is_err());
+        assert!("evil\u{1b}[2J:80".parse::<BackendSpec>().unwrap_err().contains("control character"));
+        assert!("[::1\u{7f}]:80".parse::<BackendSpec>().is_err());
+        assert!("localhost:80 sni=a\u{202e}b".parse::<BackendSpec>().is_err());
     }
 
     #[test]

@@ -18,3 +18,4 @@ pub mod rates;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod text;

@@ -6,6 +6,7 @@ use crate::backend::BackendSpec;
 use crate::balance::{self, Table};
 use crate::config::ServerSettings;
 use crate::stats::Counters;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -42,7 +43,8 @@ pub struct ServerSnapshot {
 impl ServerSnapshot {
     /// Builds the groups and tables for `backends` (already filtered to the live ones). `down`
     /// lists the discovered backends that do not take part, for tables that must stay stable
-    /// while backends come and go (iphash1).
+    /// while backends come and go (iphash1). Sorting once keeps this O(n log n) however many
+    /// priorities there are (filtering per priority was O(priorities × n)).
     pub fn build(
         generation: u64,
         settings: Arc<ServerSettings>,
@@ -50,18 +52,20 @@ impl ServerSnapshot {
         backends: Vec<Arc<Backend>>,
         down: &[BackendSpec],
     ) -> ServerSnapshot {
-        let mut priorities: Vec<i32> = backends.iter().map(|b| b.spec.priority).collect();
-        priorities.sort_unstable();
-        priorities.dedup();
-        let groups = priorities
-            .into_iter()
-            .map(|priority| {
-                let members: Vec<usize> =
-                    (0..backends.len()).filter(|&i| backends[i].spec.priority == priority).collect();
-                let down: Vec<String> =
-                    down.iter().filter(|s| s.priority == priority).map(BackendSpec::address).collect();
-                let table = balance::build_table(settings.balance, &backends, &members, &down);
-                Group { priority, members, table }
+        let mut order: Vec<usize> = (0..backends.len()).collect();
+        // Stable: members of a group stay in discovery order.
+        order.sort_by_key(|&i| backends[i].spec.priority);
+        let mut down_by_priority: HashMap<i32, Vec<String>> = HashMap::new();
+        for spec in down {
+            down_by_priority.entry(spec.priority).or_default().push(spec.address());
+        }
+        let groups = order
+            .chunk_by(|&a, &b| backends[a].spec.priority == backends[b].spec.priority)
+            .map(|members| {
+                let priority = backends[members[0]].spec.priority;
+                let down = down_by_priority.remove(&priority).unwrap_or_default();
+                let table = balance::build_table(settings.balance, &backends, members, &down);
+                Group { priority, members: members.to_vec(), table }
             })
             .collect();
         ServerSnapshot { generation, settings, counters, backends, groups }

@@ -211,3 +211,38 @@ fn iphash_modulo_spreads_evenly() {
     let live: Vec<_> = (0..10).map(|n| backend(spec(n, 1))).collect();
     assert_even(&assignment(&snapshot(Balance::Iphash, &live, &[]), 100_000), 10);
 }
+
+/// One API request of 100,000 backends froze the control thread for seconds (the weight table
+/// was O(steps × backends), the groups O(priorities × backends)). Every strategy must build
+/// such a snapshot well within a second in release; 2 s here allows for a debug build.
+#[test]
+fn a_hundred_thousand_backends_build_fast() {
+    const N: usize = 100_000;
+    for distinct_priorities in [false, true] {
+        let live: Vec<_> = (0..N)
+            .map(|n| {
+                let mut spec = spec(n, if distinct_priorities { n as i32 } else { 1 });
+                spec.weight = 1 + (n % 7) as u32;
+                backend(spec)
+            })
+            .collect();
+        let down: Vec<BackendSpec> = (N..N + 1000).map(|n| spec(n, 1)).collect();
+        for balance in SUPPORTED.iter().copied() {
+            let started = std::time::Instant::now();
+            let s = snapshot(balance, &live, &down);
+            let elapsed = started.elapsed();
+            assert!(elapsed < std::time::Duration::from_secs(2), "{balance:?}: {elapsed:?}");
+            assert_eq!(s.groups.len(), if distinct_priorities { N } else { 1 });
+            assert_eq!(s.groups[0].members[0], 0, "members keep discovery order");
+            assert!(Picker::new(0).pick(&s, client(1), &[]).is_some());
+        }
+    }
+}
+
+#[test]
+fn groups_are_ordered_by_priority_and_keep_discovery_order() {
+    let live: Vec<_> = [3, 1, 2, 1, 3].iter().enumerate().map(|(n, &p)| backend(spec(n, p))).collect();
+    let s = snapshot(Balance::Roundrobin, &live, &[]);
+    let groups: Vec<(i32, Vec<usize>)> = s.groups.iter().map(|g| (g.priority, g.members.clone())).collect();
+    assert_eq!(groups, vec![(1, vec![1, 3]), (2, vec![2]), (3, vec![0, 4])]);
+}

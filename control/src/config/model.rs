@@ -61,6 +61,15 @@ pub struct Api {
     pub bind: Option<String>,
     #[serde(default)]
     pub cors: bool,
+    /// betwixt: let `POST /servers/NAME` create servers that run commands (`exec`
+    /// healthchecks); off by default, since they would run as betwixt's user.
+    pub allow_exec: Option<bool>,
+    /// betwixt: time a client has to send a request's head, and again its body (default 30s).
+    pub request_timeout: Option<GoDuration>,
+    /// betwixt: connections open at once from all clients (default 64; 0 = no limit).
+    pub max_connections: Option<u32>,
+    /// betwixt: connections open at once from one client address (default 16; 0 = no limit).
+    pub max_connections_per_client: Option<u32>,
     pub basic_auth: Option<BasicAuth>,
     pub tls: Option<CertPair>,
 }
