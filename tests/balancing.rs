@@ -1,4 +1,5 @@
 //! Distribution over backends: round robin, weights, priority groups (one shard: exact counts).
+//! gobetween parity details (hash choices, byte order, weight 0) are in parity_balancing.rs.
 
 mod common;
 
@@ -46,27 +47,30 @@ fn weights_one_two_three() {
 
 #[test]
 fn lower_priority_value_wins_until_it_dies() {
-    let mut backends = named(&["primary1", "primary2", "standby"]);
-    let port = free_port();
-    let lines = vec![
-        format!("{} priority=1", backends[0].line()),
-        format!("{} priority=1", backends[1].line()),
-        format!("{} priority=2", backends[2].line()),
-    ];
-    let check = "[servers.s.healthcheck]\nkind = \"ping\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n";
-    let config = server(port, "roundrobin", &lines, "") + check;
-    let _bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
-    let counts = tally(port, 40);
-    assert_eq!(counts.get("primary1"), Some(&20), "{counts:?}");
-    assert_eq!(counts.get("primary2"), Some(&20), "{counts:?}");
-    assert_eq!(counts.get("standby"), None, "{counts:?}");
+    // `weight` uses priorities as gobetween does; `priority_groups` opts other strategies in.
+    for (balance, extra) in [("weight", ""), ("roundrobin", "priority_groups = true")] {
+        let mut backends = named(&["primary1", "primary2", "standby"]);
+        let port = free_port();
+        let lines = vec![
+            format!("{} priority=1", backends[0].line()),
+            format!("{} priority=1", backends[1].line()),
+            format!("{} priority=2", backends[2].line()),
+        ];
+        let check = "[servers.s.healthcheck]\nkind = \"ping\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n";
+        let config = server(port, balance, &lines, extra) + check;
+        let _bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
+        let counts = tally(port, 40);
+        assert_eq!(counts.get("primary1"), Some(&20), "{balance}: {counts:?}");
+        assert_eq!(counts.get("primary2"), Some(&20), "{balance}: {counts:?}");
+        assert_eq!(counts.get("standby"), None, "{balance}: {counts:?}");
 
-    backends[0].stop();
-    backends[1].stop();
-    assert!(
-        wait_until(Duration::from_secs(3), || tally(port, 1).contains_key("standby")),
-        "standby group did not take over"
-    );
-    let counts = tally(port, 20);
-    assert_eq!(counts.get("standby"), Some(&20), "{counts:?}");
+        backends[0].stop();
+        backends[1].stop();
+        assert!(
+            wait_until(Duration::from_secs(3), || tally(port, 1).contains_key("standby")),
+            "{balance}: standby group did not take over"
+        );
+        let counts = tally(port, 20);
+        assert_eq!(counts.get("standby"), Some(&20), "{balance}: {counts:?}");
+    }
 }
