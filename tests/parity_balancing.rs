@@ -79,7 +79,7 @@ fn wait_for_named(balance: &str, port: u16, lines: &[String]) {
     let reached = wait_until(Duration::from_secs(5), || {
         ask_name_from(IpAddr::V4(named), addr(port)).as_deref() == Some("named")
     });
-    assert!(reached, "{balance}: the localhost backend never took part");
+    assert!(reached, "{balance}: the client gobetween sends to the localhost backend never reached it");
 }
 
 /// The name of the backend behind `line`.
