@@ -4,17 +4,8 @@
 mod common;
 
 use common::backends::{Backend, Behaviour};
-use common::{free_port, tally, wait_until, Betwixt};
+use common::{free_port, static_server, tally, wait_until, Betwixt};
 use std::time::Duration;
-
-fn server(port: u16, balance: &str, lines: &[String], extra: &str) -> String {
-    let list: Vec<String> = lines.iter().map(|l| format!("\"{l}\"")).collect();
-    format!(
-        "[servers.s]\nbind = \"127.0.0.1:{port}\"\nbalance = \"{balance}\"\n{extra}\n\
-         [servers.s.discovery]\nkind = \"static\"\nstatic_list = [{}]\n",
-        list.join(", ")
-    )
-}
 
 fn named(names: &[&str]) -> Vec<Backend> {
     names.iter().map(|n| Backend::start(n, Behaviour::Named)).collect()
@@ -25,7 +16,7 @@ fn roundrobin_spreads_exactly() {
     let backends = named(&["a", "b", "c"]);
     let port = free_port();
     let lines: Vec<String> = backends.iter().map(Backend::line).collect();
-    let _bx = Betwixt::start(&server(port, "roundrobin", &lines, ""), &["--shards", "1"], &[port]);
+    let _bx = Betwixt::start(&static_server(port, "roundrobin", &lines, ""), &["--shards", "1"], &[port]);
     let counts = tally(port, 300);
     assert_eq!(counts.get("a"), Some(&100), "{counts:?}");
     assert_eq!(counts.get("b"), Some(&100), "{counts:?}");
@@ -38,7 +29,7 @@ fn weights_one_two_three() {
     let port = free_port();
     let lines: Vec<String> =
         backends.iter().zip([1, 2, 3]).map(|(b, w)| format!("{} weight={w}", b.line())).collect();
-    let _bx = Betwixt::start(&server(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
+    let _bx = Betwixt::start(&static_server(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
     let counts = tally(port, 300);
     assert_eq!(counts.get("w1"), Some(&50), "{counts:?}");
     assert_eq!(counts.get("w2"), Some(&100), "{counts:?}");
@@ -57,7 +48,7 @@ fn lower_priority_value_wins_until_it_dies() {
             format!("{} priority=2", backends[2].line()),
         ];
         let check = "[servers.s.healthcheck]\nkind = \"ping\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n";
-        let config = server(port, balance, &lines, extra) + check;
+        let config = static_server(port, balance, &lines, extra) + check;
         let _bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
         let counts = tally(port, 40);
         assert_eq!(counts.get("primary1"), Some(&20), "{balance}: {counts:?}");

@@ -7,19 +7,10 @@ mod common;
 mod from_address;
 
 use common::backends::{Backend, Behaviour};
-use common::{addr, free_port, read_line, tally, wait_until, Betwixt};
+use common::{addr, free_port, read_line, static_server, tally, wait_until, Betwixt};
 use from_address::{ask_name_from, connect_from};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
-
-fn config(port: u16, balance: &str, lines: &[String], extra: &str) -> String {
-    let list: Vec<String> = lines.iter().map(|l| format!("\"{l}\"")).collect();
-    format!(
-        "[servers.s]\nbind = \"127.0.0.1:{port}\"\nbalance = \"{balance}\"\n{extra}\n\
-         [servers.s.discovery]\nkind = \"static\"\nstatic_list = [{}]\n",
-        list.join(", ")
-    )
-}
 
 /// Go's `hash/fnv.New32a`.
 fn fnv32a(bytes: &[u8]) -> u32 {
@@ -93,7 +84,7 @@ fn iphash_and_iphash1_send_each_client_where_gobetween_would() {
         let (backends, lines) = pool();
         let port = free_port();
         // Several shards: every shard must agree.
-        let _bx = Betwixt::start(&config(port, balance, &lines, ""), &["--shards", "2"], &[port]);
+        let _bx = Betwixt::start(&static_server(port, balance, &lines, ""), &["--shards", "2"], &[port]);
         wait_for_named(balance, port, &lines);
         let mut used = std::collections::BTreeSet::new();
         for n in 0..60 {
@@ -116,7 +107,7 @@ fn a_full_backend_is_left_out_before_hashing() {
         let full_line = lines[limited].clone();
         lines[limited] = format!("{full_line} max_connections=1");
         let port = free_port();
-        let _bx = Betwixt::start(&config(port, balance, &lines, ""), &["--shards", "1"], &[port]);
+        let _bx = Betwixt::start(&static_server(port, balance, &lines, ""), &["--shards", "1"], &[port]);
         wait_for_named(balance, port, &lines);
         let plain: Vec<String> = lines.iter().map(|l| l.split(' ').next().unwrap().to_string()).collect();
         let holder = (0..).map(client).find(|&c| gobetween_pick(balance, c, &plain) == full_line).unwrap();
@@ -152,7 +143,7 @@ fn priority_is_used_by_weight_only() {
     for balance in ["roundrobin", "leastconn", "iphash", "iphash1", "maglev"] {
         let (_backends, lines) = two_priorities();
         let port = free_port();
-        let _bx = Betwixt::start(&config(port, balance, &lines, ""), &["--shards", "1"], &[port]);
+        let _bx = Betwixt::start(&static_server(port, balance, &lines, ""), &["--shards", "1"], &[port]);
         let counts = if balance.contains("hash") || balance == "maglev" {
             // One connection each from many clients: both priorities must get some.
             let mut counts = std::collections::BTreeMap::new();
@@ -172,7 +163,7 @@ fn priority_is_used_by_weight_only() {
 
     let (_backends, lines) = two_priorities();
     let port = free_port();
-    let _bx = Betwixt::start(&config(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
+    let _bx = Betwixt::start(&static_server(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
     let counts = tally(port, 20);
     assert_eq!(counts.get("p1"), Some(&20), "weight keeps to the lowest priority: {counts:?}");
 }
@@ -181,7 +172,7 @@ fn priority_is_used_by_weight_only() {
 fn priority_groups_opt_every_strategy_in() {
     let (_backends, lines) = two_priorities();
     let port = free_port();
-    let config = config(port, "roundrobin", &lines, "priority_groups = true");
+    let config = static_server(port, "roundrobin", &lines, "priority_groups = true");
     let _bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
     let counts = tally(port, 20);
     assert_eq!(counts.get("p1"), Some(&20), "{counts:?}");
@@ -193,13 +184,13 @@ fn weight_zero_backends_take_traffic_only_when_nothing_else_can() {
     let z = Backend::start("z", Behaviour::Named);
     let lines = vec![format!("{} weight=1", a.line()), format!("{} weight=0", z.line())];
     let port = free_port();
-    let _bx = Betwixt::start(&config(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
+    let _bx = Betwixt::start(&static_server(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
     assert_eq!(tally(port, 10).get("a"), Some(&10));
 
     // With `a` at its limit, the weight-0 backend is all that is left.
     let lines = vec![format!("{} weight=1 max_connections=1", a.line()), format!("{} weight=0", z.line())];
     let port = free_port();
-    let _bx = Betwixt::start(&config(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
+    let _bx = Betwixt::start(&static_server(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
     let mut held = std::net::TcpStream::connect(addr(port)).unwrap();
     held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(read_line(&mut held).as_deref(), Some("a"));
@@ -210,7 +201,7 @@ fn weight_zero_backends_take_traffic_only_when_nothing_else_can() {
     let zeros = [Backend::start("z1", Behaviour::Named), Backend::start("z2", Behaviour::Named)];
     let lines: Vec<String> = zeros.iter().map(|b| format!("{} weight=0", b.line())).collect();
     let port = free_port();
-    let _bx = Betwixt::start(&config(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
+    let _bx = Betwixt::start(&static_server(port, "weight", &lines, ""), &["--shards", "1"], &[port]);
     let counts = tally(port, 20);
     assert_eq!((counts.get("z1"), counts.get("z2")), (Some(&10), Some(&10)), "{counts:?}");
 }
@@ -224,7 +215,7 @@ fn roundrobin_goes_in_byte_order_of_host_port() {
         .into();
     let lines: Vec<String> = backends.iter().map(Backend::line).collect();
     let port = free_port();
-    let _bx = Betwixt::start(&config(port, "roundrobin", &lines, ""), &["--shards", "1"], &[port]);
+    let _bx = Betwixt::start(&static_server(port, "roundrobin", &lines, ""), &["--shards", "1"], &[port]);
     let order: Vec<String> = (0..8).map(|_| common::ask_name(port).unwrap_or_default()).collect();
     let cycle = ["h100", "h10", "h2", "h9"].map(String::from);
     assert_eq!(order, [cycle.clone(), cycle].concat());

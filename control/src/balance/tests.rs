@@ -267,32 +267,32 @@ fn pick_name(
 #[test]
 fn iphash_and_iphash1_match_the_parity_vectors() {
     use ClientBytes::{DualStack, Ipv4};
-    // gobetween parity notes §2.9, computed by a separate Python re-implementation.
-    let p3 = pool(&["10.1.0.1:8000", "10.1.0.2:8000", "10.1.0.3:8000"]);
-    let vectors = [
-        ("10.0.0.1", Ipv4, "10.1.0.3:8000", "10.1.0.3:8000"),
-        ("10.0.0.1", DualStack, "10.1.0.2:8000", "10.1.0.2:8000"),
-        ("192.168.1.10", Ipv4, "10.1.0.1:8000", "10.1.0.3:8000"),
-        ("192.168.1.10", DualStack, "10.1.0.2:8000", "10.1.0.1:8000"),
-        ("127.0.0.1", Ipv4, "10.1.0.2:8000", "10.1.0.2:8000"),
-        ("127.0.0.1", DualStack, "10.1.0.3:8000", "10.1.0.2:8000"),
-        ("2001:db8::1", DualStack, "10.1.0.3:8000", "10.1.0.3:8000"),
-    ];
-    for (client, form, iphash, iphash1) in vectors {
-        assert_eq!(pick_name(Balance::Iphash, form, &p3, client, &[]), iphash, "iphash {client} {form:?}");
-        assert_eq!(pick_name(Balance::Iphash1, form, &p3, client, &[]), iphash1, "iphash1 {client} {form:?}");
-    }
+    // gobetween parity notes §2.9, computed by a separate Python re-implementation:
+    // (client, form, iphash's pick, iphash1's pick) per pool.
+    let p3 = ["10.1.0.1:8000", "10.1.0.2:8000", "10.1.0.3:8000"];
     // Sorted byte-wise: 10.0.0.100:80 < 10.0.0.10:80 < 10.0.0.2:80 < 10.0.0.9:80.
-    let s4 = pool(&["10.0.0.10:80", "10.0.0.9:80", "10.0.0.100:80", "10.0.0.2:80"]);
+    let s4 = ["10.0.0.10:80", "10.0.0.9:80", "10.0.0.100:80", "10.0.0.2:80"];
     let vectors = [
-        ("10.0.0.1", Ipv4, "10.0.0.100:80", "10.0.0.100:80"),
-        ("127.0.0.1", Ipv4, "10.0.0.10:80", "10.0.0.9:80"),
-        ("127.0.0.1", DualStack, "10.0.0.9:80", "10.0.0.2:80"),
-        ("192.168.1.10", Ipv4, "10.0.0.2:80", "10.0.0.10:80"),
+        (&p3[..], "10.0.0.1", Ipv4, "10.1.0.3:8000", "10.1.0.3:8000"),
+        (&p3, "10.0.0.1", DualStack, "10.1.0.2:8000", "10.1.0.2:8000"),
+        (&p3, "192.168.1.10", Ipv4, "10.1.0.1:8000", "10.1.0.3:8000"),
+        (&p3, "192.168.1.10", DualStack, "10.1.0.2:8000", "10.1.0.1:8000"),
+        (&p3, "127.0.0.1", Ipv4, "10.1.0.2:8000", "10.1.0.2:8000"),
+        (&p3, "127.0.0.1", DualStack, "10.1.0.3:8000", "10.1.0.2:8000"),
+        (&p3, "2001:db8::1", DualStack, "10.1.0.3:8000", "10.1.0.3:8000"),
+        (&s4, "10.0.0.1", Ipv4, "10.0.0.100:80", "10.0.0.100:80"),
+        (&s4, "127.0.0.1", Ipv4, "10.0.0.10:80", "10.0.0.9:80"),
+        (&s4, "127.0.0.1", DualStack, "10.0.0.9:80", "10.0.0.2:80"),
+        (&s4, "192.168.1.10", Ipv4, "10.0.0.2:80", "10.0.0.10:80"),
     ];
-    for (client, form, iphash, iphash1) in vectors {
-        assert_eq!(pick_name(Balance::Iphash, form, &s4, client, &[]), iphash, "iphash {client} {form:?}");
-        assert_eq!(pick_name(Balance::Iphash1, form, &s4, client, &[]), iphash1, "iphash1 {client} {form:?}");
+    for (lines, client, form, iphash, iphash1) in vectors {
+        let live = pool(lines);
+        assert_eq!(pick_name(Balance::Iphash, form, &live, client, &[]), iphash, "iphash {client} {form:?}");
+        assert_eq!(
+            pick_name(Balance::Iphash1, form, &live, client, &[]),
+            iphash1,
+            "iphash1 {client} {form:?}"
+        );
     }
     // Host names are hashed as written, not resolved.
     let l3 = pool(&["localhost:8002", "localhost:8000", "localhost:8001"]);
