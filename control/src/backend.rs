@@ -74,12 +74,7 @@ impl FromStr for BackendSpec {
                 .ok_or_else(|| format!("expected key=value, got {option:?} in backend {line:?}"))?;
             let bad = |what: &str| format!("invalid {key} {value:?} in backend {line:?}: {what}");
             match key {
-                "weight" => {
-                    spec.weight = value.parse().map_err(|_| bad("not a whole number"))?;
-                    if spec.weight == 0 {
-                        return Err(bad("must be at least 1"));
-                    }
-                }
+                "weight" => spec.weight = value.parse().map_err(|_| bad("not a whole number"))?,
                 "priority" => spec.priority = value.parse().map_err(|_| bad("not a number"))?,
                 "max_connections" => {
                     spec.max_connections = value.parse().map_err(|_| bad("not a whole number"))?
@@ -151,11 +146,15 @@ mod tests {
         assert!("localhost".parse::<BackendSpec>().is_err());
         assert!("localhost:http".parse::<BackendSpec>().is_err());
         assert!("localhost:80 weight=x".parse::<BackendSpec>().is_err());
-        assert!("localhost:80 weight=0".parse::<BackendSpec>().is_err());
         assert!("localhost:80 color=red".parse::<BackendSpec>().is_err());
         assert!("evil\u{1b}[2J:80".parse::<BackendSpec>().unwrap_err().contains("control character"));
         assert!("[::1\u{7f}]:80".parse::<BackendSpec>().is_err());
         assert!("localhost:80 sni=a\u{202e}b".parse::<BackendSpec>().is_err());
+    }
+
+    #[test]
+    fn weight_zero_is_allowed() {
+        assert_eq!("localhost:80 weight=0".parse::<BackendSpec>().unwrap().weight, 0);
     }
 
     #[test]

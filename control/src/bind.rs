@@ -35,6 +35,23 @@ pub fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() != 0 && a.port() == b.port() && (covers(x, y) || covers(y, x))
 }
 
+/// Whether this host can serve IPv4 clients on an IPv6 socket (`::ffff:a.b.c.d`). Go asks the
+/// same question (`supportsIPv4map`: bind an `IPV6_V6ONLY=0` socket to `::ffff:127.0.0.1`) to
+/// decide that a wildcard bind gets a dual-stack IPv6 socket; gobetween's `iphash` therefore
+/// sees IPv4 clients of such a server as 16 bytes, and betwixt hashes them alike.
+pub fn ipv4_mapped_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let probe = || -> io::Result<()> {
+            let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_only_v6(false)?;
+            let mapped = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped(), 0));
+            socket.bind(&mapped.into())
+        };
+        probe().is_ok()
+    })
+}
+
 /// Sockets are created blocking; the shard that takes a listener makes it non-blocking.
 fn reuseport_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;

@@ -160,6 +160,8 @@ pub enum Balance {
     Leastbandwidth,
     Iphash,
     Iphash1,
+    /// betwixt addition: a Maglev table, O(1) per pick and removal-consistent for large pools.
+    Maglev,
 }
 
 #[skip_serializing_none]
@@ -169,6 +171,9 @@ pub struct Server {
     pub bind: String,
     pub protocol: Option<Protocol>,
     pub balance: Option<Balance>,
+    /// betwixt addition: every strategy (not only `weight`, as in gobetween) prefers the lowest
+    /// priority value that has an eligible backend. Default `false`.
+    pub priority_groups: Option<bool>,
     pub max_connections: Option<u32>,
     pub client_idle_timeout: Option<GoDuration>,
     pub backend_idle_timeout: Option<GoDuration>,

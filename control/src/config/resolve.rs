@@ -5,6 +5,7 @@ use super::model::{
     Balance, Config, ConnectionOptions, Healthcheck, HealthcheckKind, InitialStatus, Protocol, Server,
 };
 use crate::access::AccessRules;
+use crate::balance::ClientBytes;
 use crate::healthcheck::Probe;
 use std::time::Duration;
 
@@ -22,6 +23,11 @@ pub struct ServerSettings {
     pub bind: String,
     pub protocol: Protocol,
     pub balance: Balance,
+    /// betwixt's `priority_groups`: every strategy, not only `weight`, prefers the lowest
+    /// priority value.
+    pub priority_groups: bool,
+    /// How `iphash` and `iphash1` read a client's address: as gobetween would for this `bind`.
+    pub client_bytes: ClientBytes,
     /// 0 = unlimited.
     pub max_connections: u32,
     pub client_idle_timeout: Option<Duration>,
@@ -69,6 +75,8 @@ impl Server {
             bind: s.bind.clone(),
             protocol: s.protocol.unwrap_or_default(),
             balance: s.balance.unwrap_or_default(),
+            priority_groups: s.priority_groups.unwrap_or(false),
+            client_bytes: ClientBytes::for_bind(&s.bind, crate::bind::ipv4_mapped_supported()),
             max_connections: s.max_connections.unwrap_or(0),
             client_idle_timeout: s.client_idle_timeout.and_then(|d| d.as_limit()),
             backend_idle_timeout: s.backend_idle_timeout.and_then(|d| d.as_limit()),
