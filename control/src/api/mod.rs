@@ -3,6 +3,8 @@
 
 pub mod admission;
 pub mod auth;
+pub mod cors;
+pub mod gofmt;
 pub mod reply;
 pub mod routes;
 pub mod serve;
@@ -13,18 +15,12 @@ use crate::balance::canonical_ip;
 use crate::config::Api;
 use crate::control::Control;
 use admission::ConnectionLimits;
-use axum::http::{header, Method};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tower_http::cors::{Any, CorsLayer};
 
 /// Where the API listens when `[api]` names no `bind`, as in gobetween's sample configuration.
 pub const DEFAULT_BIND: &str = ":8888";
-
-/// How long browsers may cache a CORS preflight answer.
-const CORS_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 
 /// The bounds `[api]` sets on its clients, with betwixt's defaults for what it leaves out.
 pub fn limits(api: &Api) -> serve::Limits {
@@ -59,14 +55,9 @@ pub fn router(control: Arc<Control>, api: &Api) -> Router {
     if !api.cors {
         return app;
     }
-    // Outermost, so that preflight requests are answered before authentication is asked for.
-    app.layer(
-        CorsLayer::new()
-            .allow_origin(Any)
-            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .max_age(CORS_MAX_AGE),
-    )
+    // Outermost, as gobetween's global middleware: preflights are answered before
+    // authentication is asked for, and every answer (401 and 404 too) carries the headers.
+    app.layer(axum::middleware::from_fn(cors::apply))
 }
 
 /// Starts the API when `[api] enabled`. Must run inside the control runtime; a bind or
