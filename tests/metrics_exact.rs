@@ -143,7 +143,8 @@ fn healthcheck_changes_show_in_stats_and_metrics() {
     let port_label = backend.port.to_string();
     let at = [("server", "hc"), ("host", "127.0.0.1"), ("port", port_label.as_str())];
     // As Prometheus scrapes it: in OpenMetrics.
-    let scrape = Client::http(metrics).try_send("GET", "/metrics", &[("Accept", PROMETHEUS_ACCEPT)], "").unwrap();
+    let scrape =
+        Client::http(metrics).try_send("GET", "/metrics", &[("Accept", PROMETHEUS_ACCEPT)], "").unwrap();
     let m = parse_metrics(&scrape.body, Parser::OpenMetrics);
     assert_eq!(sample(&m, "gobetween_backend_live", &at), 0.0);
     assert_eq!(sample(&m, "betwixt_healthcheck_state_changes_total", &at), 1.0);

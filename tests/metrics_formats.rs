@@ -47,13 +47,18 @@ fn classic_text_by_default_openmetrics_when_asked() {
     // No Accept header, or one that does not name OpenMetrics (curl's `*/*`): the classic format.
     let classic = client.get("/metrics");
     assert_eq!(classic.status, 200);
-    assert_eq!(classic.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores"));
+    assert_eq!(
+        classic.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8; escaping=underscores")
+    );
     assert!(!classic.body.contains("# EOF"), "{}", classic.body);
     let classic_samples = parse_metrics(&classic.body, Parser::Classic);
     // Every sample belongs to a typed family: in this format a counter's TYPE line must name
     // its `_total` samples, or the parser files them as untyped.
-    let untyped: Vec<&Value> =
-        classic_samples.iter().filter(|s| !matches!(s["type"].as_str(), Some("gauge" | "counter" | "histogram"))).collect();
+    let untyped: Vec<&Value> = classic_samples
+        .iter()
+        .filter(|s| !matches!(s["type"].as_str(), Some("gauge" | "counter" | "histogram")))
+        .collect();
     assert!(untyped.is_empty(), "{untyped:?}");
     let curl = client.try_send("GET", "/metrics", &[("Accept", "*/*")], "").unwrap();
     assert!(curl.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
@@ -76,7 +81,10 @@ fn classic_text_by_default_openmetrics_when_asked() {
     assert!(resident > 1e6 && sample(&m, "process_virtual_memory_bytes", &[]) >= resident, "{resident}");
     assert!(sample(&m, "process_virtual_memory_max_bytes", &[]) > 0.0);
     let start_time = sample(&m, "process_start_time_seconds", &[]);
-    assert!(start_time >= started - 2.0 && start_time <= now() + 1.0, "started {started}, reported {start_time}");
+    assert!(
+        start_time >= started - 2.0 && start_time <= now() + 1.0,
+        "started {started}, reported {start_time}"
+    );
     assert!(sample(&m, "process_cpu_seconds_total", &[]) >= 0.0);
     assert!(sample(&m, "process_network_receive_bytes_total", &[]) >= 0.0);
     assert!(sample(&m, "process_network_transmit_bytes_total", &[]) >= 0.0);
@@ -99,7 +107,9 @@ fn classic_text_by_default_openmetrics_when_asked() {
 
 /// Percent-encodes every byte that is not alphanumeric, for a URL path segment.
 fn encode_path(name: &str) -> String {
-    name.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    name.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 #[test]

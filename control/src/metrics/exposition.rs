@@ -117,7 +117,12 @@ impl Exposition {
         out.push('\n');
     }
 
-    pub fn gauges<V: Into<Number>>(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels, V)>) {
+    pub fn gauges<V: Into<Number>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, V)>,
+    ) {
         self.header(name, help, "gauge");
         for (labels, value) in samples {
             self.sample(name, &labels, None, value.into());
@@ -228,8 +233,7 @@ mod tests {
             let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
             assert_eq!(samples.len(), 1, "{format:?}: one series only:\n{text}");
             assert_eq!(
-                samples[0],
-                r#"gobetween_server_count{server="web\"} 1\ngobetween_forged{x=\"y\\"} 2"#,
+                samples[0], r#"gobetween_server_count{server="web\"} 1\ngobetween_forged{x=\"y\\"} 2"#,
                 "{format:?}"
             );
             let (name, labels, value) = read_sample(samples[0]);
@@ -282,7 +286,11 @@ mod tests {
             buckets: vec![(0.0001, 1), (1.0, 3), (f64::INFINITY, 4)],
         };
         e.histograms("h_seconds", "Time.", [h]);
-        e.gauges("f", "Floats.", [(Vec::new(), f64::NAN), (Vec::new(), f64::NEG_INFINITY), (Vec::new(), 1.5e9)]);
+        e.gauges(
+            "f",
+            "Floats.",
+            [(Vec::new(), f64::NAN), (Vec::new(), f64::NEG_INFINITY), (Vec::new(), 1.5e9)],
+        );
         assert_eq!(
             e.finish(),
             "# HELP h_seconds Time.\n# TYPE h_seconds histogram\n\

@@ -57,7 +57,8 @@ impl Scrapes {
         e.counters(
             "promhttp_metric_handler_requests",
             "Total number of scrapes by HTTP status code.",
-            [("200", completed), ("500", 0), ("503", 0)].map(|(code, n)| (vec![("code", code.to_string())], n)),
+            [("200", completed), ("500", 0), ("503", 0)]
+                .map(|(code, n)| (vec![("code", code.to_string())], n)),
         );
         e.gauges(
             "promhttp_metric_handler_requests_in_flight",

@@ -78,8 +78,16 @@ pub fn write(e: &mut Exposition) {
     let ticks_per_second = sysconf(libc::_SC_CLK_TCK).unwrap_or(100);
     if let Some(stat) = read_stat() {
         let cpu = stat.cpu_ticks as f64 / ticks_per_second as f64;
-        e.counters("process_cpu_seconds", "Total user and system CPU time spent in seconds.", [(Vec::new(), cpu)]);
-        e.gauges("process_virtual_memory_bytes", "Virtual memory size in bytes.", [(Vec::new(), stat.virtual_bytes)]);
+        e.counters(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            [(Vec::new(), cpu)],
+        );
+        e.gauges(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            [(Vec::new(), stat.virtual_bytes)],
+        );
         let page = sysconf(libc::_SC_PAGESIZE).unwrap_or(4096);
         e.gauges(
             "process_resident_memory_bytes",
