@@ -20,14 +20,17 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
-fn start(api: u16, metrics: u16, backend: &Backend) -> Betwixt {
+/// betwixt with the API, metrics and a server `web` whose static list holds `backends` (TOML
+/// string contents).
+fn start(api: u16, metrics: u16, backends: &[&str]) -> Betwixt {
     let port = free_port();
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
     let config = format!(
         "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n\
          [metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n\
          [servers.web]\nbind = \"127.0.0.1:{port}\"\n\
-         [servers.web.discovery]\nkind = \"static\"\nstatic_list = [\"{}\"]\n",
-        backend.line()
+         [servers.web.discovery]\nkind = \"static\"\nstatic_list = [{}]\n",
+        list.join(", ")
     );
     Betwixt::start(&config, &["--shards", "1"], &[api, metrics])
 }
@@ -41,7 +44,7 @@ fn classic_text_by_default_openmetrics_when_asked() {
     let backend = Backend::start("web", Behaviour::Named);
     let (api, metrics) = (free_port(), free_port());
     let started = now();
-    let _bx = start(api, metrics, &backend);
+    let _bx = start(api, metrics, &[&backend.line()]);
     let client = Client::http(metrics);
 
     // No Accept header, or one that does not name OpenMetrics (curl's `*/*`): the classic format.
@@ -113,35 +116,61 @@ fn encode_path(name: &str) -> String {
 }
 
 #[test]
-fn hostile_server_name_cannot_forge_series() {
+fn hostile_names_and_hosts_cannot_forge_series() {
     // Written raw into `server="..."`, this closes the label, ends the line and starts a series.
-    const NAME: &str = "evil\"} 1\ngobetween_forged{server=\"x\\";
+    const LINE_BREAKER: &str = "evil\"} 1\ngobetween_forged{server=\"x\\";
+    // And this adds a label, with no control character at all.
+    const LABEL_ADDER: &str = "a\",forged=\"1\\";
+    // A backend host from discovery (here static; later DNS or Consul) that adds a label.
+    const HOST: &str = "h\",forged=\"1\\";
     let backend = Backend::start("web", Behaviour::Named);
-    let (api, metrics, port) = (free_port(), free_port(), free_port());
-    let _bx = start(api, metrics, &backend);
-    let body = format!(
-        "{{\"bind\": \"127.0.0.1:{port}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}}}",
-        backend.line()
-    );
-    let created = Client::http(api).send("POST", &format!("/servers/{}", encode_path(NAME)), &body);
-    // Whether such a name is accepted is the API's decision; the scrape must be well-formed
-    // either way, and show the name exactly when the server exists.
-    let accepted = created.status == 200;
-    if accepted {
-        assert!(common::wait_for_port(port, Duration::from_secs(5)));
+    let (api, metrics) = (free_port(), free_port());
+    let _bx = start(api, metrics, &[&backend.line(), r#"h\",forged=\"1\\:3"#]);
+
+    // Whether such names are accepted is the API's decision (control characters are refused);
+    // the scrape must be well-formed either way, and show an accepted name exactly.
+    let mut servers: BTreeSet<&str> = ["web"].into();
+    for name in [LINE_BREAKER, LABEL_ADDER] {
+        let port = free_port();
+        let body = format!(
+            "{{\"bind\": \"127.0.0.1:{port}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}}}",
+            backend.line()
+        );
+        let created = Client::http(api).send("POST", &format!("/servers/{}", encode_path(name)), &body);
+        if created.status == 200 {
+            assert!(common::wait_for_port(port, Duration::from_secs(5)));
+            servers.insert(name);
+        }
     }
+    assert!(servers.contains(LABEL_ADDER), "a name with quotes is valid; it must come back exactly");
+
     let client = Client::http(metrics);
     for (accept, parser) in [("text/plain", Parser::Classic), (PROMETHEUS_ACCEPT, Parser::OpenMetrics)] {
         let scrape = client.try_send("GET", "/metrics", &[("Accept", accept)], "").unwrap();
         let m = parse_metrics(&scrape.body, parser);
-        let forged: Vec<&Value> =
-            m.iter().filter(|s| s["name"].as_str().is_some_and(|n| n.contains("forged"))).collect();
-        assert!(forged.is_empty(), "{parser:?}: forged series {forged:?}\n{}", scrape.body);
-        let servers: BTreeSet<&str> = m.iter().filter_map(|s| s["labels"]["server"].as_str()).collect();
-        let expected: BTreeSet<&str> = if accepted { ["web", NAME].into() } else { ["web"].into() };
-        assert_eq!(servers, expected, "{parser:?} (POST answered {}: {})", created.status, created.body);
-        if accepted {
-            assert_eq!(sample(&m, "gobetween_server_count", &[("server", NAME)]), 1.0);
+        let forged: Vec<&Value> = m
+            .iter()
+            .filter(|s| {
+                s["name"].as_str().is_some_and(|n| n.contains("forged")) || !s["labels"]["forged"].is_null()
+            })
+            .collect();
+        assert!(forged.is_empty(), "{parser:?}: forged series or labels {forged:?}\n{}", scrape.body);
+        let seen: BTreeSet<&str> = m.iter().filter_map(|s| s["labels"]["server"].as_str()).collect();
+        assert_eq!(seen, servers, "{parser:?}");
+        for name in &servers {
+            let backends = if *name == "web" { 2.0 } else { 1.0 };
+            assert_eq!(
+                sample(&m, "gobetween_server_count", &[("server", name)]),
+                backends,
+                "{parser:?} {name}"
+            );
         }
+        let hosts: BTreeSet<&str> = m
+            .iter()
+            .filter(|s| s["name"].as_str() == Some("gobetween_backend_live"))
+            .filter(|s| s["labels"]["server"].as_str() == Some("web"))
+            .filter_map(|s| s["labels"]["host"].as_str())
+            .collect();
+        assert_eq!(hosts, ["127.0.0.1", HOST].into(), "{parser:?}");
     }
 }
