@@ -10,7 +10,7 @@ mod metrics_parse;
 
 use api_client::Client;
 use common::backends::{Backend, Behaviour};
-use common::{free_port, Betwixt};
+use common::{free_port, percent_encoded, static_server, Betwixt};
 use metrics_parse::{parse_metrics, sample, Parser, PROMETHEUS_ACCEPT};
 use sonic_rs::{JsonValueTrait, Value};
 use std::collections::BTreeSet;
@@ -20,17 +20,13 @@ fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
-/// betwixt with the API, metrics and a server `web` whose static list holds `backends` (TOML
+/// betwixt with the API, metrics and a server `s` whose static list holds `backends` (TOML
 /// string contents).
-fn start(api: u16, metrics: u16, backends: &[&str]) -> Betwixt {
-    let port = free_port();
-    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+fn start(api: u16, metrics: u16, backends: &[String]) -> Betwixt {
     let config = format!(
         "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n\
-         [metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n\
-         [servers.web]\nbind = \"127.0.0.1:{port}\"\n\
-         [servers.web.discovery]\nkind = \"static\"\nstatic_list = [{}]\n",
-        list.join(", ")
+         [metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n{}",
+        static_server(free_port(), "weight", backends, "")
     );
     Betwixt::start(&config, &["--shards", "1"], &[api, metrics])
 }
@@ -44,7 +40,7 @@ fn classic_text_by_default_openmetrics_when_asked() {
     let backend = Backend::start("web", Behaviour::Named);
     let (api, metrics) = (free_port(), free_port());
     let started = now();
-    let _bx = start(api, metrics, &[&backend.line()]);
+    let _bx = start(api, metrics, &[backend.line()]);
     let client = Client::http(metrics);
 
     // No Accept header, or one that does not name OpenMetrics (curl's `*/*`): the classic format.
@@ -108,13 +104,6 @@ fn classic_text_by_default_openmetrics_when_asked() {
     assert_eq!(sample(&m, "promhttp_metric_handler_requests_total", &[("code", "503")]), 0.0);
 }
 
-/// Percent-encodes every byte that is not alphanumeric, for a URL path segment.
-fn encode_path(name: &str) -> String {
-    name.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}
-
 #[test]
 fn hostile_names_and_hosts_cannot_forge_series() {
     // Written raw into `server="..."`, this closes the label, ends the line and starts a series.
@@ -125,18 +114,15 @@ fn hostile_names_and_hosts_cannot_forge_series() {
     const HOST: &str = "h\",forged=\"1\\";
     let backend = Backend::start("web", Behaviour::Named);
     let (api, metrics) = (free_port(), free_port());
-    let _bx = start(api, metrics, &[&backend.line(), r#"h\",forged=\"1\\:3"#]);
+    let _bx = start(api, metrics, &[backend.line(), r#"h\",forged=\"1\\:3"#.to_string()]);
 
     // Whether such names are accepted is the API's decision (control characters are refused);
     // the scrape must be well-formed either way, and show an accepted name exactly.
-    let mut servers: BTreeSet<&str> = ["web"].into();
+    let mut servers: BTreeSet<&str> = ["s"].into();
     for name in [LINE_BREAKER, LABEL_ADDER] {
         let port = free_port();
-        let body = format!(
-            "{{\"bind\": \"127.0.0.1:{port}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}}}",
-            backend.line()
-        );
-        let created = Client::http(api).send("POST", &format!("/servers/{}", encode_path(name)), &body);
+        let body = api_client::static_server(&format!("127.0.0.1:{port}"), &backend.line());
+        let created = Client::http(api).send("POST", &format!("/servers/{}", percent_encoded(name)), &body);
         if created.status == 200 {
             assert!(common::wait_for_port(port, Duration::from_secs(5)));
             servers.insert(name);
@@ -158,7 +144,7 @@ fn hostile_names_and_hosts_cannot_forge_series() {
         let seen: BTreeSet<&str> = m.iter().filter_map(|s| s["labels"]["server"].as_str()).collect();
         assert_eq!(seen, servers, "{parser:?}");
         for name in &servers {
-            let backends = if *name == "web" { 2.0 } else { 1.0 };
+            let backends = if *name == "s" { 2.0 } else { 1.0 };
             assert_eq!(
                 sample(&m, "gobetween_server_count", &[("server", name)]),
                 backends,
@@ -168,7 +154,7 @@ fn hostile_names_and_hosts_cannot_forge_series() {
         let hosts: BTreeSet<&str> = m
             .iter()
             .filter(|s| s["name"].as_str() == Some("gobetween_backend_live"))
-            .filter(|s| s["labels"]["server"].as_str() == Some("web"))
+            .filter(|s| s["labels"]["server"].as_str() == Some("s"))
             .filter_map(|s| s["labels"]["host"].as_str())
             .collect();
         assert_eq!(hosts, ["127.0.0.1", HOST].into(), "{parser:?}");

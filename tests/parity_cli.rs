@@ -5,14 +5,14 @@
 mod common;
 
 use common::backends::{Backend, Behaviour};
-use common::{binary, free_port, serve_http, serve_until_named_with_env, Betwixt, TempDir, SIGTERM};
+use common::{
+    binary, free_port, serve_http, serve_until_named_with_env, static_server, Betwixt, TempDir, SIGTERM,
+};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 fn server_config(port: u16, backend: &str) -> String {
-    format!(
-        "[servers.a]\nbind = \"127.0.0.1:{port}\"\n[servers.a.discovery]\nkind = \"static\"\nstatic_list = [\"{backend}\"]\n"
-    )
+    static_server(port, "weight", &[backend.to_string()], "")
 }
 
 /// Runs betwixt with `args` and extra environment to completion and returns (exit code,
@@ -65,7 +65,7 @@ fn gobetween_env_var_carries_the_arguments_as_json() {
     let json = format!("[\"check\", \"{}\"]", path.display());
     let (code, stdout, stderr) = run(&[], &[("GOBETWEEN", &json)]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.contains("[servers.a]"), "{stdout}");
+    assert!(stdout.contains("[servers.s]"), "{stdout}");
     assert!(stderr.contains("GOBETWEEN"), "the arguments' origin is reported: {stderr}");
 
     // The variable and command-line arguments together are refused, as by gobetween.

@@ -167,6 +167,13 @@ pub fn static_server(port: u16, balance: &str, lines: &[String], extra: &str) ->
     )
 }
 
+/// Every byte but ASCII letters and digits as `%XX`, for a name in a URL path.
+pub fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 /// Connects to the proxy and returns the first line the backend sends (backends built with
 /// `backends::Named` send their name), then closes.
 /// Runs betwixt with `args` until the server on `port` answers with `name` (at most 5 s), then
