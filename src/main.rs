@@ -5,9 +5,11 @@ mod abort;
 mod buffers;
 mod cli;
 mod connection;
+mod consul;
 mod direction;
 mod idle;
 mod limits;
+mod pidfile;
 mod pipes;
 mod run;
 mod shard;
@@ -15,15 +17,41 @@ mod source;
 mod transfer;
 
 use betwixt_control::config::{self, Format};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args = match cli::arguments() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("betwixt: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = cli::Cli::parse_from(args);
     if cli.version {
-        println!("betwixt {}", env!("CARGO_PKG_VERSION"));
+        // The bare version number, as `gobetween -v` prints its own.
+        println!("{}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if cli.command.is_none() && cli.config.is_none() {
+        // Nothing to run: help, and success, as gobetween answers.
+        let _ = cli::Cli::command().print_help();
+        return ExitCode::SUCCESS;
+    }
+    let checking = matches!(cli.command, Some(cli::Command::Check { .. }));
+    // Claimed before the configuration is read, as gobetween does, and released on every exit.
+    let _pidfile = match &cli.pidfile {
+        Some(path) if !checking => match pidfile::Pidfile::claim(path) {
+            Ok(claimed) => Some(claimed),
+            Err(e) => {
+                eprintln!("betwixt: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let loaded = match source::load(&cli) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -31,8 +59,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(cli::Command::Check { .. }) = cli.command {
-        return check(&cli, &loaded.config);
+    if let Some(cli::Command::Check { file }) = &cli.command {
+        return check(cli.format.as_deref(), file, &loaded.config);
     }
     if let Err(e) = config::refuse_unsupported(&loaded.config) {
         eprintln!("{e}");
@@ -48,14 +76,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// `betwixt check FILE`: prints the configuration as betwixt will run it.
-fn check(cli: &cli::Cli, config: &config::Config) -> ExitCode {
-    // Print in the format the file was read in.
-    let file = match &cli.command {
-        Some(cli::Command::Check { file }) => file.as_path(),
-        _ => cli.config.as_path(),
-    };
-    let format = cli.format.as_deref().and_then(|f| Format::parse(f).ok()).unwrap_or(Format::from_path(file));
+/// `betwixt check FILE`: prints the configuration as betwixt will run it, in the format the
+/// file was read in.
+fn check(format: Option<&str>, file: &Path, config: &config::Config) -> ExitCode {
+    let format = format.and_then(|f| Format::parse(f).ok()).unwrap_or(Format::from_path(file));
     print!("{}", config::render(&config.normalized(), format));
     match config::refuse_unsupported(config) {
         Ok(()) => ExitCode::SUCCESS,
