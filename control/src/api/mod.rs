@@ -42,15 +42,24 @@ pub fn open_to_everyone(addr: SocketAddr, api: &Api) -> bool {
 
 /// The whole API as configured: routes, auth, CORS, JSON fallbacks.
 pub fn router(control: Arc<Control>, api: &Api) -> Router {
-    let mut protected = routes::protected(control);
-    if let Some(timeout) = limits(api).request_timeout {
-        // Inside authentication: nobody unauthenticated gets a body read.
-        protected = protected.layer(axum::middleware::from_fn_with_state(timeout, serve::read_body_within));
-    }
-    if let Some(pair) = &api.basic_auth {
-        let credentials = auth::Credentials::new(&pair.login, &pair.password);
-        protected = protected.layer(axum::middleware::from_fn_with_state(credentials, auth::require));
-    }
+    let timeout = limits(api).request_timeout;
+    let credentials = api.basic_auth.as_ref().map(|pair| auth::Credentials::new(&pair.login, &pair.password));
+    // Layered on each route's methods only: a path or method with no route is a plain 404
+    // without authentication, as in gobetween.
+    let guard = move |route: routes::Route| {
+        let route = match timeout {
+            // Inside authentication: nobody unauthenticated gets a body read.
+            Some(timeout) => route.route_layer(axum::middleware::from_fn_with_state(timeout, serve::read_body_within)),
+            None => route,
+        };
+        match &credentials {
+            Some(credentials) => {
+                route.route_layer(axum::middleware::from_fn_with_state(credentials.clone(), auth::require))
+            }
+            None => route,
+        }
+    };
+    let protected = routes::protected(control, guard);
     let app = routes::public().merge(protected).fallback(routes::not_found);
     if !api.cors {
         return app;

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,15 +22,19 @@ use std::time::SystemTime;
 
 type Shared = State<Arc<Control>>;
 
-/// Every endpoint that needs authentication when `[api.basic_auth]` is set.
-pub fn protected(control: Arc<Control>) -> Router {
+/// One path's methods.
+pub type Route = MethodRouter<Arc<Control>>;
+
+/// Every endpoint that needs authentication when `[api.basic_auth]` is set; `guard` adds it
+/// (and the body-read bound) to each path's methods.
+pub fn protected(control: Arc<Control>, guard: impl Fn(Route) -> Route) -> Router {
     Router::new()
-        .route("/", get(root))
-        .route("/dump", get(dump))
-        .route("/servers", get(list))
-        .route("/servers/{name}", get(show).post(create).delete(remove))
-        .route("/servers/{name}/stats", get(stats))
-        .route("/servers/{name}/backends/{backend}/drain", post(drain_backend).delete(undrain_backend))
+        .route("/", guard(get(root)))
+        .route("/dump", guard(get(dump)))
+        .route("/servers", guard(get(list)))
+        .route("/servers/{name}", guard(get(show).post(create).delete(remove)))
+        .route("/servers/{name}/stats", guard(get(stats)))
+        .route("/servers/{name}/backends/{backend}/drain", guard(post(drain_backend).delete(undrain_backend)))
         .method_not_allowed_fallback(not_found)
         .with_state(control)
 }
