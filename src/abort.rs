@@ -110,12 +110,12 @@ mod tests {
                     until_aborted(connections, work).await;
                     finished.set(finished.get() + 1);
                 })
-                .detach()
+                .detach();
             };
             // One ends by itself: its place is given back and taken by the next.
-            let _ = spawn(Box::pin(async {}));
+            spawn(Box::pin(async {}));
             for _ in 0..3 {
-                let _ = spawn(Box::pin(pending()));
+                spawn(Box::pin(pending()));
             }
             glommio::yield_if_needed().await;
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
@@ -127,7 +127,7 @@ mod tests {
             assert_eq!(finished.get(), 4);
             assert!(!Connections::in_use(&connections));
             // A task first polled after the abort ends at once.
-            let _ = spawn(Box::pin(pending()));
+            spawn(Box::pin(pending()));
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
             assert_eq!(finished.get(), 5);
         });

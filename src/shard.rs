@@ -133,8 +133,12 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
                         // SAFETY: the fd comes from a bound, listening socket we own.
                         let listener = unsafe { TcpListener::from_raw_fd(fd) };
                         let connections = Rc::new(Connections::default());
-                        let accept =
-                            glommio::spawn_local(accept_loop(id, slot.clone(), listener, connections.clone()));
+                        let accept = glommio::spawn_local(accept_loop(
+                            id,
+                            slot.clone(),
+                            listener,
+                            connections.clone(),
+                        ));
                         running.push(Serving { slot, accept, fd, connections });
                     }
                     None => log::error!("shard {id}: server {} has no listener", slot.name),
@@ -146,7 +150,12 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
     }
 }
 
-async fn accept_loop(shard: usize, slot: Arc<ServerSlot>, listener: TcpListener, connections: Rc<Connections>) {
+async fn accept_loop(
+    shard: usize,
+    slot: Arc<ServerSlot>,
+    listener: TcpListener,
+    connections: Rc<Connections>,
+) {
     let picker = Rc::new(RefCell::new(Picker::new(shard)));
     loop {
         // The peer address comes with the accepted socket (no `getpeername`); access rules,

@@ -103,7 +103,9 @@ fn errors_are_json_strings_with_gobetween_status_codes() {
     let client = Client::http(api);
 
     // An unknown name is no error to gobetween: 200 and `null`.
-    for (method, path) in [("GET", "/servers/nope"), ("GET", "/servers/nope/stats"), ("DELETE", "/servers/nope")] {
+    for (method, path) in
+        [("GET", "/servers/nope"), ("GET", "/servers/nope/stats"), ("DELETE", "/servers/nope")]
+    {
         let reply = client.send(method, path, "");
         assert_eq!((reply.status, reply.body.as_str()), (200, "null"), "{method} {path}");
     }
@@ -164,7 +166,11 @@ fn basic_auth_guards_everything_but_ping() {
     for path in ["/", "/servers", "/dump", "/servers/x/stats"] {
         let reply = anonymous.get(path);
         assert_eq!(reply.status, 401, "{path}");
-        assert_eq!(reply.header("www-authenticate"), Some("Basic realm=\"Authorization Required\""), "{path}");
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("Basic realm=\"Authorization Required\""),
+            "{path}"
+        );
         assert_eq!(reply.body, "", "{path}");
     }
     assert_eq!(anonymous.send("POST", "/servers/x", "{}").status, 401);

@@ -82,8 +82,10 @@ fn is_go_duration(text: &str) -> bool {
 /// without trailing zeros, `Z` or `±hh:mm`.
 fn is_go_time(text: &str) -> bool {
     let bytes = text.as_bytes();
-    let digits = |range: std::ops::Range<usize>| bytes.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
-    if !(digits(0..4) && digits(5..7) && digits(8..10) && digits(11..13) && digits(14..16) && digits(17..19)) {
+    let digits =
+        |range: std::ops::Range<usize>| bytes.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if !(digits(0..4) && digits(5..7) && digits(8..10) && digits(11..13) && digits(14..16) && digits(17..19))
+    {
         return false;
     }
     if text.len() < 20 || &text[4..5] != "-" || &text[10..11] != "T" || &text[13..14] != ":" {
@@ -106,13 +108,16 @@ fn is_go_time(text: &str) -> bool {
 
 #[test]
 fn go_formats_are_recognised() {
-    for good in ["0s", "800ns", "12.5µs", "123.456ms", "1s", "45.123456789s", "3m0.5s", "1h2m3.456789012s", "49h0m1s"] {
+    for good in
+        ["0s", "800ns", "12.5µs", "123.456ms", "1s", "45.123456789s", "3m0.5s", "1h2m3.456789012s", "49h0m1s"]
+    {
         assert!(is_go_duration(good), "{good}");
     }
     for bad in ["0", "1s234ms", "1.50s", "1h3s", "61s5", "1m61s", "5"] {
         assert!(!is_go_duration(bad), "{bad}");
     }
-    for good in ["2025-04-27T20:33:25.123456789+03:00", "2025-04-27T20:33:25Z", "2025-04-27T20:33:25.5-09:30"] {
+    for good in ["2025-04-27T20:33:25.123456789+03:00", "2025-04-27T20:33:25Z", "2025-04-27T20:33:25.5-09:30"]
+    {
         assert!(is_go_time(good), "{good}");
     }
     for bad in ["2025-04-27T20:33:25.120Z", "2025-04-27 20:33:25Z", "2025-04-27T20:33:25+0300"] {
@@ -129,7 +134,11 @@ fn root_answers_in_gobetweens_keys_and_go_formats() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some("application/json; charset=utf-8"));
     // Go's MarshalIndent: four spaces, keys of a map sorted.
-    assert!(reply.body.starts_with("{\n    \"configuration\": {\n        \"kind\": \"file\","), "{}", reply.body);
+    assert!(
+        reply.body.starts_with("{\n    \"configuration\": {\n        \"kind\": \"file\","),
+        "{}",
+        reply.body
+    );
     let root = reply.json();
     assert_eq!(object_keys(&root), ["configuration", "pid", "startTime", "time", "uptime", "version"]);
     assert_eq!(u64_at(&root, "pid"), bx.child.id() as u64);
@@ -171,7 +180,9 @@ fn unknown_names_answer_null_and_errors_are_json_strings_with_gobetweens_codes()
     let _bx = start(api, port, "weight", &[backend.line()], "");
     let client = Client::http(api);
 
-    for (method, path) in [("GET", "/servers/nope"), ("GET", "/servers/nope/stats"), ("DELETE", "/servers/nope")] {
+    for (method, path) in
+        [("GET", "/servers/nope"), ("GET", "/servers/nope/stats"), ("DELETE", "/servers/nope")]
+    {
         let reply = client.send(method, path, "");
         assert_eq!((reply.status, reply.body.as_str()), (200, "null"), "{method} {path}");
     }
@@ -179,15 +190,28 @@ fn unknown_names_answer_null_and_errors_are_json_strings_with_gobetweens_codes()
     assert_json_string(&client.send("POST", "/servers/new", "{\"bind\": "), 400, "invalid server config");
     assert_json_string(&client.send("POST", "/servers/new", ""), 400, "invalid server config");
     let server = |bind: &str| api_client::static_server(bind, &backend.line());
-    assert_json_string(&client.send("POST", "/servers/s", &server(&format!("127.0.0.1:{free}"))), 409, "exists");
-    assert_json_string(&client.send("POST", "/servers/twin", &server(&format!("127.0.0.1:{port}"))), 409, "\"s\"");
-    let no_bind = format!("{{\"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}}}", backend.line());
+    assert_json_string(
+        &client.send("POST", "/servers/s", &server(&format!("127.0.0.1:{free}"))),
+        409,
+        "exists",
+    );
+    assert_json_string(
+        &client.send("POST", "/servers/twin", &server(&format!("127.0.0.1:{port}"))),
+        409,
+        "\"s\"",
+    );
+    let no_bind =
+        format!("{{\"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}}}", backend.line());
     assert_json_string(&client.send("POST", "/servers/new", &no_bind), 409, "bind");
     let bad_balance = format!(
         "{{\"bind\": \"127.0.0.1:{free}\", \"balance\": \"fastest\", \"discovery\": {{\"kind\": \"static\", \"static_list\": []}}}}"
     );
     assert_json_string(&client.send("POST", "/servers/new", &bad_balance), 409, "fastest");
-    assert_json_string(&client.send("POST", "/servers/%0A", &server(&format!("127.0.0.1:{free}"))), 409, "name");
+    assert_json_string(
+        &client.send("POST", "/servers/%0A", &server(&format!("127.0.0.1:{free}"))),
+        409,
+        "name",
+    );
     assert_eq!(object_keys(&client.get_json("/servers")), ["s"]);
     let created = client.send("POST", "/servers/new", &server(&format!("127.0.0.1:{free}")));
     assert_eq!((created.status, created.body.as_str()), (200, "null"));
@@ -204,7 +228,8 @@ const PREFLIGHT_HEADERS: [(&str, &str); 5] = [
 #[test]
 fn cors_as_gobetween_configures_it() {
     let api = free_port();
-    let config = format!("{}cors = true\n[api.basic_auth]\nlogin = \"admin\"\npassword = \"pw\"\n", api_section(api));
+    let config =
+        format!("{}cors = true\n[api.basic_auth]\nlogin = \"admin\"\npassword = \"pw\"\n", api_section(api));
     let _bx = Betwixt::start(&config, &[], &[api]);
     let anonymous = Client::http(api);
     let origin = ("Origin", "http://dashboard.example");
@@ -284,7 +309,9 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
     stream.set_read_timeout(Some(limit)).unwrap();
     match stream.read(&mut [0u8; 16]) {
         Ok(0) => Some(started.elapsed()),
-        Err(e) if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut => Some(started.elapsed()),
+        Err(e) if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut => {
+            Some(started.elapsed())
+        }
         _ => None,
     }
 }
@@ -300,7 +327,11 @@ fn delete_closes_the_servers_live_connections() {
     let deleted = client.send("DELETE", "/servers/s", "");
     assert_eq!((deleted.status, deleted.body.as_str()), (200, "null"));
     for stream in &mut live {
-        assert!(closed_within(stream, Duration::from_secs(1)).is_some(), "still open; log:\n{}", bx.log_text());
+        assert!(
+            closed_within(stream, Duration::from_secs(1)).is_some(),
+            "still open; log:\n{}",
+            bx.log_text()
+        );
     }
     assert!(wait_until(Duration::from_secs(2), || TcpStream::connect(("127.0.0.1", port)).is_err()));
 }
@@ -394,16 +425,53 @@ fn stats_count_connections_with_gobetweens_meaning() {
 
     let settled = wait_until(Duration::from_secs(5), || {
         let stats = client.get_json("/servers/s/stats");
-        u64_at(&stats, "active_connections") == 0 && u64_at(&backend_stats(&stats, &alive), "total_connections") == N as u64 + 2
+        u64_at(&stats, "active_connections") == 0
+            && u64_at(&backend_stats(&stats, &alive), "total_connections") == N as u64 + 2
     });
     let stats = client.get_json("/servers/s/stats");
     assert!(settled, "{stats}");
     let (good, bad) = (backend_stats(&stats, &alive), &stats["backends"]);
-    let bad = bad.as_array().unwrap().iter().find(|b| b["port"].as_str() == Some(dead.to_string().as_str())).unwrap();
+    let bad = bad
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["port"].as_str() == Some(dead.to_string().as_str()))
+        .unwrap();
     let bad = &bad["stats"];
     // total: connections the backend took; refused: connects it failed. Never both.
     assert_eq!((u64_at(&good, "total_connections"), u64_at(&good, "refused_connections")), (N as u64 + 2, 0));
     assert_eq!(u64_at(bad, "total_connections"), 0, "{stats}");
     assert!(u64_at(bad, "refused_connections") >= 1, "{stats}");
     assert_eq!(u64_at(bad, "active_connections"), 0);
+}
+
+/// The status line and headers of a raw HTTP/1.1 request to the API (no redirects followed).
+fn raw_head(api: u16, method: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", api)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.split("\r\n\r\n").next().unwrap().to_ascii_lowercase()
+}
+
+#[test]
+fn a_trailing_slash_is_redirected_as_gin_does() {
+    let api = free_port();
+    let _bx = Betwixt::start(&api_section(api), &[], &[api]);
+    for (method, path, status, location) in [
+        ("GET", "/servers/", "301", "/servers"),
+        ("GET", "/servers/web/stats/?x=1", "301", "/servers/web/stats?x=1"),
+        ("DELETE", "/servers/web/", "307", "/servers/web"),
+    ] {
+        let head = raw_head(api, method, path);
+        assert!(head.starts_with(&format!("http/1.1 {status} ")), "{method} {path}: {head}");
+        assert!(head.contains(&format!("\r\nlocation: {location}\r\n")), "{method} {path}: {head}");
+    }
+    for (method, path) in [("PUT", "/servers/"), ("GET", "/nothing/"), ("POST", "/servers/web/stats/")] {
+        assert!(raw_head(api, method, path).starts_with("http/1.1 404 "), "{method} {path}");
+    }
 }

@@ -47,7 +47,8 @@ pub async fn require(State(credentials): State<Arc<Credentials>>, request: Reque
     if credentials.accepts(request.headers().get(header::AUTHORIZATION)) {
         return next.run(request).await;
     }
-    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE))]).into_response()
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE))])
+        .into_response()
 }
 
 #[cfg(test)]

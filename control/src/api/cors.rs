@@ -15,10 +15,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// What every CORS answer carries.
-const NORMAL: [(HeaderName, &str); 2] = [
-    (header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"),
-    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-];
+const NORMAL: [(HeaderName, &str); 2] =
+    [(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
 
 /// What a preflight answer carries besides `NORMAL`.
 const PREFLIGHT: [(HeaderName, &str); 3] = [
@@ -43,7 +41,8 @@ pub async fn apply(request: Request, next: Next) -> Response {
 
 /// An `Origin` is present and is not the API's own `http(s)://Host`.
 fn is_cross_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).map(HeaderValue::as_bytes).filter(|o| !o.is_empty()) else {
+    let Some(origin) = headers.get(header::ORIGIN).map(HeaderValue::as_bytes).filter(|o| !o.is_empty())
+    else {
         return false;
     };
     let host = headers.get(header::HOST).map_or(&b""[..], HeaderValue::as_bytes);

@@ -31,7 +31,11 @@ pub fn duration(d: Duration) -> String {
     if seconds >= 60 {
         let _ = write!(out, "{minutes}m");
     }
-    let _ = write!(out, "{}s", decimal(u128::from(seconds % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()), 9));
+    let _ = write!(
+        out,
+        "{}s",
+        decimal(u128::from(seconds % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()), 9)
+    );
     out
 }
 

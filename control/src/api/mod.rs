@@ -49,7 +49,9 @@ pub fn router(control: Arc<Control>, api: &Api) -> Router {
     let guard = move |route: routes::Route| {
         let route = match timeout {
             // Inside authentication: nobody unauthenticated gets a body read.
-            Some(timeout) => route.route_layer(axum::middleware::from_fn_with_state(timeout, serve::read_body_within)),
+            Some(timeout) => {
+                route.route_layer(axum::middleware::from_fn_with_state(timeout, serve::read_body_within))
+            }
             None => route,
         };
         match &credentials {

@@ -12,7 +12,8 @@ pub const TEXT: &str = "text/plain; charset=utf-8";
 /// `value` as JSON indented by four spaces, gobetween's layout.
 pub fn to_json<T: Serialize + ?Sized>(value: &T) -> sonic_rs::Result<String> {
     let mut out = Vec::with_capacity(256);
-    let mut serializer = sonic_rs::Serializer::with_formatter(&mut out, PrettyFormatter::with_indent(b"    "));
+    let mut serializer =
+        sonic_rs::Serializer::with_formatter(&mut out, PrettyFormatter::with_indent(b"    "));
     value.serialize(&mut serializer)?;
     // The serializer writes only valid UTF-8.
     Ok(String::from_utf8(out).expect("JSON is UTF-8"))
@@ -77,7 +78,10 @@ mod tests {
     #[test]
     fn indented_by_four_spaces_like_go() {
         let value: BTreeMap<&str, Vec<u32>> = [("a", vec![1, 2]), ("b", vec![])].into_iter().collect();
-        assert_eq!(to_json(&value).unwrap(), "{\n    \"a\": [\n        1,\n        2\n    ],\n    \"b\": []\n}");
+        assert_eq!(
+            to_json(&value).unwrap(),
+            "{\n    \"a\": [\n        1,\n        2\n    ],\n    \"b\": []\n}"
+        );
         assert_eq!(to_json(&()).unwrap(), "null");
         assert_eq!(to_json("x \"y\"").unwrap(), "\"x \\\"y\\\"\"");
     }

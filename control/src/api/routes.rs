@@ -11,8 +11,8 @@ use crate::config::{duration, parse_as, render, DiscoveryKind, Format, GoDuratio
 use crate::control::{Control, ControlError, Drain};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use serde::{Deserialize, Serialize};
@@ -44,9 +44,35 @@ pub fn public() -> Router {
     Router::new().route("/ping", get(ping)).method_not_allowed_fallback(not_found)
 }
 
-/// A path, or a method, with no route: gobetween (gin) answers both with a plain 404.
-pub async fn not_found() -> Response {
-    page_not_found()
+/// A path, or a method, with no route: gobetween (gin) answers both with a plain 404, except
+/// that a path with a trailing slash is redirected to the route without it (`301` for `GET`,
+/// `307` otherwise, as gin's `RedirectTrailingSlash`).
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    let trimmed = path.strip_suffix('/').filter(|p| is_route(&method, p));
+    let Some(trimmed) = trimmed else { return page_not_found() };
+    let status =
+        if method == Method::GET { StatusCode::MOVED_PERMANENTLY } else { StatusCode::TEMPORARY_REDIRECT };
+    let location = match uri.query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_string(),
+    };
+    match HeaderValue::try_from(location) {
+        Ok(location) => (status, [(header::LOCATION, location)]).into_response(),
+        Err(_) => page_not_found(),
+    }
+}
+
+/// Whether gobetween has a route for `method` on `path`.
+fn is_route(method: &Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let get = method == Method::GET;
+    match segments[..] {
+        ["ping" | "dump" | "servers"] => get,
+        ["servers", name] => !name.is_empty() && (get || method == Method::POST || method == Method::DELETE),
+        ["servers", name, "stats"] => !name.is_empty() && get,
+        _ => false,
+    }
 }
 
 async fn ping() -> Response {
@@ -116,7 +142,9 @@ async fn dump(State(control): Shared, Query(query): Query<DumpQuery>) -> Result<
     let format = match query.format.as_deref().unwrap_or("toml") {
         "toml" => Format::Toml,
         "json" => Format::Json,
-        other => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Unknown format {other}"))),
+        other => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Unknown format {other}")))
+        }
     };
     let mut config = control.dump();
     if let Some(auth) = config.api.as_mut().and_then(|api| api.basic_auth.as_mut()) {
@@ -204,7 +232,8 @@ async fn remove(
     let drain = match query.drain.as_deref() {
         None => Drain::None,
         Some(text) => {
-            let limit = duration::parse(text).map_err(|e| ApiError::bad_request(format!("invalid drain: {e}")))?;
+            let limit =
+                duration::parse(text).map_err(|e| ApiError::bad_request(format!("invalid drain: {e}")))?;
             Drain::For(GoDuration(limit).as_limit())
         }
     };
@@ -217,7 +246,10 @@ async fn remove(
 
 /// `POST /servers/NAME/backends/HOST:PORT/drain` (betwixt): the backend gets no new
 /// connection, the open ones go on.
-async fn drain_backend(State(control): Shared, Path((name, backend)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn drain_backend(
+    State(control): Shared,
+    Path((name, backend)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     set_draining(&control, &name, &backend, true)
 }
 
@@ -231,9 +263,10 @@ async fn undrain_backend(
 }
 
 fn set_draining(control: &Control, name: &str, backend: &str, draining: bool) -> Result<Response, ApiError> {
-    let server = control.server(name).ok_or_else(|| ApiError::not_found(format!("server {name:?} not found")))?;
-    let (host, port) = split_host_port(backend)
-        .map_err(|e| ApiError::bad_request(format!("invalid backend: {e}")))?;
+    let server =
+        control.server(name).ok_or_else(|| ApiError::not_found(format!("server {name:?} not found")))?;
+    let (host, port) =
+        split_host_port(backend).map_err(|e| ApiError::bad_request(format!("invalid backend: {e}")))?;
     if !server.set_draining((&host, port), draining) {
         return Err(ApiError::not_found(format!("server {name:?} has no backend {backend}")));
     }
