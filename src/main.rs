@@ -29,7 +29,11 @@ fn main() -> ExitCode {
         }
     };
     if let Some(cli::Command::Check { .. }) = cli.command {
-        return check(&cli, &loaded.config);
+        return check(&cli, &loaded);
+    }
+    if loaded.strict(&cli) && !loaded.warnings.is_empty() {
+        report(&loaded.warnings, true);
+        return ExitCode::FAILURE;
     }
     if let Err(e) = config::refuse_unsupported(&loaded.config) {
         eprintln!("{e}");
@@ -45,16 +49,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// `betwixt check FILE`: prints the configuration as betwixt will run it.
-fn check(cli: &cli::Cli, config: &config::Config) -> ExitCode {
+/// Prints configuration warnings to stderr, as errors in strict mode.
+fn report(warnings: &[config::ConfigWarning], strict: bool) {
+    for warning in warnings {
+        if strict {
+            eprintln!("{}", warning.to_error());
+        } else {
+            eprintln!("{warning}");
+        }
+    }
+}
+
+/// `betwixt check FILE`: prints the configuration as betwixt will run it, and every warning.
+fn check(cli: &cli::Cli, loaded: &source::Loaded) -> ExitCode {
     // Print in the format the file was read in.
     let file = match &cli.command {
         Some(cli::Command::Check { file }) => file.as_path(),
         _ => cli.config.as_path(),
     };
     let format = cli.format.as_deref().and_then(|f| Format::parse(f).ok()).unwrap_or(Format::from_path(file));
-    print!("{}", config::render(&config.normalized(), format));
-    match config::refuse_unsupported(config) {
+    let strict = loaded.strict(cli);
+    report(&loaded.warnings, strict);
+    print!("{}", config::render(&loaded.config.normalized(), format));
+    if strict && !loaded.warnings.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    match config::refuse_unsupported(&loaded.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

@@ -1,12 +1,14 @@
 //! Where the configuration comes from: a file, a URL, or a Consul key.
 
 use crate::cli::{Cli, Command};
-use betwixt_control::config::{self, Config, ConfigError, Format};
+use betwixt_control::config::{self, Config, ConfigError, ConfigWarning, Format};
 use betwixt_control::control::ConfigSource;
 use std::path::Path;
 
 pub struct Loaded {
     pub config: Config,
+    /// What gobetween tolerates and betwixt read loosely, with file, line and key.
+    pub warnings: Vec<ConfigWarning>,
     pub source: ConfigSource,
 }
 
@@ -22,20 +24,29 @@ fn fetch(url: &str) -> Result<String, ConfigError> {
     response.into_body().read_to_string().map_err(|e| ConfigError::new(format!("cannot read {url}: {e}")))
 }
 
-fn parse_fetched(cli: &Cli, text: String, format: Format, origin: &str) -> Result<Config, ConfigError> {
+fn parse_fetched(
+    cli: &Cli,
+    text: String,
+    format: Format,
+    origin: &str,
+) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
     let text = if cli.env_vars { config::substitute_env(&text)? } else { text };
-    config::parse_config(&text, format).map_err(|mut e| {
+    let (config, mut warnings) = config::parse_config(&text, format).map_err(|mut e| {
         e.file = Some(origin.into());
         e
-    })
+    })?;
+    for warning in &mut warnings {
+        warning.file = Some(origin.into());
+    }
+    Ok((config, warnings))
 }
 
 pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
     match &cli.command {
         Some(Command::FromUrl { url }) => {
             let format = format_for(cli, url)?;
-            let config = parse_fetched(cli, fetch(url)?, format, url)?;
-            Ok(Loaded { config, source: ConfigSource { kind: "url".into(), path: url.clone() } })
+            let (config, warnings) = parse_fetched(cli, fetch(url)?, format, url)?;
+            Ok(Loaded { config, warnings, source: ConfigSource { kind: "url".into(), path: url.clone() } })
         }
         Some(Command::FromConsul { host, key, scheme }) => {
             if scheme != "http" && scheme != "https" {
@@ -45,9 +56,10 @@ pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
             }
             let url = format!("{scheme}://{host}/v1/kv/{}?raw", key.trim_start_matches('/'));
             let format = format_for(cli, key)?;
-            let config = parse_fetched(cli, fetch(&url)?, format, &url)?;
+            let (config, warnings) = parse_fetched(cli, fetch(&url)?, format, &url)?;
             Ok(Loaded {
                 config,
+                warnings,
                 source: ConfigSource { kind: "consul".into(), path: format!("{host}/{key}") },
             })
         }
@@ -58,7 +70,15 @@ pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
 
 fn load_file(cli: &Cli, file: &Path) -> Result<Loaded, ConfigError> {
     let format = format_for(cli, &file.to_string_lossy())?;
-    let config = config::load_file(file, Some(format), cli.env_vars)?;
+    let (config, warnings) = config::load_file(file, Some(format), cli.env_vars)?;
     let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    Ok(Loaded { config, source: ConfigSource { kind: "file".into(), path: path.display().to_string() } })
+    let source = ConfigSource { kind: "file".into(), path: path.display().to_string() };
+    Ok(Loaded { config, warnings, source })
+}
+
+impl Loaded {
+    /// Strict mode, from `--strict` or `[runtime] strict = true`: warnings are errors.
+    pub fn strict(&self, cli: &Cli) -> bool {
+        cli.strict || self.config.runtime.as_ref().and_then(|r| r.strict).unwrap_or(false)
+    }
 }

@@ -2,7 +2,9 @@
 //! Adding or removing a server touches only that server's listeners and tasks.
 
 use crate::bind::{bind_tcp, resolve_bind};
-use crate::config::{refuse_unsupported, validate::validate_server, Config, ConfigError, Server};
+use crate::config::{
+    enforce_strict, refuse_unsupported, validate::validate_server, Config, ConfigError, ConfigWarning, Server,
+};
 use crate::plane::{Plane, ServerSlot};
 use crate::rates::Rates;
 use crate::server::ServerHandle;
@@ -75,8 +77,18 @@ impl Control {
         &self.base
     }
 
+    /// Strict mode (`[runtime] strict`): what gobetween tolerates is refused.
+    pub fn strict(&self) -> bool {
+        self.base.runtime.as_ref().and_then(|r| r.strict).unwrap_or(false)
+    }
+
     /// Validates, binds on every shard and starts discovery. Must run inside the control runtime.
-    pub fn add_server(&self, name: &str, server: Server) -> Result<Arc<ServerHandle>, ControlError> {
+    /// Returns the warnings about values read loosely (in strict mode they refuse the server).
+    pub fn add_server(
+        &self,
+        name: &str,
+        server: Server,
+    ) -> Result<(Arc<ServerHandle>, Vec<ConfigWarning>), ControlError> {
         if self.servers_lock().contains_key(name) {
             return Err(ControlError::Exists(name.to_string()));
         }
@@ -85,7 +97,8 @@ impl Control {
         single.servers.insert(name.to_string(), server.clone());
         refuse_unsupported(&single).map_err(ControlError::Invalid)?;
 
-        let settings = server.settings(name, self.base.defaults.as_ref());
+        let (settings, warnings) = server.resolve(name, self.base.defaults.as_ref());
+        enforce_strict(&warnings, self.strict()).map_err(ControlError::Invalid)?;
         if let Some(other) = self.listening_on(&settings.bind) {
             let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));
             return Err(ControlError::Bind(settings.bind.clone(), taken));
@@ -108,7 +121,7 @@ impl Control {
         self.plane.add_server(&handle.slots);
         servers.insert(name.to_string(), handle.clone());
         log::info!("server {name}: listening on {}", handle.settings.bind);
-        Ok(handle)
+        Ok((handle, warnings))
     }
 
     /// Stops accepting on every shard; live connections finish on their own.

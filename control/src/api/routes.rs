@@ -2,7 +2,7 @@
 
 use super::reply::{json, text, ApiError};
 use super::stats::ServerStats;
-use crate::config::{parse_as, render, Format, GoDuration, Server};
+use crate::config::{enforce_strict, parse_as, render, ConfigError, Format, GoDuration, Server};
 use crate::control::{Control, ControlError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -118,9 +118,10 @@ async fn stats(State(control): Shared, Path(name): Path<String>) -> Result<Respo
 
 async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-    let server: Server = parse_as(body, Format::Json)
-        .map_err(|e| ApiError::bad_request(format!("invalid server config: {e}")))?;
-    control.add_server(&name, server).map_err(|e| match e {
+    let invalid = |e: ConfigError| ApiError::bad_request(format!("invalid server config: {e}"));
+    let (server, mut warnings): (Server, _) = parse_as(body, Format::Json).map_err(invalid)?;
+    enforce_strict(&warnings, control.strict()).map_err(invalid)?;
+    let (_, more) = control.add_server(&name, server).map_err(|e| match e {
         ControlError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         ControlError::NotFound(_) => ApiError::not_found(e.to_string()),
         ControlError::Invalid(_) => ApiError::bad_request(format!("invalid server config: {e}")),
@@ -129,6 +130,10 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
         }
         ControlError::Bind(..) => ApiError::bad_request(e.to_string()),
     })?;
+    warnings.extend(more);
+    for warning in warnings {
+        log::warn!("server {name}: {warning}");
+    }
     Ok(json(StatusCode::OK, &()))
 }
 
