@@ -256,7 +256,11 @@ fn known_key<E: de::Error>(
     }
     let message = match closest(written, fields.iter().copied()) {
         Some(near) => format!("unknown key `{written}`, ignored; did you mean `{near}`?"),
-        None => format!("unknown key `{written}`, ignored (known here: {})", fields.join(", ")),
+        // A short list helps; the discovery section's fifty keys would not.
+        None if fields.len() <= 12 => {
+            format!("unknown key `{written}`, ignored (known here: {})", fields.join(", "))
+        }
+        None => format!("unknown key `{written}`, ignored"),
     };
     notes.push(at.to_string(), message)?;
     Ok(None)
