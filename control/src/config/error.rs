@@ -135,17 +135,47 @@ pub fn enforce_strict(warnings: &[ConfigWarning], strict: bool) -> Result<(), Co
     }
 }
 
+/// At most this many warnings are kept from one reading: a body of a million bad backend lines
+/// must not make the control thread format and log a million lines.
+pub const MAX_WARNINGS: usize = 1000;
+
 /// Warnings gathered while reading one part of a configuration, keyed under a common prefix.
 #[derive(Debug, Default)]
 pub struct Warnings {
     prefix: String,
-    pub list: Vec<ConfigWarning>,
+    list: Vec<ConfigWarning>,
+    /// Warnings beyond `MAX_WARNINGS`, only counted.
+    more: usize,
 }
 
 impl Warnings {
     /// `prefix` is the dotted path the keys are under (`servers.web`), or empty for the root.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Warnings { prefix: prefix.into(), list: Vec::new() }
+        Warnings { prefix: prefix.into(), list: Vec::new(), more: 0 }
+    }
+
+    pub fn push(&mut self, warning: ConfigWarning) {
+        if self.list.len() < MAX_WARNINGS {
+            self.list.push(warning);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub fn extend(&mut self, warnings: impl IntoIterator<Item = ConfigWarning>) {
+        for warning in warnings {
+            self.push(warning);
+        }
+    }
+
+    /// The warnings, with a last one counting those left out.
+    pub fn finish(mut self) -> Vec<ConfigWarning> {
+        if self.more > 0 {
+            let key = (!self.prefix.is_empty()).then(|| self.prefix.clone());
+            let message = format!("{} more warnings not shown", self.more);
+            self.list.push(ConfigWarning { key, ..ConfigWarning::at_key("", message) });
+        }
+        self.list
     }
 
     pub fn key(&self, field: &str) -> String {
@@ -159,7 +189,7 @@ impl Warnings {
     /// Records `message` against `field`, when there is one.
     pub fn note(&mut self, field: &str, message: Option<String>) {
         if let Some(message) = message {
-            self.list.push(ConfigWarning::at_key(self.key(field), message));
+            self.push(ConfigWarning::at_key(self.key(field), message));
         }
     }
 }
@@ -187,6 +217,17 @@ mod tests {
         );
         assert!(enforce_strict(std::slice::from_ref(&w), false).is_ok());
         assert!(enforce_strict(&[w], true).is_err());
+    }
+
+    #[test]
+    fn warnings_are_bounded() {
+        let mut warnings = Warnings::new("servers.a");
+        for _ in 0..MAX_WARNINGS + 5 {
+            warnings.note("x", Some("odd".into()));
+        }
+        let list = warnings.finish();
+        assert_eq!(list.len(), MAX_WARNINGS + 1);
+        assert_eq!(list[MAX_WARNINGS].message, "5 more warnings not shown");
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl Server {
                 })
             }),
         };
-        (settings, warnings.list)
+        (settings, warnings.finish())
     }
 }
 
@@ -213,8 +213,8 @@ impl Config {
             }
         }
         for (name, server) in &self.servers {
-            warnings.list.extend(server.resolve(name, self.defaults.as_ref()).1);
+            warnings.extend(server.resolve(name, self.defaults.as_ref()).1);
         }
-        Ok(warnings.list)
+        Ok(warnings.finish())
     }
 }
