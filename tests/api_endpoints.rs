@@ -129,12 +129,7 @@ fn errors_are_json_with_status_and_message() {
     assert_eq!(typo.status, 400);
     assert!(typo.message().contains("discovry") && typo.message().contains("did you mean `discovery`"));
 
-    let bad_backend = format!(
-        "{{\"bind\": \"127.0.0.1:{free}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"nohost\"]}}}}"
-    );
-    let bad_backend = client.send("POST", "/servers/new", &bad_backend);
-    assert_eq!(bad_backend.status, 400);
-    assert!(bad_backend.message().contains("discovery.static_list"), "{}", bad_backend.body);
+    // A bad backend line is skipped with a warning, as gobetween does (tests/parity_config.rs).
 
     let exists = format!(
         "{{\"bind\": \"127.0.0.1:{free}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}}}",

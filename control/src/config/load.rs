@@ -82,14 +82,14 @@ pub fn parse_as<T: DeserializeOwned>(
             let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, e, None))?;
             serde_path_to_error::deserialize(tolerant(de, &notes)).map_err(|e| {
                 let key = e.path().to_string();
-                toml_error(text, e.into_inner(), Some(key))
+                notes.hint(toml_error(text, e.into_inner(), Some(key)))
             })?
         }
         Format::Json => {
             let mut de = sonic_rs::Deserializer::from_str(text);
             let value = serde_path_to_error::deserialize(tolerant(&mut de, &notes)).map_err(|e| {
                 let key = e.path().to_string();
-                json_error(e.into_inner(), known_path(key))
+                notes.hint(json_error(e.into_inner(), known_path(key)))
             })?;
             de.end().map_err(|e| json_error(e, None))?;
             value
@@ -212,6 +212,14 @@ mod tests {
         assert!(e.message.contains("more than 1000"), "{e}");
         let few = "{\"k\": 1, \"servers\": {}}";
         assert_eq!(parse_config(few, Format::Json).unwrap().1.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_key_names_its_misspelling() {
+        let text = "[servers.web]\nbind = \"127.0.0.1:1\"\n[servers.web.discovry]\nkind = \"static\"\n";
+        let e = parse_config(text, Format::Toml).unwrap_err();
+        assert!(e.message.starts_with("missing field `discovery`"), "{e}");
+        assert!(e.message.contains("`servers.web.discovry` is not a key; did you mean `discovery`?"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! and still reports every other error with its exact position. The wrapper only looks at the
 //! keys of structs (whose known fields serde hands over) and passes everything else through.
 
-use super::error::{closest, ConfigWarning};
+use super::error::{closest, ConfigError, ConfigWarning};
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use std::cell::RefCell;
 use std::fmt;
@@ -22,6 +22,22 @@ pub struct KeyNotes(RefCell<Vec<ConfigWarning>>);
 impl KeyNotes {
     pub fn into_warnings(self) -> Vec<ConfigWarning> {
         self.0.into_inner()
+    }
+
+    /// Adds to a "missing field `x`" error the unknown key that was probably meant as `x`.
+    pub fn hint(&self, mut error: ConfigError) -> ConfigError {
+        let Some(field) =
+            error.message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next())
+        else {
+            return error;
+        };
+        let meant = format!("did you mean `{field}`?");
+        if let Some(key) =
+            self.0.borrow().iter().find(|n| n.message.ends_with(&meant)).and_then(|n| n.key.clone())
+        {
+            error.message = format!("{}; `{key}` is not a key; {meant}", error.message);
+        }
+        error
     }
 
     fn push<E: de::Error>(&self, path: String, message: String) -> Result<(), E> {
