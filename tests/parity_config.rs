@@ -26,6 +26,18 @@ fn check(text: &str, extra: &[&str]) -> (bool, String, String) {
     (status.success(), stdout, stderr)
 }
 
+/// `check` that must pass: (stdout, stderr).
+fn check_passes(text: &str) -> (String, String) {
+    let (ok, stdout, stderr) = check(text, &[]);
+    assert!(ok, "{stderr}");
+    (stdout, stderr)
+}
+
+/// A named backend, and a free port for the server in front of it.
+fn backend_and_port(name: &str) -> (Backend, u16) {
+    (Backend::start(name, Behaviour::Named), free_port())
+}
+
 /// A server section of gobetween style, with a static list of `lines`.
 fn server(name: &str, port: u16, lines: &[String]) -> String {
     let list: Vec<String> = lines.iter().map(|l| format!("{l:?}")).collect();
@@ -41,16 +53,14 @@ fn one_shard() -> &'static [&'static str] {
 
 #[test]
 fn unknown_keys_and_sections_are_warnings_and_the_file_starts() {
-    let backend = Backend::start("known", Behaviour::Named);
-    let port = free_port();
+    let (backend, port) = backend_and_port("known");
     let text = format!(
         "[tracing]\nenabled = true\n\n{}",
         server("web", port, &[backend.line()])
             .replace("\n\n", "\ncolour = \"red\"\n\n")
             .replace("kind = \"static\"\n", "kind = \"static\"\nkindd = 1\n")
     );
-    let (ok, _, stderr) = check(&text, &[]);
-    assert!(ok, "{stderr}");
+    let (_, stderr) = check_passes(&text);
     for (key, line) in [
         ("`tracing`", "line 1"),
         ("servers.web.colour", "line 6"),
@@ -72,13 +82,11 @@ fn unknown_keys_and_sections_are_warnings_and_the_file_starts() {
 
 #[test]
 fn keys_match_in_any_case() {
-    let backend = Backend::start("cased", Behaviour::Named);
-    let port = free_port();
+    let (backend, port) = backend_and_port("cased");
     let text = server("web", port, &[backend.line()])
         .replace("[servers.web]\nbind", "[Servers.web]\nBIND")
         .replace("[servers.web.discovery]\nkind", "[Servers.web.Discovery]\nKind");
-    let (ok, _, stderr) = check(&text, &[]);
-    assert!(ok, "{stderr}");
+    let (_, stderr) = check_passes(&text);
     assert!(stderr.contains("`BIND` read as `bind`"), "{stderr}");
     let _bx = Betwixt::start(&text, one_shard(), &[port]);
     assert_eq!(ask_name(port).as_deref(), Some("cased"));
@@ -133,8 +141,7 @@ fn logging_level_and_format_as_gobetween_reads_them() {
     // Any format but exactly "json" is gobetween's text format.
     let (ok, _, stderr) = check("[logging]\nformat = \"\"\n", &[]);
     assert!(ok && stderr.is_empty(), "{stderr}");
-    let backend = Backend::start("logged", Behaviour::Named);
-    let port = free_port();
+    let (backend, port) = backend_and_port("logged");
     let text = format!(
         "[logging]\nlevel = \"WARNING\"\nformat = \"JSON\"\n\n{}",
         server("web", port, &[backend.line()])
@@ -147,14 +154,12 @@ fn logging_level_and_format_as_gobetween_reads_them() {
 
 #[test]
 fn healthcheck_counts_below_one_are_one() {
-    let backend = Backend::start("checked", Behaviour::Named);
-    let port = free_port();
+    let (backend, port) = backend_and_port("checked");
     let text = format!(
         "{}\n[servers.web.healthcheck]\nkind = \"ping\"\ninterval = \"100ms\"\nfails = 0\npasses = -3\ninitial_status = \"unhealthy\"\n",
         server("web", port, &[backend.line()])
     );
-    let (ok, _, stderr) = check(&text, &[]);
-    assert!(ok, "{stderr}");
+    let (_, stderr) = check_passes(&text);
     assert!(stderr.contains("servers.web.healthcheck.fails") && stderr.contains("0 read as 1"), "{stderr}");
     assert!(stderr.contains("servers.web.healthcheck.passes") && stderr.contains("-3 read as 1"), "{stderr}");
     // One passing check is enough to bring the backend in.
@@ -219,8 +224,7 @@ fn healthcheck_timeout_zero_is_no_limit_of_its_own() {
 
 #[test]
 fn empty_or_unparsable_connection_timeouts_are_no_limit() {
-    let backend = Backend::start("patient", Behaviour::Named);
-    let port = free_port();
+    let (backend, port) = backend_and_port("patient");
     let text = format!(
         "[defaults]\nclient_idle_timeout = \"\"\n\n{}",
         server("web", port, &[backend.line()]).replace(
@@ -228,8 +232,7 @@ fn empty_or_unparsable_connection_timeouts_are_no_limit() {
             "\nbackend_idle_timeout = \"10 minutes\"\nbackend_connection_timeout = \"5\"\n\n"
         )
     );
-    let (ok, stdout, stderr) = check(&text, &[]);
-    assert!(ok, "{stderr}");
+    let (stdout, stderr) = check_passes(&text);
     for key in [
         "defaults.client_idle_timeout",
         "servers.web.backend_idle_timeout",
@@ -245,8 +248,7 @@ fn empty_or_unparsable_connection_timeouts_are_no_limit() {
 
 #[test]
 fn access_without_default_allows() {
-    let backend = Backend::start("let-in", Behaviour::Named);
-    let port = free_port();
+    let (backend, port) = backend_and_port("let-in");
     let text = format!(
         "{}\n[servers.web.access]\nrules = [\"deny 192.0.2.1\"]\n",
         server("web", port, &[backend.line()])
@@ -264,8 +266,7 @@ fn static_server_without_list_is_an_empty_pool() {
     let port = free_port();
     let text =
         format!("[servers.web]\nbind = \"127.0.0.1:{port}\"\n[servers.web.discovery]\nkind = \"static\"\n");
-    let (ok, _, stderr) = check(&text, &[]);
-    assert!(ok, "{stderr}");
+    let (_, stderr) = check_passes(&text);
     assert!(stderr.contains("servers.web.discovery.static_list") && stderr.contains("line 3"), "{stderr}");
     let _bx = Betwixt::start(&text, one_shard(), &[port]);
     assert!(closed_without_data(port, Duration::from_secs(5)));
@@ -299,8 +300,7 @@ fn bad_backend_lines_are_skipped_with_a_warning() {
         "no port at all".to_string(),
     ];
     let text = server("web", port, &lines);
-    let (ok, stdout, stderr) = check(&text, &[]);
-    assert!(ok, "{stderr}");
+    let (stdout, stderr) = check_passes(&text);
     for index in 1..lines.len() {
         let key = format!("servers.web.discovery.static_list[{index}]");
         assert!(stderr.lines().any(|l| l.contains(&key) && l.contains("line skipped")), "{key}: {stderr}");
