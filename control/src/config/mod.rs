@@ -16,5 +16,5 @@ pub use error::{enforce_strict, ConfigError, ConfigWarning};
 pub use load::{load_file, parse_as, parse_config, render, substitute_env, Format};
 pub use loose::{LogFormat, LogLevel, LooseDuration};
 pub use model::*;
-pub use resolve::{CheckSettings, ServerSettings, UNSET_CHECK_TIMEOUT};
+pub use resolve::{CheckSettings, ServerSettings};
 pub use support::{refuse_unsupported, unsupported_keys};

@@ -63,8 +63,9 @@ pub struct Tolerant<'n, D> {
 }
 
 impl<'n, D> Tolerant<'n, D> {
-    fn visit<V>(&self, inner: V, fields: Option<&'static [&'static str]>) -> Visit<'n, V> {
-        Visit { inner, at: self.at.clone(), notes: self.notes, fields }
+    /// The wrapped deserializer, and `inner` wrapped to follow the values it is handed.
+    fn split<V>(self, inner: V, fields: Option<&'static [&'static str]>) -> (D, Visit<'n, V>) {
+        (self.de, Visit { inner, at: self.at, notes: self.notes, fields })
     }
 }
 
@@ -72,8 +73,8 @@ impl<'n, D> Tolerant<'n, D> {
 macro_rules! wrapped {
     ($($method:ident ( $($arg:ident : $ty:ty),* );)*) => {$(
         fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
-            let visitor = self.visit(visitor, None);
-            self.de.$method($($arg,)* visitor)
+            let (de, visitor) = self.split(visitor, None);
+            de.$method($($arg,)* visitor)
         }
     )*};
 }
@@ -116,8 +117,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tolerant<'_, D> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        let visitor = self.visit(visitor, Some(fields));
-        self.de.deserialize_struct(name, fields, visitor)
+        let (de, visitor) = self.split(visitor, Some(fields));
+        de.deserialize_struct(name, fields, visitor)
     }
 
     fn is_human_readable(&self) -> bool {
@@ -135,8 +136,9 @@ struct Visit<'n, V> {
 }
 
 impl<'n, V> Visit<'n, V> {
-    fn tolerant<D>(&self, de: D) -> Tolerant<'n, D> {
-        Tolerant { de, at: self.at.clone(), notes: self.notes }
+    /// The wrapped visitor, and `de` wrapped at this visitor's path.
+    fn split<D>(self, de: D) -> (V, Tolerant<'n, D>) {
+        (self.inner, Tolerant { de, at: self.at, notes: self.notes })
     }
 }
 
@@ -172,13 +174,13 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
-        let de = self.tolerant(de);
-        self.inner.visit_some(de)
+        let (inner, de) = self.split(de);
+        inner.visit_some(de)
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
-        let de = self.tolerant(de);
-        self.inner.visit_newtype_struct(de)
+        let (inner, de) = self.split(de);
+        inner.visit_newtype_struct(de)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
