@@ -218,3 +218,24 @@ impl Config {
         Ok(warnings.finish())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GoDuration;
+
+    #[test]
+    fn check_timeout_zero_is_bounded_not_the_interval() {
+        let mut raw = Healthcheck {
+            kind: HealthcheckKind::Ping,
+            interval: Some(GoDuration(Duration::from_secs(1))),
+            ..Healthcheck::default()
+        };
+        for timeout in [None, Some(GoDuration::ZERO)] {
+            raw.timeout = timeout;
+            assert_eq!(CheckSettings::from_section(&raw).unwrap().timeout, UNSET_CHECK_TIMEOUT);
+        }
+        raw.timeout = Some(GoDuration(Duration::from_millis(300)));
+        assert_eq!(CheckSettings::from_section(&raw).unwrap().timeout, Duration::from_millis(300));
+    }
+}
