@@ -27,7 +27,8 @@ pub struct Cli {
     #[arg(short = 'e', long = "use-config-env-vars", global = true)]
     pub env_vars: bool,
 
-    /// Number of data-plane shards (default: `[runtime] shards`, else one per usable CPU).
+    /// Number of data-plane shards (default: `[runtime] shards`, else one per usable CPU; at most
+    /// four per usable CPU).
     #[arg(long = "shards", global = true)]
     pub shards: Option<usize>,
 

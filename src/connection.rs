@@ -1,8 +1,9 @@
 //! One client connection, from accept to close: access rules, limits, backend choice with
-//! bounded retries, connect timeout, then the byte transfer with idle timeouts. Counters are
-//! released by guards, so every exit path (error, timeout, cancellation) leaves them right.
+//! bounded retries, connect timeout, then the byte transfer with idle timeouts and faults
+//! passed on (see `transfer`). Counters are released by guards, so every exit path (error,
+//! timeout, cancellation) leaves them right.
 
-use crate::transfer::{self, Meters};
+use crate::transfer::{self, End, Meters};
 use betwixt_control::balance::Picker;
 use betwixt_control::snapshot::{Backend, ServerSnapshot};
 use betwixt_control::stats::{ConnectError, Counters, Slot};
@@ -79,23 +80,19 @@ pub async fn handle(
     };
     // The client's socket inherited TCP_NODELAY from the listener (see `bind`): one system call
     // fewer per connection.
-    if let Err(e) = upstream
-        .set_nodelay(true)
-        .and_then(|_| client.set_read_timeout(settings.client_idle_timeout))
-        .and_then(|_| upstream.set_read_timeout(settings.backend_idle_timeout))
-    {
+    if let Err(e) = upstream.set_nodelay(true) {
         log::warn!("server {}: cannot set socket options: {e}", settings.name);
         return;
     }
     let meters = Meters { server: server_place.slot(), backend: backend_place.slot() };
-    if let Err(e) = transfer::bidirectional(&mut client, &mut upstream, meters).await {
-        match e.kind() {
-            io::ErrorKind::TimedOut => {
-                log::debug!("server {}: {peer} <-> {} idle timeout", settings.name, backend.spec.address())
-            }
-            _ => log::debug!("server {}: {peer} <-> {} ended: {e}", settings.name, backend.spec.address()),
-        }
-    }
+    let idle = [settings.client_idle_timeout, settings.backend_idle_timeout];
+    let why = match transfer::bidirectional(&mut client, &mut upstream, meters, idle).await {
+        End::Done => return,
+        End::Idle(side) => format!("{side:?} idle timeout"),
+        // The other side is reset as the sockets drop here.
+        End::Failed(side, e) => format!("{side:?} failed: {e}"),
+    };
+    log::debug!("server {}: {peer} <-> {}: {why}", settings.name, backend.spec.address());
 }
 
 /// Picks backends until one accepts the connection, at most `MAX_CONNECT_ATTEMPTS` of them.
@@ -124,7 +121,9 @@ async fn connect_backend<'s>(
             Err(e) => {
                 Slot::add(&place.slot().refused, 1);
                 Slot::add(&place.slot().connect_errors[ConnectError::of(&e) as usize], 1);
-                log::warn!(
+                // Every client of a dead backend meets this: limited, or it floods the log.
+                betwixt_control::log_limited!(
+                    log::Level::Warn,
                     "server {}: backend {} failed: {e}",
                     snapshot.settings.name,
                     backend.spec.address()

@@ -4,6 +4,8 @@
 mod buffers;
 mod cli;
 mod connection;
+mod direction;
+mod idle;
 mod limits;
 mod pipes;
 mod run;

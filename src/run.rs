@@ -5,16 +5,38 @@ use crate::shard;
 use crate::source::Loaded;
 use betwixt_control::control::Control;
 use betwixt_control::plane::Plane;
-use betwixt_control::server::ServerHandle;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Live connections may finish for this long after SIGTERM/SIGINT unless `[runtime]` says otherwise.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// At most this many shards per usable CPU. More shards than CPUs only share them, each waking
+/// on its own; a slip such as `--shards 100000` would otherwise start that many threads.
+const MAX_SHARDS_PER_CPU: usize = 4;
+
 /// The CPUs this process may run on (its inherited affinity mask, e.g. from `taskset`).
 fn usable_cpus() -> Vec<usize> {
     core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect()
+}
+
+/// The shard count from `--shards`, else `[runtime] shards`, else one per usable CPU.
+fn shard_count(cli: &Cli, configured: Option<usize>, cpus: usize) -> Result<usize, String> {
+    let (count, origin) = match (cli.shards, configured) {
+        (Some(n), _) => (n, format!("--shards {n}")),
+        (None, Some(n)) => (n, format!("[runtime] shards = {n}")),
+        (None, None) => return Ok(cpus),
+    };
+    let most = cpus * MAX_SHARDS_PER_CPU;
+    if count == 0 {
+        return Err(format!("{origin}: there must be at least 1 shard"));
+    }
+    if count > most {
+        return Err(format!(
+            "{origin}: at most {most} shards ({MAX_SHARDS_PER_CPU} per CPU; this process may use {cpus})"
+        ));
+    }
+    Ok(count)
 }
 
 pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
@@ -25,12 +47,19 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
     }
     let cpus = usable_cpus();
     let runtime = config.runtime.clone().unwrap_or_default();
-    let shards = cli.shards.or(runtime.shards).unwrap_or(cpus.len().max(1));
-    if shards == 0 {
-        return Err("--shards must be at least 1".into());
-    }
+    let shards = shard_count(cli, runtime.shards, cpus.len().max(1))?;
     let grace = runtime.shutdown_grace.map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0);
     let splice = runtime.splice.unwrap_or(true);
+
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start control runtime: {e}"))?;
+    // Before anything listens: from here on SIGHUP no longer kills the process.
+    let mut signals = {
+        let _runtime = tokio.enter();
+        Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?
+    };
 
     if let Some(files) = crate::limits::raise_soft_limits() {
         log::debug!("open-file limit {files}: room for about {} proxied connections", files / 2);
@@ -38,14 +67,10 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
     let plane = Plane::new(shards);
     for (id, inbox) in plane.inboxes.iter().enumerate() {
         let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
-        shard::spawn(id, cpu, inbox.clone(), splice).map_err(|e| format!("cannot start shard {id}: {e}"))?;
+        shard::spawn(id, cpu, inbox.clone(), splice).map_err(|e| shard_failed(id, &e))?;
     }
     log::info!("betwixt {} starting {shards} shard(s) on cpus {cpus:?}", env!("CARGO_PKG_VERSION"));
 
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start control runtime: {e}"))?;
     tokio.block_on(async {
         let control = Control::new(plane, &config, loaded.source);
         for (name, server) in &config.servers {
@@ -59,10 +84,17 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
             std::fs::write(path, format!("{}\n", std::process::id()))
                 .map_err(|e| format!("cannot write pidfile {}: {e}", path.display()))?;
         }
-        let signal = wait_for_signal().await;
+        let signal = signals.stop_requested().await;
         log::info!("{signal}: no longer accepting; waiting up to {grace:?} for live connections");
-        let handles = control.stop_accepting();
-        drain(&handles, grace).await;
+        control.shut_down();
+        // A second SIGTERM or SIGINT cuts the wait short, as an impatient operator wants.
+        tokio::select! {
+            () = drain(&control, grace) => {}
+            again = signals.stop_requested() => log::warn!(
+                "{again} during shutdown: closing {} live connection(s) now",
+                control.draining_connections()
+            ),
+        }
         Ok::<(), String>(())
     })?;
     if let Some(path) = &cli.pidfile {
@@ -72,30 +104,56 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        // Without signal handlers we can still run; we just cannot drain on shutdown.
-        std::future::pending::<()>().await;
-        unreachable!()
+fn shard_failed(id: usize, e: &std::io::Error) -> String {
+    // EAGAIN from clone(2): the thread limit (`ulimit -u`, a container's pids limit) is reached.
+    let hint = if e.raw_os_error() == Some(libc::EAGAIN) {
+        " (no more threads allowed: check `ulimit -u` or the container's pids limit)"
+    } else {
+        ""
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    format!("cannot start shard {id}: {e}{hint}")
+}
+
+/// The signals betwixt acts on: SIGTERM and SIGINT stop it; SIGHUP, whose default action would
+/// kill it, is logged and ignored until reloading exists.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Must run inside the control runtime.
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT and names it.
+    async fn stop_requested(&mut self) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => log::warn!("SIGHUP: reload is not supported yet; ignoring"),
+            }
+        }
     }
 }
 
-/// Waits until no connection is open anywhere, or until `grace` has passed.
-async fn drain(handles: &[Arc<ServerHandle>], grace: Duration) {
+/// Waits until no connection is open on any server, including servers removed before the
+/// shutdown, or until `grace` has passed.
+async fn drain(control: &Control, grace: Duration) {
     let deadline = Instant::now() + grace;
     loop {
-        let active: u64 = handles.iter().map(|h| h.counters.totals().active).sum();
-        if active == 0 {
+        if control.drained() {
             return;
         }
         if Instant::now() >= deadline {
-            log::warn!("shutdown grace over: closing {active} live connection(s)");
+            log::warn!("shutdown grace over: closing {} live connection(s)", control.draining_connections());
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -24,19 +24,36 @@ const IO_MEMORY: usize = 64 * 1024;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Starts shard `id`; `splice` lets it move bulk streams through pipes (`[runtime] splice`).
+/// Returns once the shard runs, or with the error that kept its executor from starting.
 pub fn spawn(id: usize, cpu: Option<usize>, inbox: Arc<Inbox>, splice: bool) -> io::Result<()> {
     let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
-    LocalExecutorBuilder::new(placement)
+    let (started, running) = std::sync::mpsc::sync_channel(1);
+    let shard = LocalExecutorBuilder::new(placement)
         .name(&format!("shard-{id}"))
         // TCP never reads into glommio's registered DMA memory; the 10 MiB default per ring
         // would only pin RAM.
         .io_memory(IO_MEMORY)
         .spawn(move || {
+            // glommio calls this only once the executor is built (rings, helper thread).
+            let _ = started.send(());
             crate::pipes::enable(splice);
             supervise(id, inbox)
         })
-        .map(drop)
-        .map_err(|e| io::Error::other(e.to_string()))
+        .map_err(into_io)?;
+    match running.recv() {
+        // The shard runs for the life of the process; its thread is left detached.
+        Ok(()) => Ok(()),
+        // The thread ended without running: building the executor failed (a thread or
+        // locked-memory limit, say), and that error is the thread's result.
+        Err(_) => Err(shard.join().err().map_or_else(|| io::Error::other("stopped at once"), into_io)),
+    }
+}
+
+fn into_io(e: glommio::GlommioError<()>) -> io::Error {
+    match e {
+        glommio::GlommioError::IoError(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
 }
 
 /// A server this shard is accepting for.
@@ -63,6 +80,10 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
     let mut running: Vec<Serving> = Vec::new();
     let mut seen = 0;
     loop {
+        // What the last round applied is in effect now: this shard has slept since, so the
+        // connections accepted before a listener stopped have run their first step (where they
+        // count themselves active). Shutdown waits for this before it trusts the counts.
+        inbox.acknowledge(seen);
         let generation = inbox.generation();
         if generation != seen {
             seen = generation;
@@ -110,7 +131,12 @@ async fn accept_loop(shard: usize, slot: Arc<ServerSlot>, listener: TcpListener)
                     .detach();
             }
             Err(e) => {
-                log::warn!("shard {shard}: server {}: accept failed: {e}", slot.name);
+                // EMFILE and the like repeat every backoff for as long as they last.
+                betwixt_control::log_limited!(
+                    log::Level::Warn,
+                    "shard {shard}: server {}: accept failed: {e}",
+                    slot.name
+                );
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }
         }

@@ -1,191 +1,54 @@
-//! Moving bytes both ways between client and backend in one task.
+//! Moving bytes both ways between client and backend in one task, until both directions end,
+//! a side fails, or an idle timeout passes.
 //!
-//! Each direction reads into a pooled buffer and writes it all out before reading again. A
-//! direction whose read returns a bulk-sized chunk carries bulk data; from then on it splices
-//! through a pooled pipe instead, so the payload is not copied through user space (see `pipes`).
-//! When one reader reaches end of stream while the other direction is still open, the writer's sending
-//! side is shut down (half-close) and the other direction carries on alone. When both ends have
-//! closed, no shutdown is sent: closing the sockets sends each peer its FIN anyway, and a
-//! `shutdown` per side was a fifth of the cost of a short connection. The transfer ends when both
-//! directions have finished, or at the first error (including an idle timeout) in either.
+//! When one reader reaches end of stream while the other direction is still open, the writer's
+//! sending side is shut down (half-close) and the other direction carries on alone. When both
+//! ends have closed, no shutdown is sent: closing the sockets sends each peer its FIN anyway,
+//! and a `shutdown` per side was a fifth of the cost of a short connection.
+//!
+//! Faults are passed on, as HAProxy does: when a side fails (its peer reset the connection, or
+//! any other socket error), the other side is reset too rather than closed, so that it sees an
+//! abort and not a clean end of stream (a truncated reply must not look complete). Before the
+//! reset, what the failed side sent before failing is still delivered: the kernel hands over
+//! the bytes received before a reset before it reports the reset, so the direction from the
+//! failed side goes on until its reads end, and the survivor's socket is given the time to
+//! send what it holds (a reset discards a socket's unsent bytes). Both steps last only while
+//! the survivor takes bytes: one that stalls for `ABORT_GRACE` is reset at once.
 
-use crate::{buffers, pipes};
+use crate::direction::{Counted, Direction, Fault};
+use crate::idle::{IdleWatch, Motion};
 use betwixt_control::stats::Slot;
-use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
-use pipes::Pipe;
-use std::future::poll_fn;
+use glommio::timer::Timer;
+use std::future::{poll_fn, Future};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
-use std::task::{ready, Context, Poll};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-/// A read at least this large marks a bulk stream. Request/response traffic (small messages)
-/// keeps copying: for a few bytes, a pipe round trip costs more than the copy it saves.
-const BULK_READ: usize = 64 * 1024;
+/// How long a survivor may take no bytes before it is reset without the rest.
+const ABORT_GRACE: Duration = Duration::from_millis(500);
 
-/// One direction's progress.
-struct Direction {
-    /// Bytes `start..end` of the buffer are read and not yet written.
-    buffer: Option<Box<[u8]>>,
-    start: usize,
-    end: usize,
-    /// Held only while it has bytes in it (see `pipes`).
-    pipe: Option<Pipe>,
-    /// This direction carries bulk data: it reads through a pipe from now on.
-    splicing: bool,
-    read_done: bool,
-    shut_down: bool,
+/// How often the abort path looks at the survivor's progress.
+const ABORT_TICK: Duration = Duration::from_millis(10);
+
+/// The two ends of a proxied connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Backend,
 }
 
-/// What one direction counts as bytes leave it.
-struct Counted<'a> {
-    /// The server's and the backend's byte counters.
-    bytes: [&'a AtomicU64; 2],
-    /// Bytes that went through a pipe.
-    spliced: &'a AtomicU64,
-}
-
-impl Direction {
-    fn new() -> Self {
-        Direction {
-            buffer: None,
-            start: 0,
-            end: 0,
-            pipe: None,
-            splicing: false,
-            read_done: false,
-            shut_down: false,
-        }
-    }
-
-    /// Passes the reader's end of stream on to the writer's peer, once.
-    fn poll_shut_down(&mut self, cx: &mut Context<'_>, writer: &mut TcpStream) -> Poll<io::Result<()>> {
-        if !self.shut_down {
-            ready!(Pin::new(writer).poll_close(cx))?;
-            self.shut_down = true;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn release(&mut self) {
-        if let Some(buffer) = self.buffer.take() {
-            buffers::give_back(buffer);
-        }
-        if let Some(pipe) = self.pipe.take() {
-            pipes::give_back(pipe);
-        }
-    }
-
-    /// Switches to splicing after a bulk-sized read. Splicing needs non-blocking sockets (see
-    /// `pipes::set_nonblocking`); if they cannot be made so, the direction keeps copying.
-    fn start_splicing(&mut self, reader: &TcpStream, writer: &TcpStream) {
-        match pipes::set_nonblocking(reader.as_raw_fd())
-            .and_then(|_| pipes::set_nonblocking(writer.as_raw_fd()))
-        {
-            Ok(()) => self.splicing = true,
-            Err(e) => log::debug!("splicing not possible, copying: {e}"),
-        }
-    }
-
-    /// Writes out everything read so far.
-    fn poll_write_held(
-        &mut self,
-        cx: &mut Context<'_>,
-        writer: &mut TcpStream,
-        counted: &Counted<'_>,
-    ) -> Poll<io::Result<()>> {
-        while self.start < self.end {
-            let buffer = self.buffer.as_ref().expect("pending bytes live in a buffer");
-            let n = ready!(Pin::new(&mut *writer).poll_write(cx, &buffer[self.start..self.end]))?;
-            self.start += n;
-            counted.add(n, false)?;
-        }
-        if let Some(pipe) = &mut self.pipe {
-            while pipe.held > 0 {
-                let n = ready!(writer.poll_write_with(cx, |fd| pipe.drain_into(fd)))?;
-                counted.add(n, true)?;
-            }
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// Reads what the reader has: into a pipe when splicing and one is available, else into a
-    /// buffer. Ready(0) is the reader's end of stream.
-    fn poll_read(&mut self, cx: &mut Context<'_>, reader: &mut TcpStream) -> Poll<io::Result<usize>> {
-        if self.splicing && self.pipe.is_none() {
-            self.pipe = pipes::take();
-        }
-        if let Some(pipe) = &mut self.pipe {
-            let room = pipe.capacity - pipe.held;
-            return reader.poll_read_with(cx, room, |fd| pipe.fill_from(fd));
-        }
-        let buffer = self.buffer.get_or_insert_with(buffers::take);
-        let n = ready!(Pin::new(reader).poll_read(cx, buffer))?;
-        self.start = 0;
-        self.end = n;
-        Poll::Ready(Ok(n))
-    }
-
-    /// Copies until the reader would block (Pending) or every byte up to the reader's end of
-    /// stream has been written (Ready).
-    fn poll_copy(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: &mut TcpStream,
-        writer: &mut TcpStream,
-        counted: &Counted<'_>,
-    ) -> Poll<io::Result<()>> {
-        loop {
-            if let Err(e) = ready!(self.poll_write_held(cx, writer, counted)) {
-                self.release();
-                return Poll::Ready(Err(e));
-            }
-            if self.read_done {
-                self.release();
-                return Poll::Ready(Ok(()));
-            }
-            match self.poll_read(cx, reader) {
-                Poll::Pending => {
-                    // Waiting for readiness needs no buffer or pipe: let other connections use them.
-                    self.release();
-                    return Poll::Pending;
-                }
-                Poll::Ready(Ok(0)) => self.read_done = true,
-                Poll::Ready(Ok(n)) => {
-                    if !self.splicing && n >= BULK_READ && pipes::enabled() {
-                        self.start_splicing(reader, writer);
-                    }
-                }
-                Poll::Ready(Err(e)) => {
-                    self.release();
-                    return Poll::Ready(Err(e));
-                }
-            }
-        }
-    }
-}
-
-impl Counted<'_> {
-    fn add(&self, n: usize, spliced: bool) -> io::Result<()> {
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        for counter in self.bytes {
-            Slot::add(counter, n as u64);
-        }
-        if spliced {
-            Slot::add(self.spliced, n as u64);
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Direction {
-    fn drop(&mut self) {
-        self.release();
-    }
+/// How a transfer ended.
+#[derive(Debug)]
+pub enum End {
+    /// Both directions reached their end of stream and everything was passed on.
+    Done,
+    /// The idle timeout of this side's stream passed (see `idle`).
+    Idle(Side),
+    /// This side failed with this error; the other side is set to be reset when it is closed.
+    Failed(Side, io::Error),
 }
 
 /// Byte counters to bump as data moves: client→backend bytes are `tx`, backend→client `rx`.
@@ -194,27 +57,149 @@ pub struct Meters<'a> {
     pub backend: &'a Slot,
 }
 
-/// Runs until both directions are done. Returns the first error, if any.
+/// Runs until both directions are done, a side fails, or an idle timeout passes.
+/// `idle` holds the client's and the backend's idle timeouts.
 pub async fn bidirectional(
     client: &mut TcpStream,
     backend: &mut TcpStream,
     meters: Meters<'_>,
-) -> io::Result<()> {
+    idle: [Option<Duration>; 2],
+) -> End {
     let mut upstream = Direction::new();
     let mut downstream = Direction::new();
     let up = Counted { bytes: [&meters.server.tx, &meters.backend.tx], spliced: &meters.server.spliced };
     let down = Counted { bytes: [&meters.server.rx, &meters.backend.rx], spliced: &meters.server.spliced };
+    let mut idle = IdleWatch::new(idle);
+    let stop = poll_fn(|cx| {
+        let up_done = match upstream.poll_copy(cx, client, backend, &up) {
+            Poll::Ready(Err(fault)) => {
+                return Poll::Ready(Stop::Fault(failed_side(Side::Client, &fault), fault))
+            }
+            other => other.is_ready(),
+        };
+        let down_done = match downstream.poll_copy(cx, backend, client, &down) {
+            Poll::Ready(Err(fault)) => {
+                return Poll::Ready(Stop::Fault(failed_side(Side::Backend, &fault), fault))
+            }
+            other => other.is_ready(),
+        };
+        // Passes a finished direction's end of stream on, unless both ended: dropping the
+        // sockets closes them, which sends each its FIN.
+        let shut_down = match (up_done, down_done) {
+            (true, true) => return Poll::Ready(Stop::Done),
+            (true, false) => upstream.poll_shut_down(cx, backend).map_err(|e| (Side::Backend, e)),
+            (false, true) => downstream.poll_shut_down(cx, client).map_err(|e| (Side::Client, e)),
+            (false, false) => Poll::Pending,
+        };
+        if let Poll::Ready(Err((side, e))) = shut_down {
+            return Poll::Ready(Stop::Fault(side, Fault::Writer(e)));
+        }
+        if let Some(watch) = &mut idle {
+            let motion = [&upstream, &downstream].map(|d| Motion { moves: d.moves, finished: d.finished });
+            if let Poll::Ready(i) = watch.poll_expired(cx, motion) {
+                return Poll::Ready(Stop::Idle([Side::Client, Side::Backend][i]));
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+    match stop {
+        Stop::Done => End::Done,
+        Stop::Idle(side) => End::Idle(side),
+        Stop::Fault(failed, fault) => {
+            let (from_failed, reader, survivor, counted) = match failed {
+                Side::Client => (&mut upstream, client, backend, &up),
+                Side::Backend => (&mut downstream, backend, client, &down),
+            };
+            deliver_remainder(from_failed, reader, survivor, counted).await;
+            reset_on_close(survivor);
+            let (Fault::Reader(e) | Fault::Writer(e)) = fault;
+            End::Failed(failed, e)
+        }
+    }
+}
+
+/// Why the two-way transfer stopped.
+enum Stop {
+    Done,
+    Idle(Side),
+    Fault(Side, Fault),
+}
+
+/// Which side a fault of the direction reading from `reader` is on.
+fn failed_side(reader: Side, fault: &Fault) -> Side {
+    match (fault, reader) {
+        (Fault::Reader(_), side) => side,
+        (Fault::Writer(_), Side::Client) => Side::Backend,
+        (Fault::Writer(_), Side::Backend) => Side::Client,
+    }
+}
+
+/// After `reader`'s side failed: passes on what it sent before failing, then waits until the
+/// survivor's kernel has it acknowledged, for as long as the survivor makes progress.
+async fn deliver_remainder(
+    from_failed: &mut Direction,
+    reader: &mut TcpStream,
+    survivor: &mut TcpStream,
+    counted: &Counted<'_>,
+) {
+    let mut copying = true;
+    let mut seen = (from_failed.moves, usize::MAX);
+    let mut stalled_since = Instant::now();
+    let mut tick = Timer::new(ABORT_TICK);
     poll_fn(|cx| {
-        let up_done = upstream.poll_copy(cx, client, backend, &up)?;
-        let down_done = downstream.poll_copy(cx, backend, client, &down)?;
-        match (up_done, down_done) {
-            // Both ends closed: dropping the sockets closes them, which sends each its FIN.
-            (Poll::Ready(()), Poll::Ready(())) => return Poll::Ready(Ok(())),
-            (Poll::Ready(()), Poll::Pending) => ready!(upstream.poll_shut_down(cx, backend))?,
-            (Poll::Pending, Poll::Ready(())) => ready!(downstream.poll_shut_down(cx, client))?,
-            (Poll::Pending, Poll::Pending) => {}
+        while copying {
+            match from_failed.poll_copy(cx, reader, survivor, counted) {
+                Poll::Pending => break,
+                // The survivor failed too: nothing more can reach it.
+                Poll::Ready(Err(Fault::Writer(_))) => return Poll::Ready(()),
+                // The watch saw the failure now (it was first found on the other direction):
+                // the bytes in hand still go out.
+                Poll::Ready(Err(Fault::Reader(_))) if !from_failed.read_done() => {}
+                // The failed side's reads have ended: all it sent is on its way.
+                Poll::Ready(_) => copying = false,
+            }
+        }
+        let unsent = if copying { usize::MAX } else { unacknowledged(survivor) };
+        if unsent == 0 {
+            return Poll::Ready(());
+        }
+        if Pin::new(&mut tick).poll(cx).is_ready() {
+            let now = (from_failed.moves, unsent);
+            if now.0 != seen.0 || now.1 < seen.1 {
+                stalled_since = Instant::now();
+            } else if stalled_since.elapsed() >= ABORT_GRACE {
+                return Poll::Ready(());
+            }
+            seen = now;
+            tick.reset(ABORT_TICK);
+            let _ = Pin::new(&mut tick).poll(cx);
         }
         Poll::Pending
     })
     .await
+}
+
+/// Bytes the socket holds that its peer has not acknowledged (0 if it cannot tell).
+fn unacknowledged(socket: &TcpStream) -> usize {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } != 0 {
+        return 0;
+    }
+    queued.max(0) as usize
+}
+
+/// Makes closing the socket send a reset (linger 0) rather than a FIN.
+fn reset_on_close(socket: &TcpStream) {
+    if let Err(e) = with_socket(socket, |s| s.set_linger(Some(Duration::ZERO))) {
+        log::debug!("cannot set a reset on close: {e}");
+    }
+}
+
+/// Runs `f` on the socket as a `socket2` socket, for the options glommio does not offer.
+pub fn with_socket<R>(socket: &TcpStream, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
+    // SAFETY: the descriptor stays open while `socket` is borrowed, which outlasts `f`.
+    let fd = unsafe { BorrowedFd::borrow_raw(socket.as_raw_fd()) };
+    f(socket2::SockRef::from(&fd))
 }

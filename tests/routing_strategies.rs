@@ -1,4 +1,4 @@
-//! leastconn, leastbandwidth, iphash and iphash1 through the real binary.
+//! leastconn, leastbandwidth, iphash, iphash1 and maglev through the real binary.
 
 mod common;
 mod from_address;
@@ -109,21 +109,32 @@ fn iphash_keeps_each_client_on_one_backend() {
 
 #[test]
 fn iphash1_moves_only_the_clients_of_a_backend_that_goes_down() {
+    moves_only_the_clients_of_a_backend_that_goes_down("iphash1");
+}
+
+#[test]
+fn maglev_moves_only_the_clients_of_a_backend_that_goes_down() {
+    moves_only_the_clients_of_a_backend_that_goes_down("maglev");
+}
+
+fn moves_only_the_clients_of_a_backend_that_goes_down(balance: &str) {
     const CLIENTS: usize = 1000;
     let names: Vec<String> = (0..10).map(|i| format!("b{i}")).collect();
     let mut backends: Vec<Backend> = names.iter().map(|n| Backend::start(n, Behaviour::Named)).collect();
     let port = free_port();
     let check = "[servers.s.healthcheck]\nkind = \"ping\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\n";
-    let _bx = Betwixt::start(&config(port, "iphash1", &backends, check), &[], &[port]);
+    let _bx = Betwixt::start(&config(port, balance, &backends, check), &[], &[port]);
     let assignment = || -> Vec<String> {
         (0..CLIENTS).map(|n| ask_name_from(client(n), addr(port)).unwrap_or_default()).collect()
     };
 
     let before = assignment();
     let counts = count(before.iter().cloned());
-    assert_eq!(counts.len(), 10, "{counts:?}");
-    // 1,000 clients are few for a tight bound; the ±25% bound at scale is a unit test.
-    assert!(counts.values().all(|&c| (50..=150).contains(&c)), "{counts:?}");
+    assert_eq!(counts.len(), 10, "{balance}: {counts:?}");
+    // gobetween's iphash1 (FNV-1a 32 per backend) leaves these 1,000 neighbouring clients shares
+    // between about 40 and 185 of the even 100 (over 1,000 random port sets); tighter bounds
+    // at scale are unit tests.
+    assert!(counts.values().all(|&c| (25..=250).contains(&c)), "{balance}: {counts:?}");
 
     let gone_port = backends[3].port;
     let witness = before.iter().position(|name| *name == "b3").unwrap();
@@ -131,14 +142,14 @@ fn iphash1_moves_only_the_clients_of_a_backend_that_goes_down() {
     assert!(
         wait_until(Duration::from_secs(3), || ask_name_from(client(witness), addr(port))
             .is_some_and(|name| name != "b3")),
-        "b3 did not leave"
+        "{balance}: b3 did not leave"
     );
     let during = assignment();
     for (n, (b, d)) in before.iter().zip(&during).enumerate() {
         if b == "b3" {
-            assert!(d != "b3" && !d.is_empty(), "client {n} of b3 got {d:?}");
+            assert!(d != "b3" && !d.is_empty(), "{balance}: client {n} of b3 got {d:?}");
         } else {
-            assert_eq!(b, d, "client {n} of a surviving backend moved");
+            assert_eq!(b, d, "{balance}: client {n} of a surviving backend moved");
         }
     }
 
@@ -146,7 +157,7 @@ fn iphash1_moves_only_the_clients_of_a_backend_that_goes_down() {
     assert!(
         wait_until(Duration::from_secs(3), || ask_name_from(client(witness), addr(port)).as_deref()
             == Some("b3")),
-        "b3 did not come back"
+        "{balance}: b3 did not come back"
     );
-    assert_eq!(before, assignment(), "clients must return to b3 when it comes back");
+    assert_eq!(before, assignment(), "{balance}: clients must return to b3 when it comes back");
 }

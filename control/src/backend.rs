@@ -1,6 +1,7 @@
 //! A backend as discovery reports it: `host:port [weight=N] [priority=N] [max_connections=N] [sni=NAME]`.
 //! This is the one line format shared by `static_list`, plaintext discovery and exec discovery.
 
+use crate::text::is_unsafe;
 use std::fmt;
 use std::str::FromStr;
 
@@ -79,6 +80,10 @@ impl BackendSpec {
         }
         let port: u16 = port.parse().map_err(|_| format!("port {port} out of range in backend {line:?}"))?;
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        // No host name holds one, and the host is written into logs and metric labels.
+        if host.contains(is_unsafe) {
+            return Err(format!("control character in the host of backend {line:?}"));
+        }
         let mut spec = BackendSpec::new(host, port);
         let mut notes = Vec::new();
         let mut next = 0;
@@ -121,6 +126,9 @@ impl BackendSpec {
                 "weight" => spec.weight = number(1, u32::MAX.into()) as u32,
                 "priority" => spec.priority = number(1, i32::MAX as u64) as i32,
                 "max_connections" => spec.max_connections = number(0, u32::MAX.into()) as u32,
+                _ if value.contains(is_unsafe) => {
+                    return Err(format!("control character in the sni of backend {line:?}"))
+                }
                 _ => spec.sni = Some(value.to_string()),
             }
         }
@@ -193,6 +201,9 @@ mod tests {
             "localhost:80 weight=1 weight=2",
             "localhost:80 sni=",
             "localhost:99999",
+            "evil\u{1b}[2J:80",
+            "[::1\u{7f}]:80",
+            "localhost:80 sni=a\u{202e}b",
         ] {
             assert!(line.parse::<BackendSpec>().is_err(), "{line:?} accepted");
         }

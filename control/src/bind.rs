@@ -4,7 +4,7 @@
 use crate::plane::Listener;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
-use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 /// Resolves a gobetween bind string. `":port"` means every interface, IPv4 and IPv6.
 pub fn resolve_bind(bind: &str) -> io::Result<SocketAddr> {
@@ -21,6 +21,35 @@ pub fn resolve_bind(bind: &str) -> io::Result<SocketAddr> {
         .into_iter()
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{bind:?} resolves to no address")))
+}
+
+/// Whether listeners on `a` and `b` would receive some of the same connections. `SO_REUSEPORT`
+/// lets both bind, and the kernel then gives each connection to one of them, so a server could
+/// be left without traffic. A v4-mapped address (`[::ffff:127.0.0.1]`) is its IPv4 address;
+/// `0.0.0.0` takes every IPv4 address, and `[::]` (bound dual-stack) every address.
+pub fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    let covers = |wide: IpAddr, other: IpAddr| {
+        wide == other || (wide.is_unspecified() && (wide.is_ipv6() || other.is_ipv4()))
+    };
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    a.port() != 0 && a.port() == b.port() && (covers(x, y) || covers(y, x))
+}
+
+/// Whether this host can serve IPv4 clients on an IPv6 socket (`::ffff:a.b.c.d`). Go asks the
+/// same question (`supportsIPv4map`: bind an `IPV6_V6ONLY=0` socket to `::ffff:127.0.0.1`) to
+/// decide that a wildcard bind gets a dual-stack IPv6 socket; gobetween's `iphash` therefore
+/// sees IPv4 clients of such a server as 16 bytes, and betwixt hashes them alike.
+pub fn ipv4_mapped_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let probe = || -> io::Result<()> {
+            let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_only_v6(false)?;
+            let mapped = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped(), 0));
+            socket.bind(&mapped.into())
+        };
+        probe().is_ok()
+    })
 }
 
 /// Sockets are created blocking; the shard that takes a listener makes it non-blocking.
@@ -71,6 +100,34 @@ mod tests {
         let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn overlapping_addresses() {
+        let overlap = |a: &str, b: &str| overlaps(a.parse().unwrap(), b.parse().unwrap());
+        for (a, b) in [
+            ("127.0.0.1:80", "127.0.0.1:80"),
+            ("[::ffff:127.0.0.1]:80", "127.0.0.1:80"),
+            ("[::ffff:127.0.0.1]:80", "[::ffff:127.0.0.1]:80"),
+            ("[::ffff:0.0.0.0]:80", "10.0.0.1:80"),
+            ("0.0.0.0:80", "127.0.0.1:80"),
+            ("0.0.0.0:80", "[::ffff:127.0.0.1]:80"),
+            ("[::]:80", "0.0.0.0:80"),
+            ("[::]:80", "127.0.0.1:80"),
+            ("[::]:80", "[::1]:80"),
+        ] {
+            assert!(overlap(a, b) && overlap(b, a), "{a} and {b} overlap");
+        }
+        for (a, b) in [
+            ("127.0.0.1:80", "127.0.0.1:81"),
+            ("127.0.0.1:80", "127.0.0.2:80"),
+            ("[::ffff:127.0.0.1]:80", "127.0.0.2:80"),
+            ("0.0.0.0:80", "[::1]:80"),
+            ("[::1]:80", "127.0.0.1:80"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ] {
+            assert!(!overlap(a, b) && !overlap(b, a), "{a} and {b} do not overlap");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The control plane's state: the running servers and the configuration they came from.
 //! Adding or removing a server touches only that server's listeners and tasks.
 
-use crate::bind::{bind_tcp, resolve_bind};
+use crate::bind::{bind_tcp, overlaps, resolve_bind};
 use crate::config::{
     enforce_strict, refuse_unsupported, validate::validate_server, Config, ConfigError, ConfigWarning, Server,
 };
@@ -12,9 +12,13 @@ use crate::stats::Counters;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A shard puts a removal into effect within one inbox poll (20 ms); one that has not after
+/// this long is stuck or gone, and its listeners are no longer waited for.
+const SHARD_CATCH_UP: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub enum ControlError {
@@ -22,6 +26,8 @@ pub enum ControlError {
     NotFound(String),
     Invalid(ConfigError),
     Bind(String, std::io::Error),
+    /// Shutdown has begun: servers are no longer added or removed.
+    ShuttingDown,
 }
 
 impl fmt::Display for ControlError {
@@ -31,6 +37,9 @@ impl fmt::Display for ControlError {
             ControlError::NotFound(name) => write!(f, "server {name:?} not found"),
             ControlError::Invalid(e) => write!(f, "{e}"),
             ControlError::Bind(bind, e) => write!(f, "cannot listen on {bind}: {e}"),
+            ControlError::ShuttingDown => {
+                f.write_str("shutting down: servers can no longer be added or removed")
+            }
         }
     }
 }
@@ -54,6 +63,18 @@ pub struct Control {
     /// Everything but `servers`, which live in `servers` below.
     base: Config,
     servers: Mutex<BTreeMap<String, Arc<ServerHandle>>>,
+    /// Removed servers whose connections may still be open; shutdown waits for them too.
+    draining: Mutex<Vec<Draining>>,
+    shutting_down: AtomicBool,
+}
+
+/// A removed server, kept until its last connection has closed.
+#[derive(Debug)]
+struct Draining {
+    handle: Arc<ServerHandle>,
+    /// The shards' inbox generations right after the removal (see `Plane::applied`).
+    marks: Vec<u64>,
+    since: Instant,
 }
 
 impl Control {
@@ -66,6 +87,8 @@ impl Control {
             rates: Rates::default(),
             base,
             servers: Mutex::new(BTreeMap::new()),
+            draining: Mutex::new(Vec::new()),
+            shutting_down: AtomicBool::new(false),
         })
     }
 
@@ -89,6 +112,9 @@ impl Control {
         name: &str,
         server: Server,
     ) -> Result<(Arc<ServerHandle>, Vec<ConfigWarning>), ControlError> {
+        if self.is_shutting_down() {
+            return Err(ControlError::ShuttingDown);
+        }
         if self.servers_lock().contains_key(name) {
             return Err(ControlError::Exists(name.to_string()));
         }
@@ -114,6 +140,11 @@ impl Control {
         let handle = ServerHandle::new(name, server, settings, counters, slots);
 
         let mut servers = self.servers_lock();
+        // Checked again under the lock `shut_down` takes: a server added during the drain
+        // would listen and then be cut off at exit. Its listeners close as `handle` drops.
+        if self.is_shutting_down() {
+            return Err(ControlError::ShuttingDown);
+        }
         if servers.contains_key(name) {
             return Err(ControlError::Exists(name.to_string()));
         }
@@ -126,25 +157,49 @@ impl Control {
 
     /// Stops accepting on every shard; live connections finish on their own.
     pub fn remove_server(&self, name: &str) -> Result<(), ControlError> {
-        let handle =
-            self.servers_lock().remove(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?;
-        handle.stop();
-        self.plane.remove_server(&handle.slots);
+        let handle = {
+            let mut servers = self.servers_lock();
+            if self.is_shutting_down() {
+                return Err(ControlError::ShuttingDown);
+            }
+            servers.remove(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?
+        };
+        self.retire(handle);
         log::info!("server {name}: removed");
         Ok(())
+    }
+
+    /// Stops a server's listeners and discovery, and keeps it among the draining until its
+    /// last connection has closed.
+    fn retire(&self, handle: Arc<ServerHandle>) {
+        handle.stop();
+        self.plane.remove_server(&handle.slots);
+        let marks = self.plane.generations();
+        let mut draining = self.draining_lock();
+        draining.retain(|d| !self.finished(d));
+        draining.push(Draining { handle, marks, since: Instant::now() });
+    }
+
+    fn draining_lock(&self) -> MutexGuard<'_, Vec<Draining>> {
+        self.draining.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// No connection is left, and no shard can accept a new one: every shard has shut the
+    /// server's listeners (or failed to within `SHARD_CATCH_UP`).
+    fn finished(&self, d: &Draining) -> bool {
+        d.handle.counters.totals().active == 0
+            && (self.plane.applied(&d.marks) || d.since.elapsed() >= SHARD_CATCH_UP)
     }
 
     /// The running server whose address overlaps `bind`. `SO_REUSEPORT` would let both bind and
     /// silently split the connections between them, so the overlap is refused here.
     fn listening_on(&self, bind: &str) -> Option<String> {
         let wanted = resolve_bind(bind).ok()?;
-        let overlaps = |a: SocketAddr| {
-            a.port() != 0
-                && a.port() == wanted.port()
-                && (a.ip() == wanted.ip() || a.ip().is_unspecified() || wanted.ip().is_unspecified())
-        };
         let servers = self.servers_lock();
-        servers.values().find(|h| resolve_bind(&h.settings.bind).is_ok_and(overlaps)).map(|h| h.name.clone())
+        servers
+            .values()
+            .find(|h| resolve_bind(&h.settings.bind).is_ok_and(|a| overlaps(a, wanted)))
+            .map(|h| h.name.clone())
     }
 
     pub fn server(&self, name: &str) -> Option<Arc<ServerHandle>> {
@@ -162,14 +217,32 @@ impl Control {
         config
     }
 
-    /// Stops accepting everywhere (shutdown). Returns the handles so their counters stay readable.
-    pub fn stop_accepting(&self) -> Vec<Arc<ServerHandle>> {
-        let handles: Vec<Arc<ServerHandle>> =
-            std::mem::take(&mut *self.servers_lock()).into_values().collect();
-        for handle in &handles {
-            handle.stop();
-            self.plane.remove_server(&handle.slots);
+    /// Begins shutdown: refuses further changes and stops accepting everywhere. `drained` then
+    /// tells when the last connection, on any server removed before or now, has closed.
+    pub fn shut_down(&self) {
+        let handles: Vec<Arc<ServerHandle>> = {
+            let mut servers = self.servers_lock();
+            self.shutting_down.store(true, Ordering::Release);
+            std::mem::take(&mut *servers).into_values().collect()
+        };
+        for handle in handles {
+            self.retire(handle);
         }
-        handles
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Every removed server has finished: no connection open, no listener left on any shard.
+    pub fn drained(&self) -> bool {
+        let mut draining = self.draining_lock();
+        draining.retain(|d| !self.finished(d));
+        draining.is_empty()
+    }
+
+    /// Connections still open on removed servers.
+    pub fn draining_connections(&self) -> u64 {
+        self.draining_lock().iter().map(|d| d.handle.counters.totals().active).sum()
     }
 }

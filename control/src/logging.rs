@@ -1,6 +1,7 @@
 //! `[logging]`: level, output (stdout, stderr or a file) and format (text or json lines).
 
 use crate::config::{LogFormat, LogLevel, Logging};
+use crate::text::escape_for_log;
 use std::io::Write;
 
 fn level_filter(level: LogLevel) -> log::LevelFilter {
@@ -47,14 +48,20 @@ pub fn init(logging: Option<&Logging>) -> Result<(), String> {
             writeln!(out, "{line}")
         });
     } else {
+        // JSON lines escape by themselves; a text line must escape what the message carries
+        // (a server name, a backend host, a peer's reply), or a newline in it forges a line.
         builder.format(|out, record| {
+            let message = match record.args().as_str() {
+                Some(fixed) => std::borrow::Cow::Borrowed(fixed),
+                None => std::borrow::Cow::Owned(record.args().to_string()),
+            };
             writeln!(
                 out,
                 "{} [{:<5}] ({}): {}",
                 humantime_now(),
                 record.level(),
                 record.target(),
-                record.args()
+                escape_for_log(&message)
             )
         });
     }

@@ -70,12 +70,20 @@ impl ServerSlot {
 #[derive(Debug, Default)]
 pub struct Inbox {
     generation: AtomicU64,
+    /// The last generation the shard has put into effect (see `acknowledge`).
+    applied: AtomicU64,
     servers: Mutex<Vec<Arc<ServerSlot>>>,
 }
 
 impl Inbox {
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Called by the shard once the changes up to `generation` are in effect: the listeners of
+    /// removed servers are shut, and the connections they accepted before are counted as active.
+    pub fn acknowledge(&self, generation: u64) {
+        self.applied.store(generation, Ordering::Release);
     }
 
     /// The slots this shard should serve now (closed ones are already removed).
@@ -109,6 +117,16 @@ impl Plane {
         for (inbox, slot) in self.inboxes.iter().zip(slots) {
             inbox.change(|servers| servers.push(slot.clone()));
         }
+    }
+
+    /// Every shard's current generation, to pass to `applied` later.
+    pub fn generations(&self) -> Vec<u64> {
+        self.inboxes.iter().map(|inbox| inbox.generation()).collect()
+    }
+
+    /// Whether every shard has put into effect the changes up to `marks` (from `generations`).
+    pub fn applied(&self, marks: &[u64]) -> bool {
+        self.inboxes.iter().zip(marks).all(|(inbox, &mark)| inbox.applied.load(Ordering::Acquire) >= mark)
     }
 
     /// Closes the slots and takes them out of every inbox.

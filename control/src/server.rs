@@ -8,14 +8,21 @@ use crate::healthcheck::{self, Tracker};
 use crate::plane::ServerSlot;
 use crate::snapshot::{Backend, ServerSnapshot};
 use crate::stats::Counters;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::task::AbortHandle;
 
 /// How often a backend whose host name did not resolve is tried again.
 const RESOLVE_RETRY: Duration = Duration::from_secs(5);
+
+/// While a list of names resolves, what resolved so far is installed at least this often.
+const INSTALL_EVERY: Duration = Duration::from_secs(1);
+
+/// How long health changes gather before the snapshot is rebuilt for all of them.
+const PUBLISH_PAUSE: Duration = Duration::from_millis(10);
 
 /// A discovered backend and what the control thread knows about it.
 #[derive(Debug)]
@@ -49,6 +56,8 @@ pub struct ServerHandle {
     backends: Mutex<Vec<BackendState>>,
     tasks: Mutex<Vec<AbortHandle>>,
     generation: AtomicU64,
+    /// A rebuild is scheduled (`publish_soon`).
+    publish_pending: AtomicBool,
 }
 
 impl ServerHandle {
@@ -69,6 +78,7 @@ impl ServerHandle {
             backends: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             generation: AtomicU64::new(1),
+            publish_pending: AtomicBool::new(false),
         })
     }
 
@@ -103,16 +113,20 @@ impl ServerHandle {
     async fn discover(self: Arc<Self>) {
         let specs = discovery::static_list::backends(&self.config.discovery);
         self.replace_backends(specs);
-        // Resolve names until every backend has addresses.
+        // Resolve names until every backend has addresses. Results are installed in batches:
+        // every installation rebuilds the snapshot, O(backends), so one per name would be
+        // quadratic for a long list of names.
         loop {
             let unresolved: Vec<BackendSpec> =
                 self.backends().iter().filter(|b| b.addrs.is_empty()).map(|b| b.spec.clone()).collect();
             if unresolved.is_empty() {
                 return;
             }
+            let mut resolved = Vec::new();
+            let mut installed = Instant::now();
             for spec in unresolved {
                 match discovery::resolve(&spec.host, spec.port).await {
-                    Ok(addrs) if !addrs.is_empty() => self.set_addresses(&spec, addrs),
+                    Ok(addrs) if !addrs.is_empty() => resolved.push((spec, addrs)),
                     Ok(_) => {
                         self.discovery_failures.fetch_add(1, Ordering::Relaxed);
                         log::warn!("server {}: backend {} resolves to no address", self.name, spec.address())
@@ -122,6 +136,14 @@ impl ServerHandle {
                         log::warn!("server {}: cannot resolve backend {}: {e}", self.name, spec.address())
                     }
                 }
+                // A slow name must not hold back the ones resolved before it for long.
+                if installed.elapsed() >= INSTALL_EVERY && !resolved.is_empty() {
+                    self.set_addresses(std::mem::take(&mut resolved));
+                    installed = Instant::now();
+                }
+            }
+            if !resolved.is_empty() {
+                self.set_addresses(resolved);
             }
             tokio::time::sleep(RESOLVE_RETRY).await;
         }
@@ -131,12 +153,13 @@ impl ServerHandle {
     pub fn replace_backends(self: &Arc<Self>, specs: Vec<BackendSpec>) {
         {
             let mut backends = self.backends();
-            let mut old: Vec<BackendState> = std::mem::take(&mut *backends);
+            let mut old: HashMap<(String, u16), BackendState> = std::mem::take(&mut *backends)
+                .into_iter()
+                .map(|b| ((b.spec.host.clone(), b.spec.port), b))
+                .collect();
             for spec in specs {
-                let same = old.iter().position(|b| b.spec.key() == spec.key());
-                let state = match same {
-                    Some(i) => {
-                        let mut kept = old.swap_remove(i);
+                let state = match old.remove(&(spec.host.clone(), spec.port)) {
+                    Some(mut kept) => {
                         kept.spec = spec;
                         kept
                     }
@@ -155,7 +178,7 @@ impl ServerHandle {
                 };
                 backends.push(state);
             }
-            for gone in old {
+            for gone in old.into_values() {
                 if let Some(check) = gone.check {
                     check.abort();
                 }
@@ -165,9 +188,15 @@ impl ServerHandle {
         self.publish();
     }
 
-    fn set_addresses(self: &Arc<Self>, spec: &BackendSpec, addrs: Vec<SocketAddr>) {
-        if let Some(b) = self.backends().iter_mut().find(|b| b.spec.key() == spec.key()) {
-            b.addrs = addrs;
+    fn set_addresses(self: &Arc<Self>, resolved: Vec<(BackendSpec, Vec<SocketAddr>)>) {
+        {
+            let mut wanted: HashMap<(String, u16), Vec<SocketAddr>> =
+                resolved.into_iter().map(|(spec, addrs)| ((spec.host, spec.port), addrs)).collect();
+            for b in self.backends().iter_mut() {
+                if let Some(addrs) = wanted.remove(&(b.spec.host.clone(), b.spec.port)) {
+                    b.addrs = addrs;
+                }
+            }
         }
         self.start_missing_checks();
         self.publish();
@@ -202,7 +231,9 @@ impl ServerHandle {
 
     fn set_live(self: &Arc<Self>, key: (&str, u16), live: bool) {
         if let Some(b) = self.backends().iter_mut().find(|b| b.spec.key() == key) {
-            log::info!(
+            // A flapping backend, or many failing at once, must not flood the log.
+            crate::log_limited!(
+                log::Level::Info,
                 "server {}: backend {} is now {}",
                 self.name,
                 b.spec.address(),
@@ -211,7 +242,24 @@ impl ServerHandle {
             b.live = live;
             b.live_changes += 1;
         }
-        self.publish();
+        self.publish_soon();
+    }
+
+    /// Publishes after a short pause, once for all the changes made meanwhile: when many
+    /// backends change health together, the snapshot (O(backends) to build) is built a few
+    /// times rather than once per backend.
+    fn publish_soon(self: &Arc<Self>) {
+        if self.publish_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let handle = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(PUBLISH_PAUSE).await;
+            if let Some(handle) = handle.upgrade() {
+                handle.publish_pending.store(false, Ordering::Release);
+                handle.publish();
+            }
+        });
     }
 
     /// Builds a snapshot of the backends that take part and hands it to every shard.

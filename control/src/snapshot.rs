@@ -4,7 +4,7 @@
 
 use crate::backend::BackendSpec;
 use crate::balance::{self, Table};
-use crate::config::ServerSettings;
+use crate::config::{Balance, ServerSettings};
 use crate::stats::Counters;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,11 +19,13 @@ pub struct Backend {
     pub counters: Arc<Counters>,
 }
 
-/// Backends sharing one priority value, with their balancing table.
+/// Backends that compete for a connection, with their balancing table: one group per priority
+/// value (see `balance::uses_priorities`), or one group of every live backend.
 #[derive(Debug)]
 pub struct Group {
-    pub priority: i32,
-    /// Indexes into `ServerSnapshot::backends`.
+    /// `None` when the strategy ignores priorities.
+    pub priority: Option<i32>,
+    /// Indexes into `ServerSnapshot::backends`, in byte order of their `host:port`.
     pub members: Vec<usize>,
     pub table: Table,
 }
@@ -42,7 +44,7 @@ pub struct ServerSnapshot {
 impl ServerSnapshot {
     /// Builds the groups and tables for `backends` (already filtered to the live ones). `down`
     /// lists the discovered backends that do not take part, for tables that must stay stable
-    /// while backends come and go (iphash1).
+    /// while backends come and go (maglev). One sort, O(n log n) in the number of backends.
     pub fn build(
         generation: u64,
         settings: Arc<ServerSettings>,
@@ -50,18 +52,28 @@ impl ServerSnapshot {
         backends: Vec<Arc<Backend>>,
         down: &[BackendSpec],
     ) -> ServerSnapshot {
-        let mut priorities: Vec<i32> = backends.iter().map(|b| b.spec.priority).collect();
-        priorities.sort_unstable();
-        priorities.dedup();
-        let groups = priorities
-            .into_iter()
-            .map(|priority| {
-                let members: Vec<usize> =
-                    (0..backends.len()).filter(|&i| backends[i].spec.priority == priority).collect();
-                let down: Vec<String> =
-                    down.iter().filter(|s| s.priority == priority).map(BackendSpec::address).collect();
-                let table = balance::build_table(settings.balance, &backends, &members, &down);
-                Group { priority, members, table }
+        let by_priority = balance::uses_priorities(&settings);
+        let group_of = |spec: &BackendSpec| by_priority.then_some(spec.priority);
+        // gobetween orders backends by `host + ":" + port`, compared byte by byte.
+        let names: Vec<String> = backends.iter().map(|b| b.spec.address()).collect();
+        let mut order: Vec<usize> = (0..backends.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            (group_of(&backends[a].spec), &names[a]).cmp(&(group_of(&backends[b].spec), &names[b]))
+        });
+        let mut down: Vec<(Option<i32>, String)> = match settings.balance {
+            Balance::Maglev => down.iter().map(|spec| (group_of(spec), spec.address())).collect(),
+            _ => Vec::new(),
+        };
+        down.sort_unstable();
+        let groups = order
+            .chunk_by(|&a, &b| group_of(&backends[a].spec) == group_of(&backends[b].spec))
+            .map(|members| {
+                let priority = group_of(&backends[members[0]].spec);
+                let from = down.partition_point(|(p, _)| *p < priority);
+                let to = down.partition_point(|(p, _)| *p <= priority);
+                let down: Vec<String> = down[from..to].iter().map(|(_, name)| name.clone()).collect();
+                let table = balance::build_table(settings.balance, &backends, &names, members, &down);
+                Group { priority, members: members.to_vec(), table }
             })
             .collect();
         ServerSnapshot { generation, settings, counters, backends, groups }

@@ -109,6 +109,13 @@ pub fn u64_at(value: &Value, key: &str) -> u64 {
     value[key].as_u64().unwrap_or_else(|| panic!("{key} is not a number in {value}"))
 }
 
+/// The body of `POST /servers/NAME` for a server on `bind` with one static backend.
+pub fn static_server(bind: &str, backend: &str) -> String {
+    format!(
+        "{{\"bind\": \"{bind}\", \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{backend}\"]}}}}"
+    )
+}
+
 pub fn object_keys(value: &Value) -> Vec<String> {
     value.as_object().map(|o| o.iter().map(|(k, _)| k.to_string()).collect()).unwrap_or_default()
 }

@@ -1,7 +1,7 @@
 //! Real TCP backends on loopback, each on its own threads, stopped on drop.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -22,6 +22,8 @@ pub enum Behaviour {
 }
 
 pub struct Backend {
+    /// The loopback address it listens on (127.0.0.1 unless started with `start_at`).
+    pub ip: Ipv4Addr,
     pub port: u16,
     pub name: String,
     stop: Arc<AtomicBool>,
@@ -36,7 +38,17 @@ impl Backend {
 
     /// Listens on a given port (0 = any), e.g. to bring a killed backend back on its old port.
     pub fn start_on(name: &str, behaviour: Behaviour, port: u16) -> Backend {
-        let listener = bind_retrying(port);
+        Backend::listen(name, behaviour, Ipv4Addr::LOCALHOST, port)
+    }
+
+    /// Listens on another loopback address (127.0.0.0/8), on any port.
+    pub fn start_at(name: &str, behaviour: Behaviour, ip: Ipv4Addr) -> Backend {
+        assert!(ip.is_loopback(), "tests listen on loopback only");
+        Backend::listen(name, behaviour, ip, 0)
+    }
+
+    fn listen(name: &str, behaviour: Behaviour, ip: Ipv4Addr, port: u16) -> Backend {
+        let listener = bind_retrying(ip, port);
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -57,11 +69,11 @@ impl Backend {
                 }
             })
         };
-        Backend { port, name: name.to_string(), stop, accepted, thread: Some(thread) }
+        Backend { ip, port, name: name.to_string(), stop, accepted, thread: Some(thread) }
     }
 
     pub fn line(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// Stops listening and drops open connections.
@@ -79,9 +91,9 @@ impl Drop for Backend {
     }
 }
 
-fn bind_retrying(port: u16) -> TcpListener {
+fn bind_retrying(ip: Ipv4Addr, port: u16) -> TcpListener {
     for _ in 0..200 {
-        if let Ok(listener) = bind(port) {
+        if let Ok(listener) = bind(ip, port) {
             return listener;
         }
         thread::sleep(Duration::from_millis(25));
@@ -91,10 +103,10 @@ fn bind_retrying(port: u16) -> TcpListener {
 
 /// A listener with room for a burst of connects (the standard library's backlog is 128: a
 /// burst beyond it loses SYNs, and their retransmission takes seconds).
-fn bind(port: u16) -> std::io::Result<TcpListener> {
+fn bind(ip: Ipv4Addr, port: u16) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    socket.bind(&std::net::SocketAddr::from((ip, port)).into())?;
     socket.listen(4096)?;
     Ok(socket.into())
 }

@@ -156,6 +156,17 @@ extern "C" {
 pub const SIGTERM: i32 = 15;
 pub const SIGINT: i32 = 2;
 
+/// A config with one server `s` on `127.0.0.1:port` balancing over a static list of backend
+/// `lines`; `extra` is added to the server's section.
+pub fn static_server(port: u16, balance: &str, lines: &[String], extra: &str) -> String {
+    let list: Vec<String> = lines.iter().map(|l| format!("\"{l}\"")).collect();
+    format!(
+        "[servers.s]\nbind = \"127.0.0.1:{port}\"\nbalance = \"{balance}\"\n{extra}\n\
+         [servers.s.discovery]\nkind = \"static\"\nstatic_list = [{}]\n",
+        list.join(", ")
+    )
+}
+
 /// Connects to the proxy and returns the first line the backend sends (backends built with
 /// `backends::Named` send their name), then closes.
 /// Runs betwixt with `args` until the server on `port` answers with `name` (at most 5 s), then

@@ -1,6 +1,7 @@
 //! The REST API (`[api]`): gobetween's endpoints served on the control thread, with optional
 //! basic auth, CORS and HTTPS.
 
+pub mod admission;
 pub mod auth;
 pub mod reply;
 pub mod routes;
@@ -8,10 +9,13 @@ pub mod serve;
 pub mod stats;
 pub mod tls;
 
+use crate::balance::canonical_ip;
 use crate::config::Api;
 use crate::control::Control;
+use admission::ConnectionLimits;
 use axum::http::{header, Method};
 use axum::Router;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::{Any, CorsLayer};
@@ -22,9 +26,31 @@ pub const DEFAULT_BIND: &str = ":8888";
 /// How long browsers may cache a CORS preflight answer.
 const CORS_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 
+/// The bounds `[api]` sets on its clients, with betwixt's defaults for what it leaves out.
+pub fn limits(api: &Api) -> serve::Limits {
+    let defaults = serve::Limits::default();
+    serve::Limits {
+        request_timeout: api.request_timeout.map_or(defaults.request_timeout, |t| t.as_limit()),
+        connections: ConnectionLimits {
+            total: api.max_connections.unwrap_or(defaults.connections.total),
+            per_client: api.max_connections_per_client.unwrap_or(defaults.connections.per_client),
+        },
+    }
+}
+
+/// True when the API answers beyond this machine and asks for no password: anyone who reaches
+/// the port can then create, change and delete servers.
+pub fn open_to_everyone(addr: SocketAddr, api: &Api) -> bool {
+    api.basic_auth.is_none() && !canonical_ip(addr.ip()).is_loopback()
+}
+
 /// The whole API as configured: routes, auth, CORS, JSON fallbacks.
 pub fn router(control: Arc<Control>, api: &Api) -> Router {
     let mut protected = routes::protected(control);
+    if let Some(timeout) = limits(api).request_timeout {
+        // Inside authentication: nobody unauthenticated gets a body read.
+        protected = protected.layer(axum::middleware::from_fn_with_state(timeout, serve::read_body_within));
+    }
     if let Some(pair) = &api.basic_auth {
         let credentials = auth::Credentials::new(&pair.login, &pair.password);
         protected = protected.layer(axum::middleware::from_fn_with_state(credentials, auth::require));
@@ -53,8 +79,52 @@ pub fn start(control: &Arc<Control>) -> Result<(), String> {
     let tls = api.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| format!("api.tls: {e}"))?;
     let listener = serve::listen(bind).map_err(|e| format!("api: cannot listen on {bind}: {e}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let addr = listener.local_addr().map_or(bind.to_string(), |a| a.to_string());
+    let addr = listener.local_addr().map_err(|e| format!("api: cannot listen on {bind}: {e}"))?;
     log::info!("api ({scheme}): listening on {addr}");
-    serve::spawn("api", listener, tls, router(control.clone(), &api));
+    if open_to_everyone(addr, &api) {
+        log::warn!(
+            "api: listening on {addr} without [api.basic_auth]: anyone who can reach it can create and \
+             delete servers; set basic_auth, or bind to 127.0.0.1"
+        );
+    }
+    serve::spawn_with("api", listener, tls, router(control.clone(), &api), limits(&api));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BasicAuth, GoDuration};
+
+    #[test]
+    fn open_only_beyond_loopback_without_auth() {
+        let open = Api::default();
+        let guarded = Api { basic_auth: Some(BasicAuth::default()), ..Api::default() };
+        for (addr, exposed) in [
+            ("127.0.0.1:8888", false),
+            ("[::1]:8888", false),
+            ("[::ffff:127.0.0.1]:1", false),
+            ("0.0.0.0:8888", true),
+            ("[::]:8888", true),
+            ("192.0.2.1:8888", true),
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(open_to_everyone(addr, &open), exposed, "{addr}");
+            assert!(!open_to_everyone(addr, &guarded), "{addr}");
+        }
+    }
+
+    #[test]
+    fn limits_default_and_configured() {
+        assert_eq!(limits(&Api::default()), serve::Limits::default());
+        let api = Api {
+            request_timeout: Some(GoDuration::ZERO),
+            max_connections: Some(0),
+            max_connections_per_client: Some(2),
+            ..Api::default()
+        };
+        let limits = limits(&api);
+        assert_eq!(limits.request_timeout, None, "\"0\" is no limit");
+        assert_eq!(limits.connections, ConnectionLimits { total: 0, per_client: 2 });
+    }
 }

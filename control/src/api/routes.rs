@@ -2,7 +2,10 @@
 
 use super::reply::{json, text, ApiError};
 use super::stats::ServerStats;
-use crate::config::{enforce_strict, parse_as, render, ConfigError, Format, GoDuration, Server};
+use crate::config::validate::server_name;
+use crate::config::{
+    enforce_strict, parse_as, render, ConfigError, DiscoveryKind, Format, GoDuration, HealthcheckKind, Server,
+};
 use crate::control::{Control, ControlError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -82,13 +85,21 @@ struct DumpQuery {
     format: Option<String>,
 }
 
+/// What `/dump` writes instead of the basic-auth password: a dump is shared more widely than
+/// the file it came from. It still parses, and says plainly that it is not the password.
+pub const MASKED: &str = "********";
+
 async fn dump(State(control): Shared, Query(query): Query<DumpQuery>) -> Result<Response, ApiError> {
     let format = Format::parse(query.format.as_deref().unwrap_or("toml")).map_err(ApiError::bad_request)?;
     let content_type = match format {
         Format::Toml => "application/toml; charset=utf-8",
         Format::Json => "application/json; charset=utf-8",
     };
-    Ok(text(StatusCode::OK, content_type, render(&control.dump(), format)))
+    let mut config = control.dump();
+    if let Some(auth) = config.api.as_mut().and_then(|api| api.basic_auth.as_mut()) {
+        auth.password = MASKED.to_string();
+    }
+    Ok(text(StatusCode::OK, content_type, render(&config, format)))
 }
 
 /// A server's section with `[defaults]` folded in, as gobetween lists it.
@@ -117,10 +128,18 @@ async fn stats(State(control): Shared, Path(name): Path<String>) -> Result<Respo
 }
 
 async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    server_name(&name).map_err(|e| ApiError::bad_request(format!("invalid server name: {}", e.message)))?;
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     let invalid = |e: ConfigError| ApiError::bad_request(format!("invalid server config: {e}"));
     let (server, mut warnings): (Server, _) = parse_as(body, Format::Json).map_err(invalid)?;
     enforce_strict(&warnings, control.strict()).map_err(invalid)?;
+    let allow_exec = control.base_config().api.as_ref().and_then(|api| api.allow_exec).unwrap_or(false);
+    if let (Some(what), false) = (runs_commands(&server), allow_exec) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{what} would run commands as betwixt's user; servers created through the API may not, unless [api] allow_exec = true"),
+        ));
+    }
     let (_, more) = control.add_server(&name, server).map_err(|e| match e {
         ControlError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         ControlError::NotFound(_) => ApiError::not_found(e.to_string()),
@@ -129,6 +148,7 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
             ApiError::new(StatusCode::CONFLICT, e.to_string())
         }
         ControlError::Bind(..) => ApiError::bad_request(e.to_string()),
+        ControlError::ShuttingDown => shutting_down(),
     })?;
     warnings.extend(more);
     for warning in warnings {
@@ -138,6 +158,25 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
 }
 
 async fn remove(State(control): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
-    control.remove_server(&name).map_err(|_| unknown(&name))?;
+    control.remove_server(&name).map_err(|e| match e {
+        ControlError::ShuttingDown => shutting_down(),
+        _ => unknown(&name),
+    })?;
     Ok(json(StatusCode::OK, &()))
+}
+
+/// Once shutdown has begun, servers are neither added nor removed.
+fn shutting_down() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ControlError::ShuttingDown.to_string())
+}
+
+/// The part of a server section that makes betwixt run commands, if any.
+fn runs_commands(server: &Server) -> Option<&'static str> {
+    if server.healthcheck.as_ref().is_some_and(|check| check.kind == HealthcheckKind::Exec) {
+        Some("healthcheck kind \"exec\"")
+    } else if server.discovery.kind == DiscoveryKind::Exec {
+        Some("discovery kind \"exec\"")
+    } else {
+        None
+    }
 }

@@ -16,8 +16,12 @@ const SLOTS_PER_ENTRY: usize = 100;
 /// Builds a table whose slots hold positions into `identities`; empty when there are none.
 pub fn build(identities: &[String]) -> Vec<u32> {
     let n = identities.len();
-    if n == 0 {
-        return Vec::new();
+    match n {
+        0 => return Vec::new(),
+        // One slot says the same as a full table, without its cost (think of 100,000 priority
+        // groups of one backend each).
+        1 => return vec![0],
+        _ => {}
     }
     let wanted = n.saturating_mul(SLOTS_PER_ENTRY);
     let size = SIZES.iter().copied().find(|&s| s >= wanted).unwrap_or(SIZES[SIZES.len() - 1]);

@@ -1,27 +1,35 @@
 //! Backend selection. Tables are built once per snapshot on the control thread
 //! (`build_table`); a shard picks with `Picker`, its own state, without locks.
 //!
-//! Rules that apply to every strategy: only backends in the snapshot (live, discovered) can be
-//! picked; the group with the lowest priority that has an eligible backend wins; a backend at its
-//! `max_connections` or already tried for this connection is not eligible.
+//! What every strategy shares: only backends in the snapshot (live, discovered) can be picked,
+//! and a backend at its `max_connections` or already tried for this connection is not
+//! eligible. The strategy then chooses among the eligible backends, as gobetween filters full
+//! backends out before its strategy runs (so `iphash` takes the modulo over the eligible ones).
 //!
-//! Cost per attempt: `weight`, `roundrobin`, `iphash` and `iphash1` are O(1) unless the first
-//! choice is ineligible; `leastconn` and `leastbandwidth` look at every member of a group.
+//! Priorities are gobetween's: `weight` prefers the lowest priority value that has an eligible
+//! backend; every other strategy spreads over all live backends as one group, unless the server
+//! sets betwixt's `priority_groups = true` (`uses_priorities`).
+//!
+//! Cost per attempt: `weight`, `roundrobin` and `maglev` are O(1) unless the first choice is
+//! ineligible; `iphash` is O(1) unless a backend is full or a retry excludes one (then
+//! O(group)); `iphash1` hashes every member's name (O(group), a few bytes each), as gobetween
+//! does; `leastconn` and `leastbandwidth` look at every member of a group.
 
 mod bandwidth;
 mod hash;
 mod maglev;
 mod weighted;
 
-use crate::config::Balance;
+use crate::config::{Balance, ServerSettings};
 use crate::snapshot::{Backend, ServerSnapshot};
 use bandwidth::Meter;
+use hash::Fnv32;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use hash::canonical as canonical_ip;
+pub use hash::{canonical as canonical_ip, ClientBytes};
 
 /// Strategies this build implements; others are refused at start as "not supported yet".
 pub const SUPPORTED: &[Balance] = &[
@@ -31,47 +39,89 @@ pub const SUPPORTED: &[Balance] = &[
     Balance::Leastbandwidth,
     Balance::Iphash,
     Balance::Iphash1,
+    Balance::Maglev,
 ];
+
+/// Whether a server's backends form one group per priority value: always for `weight` (as in
+/// gobetween), for the other strategies only with `priority_groups = true`.
+pub fn uses_priorities(settings: &ServerSettings) -> bool {
+    settings.balance == Balance::Weight || settings.priority_groups
+}
 
 /// Marks a slot of a consistent table whose backend is discovered but not live.
 const NOT_LIVE: u32 = u32::MAX;
 
-/// Precomputed per-group selection data. Positions index the group's `members`.
+/// Precomputed per-group selection data. Positions index the group's `members`, which are in
+/// byte order of their `host:port` (gobetween sorts so for roundrobin and iphash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Table {
-    /// Positions visited cyclically (weight, roundrobin).
-    Sequence(Vec<u32>),
-    /// The member with the fewest connections this shard holds (leastconn).
+    /// weight: a smooth weighted sequence over the members with weight above 0, visited
+    /// cyclically. `spare` holds the weight-0 members, taken in turn only when no member of the
+    /// sequence is eligible (gobetween picks a weight-0 backend only when no backend with a
+    /// weight is left in the group). When every weight is 0 the sequence is each member once.
+    Weighted { sequence: Vec<u32>, spare: Vec<u32> },
+    /// roundrobin: each member in turn.
+    Cycle,
+    /// leastconn: the member with the fewest connections this shard holds.
     FewestConnections,
-    /// The member with the lowest recent byte rate through this shard (leastbandwidth).
+    /// leastbandwidth: the member with the lowest recent byte rate through this shard.
     LowestBandwidth,
-    /// Client hash modulo the number of members (iphash).
-    Modulo,
-    /// iphash1. `primary` is a Maglev table over every discovered backend of the group, live or
+    /// iphash: the client's FNV-1a 32 modulo the number of eligible members. `limited` are the
+    /// members with a `max_connections`, the only ones that can make the count differ.
+    Modulo { limited: Vec<u32> },
+    /// iphash1: the member whose FNV-1a 32 over (client bytes, `host:port`) is highest. `names`
+    /// holds every member's `host:port` back to back, `ends` where each one ends.
+    HighestHash { names: Vec<u8>, ends: Vec<u32> },
+    /// maglev. `primary` is a Maglev table over every discovered backend of the group, live or
     /// not, so a backend going down or coming back changes no other backend's slots; its slots
     /// read `NOT_LIVE` while it is down, and those clients use `fallback`, a Maglev table over
     /// the live members.
     Consistent { primary: Vec<u32>, fallback: Vec<u32> },
 }
 
-/// Builds the table for one priority group. `members` index `backends` (the live ones); `down`
-/// names (`host:port`) the group's discovered backends that are not live.
-pub fn build_table(balance: Balance, backends: &[Arc<Backend>], members: &[usize], down: &[String]) -> Table {
+/// Builds the table for one group. `members` index `backends` (the live ones) and are sorted
+/// by `names` (each backend's `host:port`, indexed like `backends`); `down` names the group's
+/// discovered backends that are not live (used by maglev only).
+pub fn build_table(
+    balance: Balance,
+    backends: &[Arc<Backend>],
+    names: &[String],
+    members: &[usize],
+    down: &[String],
+) -> Table {
+    let positions = || 0..members.len() as u32;
     match balance {
         Balance::Weight => {
-            let weights: Vec<u32> = members.iter().map(|&i| backends[i].spec.weight).collect();
-            Table::Sequence(weighted::smooth_sequence(&weights))
+            let weight = |p: u32| backends[members[p as usize]].spec.weight;
+            let (weighted, spare): (Vec<u32>, Vec<u32>) = positions().partition(|&p| weight(p) > 0);
+            if weighted.is_empty() {
+                return Table::Weighted { sequence: spare, spare: Vec::new() };
+            }
+            let weights: Vec<u32> = weighted.iter().map(|&p| weight(p)).collect();
+            let sequence =
+                weighted::smooth_sequence(&weights).into_iter().map(|k| weighted[k as usize]).collect();
+            Table::Weighted { sequence, spare }
         }
-        Balance::Roundrobin => Table::Sequence((0..members.len() as u32).collect()),
+        Balance::Roundrobin => Table::Cycle,
         Balance::Leastconn => Table::FewestConnections,
         Balance::Leastbandwidth => Table::LowestBandwidth,
-        Balance::Iphash => Table::Modulo,
+        Balance::Iphash => Table::Modulo {
+            limited: positions()
+                .filter(|&p| backends[members[p as usize]].spec.max_connections > 0)
+                .collect(),
+        },
         Balance::Iphash1 => {
-            let live: Vec<(String, u32)> = members
-                .iter()
-                .enumerate()
-                .map(|(position, &i)| (backends[i].spec.address(), position as u32))
-                .collect();
+            let mut names_bytes = Vec::new();
+            let mut ends = Vec::with_capacity(members.len());
+            for &i in members {
+                names_bytes.extend_from_slice(names[i].as_bytes());
+                ends.push(names_bytes.len() as u32);
+            }
+            Table::HighestHash { names: names_bytes, ends }
+        }
+        Balance::Maglev => {
+            let live: Vec<(String, u32)> =
+                members.iter().zip(positions()).map(|(&i, p)| (names[i].clone(), p)).collect();
             let mut all = live.clone();
             all.extend(down.iter().map(|name| (name.clone(), NOT_LIVE)));
             Table::Consistent { primary: consistent_table(all), fallback: consistent_table(live) }
@@ -92,9 +142,16 @@ fn consistent_table(mut entries: Vec<(String, u32)>) -> Vec<u32> {
 pub struct Picker {
     shard: usize,
     generation: u64,
-    /// Per group: where the sequence or the tie-breaking scan continues.
-    cursors: Vec<usize>,
+    cursors: Vec<Cursor>,
     meter: Meter,
+}
+
+/// Per group: where the sequence, the cycle or the tie-breaking scan continues.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    next: usize,
+    /// In the weight-0 members of a `Weighted` table.
+    spare: usize,
 }
 
 impl Picker {
@@ -108,13 +165,14 @@ impl Picker {
     pub fn pick(&mut self, snapshot: &ServerSnapshot, client: IpAddr, tried: &[usize]) -> Option<usize> {
         if self.generation != snapshot.generation {
             self.generation = snapshot.generation;
-            self.cursors = vec![0; snapshot.groups.len()];
+            self.cursors = vec![Cursor::default(); snapshot.groups.len()];
             self.meter.follow(&snapshot.backends);
         }
         let eligible = |index: usize| {
             let backend = &snapshot.backends[index];
             !tried.contains(&index) && !backend.counters.is_full(backend.spec.max_connections)
         };
+        let client_bytes = snapshot.settings.client_bytes;
         let shard = self.shard;
         for (group, cursor) in snapshot.groups.iter().zip(self.cursors.iter_mut()) {
             let members = &group.members;
@@ -122,27 +180,42 @@ impl Picker {
                 continue;
             }
             let position = match &group.table {
-                Table::Sequence(sequence) => (0..sequence.len()).find_map(|_| {
-                    let position = sequence[*cursor % sequence.len()] as usize;
-                    *cursor = (*cursor + 1) % sequence.len();
-                    eligible(members[position]).then_some(position)
-                }),
-                Table::FewestConnections => lowest(members, cursor, &eligible, |index| {
+                Table::Weighted { sequence, spare } => {
+                    in_sequence(members, sequence, &mut cursor.next, &eligible)
+                        .or_else(|| in_sequence(members, spare, &mut cursor.spare, &eligible))
+                }
+                Table::Cycle => {
+                    let found = first_from(members, cursor.next % members.len(), &eligible);
+                    if let Some(position) = found {
+                        cursor.next = position + 1;
+                    }
+                    found
+                }
+                Table::FewestConnections => lowest(members, &mut cursor.next, &eligible, |index| {
                     let slot = snapshot.backends[index].counters.shard(shard);
                     (slot.active.load(Relaxed), 0)
                 }),
                 Table::LowestBandwidth => {
                     let now = Instant::now();
                     let meter = &mut self.meter;
-                    lowest(members, cursor, &eligible, |index| {
+                    lowest(members, &mut cursor.next, &eligible, |index| {
                         let slot = snapshot.backends[index].counters.shard(shard);
                         let active = slot.active.load(Relaxed);
                         (meter.rate(index, slot, now), active)
                     })
                 }
-                Table::Modulo => {
-                    let start = (hash::client(client) % members.len() as u64) as usize;
-                    first_from(members, start, &eligible)
+                Table::Modulo { limited } => {
+                    let hash = client_bytes.hash(client).finish();
+                    let all_eligible =
+                        tried.is_empty() && limited.iter().all(|&p| eligible(members[p as usize]));
+                    if all_eligible {
+                        Some(hash as usize % members.len())
+                    } else {
+                        nth_eligible(members, hash, &eligible)
+                    }
+                }
+                Table::HighestHash { names, ends } => {
+                    highest_hash(members, names, ends, client_bytes.hash(client), &eligible)
                 }
                 Table::Consistent { primary, fallback } => {
                     let h = hash::client(client);
@@ -164,6 +237,54 @@ impl Picker {
         }
         None
     }
+}
+
+/// The next eligible member named by `sequence` (positions into `members`), from `cursor` on.
+fn in_sequence(
+    members: &[usize],
+    sequence: &[u32],
+    cursor: &mut usize,
+    eligible: &impl Fn(usize) -> bool,
+) -> Option<usize> {
+    (0..sequence.len()).find_map(|_| {
+        let position = sequence[*cursor % sequence.len()] as usize;
+        *cursor = (*cursor + 1) % sequence.len();
+        eligible(members[position]).then_some(position)
+    })
+}
+
+/// gobetween's iphash over the eligible members only: `hash` modulo their number, counted in
+/// member order.
+fn nth_eligible(members: &[usize], hash: u32, eligible: &impl Fn(usize) -> bool) -> Option<usize> {
+    let count = members.iter().filter(|&&i| eligible(i)).count();
+    if count == 0 {
+        return None;
+    }
+    (0..members.len()).filter(|&p| eligible(members[p])).nth(hash as usize % count)
+}
+
+/// gobetween's iphash1: the eligible member whose name continues `client` (the FNV state after
+/// the client's bytes) to the highest hash. Equal hashes go to the first in member order
+/// (gobetween takes the first it meets in map order, which varies).
+fn highest_hash(
+    members: &[usize],
+    names: &[u8],
+    ends: &[u32],
+    client: Fnv32,
+    eligible: &impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let mut best: Option<(usize, u32)> = None;
+    let mut start = 0;
+    for (position, &end) in ends.iter().enumerate() {
+        let end = end as usize;
+        let h = client.write(&names[start..end]).finish();
+        start = end;
+        // Eligibility (an atomic load) is only asked of a member that would win.
+        if best.is_none_or(|(_, b)| h > b) && eligible(members[position]) {
+            best = Some((position, h));
+        }
+    }
+    best.map(|(position, _)| position)
 }
 
 /// The first eligible member at or after `start`, wrapping around.

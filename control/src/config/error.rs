@@ -1,5 +1,6 @@
 //! Configuration errors that point at the file, the line and the key.
 
+use crate::text::escape_for_log;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -37,10 +38,11 @@ impl fmt::Display for ConfigError {
         if let Some((line, column)) = self.position {
             write!(f, " at line {line}, column {column}")?;
         }
+        // Keys and messages may quote what the file or an API caller wrote.
         if let Some(key) = &self.key {
-            write!(f, ", key `{key}`")?;
+            write!(f, ", key `{}`", escape_for_log(key))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", escape_for_log(&self.message))
     }
 }
 

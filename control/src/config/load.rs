@@ -1,6 +1,7 @@
 //! Reading a configuration: format choice, `${VAR}` substitution, parsing with key paths and
 //! positions, then the checks that need the whole model (`validate`).
 
+use super::depth::check_json_depth;
 use super::error::{line_column, suggest_known_key, ConfigError, ConfigWarning};
 use super::locate::{place, place_warning, toml_array_element};
 use super::model::Config;
@@ -86,6 +87,7 @@ pub fn parse_as<T: DeserializeOwned>(
             })?
         }
         Format::Json => {
+            check_json_depth(text)?;
             let mut de = sonic_rs::Deserializer::from_str(text);
             let value = serde_path_to_error::deserialize(tolerant(&mut de, &notes)).map_err(|e| {
                 let key = e.path().to_string();
@@ -251,6 +253,35 @@ mod tests {
         let e = parse_config("{\"servers\": {\"a\": {\"bind\": ", Format::Json).unwrap_err();
         assert!(e.key.as_deref().is_none_or(|k| !k.contains('?')), "{e}");
         assert!(e.position.is_some(), "{e}");
+    }
+
+    /// A value sonic-rs skips (a unit variant's content) was walked without a depth limit:
+    /// 80,000 levels overflowed the stack and aborted the process.
+    #[test]
+    fn deep_json_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(80_000), "]".repeat(80_000));
+        let text = format!("{{\"logging\": {{\"level\": {{\"info\": {deep}}}}}}}");
+        let e = parse_config(&text, Format::Json).unwrap_err();
+        assert!(e.message.contains("nest deeper than"), "{e}");
+        assert_eq!(e.position.map(|p| p.0), Some(1), "{e}");
+        let e =
+            parse_as::<crate::config::Server>(&format!("{{\"bind\": {deep}}}"), Format::Json).unwrap_err();
+        assert!(e.message.contains("nest deeper than"), "{e}");
+    }
+
+    /// The toml crate bounds nesting itself (80 levels); these must stay errors, not crashes.
+    #[test]
+    fn deep_toml_is_an_error_not_a_crash() {
+        let n = 80_000;
+        for text in [
+            format!("[logging]\nlevel = {{info = {}{}}}\n", "[".repeat(n), "]".repeat(n)),
+            format!("a = {}1{}\n", "{b = ".repeat(n), "}".repeat(n)),
+            format!("[{}]\n", vec!["a"; n].join(".")),
+            format!("{} = 1\n", vec!["a"; n].join(".")),
+        ] {
+            let e = parse_config(&text, Format::Toml).unwrap_err();
+            assert!(e.message.contains("recursion"), "{e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! gobetween-compatible configuration: model, parsing, checks and rendering.
 
+pub mod depth;
 pub mod duration;
 pub mod error;
 pub mod load;

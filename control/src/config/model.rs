@@ -45,6 +45,15 @@ pub struct Api {
     pub bind: Option<String>,
     #[serde(default)]
     pub cors: bool,
+    /// betwixt: let `POST /servers/NAME` create servers that run commands (`exec`
+    /// healthchecks); off by default, since they would run as betwixt's user.
+    pub allow_exec: Option<bool>,
+    /// betwixt: time a client has to send a request's head, and again its body (default 30s).
+    pub request_timeout: Option<GoDuration>,
+    /// betwixt: connections open at once from all clients (default 64; 0 = no limit).
+    pub max_connections: Option<u32>,
+    /// betwixt: connections open at once from one client address (default 16; 0 = no limit).
+    pub max_connections_per_client: Option<u32>,
     pub basic_auth: Option<BasicAuth>,
     pub tls: Option<CertPair>,
 }
@@ -131,6 +140,8 @@ pub enum Balance {
     Leastbandwidth,
     Iphash,
     Iphash1,
+    /// betwixt addition: a Maglev table, O(1) per pick and removal-consistent for large pools.
+    Maglev,
 }
 
 #[skip_serializing_none]
@@ -139,6 +150,9 @@ pub struct Server {
     pub bind: String,
     pub protocol: Option<Protocol>,
     pub balance: Option<Balance>,
+    /// betwixt addition: every strategy (not only `weight`, as in gobetween) prefers the lowest
+    /// priority value that has an eligible backend. Default `false`.
+    pub priority_groups: Option<bool>,
     pub max_connections: Option<u32>,
     pub client_idle_timeout: Option<LooseDuration>,
     pub backend_idle_timeout: Option<LooseDuration>,

@@ -2,6 +2,7 @@
 //! durations turned into limits, loose values read (with a warning for each, see `loose`).
 //! The data plane and the control loop read only these.
 
+use super::duration::GoDuration;
 use super::error::{ConfigError, ConfigWarning, Warnings};
 use super::loose::{at_least_one, LooseDuration};
 use super::model::{
@@ -9,6 +10,7 @@ use super::model::{
     InitialStatus, Protocol, Server,
 };
 use crate::access::AccessRules;
+use crate::balance::ClientBytes;
 use crate::discovery::static_list;
 use crate::healthcheck::Probe;
 use std::time::Duration;
@@ -22,12 +24,22 @@ pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// but ends the wait at that same 127 s, so a stuck check fails instead of hanging.
 pub const UNSET_CHECK_TIMEOUT: Duration = Duration::from_secs(127);
 
+/// The shortest healthcheck interval betwixt runs (gobetween has none): at `1ns` each backend's
+/// check would run back to back and keep the control thread busy. A shorter `interval` is
+/// raised to this, with a warning when the server starts.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerSettings {
     pub name: String,
     pub bind: String,
     pub protocol: Protocol,
     pub balance: Balance,
+    /// betwixt's `priority_groups`: every strategy, not only `weight`, prefers the lowest
+    /// priority value.
+    pub priority_groups: bool,
+    /// How `iphash` and `iphash1` read a client's address: as gobetween would for this `bind`.
+    pub client_bytes: ClientBytes,
     /// 0 = unlimited.
     pub max_connections: u32,
     pub client_idle_timeout: Option<Duration>,
@@ -41,6 +53,7 @@ pub struct ServerSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckSettings {
     pub kind: HealthcheckKind,
+    /// At least `MIN_CHECK_INTERVAL`.
     pub interval: Duration,
     /// Never zero: "0" is `UNSET_CHECK_TIMEOUT`, so that a check cannot hang forever.
     pub timeout: Duration,
@@ -99,6 +112,8 @@ impl Server {
             bind: s.bind.clone(),
             protocol: s.protocol.unwrap_or_default(),
             balance: s.balance.unwrap_or_default(),
+            priority_groups: s.priority_groups.unwrap_or(false),
+            client_bytes: ClientBytes::for_bind(&s.bind, crate::bind::ipv4_mapped_supported()),
             max_connections: s.max_connections.unwrap_or(0),
             client_idle_timeout,
             backend_idle_timeout,
@@ -158,13 +173,14 @@ impl CheckSettings {
         if raw.kind == HealthcheckKind::None {
             return None;
         }
-        let interval = raw.interval.and_then(|d| d.as_limit()).unwrap_or(DEFAULT_CHECK_INTERVAL);
+        let interval =
+            raw.interval.and_then(|d| d.as_limit()).unwrap_or(DEFAULT_CHECK_INTERVAL).max(MIN_CHECK_INTERVAL);
         let mut count = |field: &str, value: Option<i64>| {
             let (count, note) = at_least_one(value.unwrap_or(1));
             warnings.note(&format!("healthcheck.{field}"), note);
             count
         };
-        Some(CheckSettings {
+        let settings = CheckSettings {
             kind: raw.kind,
             interval,
             timeout: raw.timeout.and_then(|d| d.as_limit()).unwrap_or(UNSET_CHECK_TIMEOUT),
@@ -173,7 +189,17 @@ impl CheckSettings {
             initially_healthy: raw.initial_status.unwrap_or_default() == InitialStatus::Healthy,
             probe: (raw.kind == HealthcheckKind::Probe).then(|| Probe::from_section(raw).ok()).flatten(),
             raw: raw.clone(),
-        })
+        };
+        let raised = settings.raised_interval().map(|given| {
+            format!("{} is below betwixt's floor; checking every {}", GoDuration(given), GoDuration(interval))
+        });
+        warnings.note("healthcheck.interval", raised);
+        Some(settings)
+    }
+
+    /// The `interval` the section gave, when it was below `MIN_CHECK_INTERVAL` and raised.
+    pub fn raised_interval(&self) -> Option<Duration> {
+        self.raw.interval.map(|d| d.0).filter(|given| !given.is_zero() && *given < MIN_CHECK_INTERVAL)
     }
 }
 
@@ -222,7 +248,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::GoDuration;
 
     #[test]
     fn check_timeout_zero_is_bounded_not_the_interval() {

@@ -5,6 +5,7 @@ use super::model::{Config, HealthcheckKind, Server};
 use crate::access::AccessRules;
 use crate::backend::split_host_port;
 use crate::healthcheck::Probe;
+use crate::text::is_unsafe;
 
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     for (name, server) in &config.servers {
@@ -18,11 +19,34 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Longest server name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// The rule for server names, from the file and from `POST /servers/NAME` alike. gobetween takes
+/// any text; betwixt takes any text too, except what cannot be shown safely in a log line, a
+/// metric label or a URL path: unsafe characters (`text::is_unsafe`: control characters, line
+/// separators, bidirectional controls), more than `MAX_NAME_LEN` bytes, and the path segments
+/// `.` and `..`, which HTTP clients rewrite so the API could never reach such a server.
+pub fn server_name(name: &str) -> Result<(), ConfigError> {
+    let problem = if name.is_empty() {
+        "must not be empty".to_string()
+    } else if let Some(c) = name.chars().find(|&c| is_unsafe(c)) {
+        format!("must not contain control characters (found U+{:04X})", c as u32)
+    } else if name.len() > MAX_NAME_LEN {
+        format!("is {} bytes long, more than {MAX_NAME_LEN}", name.len())
+    } else if name == "." || name == ".." {
+        "must not be \".\" or \"..\"".to_string()
+    } else {
+        return Ok(());
+    };
+    let shown: String = name.chars().take(64).collect();
+    let ellipsis = if shown.len() < name.len() { "..." } else { "" };
+    Err(ConfigError::at_key("servers", format!("server name {shown:?}{ellipsis} {problem}")))
+}
+
 pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
     let key = |field: &str| format!("servers.{name}.{field}");
-    if name.is_empty() {
-        return Err(ConfigError::at_key("servers", "server name must not be empty"));
-    }
+    server_name(name)?;
     split_host_port(&server.bind).map_err(|e| ConfigError::at_key(key("bind"), e))?;
 
     let discovery = &server.discovery;
@@ -148,5 +172,39 @@ mod tests {
         let (config, warnings) = parse_config(&text, Format::Toml).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(config.servers["s"].healthcheck.as_ref().unwrap().interval, None);
+    }
+
+    #[test]
+    fn server_names() {
+        use super::{server_name, MAX_NAME_LEN};
+        for good in ["web", "db 1", "a\"quoted\"", "a/b", "Zürich", "...", &"n".repeat(MAX_NAME_LEN)] {
+            assert!(server_name(good).is_ok(), "{good:?}");
+        }
+        let long = "n".repeat(MAX_NAME_LEN + 1);
+        for bad in [
+            "",
+            "a\"\nb",
+            "tab\there",
+            "\u{1b}[31m",
+            "del\u{7f}",
+            "x\u{2028}y",
+            "rtl\u{202e}",
+            ".",
+            "..",
+            &long,
+        ] {
+            let e = server_name(bad).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("servers"), "{bad:?}");
+            assert!(!e.to_string().contains(crate::text::is_unsafe), "{e}");
+        }
+        assert!(server_name("a\nb").unwrap_err().message.contains("U+000A"));
+        assert!(server_name(&long).unwrap_err().message.contains("256 bytes"));
+    }
+
+    #[test]
+    fn names_are_checked_at_load() {
+        let text = server("").replace("[servers.s", "[servers.\"a\\nb\"");
+        let e = parse_config(&text, Format::Toml).unwrap_err();
+        assert!(e.message.contains("control characters"), "{e}");
     }
 }

@@ -440,6 +440,15 @@ impl Reactor {
         source
     }
 
+    /// A poll for the peer going away and nothing else: error, hang-up and read hang-up (a FIN
+    /// received). io_uring always reports these three; naming `POLLRDHUP` says so.
+    pub(crate) fn poll_hangup(&self, fd: RawFd) -> Source {
+        let source = self.new_source(fd, SourceType::PollAdd, None);
+        let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+        self.sys.poll_ready(&source, common_flags() | rdhup);
+        source
+    }
+
     pub(crate) fn rushed_send(
         &self,
         fd: RawFd,

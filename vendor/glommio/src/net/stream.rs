@@ -221,6 +221,8 @@ pub(crate) struct NonBufferedStream<S> {
     stream: S,
     source_tx: Option<Source>,
     source_rx: Option<Source>,
+    /// The hang-up watch of `poll_hangup`, armed until it fires.
+    source_hup: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
 }
@@ -353,6 +355,26 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Poll::Pending
     }
 
+    /// Waits, without reading, for the peer to go away: resolves with the poll events seen,
+    /// among `POLLERR`, `POLLHUP` and `POLLRDHUP`. One io_uring poll stays armed however often
+    /// this is called, until it fires; the call after that arms a new one.
+    pub(crate) fn poll_hangup(&mut self, cx: &Context<'_>) -> Poll<io::Result<u32>> {
+        match &self.source_hup {
+            Some(source) => {
+                if let Some(result) = source.result() {
+                    self.source_hup.take();
+                    return Poll::Ready(result.map(|events| events as u32));
+                }
+            }
+            None => {
+                let reactor = self.reactor.upgrade().unwrap();
+                self.source_hup = Some(reactor.poll_hangup(self.stream.as_raw_fd()));
+            }
+        }
+        self.source_hup.as_ref().unwrap().add_waiter_single(cx.waker());
+        Poll::Pending
+    }
+
     pub(crate) fn poll_close(&mut self, _: &Context<'_>) -> Poll<io::Result<()>> {
         self.source_tx.take();
         Poll::Ready(sys::shutdown(self.stream.as_raw_fd(), Shutdown::Write))
@@ -389,6 +411,7 @@ where
             stream: socket.into(),
             source_tx: None,
             source_rx: None,
+            source_hup: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
         };
@@ -433,6 +456,10 @@ impl<S: AsRawFd> GlommioStream<S, NonBuffered> {
         attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         self.stream.poll_write_with(cx, attempt)
+    }
+
+    pub(crate) fn poll_hangup(&mut self, cx: &Context<'_>) -> Poll<io::Result<u32>> {
+        self.stream.poll_hangup(cx)
     }
 }
 

@@ -552,6 +552,17 @@ impl TcpStream {
     ) -> Poll<io::Result<usize>> {
         self.stream.poll_write_with(cx, attempt)
     }
+
+    /// Waits, without reading, for the peer to go away, and returns the poll events seen: any
+    /// of `libc::POLLERR` (an error such as a reset is pending), `libc::POLLHUP` (both
+    /// directions are shut) and `libc::POLLRDHUP` (the peer sent its FIN). It costs no system
+    /// call of its own: one io_uring poll stays armed, however often this is called, until it
+    /// fires; the call after that arms a new one, which fires at once if the condition still
+    /// holds. Meant for a socket that is not being read, e.g. while the bytes read from it wait
+    /// for a slow receiver, which ordinary reads would not notice going away.
+    pub fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<u32>> {
+        self.stream.poll_hangup(cx)
+    }
 }
 
 impl<B: RxBuf> TcpStream<B> {

@@ -160,8 +160,10 @@ impl BlockingThread {
         rx: Arc<Receiver<BlockingThreadReq>>,
         tx: Arc<Sender<BlockingThreadResp>>,
         bindings: Option<impl IntoIterator<Item = usize> + Send + 'static>,
-    ) -> Self {
-        Self(std::thread::spawn(move || {
+    ) -> io::Result<Self> {
+        // `std::thread::spawn` would panic when no thread can be made (a thread limit); the
+        // error is returned instead, and the executor fails to build with it.
+        std::thread::Builder::new().spawn(move || {
             if let Some(bindings) = bindings {
                 bind_to_cpu_set(bindings).expect("failed to bind blocking thread");
             }
@@ -175,7 +177,8 @@ impl BlockingThread {
                 }
                 reactor_sleep_notifier.notify(el.latency_sensitive);
             }
-        }))
+        })
+        .map(Self)
     }
 }
 
@@ -208,7 +211,7 @@ impl BlockingThreadPool {
                 in_rx.clone(),
                 out_tx.clone(),
                 bindings,
-            ));
+            )?);
         }
 
         Ok(Self {
