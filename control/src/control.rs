@@ -124,6 +124,7 @@ impl Control {
         refuse_unsupported(&single).map_err(ControlError::Invalid)?;
 
         let (settings, warnings) = server.resolve(name, self.base.defaults.as_ref());
+        let warnings = warnings.finish();
         enforce_strict(&warnings, self.strict()).map_err(ControlError::Invalid)?;
         if let Some(other) = self.listening_on(&settings.bind) {
             let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));

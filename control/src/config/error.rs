@@ -114,11 +114,6 @@ impl ConfigWarning {
             message: format!("{} (strict mode)", self.message),
         }
     }
-
-    /// Positions and files are found by the same code as for errors.
-    pub(crate) fn from_error(e: ConfigError) -> Self {
-        ConfigWarning { file: e.file, position: e.position, key: e.key, message: e.message }
-    }
 }
 
 impl fmt::Display for ConfigWarning {
@@ -164,8 +159,10 @@ impl Warnings {
         }
     }
 
-    pub fn extend(&mut self, warnings: impl IntoIterator<Item = ConfigWarning>) {
-        for warning in warnings {
+    /// Takes in the warnings of a part (a server), counting those it left out.
+    pub fn absorb(&mut self, part: Warnings) {
+        self.more += part.more;
+        for warning in part.list {
             self.push(warning);
         }
     }
@@ -227,9 +224,13 @@ mod tests {
         for _ in 0..MAX_WARNINGS + 5 {
             warnings.note("x", Some("odd".into()));
         }
-        let list = warnings.finish();
+        let mut all = Warnings::new("");
+        all.note("y", Some("odd".into()));
+        all.absorb(warnings);
+        let list = all.finish();
         assert_eq!(list.len(), MAX_WARNINGS + 1);
-        assert_eq!(list[MAX_WARNINGS].message, "5 more warnings not shown");
+        assert_eq!(list[MAX_WARNINGS].message, "6 more warnings not shown");
+        assert_eq!(list[MAX_WARNINGS].key, None);
     }
 
     #[test]

@@ -72,7 +72,8 @@ pub fn substitute_env(text: &str) -> Result<String, ConfigError> {
 }
 
 /// Deserializes any model type (the whole config or one server) from text. Keys are read as
-/// gobetween reads them (see `tolerant`); each key read loosely comes back as a warning.
+/// gobetween reads them (see `tolerant`); each key read loosely comes back as a warning, named
+/// by its key path (`parse_config` adds positions).
 pub fn parse_as<T: DeserializeOwned>(
     text: &str,
     format: Format,
@@ -97,10 +98,12 @@ pub fn parse_as<T: DeserializeOwned>(
             value
         }
     };
-    let json = format == Format::Json;
-    let warnings = notes.into_warnings().into_iter().map(|w| place_warning(w, text, json)).collect();
-    Ok((value, warnings))
+    Ok((value, notes.into_warnings()))
 }
+
+/// Finding a key's line scans the text, so only this many warnings get positions: a text of a
+/// few megabytes with a thousand warnings must not take seconds. Real files have far fewer.
+const MAX_PLACED: usize = 100;
 
 fn json_error(e: sonic_rs::Error, key: Option<String>) -> ConfigError {
     let position = (e.line() > 0).then(|| (e.line(), e.column()));
@@ -141,8 +144,10 @@ pub fn parse_config(text: &str, format: Format) -> Result<(Config, Vec<ConfigWar
     let json = format == Format::Json;
     let (config, mut warnings): (Config, _) = parse_as(text, format)?;
     validate(&config).map_err(|e| place(e, text, json))?;
-    let lint = config.lint().map_err(|e| place(e, text, json))?;
-    warnings.extend(lint.into_iter().map(|w| place_warning(w, text, json)));
+    warnings.extend(config.lint().map_err(|e| place(e, text, json))?);
+    for warning in warnings.iter_mut().take(MAX_PLACED) {
+        place_warning(warning, text, json);
+    }
     warnings.sort_by_key(|w| w.position.unwrap_or((usize::MAX, 0)));
     Ok((config, warnings))
 }

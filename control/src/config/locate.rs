@@ -144,14 +144,9 @@ pub fn place(mut error: ConfigError, text: &str, json: bool) -> ConfigError {
 }
 
 /// `place` for a warning.
-pub fn place_warning(warning: ConfigWarning, text: &str, json: bool) -> ConfigWarning {
-    let as_error = ConfigError {
-        file: warning.file,
-        position: warning.position,
-        key: warning.key,
-        message: warning.message,
-    };
-    ConfigWarning::from_error(place(as_error, text, json))
+pub fn place_warning(warning: &mut ConfigWarning, text: &str, json: bool) {
+    let key = ConfigError { position: warning.position, key: warning.key.clone(), ..ConfigError::new("") };
+    warning.position = place(key, text, json).position;
 }
 
 #[cfg(test)]

@@ -83,11 +83,7 @@ impl Server {
 
     /// The server's effective settings, and a warning for every value read loosely. Values
     /// taken from `[defaults]` are read silently here: `Config::lint` warns about them once.
-    pub fn resolve(
-        &self,
-        name: &str,
-        defaults: Option<&ConnectionOptions>,
-    ) -> (ServerSettings, Vec<ConfigWarning>) {
+    pub fn resolve(&self, name: &str, defaults: Option<&ConnectionOptions>) -> (ServerSettings, Warnings) {
         let s = self.with_defaults(defaults);
         let mut warnings = Warnings::new(format!("servers.{name}"));
         let mut limit = |field: &str, own: &Option<LooseDuration>, merged: &Option<LooseDuration>| {
@@ -128,7 +124,7 @@ impl Server {
                 })
             }),
         };
-        (settings, warnings.finish())
+        (settings, warnings)
     }
 }
 
@@ -239,7 +235,7 @@ impl Config {
             }
         }
         for (name, server) in &self.servers {
-            warnings.extend(server.resolve(name, self.defaults.as_ref()).1);
+            warnings.absorb(server.resolve(name, self.defaults.as_ref()).1);
         }
         Ok(warnings.finish())
     }

@@ -2,6 +2,7 @@
 
 use crate::backend::BackendSpec;
 use crate::config::Discovery;
+use std::collections::hash_map::{Entry, HashMap};
 
 /// The backends of a static list, and what was odd about its lines, by line index. As in
 /// gobetween, a line that does not read as a backend is skipped, and a backend listed twice
@@ -9,21 +10,26 @@ use crate::config::Discovery;
 /// all is an empty list (gobetween stops with a crash there instead).
 pub fn read(discovery: &Discovery) -> (Vec<BackendSpec>, Vec<(usize, String)>) {
     let mut backends: Vec<BackendSpec> = Vec::new();
+    // Where each (host, port) sits in `backends`: lists of 100,000 lines must stay linear.
+    let mut positions: HashMap<(String, u16), usize> = HashMap::new();
     let mut notes = Vec::new();
     for (index, line) in discovery.static_list.iter().flatten().enumerate() {
         match BackendSpec::read_line(line) {
             Err(why) => notes.push((index, format!("{why}: line skipped"))),
             Ok((spec, note)) => {
                 notes.extend(note.map(|note| (index, note)));
-                match backends.iter_mut().find(|b| b.key() == spec.key()) {
-                    Some(earlier) => {
+                match positions.entry((spec.host.clone(), spec.port)) {
+                    Entry::Occupied(earlier) => {
                         notes.push((
                             index,
                             format!("backend {} listed again: this line wins", spec.address()),
                         ));
-                        *earlier = spec;
+                        backends[*earlier.get()] = spec;
                     }
-                    None => backends.push(spec),
+                    Entry::Vacant(slot) => {
+                        slot.insert(backends.len());
+                        backends.push(spec);
+                    }
                 }
             }
         }
