@@ -77,34 +77,29 @@ fn shard_count_is_bounded() {
 #[test]
 fn an_overflowing_duration_is_an_error() {
     let dir = TempDir::new("duration");
+    let check = |extra: &str, text: String| {
+        let path = dir.write("c.toml", &text);
+        let (status, _, stderr) = run_betwixt(&["check", extra, path.to_str().unwrap()]);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        (status.code(), stderr)
+    };
+    let plain = server("s", "127.0.0.1:1", "127.0.0.1:9");
     // The sum of the parts once wrapped around to 1ns.
     for value in ["340282366920938463463374607431768211455ns1ns", "99999999999999999999h", "2562048h"] {
-        let path = dir.write(
-            "c.toml",
-            &format!(
-                "[defaults]\nclient_idle_timeout = \"{value}\"\n{}",
-                server("s", "127.0.0.1:1", "127.0.0.1:9")
-            ),
-        );
         // gobetween reads a connection timeout it cannot parse as no limit: a warning, an error
         // under --strict (tests/parity_config.rs); never a wrapped-around 1ns.
-        let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
-        assert_eq!(status.code(), Some(0), "{value}: {stderr}");
+        let idle = format!("[defaults]\nclient_idle_timeout = \"{value}\"\n{plain}");
+        let (code, stderr) = check("--format=toml", idle.clone());
+        assert_eq!(code, Some(0), "{value}: {stderr}");
         assert!(stderr.contains("client_idle_timeout") && stderr.contains("too large"), "{value}: {stderr}");
         assert!(stderr.contains("no limit"), "{value}: {stderr}");
-        let (status, _, stderr) = run_betwixt(&["check", "--strict", path.to_str().unwrap()]);
-        assert_eq!(status.code(), Some(1), "{value}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(check("--strict", idle).0, Some(1), "{value}");
         // Where gobetween refuses an unparsable duration, so does betwixt.
-        let path = dir.write(
-            "c.toml",
-            &format!(
-                "{}[servers.s.healthcheck]\nkind = \"ping\"\ninterval = \"1s\"\ntimeout = \"{value}\"\n",
-                server("s", "127.0.0.1:1", "127.0.0.1:9")
-            ),
+        let timeout = format!(
+            "{plain}[servers.s.healthcheck]\nkind = \"ping\"\ninterval = \"1s\"\ntimeout = \"{value}\"\n"
         );
-        let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
-        assert_eq!(status.code(), Some(1), "{value}: {stderr}");
+        let (code, stderr) = check("--format=toml", timeout);
+        assert_eq!(code, Some(1), "{value}: {stderr}");
         assert!(stderr.contains("healthcheck.timeout") && stderr.contains("too large"), "{value}: {stderr}");
     }
 }
