@@ -4,9 +4,11 @@
 mod buffers;
 mod cli;
 mod connection;
+mod consul;
 mod direction;
 mod idle;
 mod limits;
+mod pidfile;
 mod pipes;
 mod run;
 mod shard;
@@ -14,15 +16,41 @@ mod source;
 mod transfer;
 
 use betwixt_control::config::{self, Format};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args = match cli::arguments() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("betwixt: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = cli::Cli::parse_from(args);
     if cli.version {
-        println!("betwixt {}", env!("CARGO_PKG_VERSION"));
+        // The bare version number, as `gobetween -v` prints its own.
+        println!("{}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if cli.command.is_none() && cli.config.is_none() {
+        // Nothing to run: help, and success, as gobetween answers.
+        let _ = cli::Cli::command().print_help();
+        return ExitCode::SUCCESS;
+    }
+    let checking = matches!(cli.command, Some(cli::Command::Check { .. }));
+    // Claimed before the configuration is read, as gobetween does, and released on every exit.
+    let _pidfile = match &cli.pidfile {
+        Some(path) if !checking => match pidfile::Pidfile::claim(path) {
+            Ok(claimed) => Some(claimed),
+            Err(e) => {
+                eprintln!("betwixt: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let loaded = match source::load(&cli) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -30,8 +58,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(cli::Command::Check { .. }) = cli.command {
-        return check(&cli, &loaded);
+    if let Some(cli::Command::Check { file }) = &cli.command {
+        return check(cli.format.as_deref(), file, &loaded, loaded.strict(&cli));
     }
     if loaded.strict(&cli) && !loaded.warnings.is_empty() {
         report(&loaded.warnings, true);
@@ -62,15 +90,10 @@ fn report(warnings: &[config::ConfigWarning], strict: bool) {
     }
 }
 
-/// `betwixt check FILE`: prints the configuration as betwixt will run it, and every warning.
-fn check(cli: &cli::Cli, loaded: &source::Loaded) -> ExitCode {
-    // Print in the format the file was read in.
-    let file = match &cli.command {
-        Some(cli::Command::Check { file }) => file.as_path(),
-        _ => cli.config.as_path(),
-    };
-    let format = cli.format.as_deref().and_then(|f| Format::parse(f).ok()).unwrap_or(Format::from_path(file));
-    let strict = loaded.strict(cli);
+/// `betwixt check FILE`: prints the configuration as betwixt will run it, in the format the
+/// file was read in, and every warning (which fail the check in strict mode).
+fn check(format: Option<&str>, file: &Path, loaded: &source::Loaded, strict: bool) -> ExitCode {
+    let format = format.and_then(|f| Format::parse(f).ok()).unwrap_or(Format::from_path(file));
     report(&loaded.warnings, strict);
     print!("{}", config::render(&loaded.config.normalized(), format));
     if strict && !loaded.warnings.is_empty() {

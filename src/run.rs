@@ -80,10 +80,6 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
         betwixt_control::rates::spawn_sampler(control.clone());
         betwixt_control::api::start(&control)?;
         betwixt_control::metrics::start(&control)?;
-        if let Some(path) = &cli.pidfile {
-            std::fs::write(path, format!("{}\n", std::process::id()))
-                .map_err(|e| format!("cannot write pidfile {}: {e}", path.display()))?;
-        }
         let signal = signals.stop_requested().await;
         log::info!("{signal}: no longer accepting; waiting up to {grace:?} for live connections");
         control.shut_down();
@@ -97,9 +93,6 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
         }
         Ok::<(), String>(())
     })?;
-    if let Some(path) = &cli.pidfile {
-        let _ = std::fs::remove_file(path);
-    }
     log::info!("stopped");
     Ok(())
 }

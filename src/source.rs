@@ -1,15 +1,29 @@
-//! Where the configuration comes from: a file, a URL, or a Consul key.
+//! Where the configuration comes from: a file, a URL, or a Consul key. `-e` substitution is
+//! done for all three; its warnings join the configuration's own (see `Loaded::warnings`).
 
 use crate::cli::{Cli, Command};
+use crate::consul;
 use betwixt_control::config::{self, Config, ConfigError, ConfigWarning, Format};
 use betwixt_control::control::ConfigSource;
 use std::path::Path;
+use std::time::Duration;
+
+/// A configuration server that has not answered by then fails the start instead of hanging it.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Loaded {
     pub config: Config,
-    /// What gobetween tolerates and betwixt read loosely, with file, line and key.
+    /// What gobetween tolerates and betwixt read loosely, with file, line and key. `check`
+    /// prints them; a start logs them once logging is set up (or refuses them, in strict mode).
     pub warnings: Vec<ConfigWarning>,
     pub source: ConfigSource,
+}
+
+impl Loaded {
+    /// Strict mode, from `--strict` or `[runtime] strict = true`: warnings are errors.
+    pub fn strict(&self, cli: &Cli) -> bool {
+        cli.strict || self.config.runtime.as_ref().and_then(|r| r.strict).unwrap_or(false)
+    }
 }
 
 fn format_for(cli: &Cli, name: &str) -> Result<Format, ConfigError> {
@@ -19,44 +33,40 @@ fn format_for(cli: &Cli, name: &str) -> Result<Format, ConfigError> {
     }
 }
 
-fn fetch(url: &str) -> Result<String, ConfigError> {
-    let response = ureq::get(url).call().map_err(|e| ConfigError::new(format!("cannot fetch {url}: {e}")))?;
+fn fetch(url: &str, headers: &[(&str, String)]) -> Result<String, ConfigError> {
+    let agent = ureq::Agent::config_builder().timeout_global(Some(FETCH_TIMEOUT)).build().new_agent();
+    let mut request = agent.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.call().map_err(|e| ConfigError::new(format!("cannot fetch {url}: {e}")))?;
     response.into_body().read_to_string().map_err(|e| ConfigError::new(format!("cannot read {url}: {e}")))
 }
 
+/// Parses fetched text; errors and warnings name `origin` (the URL).
 fn parse_fetched(
     cli: &Cli,
-    text: String,
+    text: &str,
     format: Format,
     origin: &str,
 ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-    let text = if cli.env_vars { config::substitute_env(&text)? } else { text };
-    let (config, mut warnings) = config::parse_config(&text, format).map_err(|mut e| {
-        e.file = Some(origin.into());
-        e
-    })?;
-    for warning in &mut warnings {
-        warning.file = Some(origin.into());
-    }
-    Ok((config, warnings))
+    let origin = Path::new(origin);
+    let (config, warnings) = config::parse_text(text, format, cli.env_vars).map_err(|e| e.in_file(origin))?;
+    Ok((config, warnings.into_iter().map(|w| w.in_file(origin)).collect()))
 }
 
 pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
     match &cli.command {
         Some(Command::FromUrl { url }) => {
             let format = format_for(cli, url)?;
-            let (config, warnings) = parse_fetched(cli, fetch(url)?, format, url)?;
+            let (config, warnings) = parse_fetched(cli, &fetch(url, &[])?, format, url)?;
             Ok(Loaded { config, warnings, source: ConfigSource { kind: "url".into(), path: url.clone() } })
         }
         Some(Command::FromConsul { host, key, scheme }) => {
-            if scheme != "http" && scheme != "https" {
-                return Err(ConfigError::new(format!(
-                    "unknown consul scheme {scheme:?} (use http or https)"
-                )));
-            }
-            let url = format!("{scheme}://{host}/v1/kv/{}?raw", key.trim_start_matches('/'));
+            let read = consul::kv_read(host, key, scheme).map_err(ConfigError::new)?;
             let format = format_for(cli, key)?;
-            let (config, warnings) = parse_fetched(cli, fetch(&url)?, format, &url)?;
+            let (config, warnings) =
+                parse_fetched(cli, &fetch(&read.url, &read.headers)?, format, &read.url)?;
             Ok(Loaded {
                 config,
                 warnings,
@@ -64,7 +74,10 @@ pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
             })
         }
         Some(Command::FromFile { file }) | Some(Command::Check { file }) => load_file(cli, file),
-        None => load_file(cli, &cli.config),
+        None => match &cli.config {
+            Some(file) => load_file(cli, file),
+            None => Err(ConfigError::new("no configuration: give -c FILE or a subcommand")),
+        },
     }
 }
 
@@ -74,11 +87,4 @@ fn load_file(cli: &Cli, file: &Path) -> Result<Loaded, ConfigError> {
     let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     let source = ConfigSource { kind: "file".into(), path: path.display().to_string() };
     Ok(Loaded { config, warnings, source })
-}
-
-impl Loaded {
-    /// Strict mode, from `--strict` or `[runtime] strict = true`: warnings are errors.
-    pub fn strict(&self, cli: &Cli) -> bool {
-        cli.strict || self.config.runtime.as_ref().and_then(|r| r.strict).unwrap_or(false)
-    }
 }

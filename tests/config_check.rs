@@ -242,10 +242,3 @@ fn from_file_and_pidfile() {
     assert!(served, "from-file config was not served");
     assert_eq!(pid.trim(), child.id().to_string());
 }
-
-#[test]
-fn version_flag() {
-    let (status, stdout, _) = run_betwixt(&["-v"]);
-    assert!(status.success());
-    assert!(stdout.starts_with("betwixt "), "{stdout}");
-}

@@ -6,7 +6,7 @@ mod common;
 
 use api_client::{object_keys, static_server, Client};
 use betwixt_control::config::{parse_config, Format};
-use common::{addr, free_port, run_betwixt, wait_until, Betwixt, TempDir};
+use common::{addr, free_port, percent_encoded, run_betwixt, wait_until, Betwixt, TempDir};
 use sonic_rs::JsonContainerTrait;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -50,13 +50,6 @@ fn check_of_a_deeply_nested_file_is_an_error_not_a_signal() {
     let (status, stderr) = check("deep.json", &deep_json("{\"logging\": {\"level\": {\"info\": ", "}}}"));
     assert_eq!(status.code(), Some(1), "{status:?}: {stderr}");
     assert!(stderr.contains("deep.json at line 1") && stderr.contains("nest deeper than"), "{stderr}");
-}
-
-/// Every byte but ASCII letters and digits as `%XX`, for a name in a URL path.
-fn percent_encoded(text: &str) -> String {
-    text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
 }
 
 #[test]

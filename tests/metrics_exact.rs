@@ -1,68 +1,21 @@
 //! Known byte counts through the proxy; the API's stats and `/metrics` must report them exactly.
-//! `/metrics` is read by Python's prometheus_client parsers, not by betwixt's own code.
+//! `/metrics` is read by Python's prometheus_client parsers (metrics_parse), not by betwixt's own code.
 
 mod api_client;
 mod common;
+mod metrics_parse;
 
 use api_client::{u64_at, Client};
 use common::backends::{Backend, Behaviour};
 use common::{free_port, wait_until, Betwixt};
-use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
+use metrics_parse::{parse_metrics, sample, Parser, PROMETHEUS_ACCEPT};
+use sonic_rs::JsonValueTrait;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const REPLY: usize = 70_001;
 const SENDS: [usize; 3] = [1, 65_536, 1_000_003];
-
-/// Parses the exposition with prometheus_client's OpenMetrics parser (the format betwixt serves)
-/// and checks the classic text parser accepts it too; prints every sample as JSON.
-const PARSE: &str = r#"
-import json, sys
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
-from prometheus_client.parser import text_string_to_metric_families as classic
-text = sys.stdin.read()
-list(classic(text))
-samples = []
-for family in openmetrics(text):
-    for s in family.samples:
-        samples.append({"family": family.name, "type": family.type, "name": s.name,
-                        "labels": s.labels, "value": s.value})
-print(json.dumps(samples))
-"#;
-
-fn parse_metrics(text: &str) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .args(["-c", PARSE])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed to parse /metrics");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'prometheus_client'"),
-        "prometheus_client is missing: scripts/test installs it (python3 -m pip install prometheus_client)"
-    );
-    assert!(out.status.success(), "prometheus_client rejected /metrics: {stderr}\n{text}");
-    let samples: Value = sonic_rs::from_slice(&out.stdout).unwrap();
-    samples.as_array().unwrap().iter().cloned().collect()
-}
-
-/// The one sample called `name` whose labels include all of `labels`.
-fn sample(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<f64> = samples
-        .iter()
-        .filter(|s| s["name"].as_str() == Some(name))
-        .filter(|s| labels.iter().all(|(k, v)| s["labels"][*k].as_str() == Some(*v)))
-        .map(|s| s["value"].as_f64().unwrap())
-        .collect();
-    assert_eq!(found.len(), 1, "{name}{labels:?}: {found:?}");
-    found[0]
-}
 
 /// Sends `len` bytes, half-closes, reads the backend's whole reply.
 fn exchange(port: u16, len: usize) -> usize {
@@ -122,7 +75,7 @@ fn stats_and_metrics_report_exact_bytes_and_connections() {
 
     let text = Client::http(metrics).get("/metrics");
     assert_eq!(text.status, 200);
-    let m = parse_metrics(&text.body);
+    let m = parse_metrics(&text.body, Parser::Classic);
     let server = [("server", "bytes")];
     let backend_port = backend.port.to_string();
     let at = [("server", "bytes"), ("host", "127.0.0.1"), ("port", backend_port.as_str())];
@@ -164,7 +117,7 @@ fn stats_and_metrics_report_exact_bytes_and_connections() {
 
     // A deleted server leaves the metrics.
     assert_eq!(client.send("DELETE", "/servers/dead", "").status, 200);
-    let after = parse_metrics(&Client::http(metrics).get("/metrics").body);
+    let after = parse_metrics(&Client::http(metrics).get("/metrics").body, Parser::Classic);
     assert!(after.iter().all(|s| s["labels"]["server"].as_str() != Some("dead")));
 }
 
@@ -189,7 +142,10 @@ fn healthcheck_changes_show_in_stats_and_metrics() {
     assert!(wait_until(Duration::from_secs(5), || live() == Some(false)), "backend never marked down");
     let port_label = backend.port.to_string();
     let at = [("server", "hc"), ("host", "127.0.0.1"), ("port", port_label.as_str())];
-    let m = parse_metrics(&Client::http(metrics).get("/metrics").body);
+    // As Prometheus scrapes it: in OpenMetrics.
+    let scrape =
+        Client::http(metrics).try_send("GET", "/metrics", &[("Accept", PROMETHEUS_ACCEPT)], "").unwrap();
+    let m = parse_metrics(&scrape.body, Parser::OpenMetrics);
     assert_eq!(sample(&m, "gobetween_backend_live", &at), 0.0);
     assert_eq!(sample(&m, "betwixt_healthcheck_state_changes_total", &at), 1.0);
 }

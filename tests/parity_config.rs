@@ -125,6 +125,12 @@ fn strict_turns_warnings_into_errors() {
     assert!(!ok && stderr.contains("config error"), "{stderr}");
     let (ok, _, stderr) = check(&lenient.replace("balanse", "balance"), &["--strict"]);
     assert!(ok, "a clean file passes strict: {stderr}");
+    // `-e` leaving a variable empty is a warning too (gobetween substitutes it silently).
+    let unset = lenient.replace("balanse", "balance").replace("127.0.0.1:1", "127.0.0.1:${BX_PARITY_UNSET}1");
+    let (ok, _, stderr) = check(&unset, &["-e"]);
+    assert!(ok && stderr.contains("BX_PARITY_UNSET is not set"), "{stderr}");
+    let (ok, _, stderr) = check(&unset, &["-e", "--strict"]);
+    assert!(!ok && stderr.contains("config error"), "{stderr}");
 }
 
 #[test]

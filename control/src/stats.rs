@@ -106,10 +106,14 @@ impl Latency {
         self.counts.iter().sum()
     }
 
-    /// `(upper bound, count)` pairs, the unbounded bucket last with bound `f64::MAX` (the
-    /// encoding prometheus-client expects; it writes `+Inf` and makes the counts cumulative).
-    pub fn buckets(&self) -> Vec<(f64, u64)> {
-        LATENCY_BOUNDS.iter().copied().chain([f64::MAX]).zip(self.counts.iter().copied()).collect()
+    /// Cumulative `(upper bound, count of observations <= bound)` pairs as Prometheus writes
+    /// them, ending with the unbounded bucket (`f64::INFINITY`, the total count).
+    pub fn cumulative_buckets(&self) -> Vec<(f64, u64)> {
+        let running = self.counts.iter().scan(0, |sum, n| {
+            *sum += n;
+            Some(*sum)
+        });
+        LATENCY_BOUNDS.iter().copied().chain([f64::INFINITY]).zip(running).collect()
     }
 }
 
@@ -227,11 +231,12 @@ mod tests {
         c.shard(1).connect_latency.observe(Duration::from_secs(5));
         let latency = c.connect_latency();
         assert_eq!(latency.count(), 3);
-        let buckets = latency.buckets();
+        let buckets = latency.cumulative_buckets();
         assert_eq!(buckets[0], (0.0001, 1));
-        assert_eq!(buckets[5], (0.005, 1));
-        assert_eq!(buckets.last().copied(), Some((f64::MAX, 1)));
-        assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 3);
+        assert_eq!(buckets[4], (0.0025, 1));
+        assert_eq!(buckets[5], (0.005, 2));
+        assert_eq!(buckets[11], (1.0, 2));
+        assert_eq!(buckets.last().copied(), Some((f64::INFINITY, 3)));
         assert!((latency.sum_seconds - 5.00305).abs() < 1e-9);
     }
 

@@ -167,13 +167,31 @@ pub fn static_server(port: u16, balance: &str, lines: &[String], extra: &str) ->
     )
 }
 
+/// Every byte but ASCII letters and digits as `%XX`, for a name in a URL path.
+pub fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 /// Connects to the proxy and returns the first line the backend sends (backends built with
 /// `backends::Named` send their name), then closes.
 /// Runs betwixt with `args` until the server on `port` answers with `name` (at most 5 s), then
 /// kills it. Returns whether it did, and what betwixt wrote to stdout.
 pub fn serve_until_named(args: &[&str], port: u16, name: &str) -> (bool, Vec<u8>) {
+    serve_until_named_with_env(args, &[], port, name)
+}
+
+/// [`serve_until_named`] with extra environment variables for betwixt.
+pub fn serve_until_named_with_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    port: u16,
+    name: &str,
+) -> (bool, Vec<u8>) {
     let mut child = Command::new(binary())
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -262,4 +280,35 @@ impl BlackHole {
         }
         BlackHole { port, _listener: listener, _fillers: fillers }
     }
+}
+
+/// An HTTP server on 127.0.0.1 answering up to 4 requests with `body` (a configuration URL, or
+/// Consul's raw KV read, which answers with the stored value as the body). Reports each
+/// request's head: the request line, then one `name: value` line per header.
+pub fn serve_http(body: String) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+            let _ = tx.send(head.join("\n"));
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Consul-Index: 7\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    (port, rx)
 }

@@ -41,34 +41,42 @@ impl Format {
     }
 }
 
-/// Replaces `${NAME}` with the environment variable's value; an unset variable is an error,
-/// because silently substituting nothing would start a server on the wrong address.
-pub fn substitute_env(text: &str) -> Result<String, ConfigError> {
+/// Replaces `${NAME}` with the environment variable's value, as gobetween's `-e` does: an unset
+/// variable becomes the empty string, and a `${` with no `}` on its line is left as written.
+/// Each of those is returned as a warning (with its position), since an empty value can start
+/// a server on the wrong address.
+pub fn substitute_env(text: &str) -> (String, Vec<ConfigWarning>) {
     let mut out = String::with_capacity(text.len());
+    let mut warnings = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
+        let at = text.len() - rest.len() + start;
+        let warn = |message: String| ConfigWarning {
+            file: None,
+            position: Some(line_column(text, at)),
+            key: None,
+            message,
+        };
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| {
-            let at = text.len() - rest.len() + start;
-            ConfigError {
-                position: Some(line_column(text, at)),
-                ..ConfigError::new("unclosed ${ in environment variable reference")
-            }
-        })?;
+        // gobetween's pattern, `\${.*?}`, does not cross a line end.
+        let Some(end) = after.find(['}', '\n']).filter(|&end| after.as_bytes()[end] == b'}') else {
+            warnings.push(warn("unclosed ${ left as written".into()));
+            out.push_str("${");
+            rest = after;
+            continue;
+        };
         let name = &after[..end];
-        let value = std::env::var(name).map_err(|_| {
-            let at = text.len() - rest.len() + start;
-            ConfigError {
-                position: Some(line_column(text, at)),
-                ..ConfigError::new(format!("environment variable {name} is not set"))
+        match std::env::var_os(name) {
+            Some(value) => out.push_str(&value.to_string_lossy()),
+            None => {
+                warnings.push(warn(format!("environment variable {name} is not set; using an empty value")))
             }
-        })?;
-        out.push_str(&value);
+        }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    (out, warnings)
 }
 
 /// Deserializes any model type (the whole config or one server) from text. Keys are read as
@@ -152,6 +160,19 @@ pub fn parse_config(text: &str, format: Format) -> Result<(Config, Vec<ConfigWar
     Ok((config, warnings))
 }
 
+/// Substitutes `${NAME}` (when asked, see `substitute_env`) and parses configuration text. The
+/// substitution's warnings come first, then those of `parse_config`.
+pub fn parse_text(
+    text: &str,
+    format: Format,
+    env_vars: bool,
+) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+    let (text, mut warnings) = if env_vars { substitute_env(text) } else { (text.to_string(), Vec::new()) };
+    let (config, parsed) = parse_config(&text, format)?;
+    warnings.extend(parsed);
+    Ok((config, warnings))
+}
+
 /// Reads, substitutes (when asked) and parses a configuration file. Every error and warning
 /// names the file.
 pub fn load_file(
@@ -162,8 +183,7 @@ pub fn load_file(
     let format = format.unwrap_or_else(|| Format::from_path(path));
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(format!("cannot read file: {e}")).in_file(path))?;
-    let text = if env_vars { substitute_env(&text).map_err(|e| e.in_file(path))? } else { text };
-    let (config, warnings) = parse_config(&text, format).map_err(|e| e.in_file(path))?;
+    let (config, warnings) = parse_text(&text, format, env_vars).map_err(|e| e.in_file(path))?;
     Ok((config, warnings.into_iter().map(|w| w.in_file(path)).collect()))
 }
 
@@ -318,8 +338,17 @@ mod tests {
     #[test]
     fn env_substitution() {
         std::env::set_var("BETWIXT_TEST_PORT", "4321");
-        assert_eq!(substitute_env("bind = \":${BETWIXT_TEST_PORT}\"").unwrap(), "bind = \":4321\"");
-        let e = substitute_env("a\nb = \"${BETWIXT_SURELY_UNSET}\"").unwrap_err();
-        assert_eq!(e.position, Some((2, 6)));
+        let (text, warnings) = substitute_env("bind = \":${BETWIXT_TEST_PORT}\"");
+        assert_eq!((text.as_str(), warnings.len()), ("bind = \":4321\"", 0));
+        // Unset: empty, with a warning where it was.
+        let (text, warnings) = substitute_env("a\nb = \"${BETWIXT_SURELY_UNSET}x\"");
+        assert_eq!(text, "a\nb = \"x\"");
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].position, Some((2, 6)));
+        assert!(warnings[0].message.contains("BETWIXT_SURELY_UNSET is not set"), "{}", warnings[0]);
+        // A `${` closed only on a later line is left alone; the next reference still counts.
+        let (text, warnings) = substitute_env("a = \"${x\"\nb = \"${BETWIXT_TEST_PORT}\" # }");
+        assert_eq!(text, "a = \"${x\"\nb = \"4321\" # }");
+        assert_eq!(warnings.iter().map(|w| w.position).collect::<Vec<_>>(), [Some((1, 6))]);
     }
 }

@@ -14,7 +14,7 @@ pub mod validate;
 
 pub use duration::GoDuration;
 pub use error::{enforce_strict, ConfigError, ConfigWarning};
-pub use load::{load_file, parse_as, parse_config, render, substitute_env, Format};
+pub use load::{load_file, parse_as, parse_config, parse_text, render, substitute_env, Format};
 pub use loose::{LogFormat, LogLevel, LooseDuration};
 pub use model::*;
 pub use resolve::{CheckSettings, ServerSettings};

@@ -1,17 +1,11 @@
 //! betwixt's own metrics: what a thread-per-core proxy adds to gobetween's view.
 
-use super::family::{counters, gauges, histograms, Labels};
+use super::exposition::{Exposition, Histogram, Labels};
 use crate::control::Control;
 use crate::server::ServerHandle;
 use crate::stats::{ConnectError, Latency, Slot};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::DescriptorEncoder;
-use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-
-#[derive(Debug)]
-pub struct Additions(pub Arc<Control>);
 
 /// What one backend contributes, read once per scrape.
 struct BackendRow {
@@ -48,82 +42,70 @@ fn per_shard(servers: &[Arc<ServerHandle>], shards: usize, field: fn(&Slot) -> u
         .collect()
 }
 
-impl Collector for Additions {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let control = &self.0;
-        let servers = control.servers();
-        let shards = control.plane.shard_count();
-        let backends: Vec<BackendRow> = servers.iter().flat_map(|s| backend_rows(s)).collect();
-        let e = &mut encoder;
+pub fn write(e: &mut Exposition, control: &Control) {
+    let servers = control.servers();
+    let shards = control.plane.shard_count();
+    let backends: Vec<BackendRow> = servers.iter().flat_map(|s| backend_rows(s)).collect();
 
-        gauges(e, "shards", "Data-plane shards (one event loop per CPU).", [(Vec::new(), shards as u64)])?;
-        gauges(
-            e,
-            "shard_active_connections",
-            "Open client connections handled by the shard.",
-            per_shard(&servers, shards, |s| s.active.load(Relaxed)),
-        )?;
-        counters(
-            e,
-            "shard_connections",
-            "Client connections accepted by the shard.",
-            per_shard(&servers, shards, |s| s.total.load(Relaxed)),
-        )?;
-        counters(
-            e,
-            "shard_spliced_bytes",
-            "Bytes the shard moved between sockets through kernel pipes, without copying them.",
-            per_shard(&servers, shards, |s| s.spliced.load(Relaxed)),
-        )?;
+    e.gauges("betwixt_shards", "Data-plane shards (one event loop per CPU).", [(Vec::new(), shards as u64)]);
+    e.gauges(
+        "betwixt_shard_active_connections",
+        "Open client connections handled by the shard.",
+        per_shard(&servers, shards, |s| s.active.load(Relaxed)),
+    );
+    e.counters(
+        "betwixt_shard_connections",
+        "Client connections accepted by the shard.",
+        per_shard(&servers, shards, |s| s.total.load(Relaxed)),
+    );
+    e.counters(
+        "betwixt_shard_spliced_bytes",
+        "Bytes the shard moved between sockets through kernel pipes, without copying them.",
+        per_shard(&servers, shards, |s| s.spliced.load(Relaxed)),
+    );
 
-        let per_server = |value: fn(&ServerHandle) -> u64| -> Vec<(Labels, u64)> {
-            servers.iter().map(|s| (vec![("server", s.name.clone())], value(s))).collect()
-        };
-        counters(
-            e,
-            "server_connections",
-            "Client connections accepted by the server.",
-            per_server(|s| s.counters.totals().total),
-        )?;
-        counters(
-            e,
-            "server_refused_connections",
-            "Client connections closed without a backend (limit reached or no backend reachable).",
-            per_server(|s| s.counters.totals().refused),
-        )?;
-        counters(
-            e,
-            "discovery_failures",
-            "Failed discovery rounds and backend name lookups.",
-            per_server(|s| s.discovery_failures.load(Relaxed)),
-        )?;
+    let per_server = |value: fn(&ServerHandle) -> u64| -> Vec<(Labels, u64)> {
+        servers.iter().map(|s| (vec![("server", s.name.clone())], value(s))).collect()
+    };
+    e.counters(
+        "betwixt_server_connections",
+        "Client connections accepted by the server.",
+        per_server(|s| s.counters.totals().total),
+    );
+    e.counters(
+        "betwixt_server_refused_connections",
+        "Client connections closed without a backend (limit reached or no backend reachable).",
+        per_server(|s| s.counters.totals().refused),
+    );
+    e.counters(
+        "betwixt_discovery_failures",
+        "Failed discovery rounds and backend name lookups.",
+        per_server(|s| s.discovery_failures.load(Relaxed)),
+    );
 
-        counters(
-            e,
-            "healthcheck_state_changes",
-            "Times a healthcheck turned the backend live or down.",
-            backends.iter().map(|b| (b.labels.clone(), b.live_changes)),
-        )?;
-        counters(
-            e,
-            "backend_connect_errors",
-            "Failed connects to the backend, by kind.",
-            backends.iter().flat_map(|b| {
-                ConnectError::ALL.iter().map(|&kind| {
-                    let mut labels = b.labels.clone();
-                    labels.push(("kind", kind.name().to_string()));
-                    (labels, b.connect_errors[kind as usize])
-                })
-            }),
-        )?;
-        histograms(
-            e,
-            "backend_connect_seconds",
-            "Time to establish a connection to the backend.",
-            backends
-                .iter()
-                .map(|b| (b.labels.clone(), b.latency.sum_seconds, b.latency.count(), b.latency.buckets())),
-        )?;
-        Ok(())
-    }
+    e.counters(
+        "betwixt_healthcheck_state_changes",
+        "Times a healthcheck turned the backend live or down.",
+        backends.iter().map(|b| (b.labels.clone(), b.live_changes)),
+    );
+    e.counters(
+        "betwixt_backend_connect_errors",
+        "Failed connects to the backend, by kind.",
+        backends.iter().flat_map(|b| {
+            ConnectError::ALL.iter().map(|&kind| {
+                let mut labels = b.labels.clone();
+                labels.push(("kind", kind.name().to_string()));
+                (labels, b.connect_errors[kind as usize])
+            })
+        }),
+    );
+    e.histograms(
+        "betwixt_backend_connect_seconds",
+        "Time to establish a connection to the backend.",
+        backends.iter().map(|b| Histogram {
+            labels: b.labels.clone(),
+            sum: b.latency.sum_seconds,
+            buckets: b.latency.cumulative_buckets(),
+        }),
+    );
 }

@@ -1,53 +1,109 @@
-//! Prometheus metrics (`[metrics]`): `GET /metrics` in the text exposition format, with
-//! gobetween's metric names (namespace `gobetween`) and betwixt's own (namespace `betwixt`).
+//! Prometheus metrics (`[metrics]`): `GET /metrics` with gobetween's metric names (namespace
+//! `gobetween`), the standard `process_*` and `promhttp_*` series a Go exporter such as
+//! gobetween has, and betwixt's own (namespace `betwixt`). The classic text format is served
+//! unless the scraper's `Accept` header asks for OpenMetrics.
 //! Nothing is updated on the data path: every value is read from the control state at scrape time.
 
 mod additions;
-mod family;
+mod exposition;
 mod gobetween;
+mod negotiate;
+mod process;
 
-use crate::api::reply::{text, ApiError};
+pub use exposition::Format;
+pub use negotiate::{negotiate, Choice};
+
+use crate::api::reply::ApiError;
 use crate::api::serve;
 use crate::control::Control;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use prometheus_client::registry::Registry;
+use exposition::Exposition;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// Where metrics are served when `[metrics]` names no `bind`, as in gobetween's sample.
 pub const DEFAULT_BIND: &str = ":9284";
 
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-pub fn registry(control: Arc<Control>) -> Registry {
-    let mut registry = Registry::default();
-    registry
-        .sub_registry_with_prefix("gobetween")
-        .register_collector(Box::new(gobetween::Compatible(control.clone())));
-    registry.sub_registry_with_prefix("betwixt").register_collector(Box::new(additions::Additions(control)));
-    registry
+/// Scrapes of this endpoint, counted as Go's `promhttp.Handler` counts them: in flight
+/// including the one being answered, and completed ones by status code once they are done.
+#[derive(Debug, Default)]
+struct Scrapes {
+    in_flight: AtomicU64,
+    completed: AtomicU64,
 }
 
-/// Renders every metric as the scrape endpoint would.
-pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry)?;
-    Ok(out)
+/// Holds one place in `in_flight` for the life of a scrape.
+struct InFlight<'a>(&'a Scrapes);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
-async fn scrape(State(registry): State<Arc<Registry>>) -> Result<Response, ApiError> {
-    let body = render(&registry)
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics"))?;
-    Ok(text(StatusCode::OK, CONTENT_TYPE, body))
+impl Scrapes {
+    fn begin(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(self)
+    }
+
+    fn write(&self, e: &mut Exposition) {
+        // Go's handler pre-creates the codes it may answer; betwixt only ever answers 200.
+        let completed = self.completed.load(Relaxed);
+        e.counters(
+            "promhttp_metric_handler_requests",
+            "Total number of scrapes by HTTP status code.",
+            [("200", completed), ("500", 0), ("503", 0)]
+                .map(|(code, n)| (vec![("code", code.to_string())], n)),
+        );
+        e.gauges(
+            "promhttp_metric_handler_requests_in_flight",
+            "Current number of scrapes being served.",
+            [(Vec::new(), self.in_flight.load(Relaxed))],
+        );
+    }
+}
+
+/// The metrics endpoint's state: what it reports on and how often it was asked.
+#[derive(Debug)]
+pub struct Endpoint {
+    control: Arc<Control>,
+    scrapes: Scrapes,
+}
+
+impl Endpoint {
+    pub fn new(control: Arc<Control>) -> Endpoint {
+        Endpoint { control, scrapes: Scrapes::default() }
+    }
+
+    /// Every metric, as a scrape in `format` receives it.
+    pub fn render(&self, format: Format) -> String {
+        let mut e = Exposition::new(format);
+        gobetween::write(&mut e, &self.control);
+        additions::write(&mut e, &self.control);
+        process::write(&mut e);
+        self.scrapes.write(&mut e);
+        e.finish()
+    }
+}
+
+async fn scrape(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap) -> Response {
+    let _in_flight = endpoint.scrapes.begin();
+    let choice = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = endpoint.render(choice.format);
+    // Counted once answered, so a scrape never sees itself among the completed ones.
+    endpoint.scrapes.completed.fetch_add(1, Relaxed);
+    (StatusCode::OK, [(header::CONTENT_TYPE, choice.content_type)], body).into_response()
 }
 
 pub fn router(control: Arc<Control>) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
-        .with_state(Arc::new(registry(control)))
+        .with_state(Arc::new(Endpoint::new(control)))
         .fallback(|| async { ApiError::not_found("metrics are served at /metrics") })
 }
 
