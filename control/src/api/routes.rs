@@ -3,7 +3,9 @@
 use super::reply::{json, text, ApiError};
 use super::stats::ServerStats;
 use crate::config::validate::server_name;
-use crate::config::{parse_as, render, DiscoveryKind, Format, GoDuration, HealthcheckKind, Server};
+use crate::config::{
+    enforce_strict, parse_as, render, ConfigError, DiscoveryKind, Format, GoDuration, HealthcheckKind, Server,
+};
 use crate::control::{Control, ControlError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -128,8 +130,9 @@ async fn stats(State(control): Shared, Path(name): Path<String>) -> Result<Respo
 async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     server_name(&name).map_err(|e| ApiError::bad_request(format!("invalid server name: {}", e.message)))?;
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-    let server: Server = parse_as(body, Format::Json)
-        .map_err(|e| ApiError::bad_request(format!("invalid server config: {e}")))?;
+    let invalid = |e: ConfigError| ApiError::bad_request(format!("invalid server config: {e}"));
+    let (server, mut warnings): (Server, _) = parse_as(body, Format::Json).map_err(invalid)?;
+    enforce_strict(&warnings, control.strict()).map_err(invalid)?;
     let allow_exec = control.base_config().api.as_ref().and_then(|api| api.allow_exec).unwrap_or(false);
     if let (Some(what), false) = (runs_commands(&server), allow_exec) {
         return Err(ApiError::new(
@@ -137,7 +140,7 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
             format!("{what} would run commands as betwixt's user; servers created through the API may not, unless [api] allow_exec = true"),
         ));
     }
-    control.add_server(&name, server).map_err(|e| match e {
+    let (_, more) = control.add_server(&name, server).map_err(|e| match e {
         ControlError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         ControlError::NotFound(_) => ApiError::not_found(e.to_string()),
         ControlError::Invalid(_) => ApiError::bad_request(format!("invalid server config: {e}")),
@@ -147,6 +150,10 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
         ControlError::Bind(..) => ApiError::bad_request(e.to_string()),
         ControlError::ShuttingDown => shutting_down(),
     })?;
+    warnings.extend(more);
+    for warning in warnings {
+        log::warn!("server {name}: {warning}");
+    }
     Ok(json(StatusCode::OK, &()))
 }
 
