@@ -35,6 +35,11 @@ pub struct Cli {
     #[arg(long = "shards", global = true)]
     pub shards: Option<usize>,
 
+    /// Refuse what gobetween tolerates: every configuration warning is an error
+    /// (as `[runtime] strict = true`).
+    #[arg(long = "strict", global = true)]
+    pub strict: bool,
+
     /// Print the version number and exit.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
@@ -62,6 +67,7 @@ pub enum Command {
         scheme: String,
     },
     /// Validate a configuration, print it with defaults applied, exit 0 (valid) or 1.
+    /// Warnings go to stderr; with --strict they are errors.
     Check { file: PathBuf },
 }
 

@@ -60,7 +60,11 @@ fn main() -> ExitCode {
         }
     };
     if let Some(cli::Command::Check { file }) = &cli.command {
-        return check(cli.format.as_deref(), file, &loaded.config);
+        return check(cli.format.as_deref(), file, &loaded, loaded.strict(&cli));
+    }
+    if loaded.strict(&cli) && !loaded.warnings.is_empty() {
+        report(&loaded.warnings, true);
+        return ExitCode::FAILURE;
     }
     if let Err(e) = config::refuse_unsupported(&loaded.config) {
         eprintln!("{e}");
@@ -76,12 +80,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints configuration warnings to stderr, as errors in strict mode.
+fn report(warnings: &[config::ConfigWarning], strict: bool) {
+    for warning in warnings {
+        if strict {
+            eprintln!("{}", warning.to_error());
+        } else {
+            eprintln!("{warning}");
+        }
+    }
+}
+
 /// `betwixt check FILE`: prints the configuration as betwixt will run it, in the format the
-/// file was read in.
-fn check(format: Option<&str>, file: &Path, config: &config::Config) -> ExitCode {
+/// file was read in, and every warning (which fail the check in strict mode).
+fn check(format: Option<&str>, file: &Path, loaded: &source::Loaded, strict: bool) -> ExitCode {
     let format = format.and_then(|f| Format::parse(f).ok()).unwrap_or(Format::from_path(file));
-    print!("{}", config::render(&config.normalized(), format));
-    match config::refuse_unsupported(config) {
+    report(&loaded.warnings, strict);
+    print!("{}", config::render(&loaded.config.normalized(), format));
+    if strict && !loaded.warnings.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    match config::refuse_unsupported(&loaded.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

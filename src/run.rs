@@ -42,6 +42,9 @@ fn shard_count(cli: &Cli, configured: Option<usize>, cpus: usize) -> Result<usiz
 pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
     let config = loaded.config;
     betwixt_control::logging::init(config.logging.as_ref())?;
+    for warning in &loaded.warnings {
+        log::warn!("{warning}");
+    }
     let cpus = usable_cpus();
     let runtime = config.runtime.clone().unwrap_or_default();
     let shards = shard_count(cli, runtime.shards, cpus.len().max(1))?;
@@ -71,6 +74,7 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
     tokio.block_on(async {
         let control = Control::new(plane, &config, loaded.source);
         for (name, server) in &config.servers {
+            // Its warnings were logged above, with their lines.
             control.add_server(name, server.clone()).map_err(|e| format!("server {name}: {e}"))?;
         }
         betwixt_control::rates::spawn_sampler(control.clone());

@@ -1,10 +1,9 @@
 //! Where the configuration comes from: a file, a URL, or a Consul key. `-e` substitution is
-//! done here for all three; its warnings go to stderr, since logging is set up later, from the
-//! configuration itself.
+//! done for all three; its warnings join the configuration's own (see `Loaded::warnings`).
 
 use crate::cli::{Cli, Command};
 use crate::consul;
-use betwixt_control::config::{self, Config, ConfigError, Format};
+use betwixt_control::config::{self, Config, ConfigError, ConfigWarning, Format};
 use betwixt_control::control::ConfigSource;
 use std::path::Path;
 use std::time::Duration;
@@ -14,7 +13,17 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Loaded {
     pub config: Config,
+    /// What gobetween tolerates and betwixt read loosely, with file, line and key. `check`
+    /// prints them; a start logs them once logging is set up (or refuses them, in strict mode).
+    pub warnings: Vec<ConfigWarning>,
     pub source: ConfigSource,
+}
+
+impl Loaded {
+    /// Strict mode, from `--strict` or `[runtime] strict = true`: warnings are errors.
+    pub fn strict(&self, cli: &Cli) -> bool {
+        cli.strict || self.config.runtime.as_ref().and_then(|r| r.strict).unwrap_or(false)
+    }
 }
 
 fn format_for(cli: &Cli, name: &str) -> Result<Format, ConfigError> {
@@ -34,42 +43,33 @@ fn fetch(url: &str, headers: &[(&str, String)]) -> Result<String, ConfigError> {
     response.into_body().read_to_string().map_err(|e| ConfigError::new(format!("cannot read {url}: {e}")))
 }
 
-/// A warning about the configuration, worded like its errors.
-fn warn(warning: &ConfigError) {
-    let mut at = String::new();
-    if let Some(file) = &warning.file {
-        at.push_str(&format!(" in {}", file.display()));
-    }
-    if let Some((line, column)) = warning.position {
-        at.push_str(&format!(" at line {line}, column {column}"));
-    }
-    eprintln!("betwixt: config warning{at}: {}", warning.message);
-}
-
-fn parse_text(cli: &Cli, text: String, format: Format, origin: &Path) -> Result<Config, ConfigError> {
-    let text = if cli.env_vars {
-        let (text, warnings) = config::substitute_env(&text);
-        warnings.into_iter().for_each(|w| warn(&w.in_file(origin)));
-        text
-    } else {
-        text
-    };
-    config::parse_config(&text, format).map_err(|e| e.in_file(origin))
+/// Parses fetched text; errors and warnings name `origin` (the URL).
+fn parse_fetched(
+    cli: &Cli,
+    text: &str,
+    format: Format,
+    origin: &str,
+) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+    let origin = Path::new(origin);
+    let (config, warnings) = config::parse_text(text, format, cli.env_vars).map_err(|e| e.in_file(origin))?;
+    Ok((config, warnings.into_iter().map(|w| w.in_file(origin)).collect()))
 }
 
 pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
     match &cli.command {
         Some(Command::FromUrl { url }) => {
             let format = format_for(cli, url)?;
-            let config = parse_text(cli, fetch(url, &[])?, format, Path::new(url))?;
-            Ok(Loaded { config, source: ConfigSource { kind: "url".into(), path: url.clone() } })
+            let (config, warnings) = parse_fetched(cli, &fetch(url, &[])?, format, url)?;
+            Ok(Loaded { config, warnings, source: ConfigSource { kind: "url".into(), path: url.clone() } })
         }
         Some(Command::FromConsul { host, key, scheme }) => {
             let read = consul::kv_read(host, key, scheme).map_err(ConfigError::new)?;
             let format = format_for(cli, key)?;
-            let config = parse_text(cli, fetch(&read.url, &read.headers)?, format, Path::new(&read.url))?;
+            let (config, warnings) =
+                parse_fetched(cli, &fetch(&read.url, &read.headers)?, format, &read.url)?;
             Ok(Loaded {
                 config,
+                warnings,
                 source: ConfigSource { kind: "consul".into(), path: format!("{host}/{key}") },
             })
         }
@@ -83,9 +83,8 @@ pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
 
 fn load_file(cli: &Cli, file: &Path) -> Result<Loaded, ConfigError> {
     let format = format_for(cli, &file.to_string_lossy())?;
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| ConfigError::new(format!("cannot read file: {e}")).in_file(file))?;
-    let config = parse_text(cli, text, format, file)?;
+    let (config, warnings) = config::load_file(file, Some(format), cli.env_vars)?;
     let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    Ok(Loaded { config, source: ConfigSource { kind: "file".into(), path: path.display().to_string() } })
+    let source = ConfigSource { kind: "file".into(), path: path.display().to_string() };
+    Ok(Loaded { config, warnings, source })
 }

@@ -116,7 +116,7 @@ fn dump_reproduces_the_running_servers_in_a_second_process() {
     for (text, format, file) in
         [(&dump.body, Format::Toml, "dump.toml"), (&json_dump.body, Format::Json, "dump.json")]
     {
-        let mut config = parse_config(text, format).unwrap_or_else(|e| panic!("{file}: {e}\n{text}"));
+        let (mut config, _) = parse_config(text, format).unwrap_or_else(|e| panic!("{file}: {e}\n{text}"));
         config.api.as_mut().unwrap().bind = Some(format!("127.0.0.1:{api2}"));
         let dir = common::TempDir::new("dump");
         let path = dir.write(file, &render(&config, format));

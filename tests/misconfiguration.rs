@@ -1,6 +1,7 @@
 //! Settings that used to be taken quietly with a wrong meaning: overflowing durations, servers
 //! that overlap through a v4-mapped address, a healthcheck interval of a nanosecond, an
-//! unbounded shard count. Each is now an error, or a floor with a warning.
+//! unbounded shard count. Each is now an error, a floor with a warning, or (where gobetween reads
+//! it loosely) gobetween's meaning with a warning.
 
 mod api_client;
 mod common;
@@ -76,19 +77,30 @@ fn shard_count_is_bounded() {
 #[test]
 fn an_overflowing_duration_is_an_error() {
     let dir = TempDir::new("duration");
+    let check = |extra: &str, text: String| {
+        let path = dir.write("c.toml", &text);
+        let (status, _, stderr) = run_betwixt(&["check", extra, path.to_str().unwrap()]);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        (status.code(), stderr)
+    };
+    let plain = server("s", "127.0.0.1:1", "127.0.0.1:9");
     // The sum of the parts once wrapped around to 1ns.
     for value in ["340282366920938463463374607431768211455ns1ns", "99999999999999999999h", "2562048h"] {
-        let path = dir.write(
-            "c.toml",
-            &format!(
-                "[defaults]\nclient_idle_timeout = \"{value}\"\n{}",
-                server("s", "127.0.0.1:1", "127.0.0.1:9")
-            ),
-        );
-        let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
-        assert_eq!(status.code(), Some(1), "{value}: {stderr}");
+        // gobetween reads a connection timeout it cannot parse as no limit: a warning, an error
+        // under --strict (tests/parity_config.rs); never a wrapped-around 1ns.
+        let idle = format!("[defaults]\nclient_idle_timeout = \"{value}\"\n{plain}");
+        let (code, stderr) = check("--format=toml", idle.clone());
+        assert_eq!(code, Some(0), "{value}: {stderr}");
         assert!(stderr.contains("client_idle_timeout") && stderr.contains("too large"), "{value}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.contains("no limit"), "{value}: {stderr}");
+        assert_eq!(check("--strict", idle).0, Some(1), "{value}");
+        // Where gobetween refuses an unparsable duration, so does betwixt.
+        let timeout = format!(
+            "{plain}[servers.s.healthcheck]\nkind = \"ping\"\ninterval = \"1s\"\ntimeout = \"{value}\"\n"
+        );
+        let (code, stderr) = check("--format=toml", timeout);
+        assert_eq!(code, Some(1), "{value}: {stderr}");
+        assert!(stderr.contains("healthcheck.timeout") && stderr.contains("too large"), "{value}: {stderr}");
     }
 }
 
@@ -100,8 +112,9 @@ fn a_healthcheck_interval_below_the_floor_is_raised_with_a_warning() {
         + "[servers.s.healthcheck]\nkind = \"ping\"\ninterval = \"1ns\"\ntimeout = \"1s\"\n";
     let bx = Betwixt::start(&config, &["--shards", "1"], &[port]);
     let warned = wait_until(Duration::from_secs(5), || {
-        bx.log_text()
-            .contains("server s: healthcheck.interval 1ns is below betwixt's floor; checking every 100ms")
+        bx.log_text().contains(
+            "key `servers.s.healthcheck.interval`: 1ns is below betwixt's floor; checking every 100ms",
+        )
     });
     assert!(warned, "no warning; log:\n{}", bx.log_text());
     // A ping check connects once per interval: about 10 a second at the floor.

@@ -97,10 +97,14 @@ impl fmt::Display for AccessError {
 
 impl AccessRules {
     pub fn from_section(section: &Access) -> Result<AccessRules, AccessError> {
-        let default = Verdict::parse(&section.default).ok_or_else(|| AccessError {
-            field: "default",
-            message: format!("must be \"allow\" or \"deny\", not {:?}", section.default),
-        })?;
+        // Left out or empty is allow, as in gobetween.
+        let default = match section.default.as_deref().unwrap_or("") {
+            "" => Verdict::Allow,
+            word => Verdict::parse(word).ok_or_else(|| AccessError {
+                field: "default",
+                message: format!("must be \"allow\" or \"deny\", not {word:?}"),
+            })?,
+        };
         let rules = section
             .rules
             .iter()
@@ -145,13 +149,22 @@ mod tests {
 
     fn rules(default: &str, rules: &[&str]) -> Result<AccessRules, AccessError> {
         AccessRules::from_section(&Access {
-            default: default.into(),
+            default: Some(default.into()),
             rules: rules.iter().map(|r| r.to_string()).collect(),
         })
     }
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn no_default_is_allow() {
+        let r = AccessRules::from_section(&Access { default: None, rules: vec!["deny 10.0.0.1".into()] })
+            .unwrap();
+        assert!(r.allows(ip("10.0.0.2")));
+        assert!(!r.allows(ip("10.0.0.1")));
+        assert!(rules("", &[]).unwrap().allows(ip("10.0.0.2")));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! This is the one line format shared by `static_list`, plaintext discovery and exec discovery.
 
 use crate::text::is_unsafe;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
@@ -53,42 +52,96 @@ pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
-impl FromStr for BackendSpec {
-    type Err = String;
+/// The separators RE2's `\s` matches: what gobetween's backend pattern allows between parts.
+fn is_separator(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\x0c' | '\r' | ' ')
+}
 
-    fn from_str(line: &str) -> Result<Self, String> {
-        let mut parts = line.split_whitespace();
-        let address = parts.next().ok_or("empty backend line")?;
-        let (host, port) = split_host_port(address)?;
-        if host.is_empty() {
-            return Err(format!("missing host in backend {line:?}"));
+/// The options of a backend line, in the only order gobetween's pattern accepts them.
+const OPTIONS: [&str; 4] = ["weight", "priority", "max_connections", "sni"];
+
+impl BackendSpec {
+    /// Reads a backend line exactly as gobetween does: its pattern
+    /// `^(?P<host>\S+):(?P<port>\d+)(\sweight=(?P<weight>\d+))?(\spriority=(?P<priority>\d+))?(\smax_connections=(?P<max_connections>\d+))?(\ssni=(?P<sni>[^\s]+))?$`
+    /// on the trimmed line. So options come in that order, each after exactly one space, numbers
+    /// are digits only; `weight` defaults to 1 and may be 0, `priority` defaults to 1. A number
+    /// too long for Go's `int` falls back to its default as in gobetween, and one too large for
+    /// betwixt's counters is capped; either comes back as a note.
+    pub fn read_line(line: &str) -> Result<(BackendSpec, Option<String>), String> {
+        let line = line.trim();
+        let mut parts = line.split(is_separator);
+        let address = parts.next().unwrap_or_default();
+        let (host, port) = address
+            .rsplit_once(':')
+            .filter(|(host, port)| !host.is_empty() && !port.is_empty())
+            .ok_or_else(|| format!("expected host:port at the start of backend {line:?}"))?;
+        if !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("port {port:?} is not a number in backend {line:?}"));
         }
+        let port: u16 = port.parse().map_err(|_| format!("port {port} out of range in backend {line:?}"))?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         // No host name holds one, and the host is written into logs and metric labels.
         if host.contains(is_unsafe) {
             return Err(format!("control character in the host of backend {line:?}"));
         }
         let mut spec = BackendSpec::new(host, port);
+        let mut notes = Vec::new();
+        let mut next = 0;
         for option in parts {
-            let (key, value) = option
-                .split_once('=')
-                .ok_or_else(|| format!("expected key=value, got {option:?} in backend {line:?}"))?;
-            let bad = |what: &str| format!("invalid {key} {value:?} in backend {line:?}: {what}");
+            if option.is_empty() {
+                return Err(format!("more than one space between options in backend {line:?}"));
+            }
+            let known = option.split_once('=').and_then(|(key, value)| {
+                let position = OPTIONS.iter().position(|k| *k == key)?;
+                Some((key, value, position))
+            });
+            let Some((key, value, position)) = known else {
+                return Err(format!(
+                    "{option:?} is not an option in backend {line:?} (weight=N, priority=N, max_connections=N, sni=NAME)"
+                ));
+            };
+            if position < next {
+                return Err(format!(
+                    "{key} out of order in backend {line:?} (options go in the order weight, priority, max_connections, sni)"
+                ));
+            }
+            next = position + 1;
+            if value.is_empty() || (key != "sni" && !value.bytes().all(|b| b.is_ascii_digit())) {
+                return Err(format!("invalid {key} {value:?} in backend {line:?}"));
+            }
+            let mut number = |default: u64, cap: u64| -> u64 {
+                match value.parse::<i64>() {
+                    Err(_) => {
+                        notes.push(format!("{key}={value} is too large, read as {default}"));
+                        default
+                    }
+                    Ok(n) if n as u64 > cap => {
+                        notes.push(format!("{key}={value} capped at {cap}"));
+                        cap
+                    }
+                    Ok(n) => n as u64,
+                }
+            };
             match key {
-                "weight" => spec.weight = value.parse().map_err(|_| bad("not a whole number"))?,
-                "priority" => spec.priority = value.parse().map_err(|_| bad("not a number"))?,
-                "max_connections" => {
-                    spec.max_connections = value.parse().map_err(|_| bad("not a whole number"))?
+                "weight" => spec.weight = number(1, u32::MAX.into()) as u32,
+                "priority" => spec.priority = number(1, i32::MAX as u64) as i32,
+                "max_connections" => spec.max_connections = number(0, u32::MAX.into()) as u32,
+                _ if value.contains(is_unsafe) => {
+                    return Err(format!("control character in the sni of backend {line:?}"))
                 }
-                "sni" if value.contains(is_unsafe) => return Err(bad("control character")),
-                "sni" => spec.sni = Some(value.to_string()),
-                _ => {
-                    return Err(format!(
-                        "unknown option {key:?} in backend {line:?} (known: weight, priority, max_connections, sni)"
-                    ))
-                }
+                _ => spec.sni = Some(value.to_string()),
             }
         }
-        Ok(spec)
+        let note = (!notes.is_empty()).then(|| format!("backend {line:?}: {}", notes.join("; ")));
+        Ok((spec, note))
+    }
+}
+
+impl FromStr for BackendSpec {
+    type Err = String;
+
+    fn from_str(line: &str) -> Result<Self, String> {
+        BackendSpec::read_line(line).map(|(spec, _)| spec)
     }
 }
 
@@ -103,18 +156,6 @@ impl fmt::Display for BackendSpec {
             write!(f, " sni={sni}")?;
         }
         Ok(())
-    }
-}
-
-impl Serialize for BackendSpec {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for BackendSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -142,19 +183,44 @@ mod tests {
     }
 
     #[test]
-    fn rejects_bad_lines() {
-        assert!("localhost".parse::<BackendSpec>().is_err());
-        assert!("localhost:http".parse::<BackendSpec>().is_err());
-        assert!("localhost:80 weight=x".parse::<BackendSpec>().is_err());
-        assert!("localhost:80 color=red".parse::<BackendSpec>().is_err());
-        assert!("evil\u{1b}[2J:80".parse::<BackendSpec>().unwrap_err().contains("control character"));
-        assert!("[::1\u{7f}]:80".parse::<BackendSpec>().is_err());
-        assert!("localhost:80 sni=a\u{202e}b".parse::<BackendSpec>().is_err());
+    fn rejects_what_gobetweens_pattern_rejects() {
+        for line in [
+            "localhost",
+            "localhost:http",
+            ":80",
+            "localhost:",
+            "localhost:80 weight=x",
+            "localhost:80 weight=-1",
+            "localhost:80 weight=+1",
+            "localhost:80 weight=",
+            "localhost:80 color=red",
+            "localhost:80 weight",
+            "localhost:80  weight=1",
+            "localhost:80 priority=1 weight=2",
+            "localhost:80 sni=a weight=2",
+            "localhost:80 weight=1 weight=2",
+            "localhost:80 sni=",
+            "localhost:99999",
+            "evil\u{1b}[2J:80",
+            "[::1\u{7f}]:80",
+            "localhost:80 sni=a\u{202e}b",
+        ] {
+            assert!(line.parse::<BackendSpec>().is_err(), "{line:?} accepted");
+        }
     }
 
     #[test]
-    fn weight_zero_is_allowed() {
-        assert_eq!("localhost:80 weight=0".parse::<BackendSpec>().unwrap().weight, 0);
+    fn reads_what_gobetweens_pattern_reads() {
+        let b: BackendSpec = "  a:b:80\tweight=0 max_connections=3 sni=x=y\n".parse().unwrap();
+        assert_eq!((b.host.as_str(), b.port, b.weight, b.priority), ("a:b", 80, 0, 1));
+        assert_eq!((b.max_connections, b.sni.as_deref()), (3, Some("x=y")));
+        let b: BackendSpec = "::1:080 priority=007".parse().unwrap();
+        assert_eq!((b.host.as_str(), b.port, b.priority), ("::1", 80, 7));
+        let (b, note) =
+            BackendSpec::read_line("h:1 weight=99999999999999999999 priority=9999999999").unwrap();
+        assert_eq!((b.weight, b.priority), (1, i32::MAX));
+        assert!(note.unwrap().contains("weight=99999999999999999999 is too large, read as 1"));
+        assert_eq!(BackendSpec::read_line("h:1 weight=5").unwrap().1, None);
     }
 
     #[test]

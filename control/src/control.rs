@@ -2,8 +2,10 @@
 //! Adding or removing a server touches only that server's listeners and tasks.
 
 use crate::bind::{bind_tcp, overlaps, resolve_bind};
-use crate::config::resolve::MIN_CHECK_INTERVAL;
-use crate::config::{refuse_unsupported, validate::validate_server, Config, ConfigError, GoDuration, Server};
+use crate::config::{
+    enforce_strict, refuse_unsupported, validate::validate_server, Config, ConfigError, ConfigWarning,
+    GoDuration, Server,
+};
 use crate::plane::{Plane, ServerSlot};
 use crate::rates::Rates;
 use crate::server::ServerHandle;
@@ -118,8 +120,18 @@ impl Control {
         &self.base
     }
 
+    /// Strict mode (`[runtime] strict`): what gobetween tolerates is refused.
+    pub fn strict(&self) -> bool {
+        self.base.runtime.as_ref().and_then(|r| r.strict).unwrap_or(false)
+    }
+
     /// Validates, binds on every shard and starts discovery. Must run inside the control runtime.
-    pub fn add_server(&self, name: &str, server: Server) -> Result<Arc<ServerHandle>, ControlError> {
+    /// Returns the warnings about values read loosely (in strict mode they refuse the server).
+    pub fn add_server(
+        &self,
+        name: &str,
+        server: Server,
+    ) -> Result<(Arc<ServerHandle>, Vec<ConfigWarning>), ControlError> {
         if self.is_shutting_down() {
             return Err(ControlError::ShuttingDown);
         }
@@ -131,7 +143,9 @@ impl Control {
         single.servers.insert(name.to_string(), server.clone());
         refuse_unsupported(&single).map_err(ControlError::Invalid)?;
 
-        let settings = server.settings(name, self.base.defaults.as_ref());
+        let (settings, warnings) = server.resolve(name, self.base.defaults.as_ref());
+        let warnings = warnings.finish();
+        enforce_strict(&warnings, self.strict()).map_err(ControlError::Invalid)?;
         if let Some(other) = self.listening_on(&settings.bind) {
             let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));
             return Err(ControlError::Bind(settings.bind.clone(), taken));
@@ -155,18 +169,11 @@ impl Control {
         if servers.contains_key(name) {
             return Err(ControlError::Exists(name.to_string()));
         }
-        if let Some(given) = handle.settings.healthcheck.as_ref().and_then(|c| c.raised_interval()) {
-            log::warn!(
-                "server {name}: healthcheck.interval {} is below betwixt's floor; checking every {}",
-                GoDuration(given),
-                GoDuration(MIN_CHECK_INTERVAL)
-            );
-        }
         handle.start();
         self.plane.add_server(&handle.slots);
         servers.insert(name.to_string(), handle.clone());
         log::info!("server {name}: listening on {}", handle.settings.bind);
-        Ok(handle)
+        Ok((handle, warnings))
     }
 
     /// Stops accepting on every shard; live connections are closed at once or after `drain`.

@@ -14,17 +14,19 @@ fn level_filter(level: LogLevel) -> log::LevelFilter {
     }
 }
 
-/// Installs the global logger. `RUST_LOG`, when set, overrides the configured level.
+/// Installs the global logger. `RUST_LOG`, when set, overrides the configured level. Level and
+/// format are read as gobetween reads them (`config::loose`); the loader has already warned
+/// about loose ones and refused an unknown level.
 pub fn init(logging: Option<&Logging>) -> Result<(), String> {
     let default = Logging::default();
     let logging = logging.unwrap_or(&default);
     let mut builder = env_logger::Builder::new();
-    builder.filter_level(level_filter(logging.level.unwrap_or(LogLevel::Info)));
+    builder.filter_level(level_filter(logging.level()?.0));
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }
-    match logging.output.as_deref().unwrap_or("stdout") {
-        "stdout" => builder.target(env_logger::Target::Stdout),
+    match logging.output.as_deref().unwrap_or("") {
+        "" | "stdout" => builder.target(env_logger::Target::Stdout),
         "stderr" => builder.target(env_logger::Target::Stderr),
         path => {
             let file = std::fs::OpenOptions::new()
@@ -35,7 +37,7 @@ pub fn init(logging: Option<&Logging>) -> Result<(), String> {
             builder.target(env_logger::Target::Pipe(Box::new(file)))
         }
     };
-    if logging.format == Some(LogFormat::Json) {
+    if logging.format().0 == LogFormat::Json {
         builder.format(|out, record| {
             let line = sonic_rs::json!({
                 "time": humantime_now(),

@@ -7,7 +7,10 @@ use super::stats::ServerStats;
 use crate::backend::split_host_port;
 use crate::config::depth::check_json_depth;
 use crate::config::validate::server_name;
-use crate::config::{duration, parse_as, render, DiscoveryKind, Format, GoDuration, HealthcheckKind, Server};
+use crate::config::{
+    duration, enforce_strict, parse_as, render, ConfigError, DiscoveryKind, Format, GoDuration,
+    HealthcheckKind, Server,
+};
 use crate::control::{Control, ControlError, Drain};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -183,7 +186,7 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     undecodable(body).map_or(Ok(()), Err)?;
     server_name(&name).map_err(|e| ApiError::conflict(format!("invalid server name: {}", e.message)))?;
-    let server: Server = parse_as(body, Format::Json).map_err(|e| {
+    let invalid = |e: ConfigError| {
         let message = format!("invalid server config: {e}");
         // A value of the wrong JSON type is a decoding error to gobetween.
         if e.message.starts_with("invalid type") {
@@ -191,7 +194,9 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
         } else {
             ApiError::conflict(message)
         }
-    })?;
+    };
+    let (server, mut warnings): (Server, _) = parse_as(body, Format::Json).map_err(invalid)?;
+    enforce_strict(&warnings, control.strict()).map_err(invalid)?;
     let allow_exec = control.base_config().api.as_ref().and_then(|api| api.allow_exec).unwrap_or(false);
     if let (Some(what), false) = (runs_commands(&server), allow_exec) {
         return Err(ApiError::new(
@@ -199,11 +204,15 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
             format!("{what} would run commands as betwixt's user; servers created through the API may not, unless [api] allow_exec = true"),
         ));
     }
-    control.add_server(&name, server).map_err(|e| match e {
+    let (_, more) = control.add_server(&name, server).map_err(|e| match e {
         ControlError::ShuttingDown => shutting_down(),
         ControlError::Invalid(_) => ApiError::conflict(format!("invalid server config: {e}")),
         _ => ApiError::conflict(e.to_string()),
     })?;
+    warnings.extend(more);
+    for warning in warnings {
+        log::warn!("server {name}: {warning}");
+    }
     Ok(json(StatusCode::OK, &()))
 }
 

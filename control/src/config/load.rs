@@ -2,9 +2,10 @@
 //! positions, then the checks that need the whole model (`validate`).
 
 use super::depth::check_json_depth;
-use super::error::{line_column, suggest_known_key, ConfigError};
-use super::locate::{place, toml_array_element};
+use super::error::{line_column, suggest_known_key, ConfigError, ConfigWarning};
+use super::locate::{place, place_warning, toml_array_element};
 use super::model::Config;
+use super::tolerant::{tolerant, KeyNotes};
 use super::validate::validate;
 use serde::de::DeserializeOwned;
 use std::path::Path;
@@ -44,15 +45,17 @@ impl Format {
 /// variable becomes the empty string, and a `${` with no `}` on its line is left as written.
 /// Each of those is returned as a warning (with its position), since an empty value can start
 /// a server on the wrong address.
-pub fn substitute_env(text: &str) -> (String, Vec<ConfigError>) {
+pub fn substitute_env(text: &str) -> (String, Vec<ConfigWarning>) {
     let mut out = String::with_capacity(text.len());
     let mut warnings = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         let at = text.len() - rest.len() + start;
-        let warn = |message: String| ConfigError {
+        let warn = |message: String| ConfigWarning {
+            file: None,
             position: Some(line_column(text, at)),
-            ..ConfigError::new(message)
+            key: None,
+            message,
         };
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
@@ -76,32 +79,43 @@ pub fn substitute_env(text: &str) -> (String, Vec<ConfigError>) {
     (out, warnings)
 }
 
-/// Deserializes any model type (the whole config or one server) from text.
-pub fn parse_as<T: DeserializeOwned>(text: &str, format: Format) -> Result<T, ConfigError> {
-    match format {
+/// Deserializes any model type (the whole config or one server) from text. Keys are read as
+/// gobetween reads them (see `tolerant`); each key read loosely comes back as a warning, named
+/// by its key path (`parse_config` adds positions).
+pub fn parse_as<T: DeserializeOwned>(
+    text: &str,
+    format: Format,
+) -> Result<(T, Vec<ConfigWarning>), ConfigError> {
+    let notes = KeyNotes::default();
+    let value = match format {
         Format::Toml => {
             let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, e, None))?;
-            serde_path_to_error::deserialize(de).map_err(|e| {
+            serde_path_to_error::deserialize(tolerant(de, &notes)).map_err(|e| {
                 let key = e.path().to_string();
-                toml_error(text, e.into_inner(), Some(key))
-            })
+                notes.hint(toml_error(text, e.into_inner(), Some(key)))
+            })?
         }
         Format::Json => {
             check_json_depth(text)?;
             let mut de = sonic_rs::Deserializer::from_str(text);
-            serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let value = serde_path_to_error::deserialize(tolerant(&mut de, &notes)).map_err(|e| {
                 let key = e.path().to_string();
-                let inner = e.into_inner();
-                let position = (inner.line() > 0).then(|| (inner.line(), inner.column()));
-                ConfigError {
-                    file: None,
-                    position,
-                    key: known_path(key),
-                    message: suggest_known_key(&json_message(&inner)),
-                }
-            })
+                notes.hint(json_error(e.into_inner(), known_path(key)))
+            })?;
+            de.end().map_err(|e| json_error(e, None))?;
+            value
         }
-    }
+    };
+    Ok((value, notes.into_warnings()))
+}
+
+/// Finding a key's line scans the text, so only this many warnings get positions: a text of a
+/// few megabytes with a thousand warnings must not take seconds. Real files have far fewer.
+const MAX_PLACED: usize = 100;
+
+fn json_error(e: sonic_rs::Error, key: Option<String>) -> ConfigError {
+    let position = (e.line() > 0).then(|| (e.line(), e.column()));
+    ConfigError { file: None, position, key, message: suggest_known_key(&json_message(&e)) }
 }
 
 /// serde_path_to_error writes `.` for the root and `?` where it lost track (e.g. a document cut
@@ -132,28 +146,45 @@ fn json_message(e: &sonic_rs::Error) -> String {
     reason.trim().to_string()
 }
 
-/// Parses and validates configuration text.
-pub fn parse_config(text: &str, format: Format) -> Result<Config, ConfigError> {
-    let config: Config = parse_as(text, format)?;
-    validate(&config).map_err(|e| place(e, text, format == Format::Json))?;
-    Ok(config)
+/// Parses and validates configuration text. What gobetween tolerates comes back as warnings,
+/// in the order of the text.
+pub fn parse_config(text: &str, format: Format) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+    let json = format == Format::Json;
+    let (config, mut warnings): (Config, _) = parse_as(text, format)?;
+    validate(&config).map_err(|e| place(e, text, json))?;
+    warnings.extend(config.lint().map_err(|e| place(e, text, json))?);
+    for warning in warnings.iter_mut().take(MAX_PLACED) {
+        place_warning(warning, text, json);
+    }
+    warnings.sort_by_key(|w| w.position.unwrap_or((usize::MAX, 0)));
+    Ok((config, warnings))
 }
 
-/// Reads, substitutes (when asked) and parses a configuration file. Every error names the file.
-pub fn load_file(path: &Path, format: Option<Format>, env_vars: bool) -> Result<Config, ConfigError> {
+/// Substitutes `${NAME}` (when asked, see `substitute_env`) and parses configuration text. The
+/// substitution's warnings come first, then those of `parse_config`.
+pub fn parse_text(
+    text: &str,
+    format: Format,
+    env_vars: bool,
+) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+    let (text, mut warnings) = if env_vars { substitute_env(text) } else { (text.to_string(), Vec::new()) };
+    let (config, parsed) = parse_config(&text, format)?;
+    warnings.extend(parsed);
+    Ok((config, warnings))
+}
+
+/// Reads, substitutes (when asked) and parses a configuration file. Every error and warning
+/// names the file.
+pub fn load_file(
+    path: &Path,
+    format: Option<Format>,
+    env_vars: bool,
+) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
     let format = format.unwrap_or_else(|| Format::from_path(path));
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(format!("cannot read file: {e}")).in_file(path))?;
-    let text = if env_vars {
-        let (text, warnings) = substitute_env(&text);
-        for warning in warnings {
-            log::warn!("{}", warning.in_file(path));
-        }
-        text
-    } else {
-        text
-    };
-    parse_config(&text, format).map_err(|e| e.in_file(path))
+    let (config, warnings) = parse_text(&text, format, env_vars).map_err(|e| e.in_file(path))?;
+    Ok((config, warnings.into_iter().map(|w| w.in_file(path)).collect()))
 }
 
 /// Writes a configuration in either format (used by `check` and `/dump`).
@@ -167,27 +198,79 @@ pub fn render(config: &Config, format: Format) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tolerant::MAX_KEY_NOTES;
 
     #[test]
-    fn unknown_key_names_line_key_and_suggestion() {
+    fn unknown_key_is_a_warning_with_line_key_and_suggestion() {
         let text = "[servers.web]\nbind = \"127.0.0.1:1\"\nbalanse = \"weight\"\n[servers.web.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:2\"]\n";
+        let (config, warnings) = parse_config(text, Format::Toml).unwrap();
+        assert_eq!(config.servers["web"].bind, "127.0.0.1:1");
+        let [w] = &warnings[..] else { panic!("{warnings:?}") };
+        assert_eq!(w.position.map(|p| p.0), Some(3), "{w}");
+        assert_eq!(w.key.as_deref(), Some("servers.web.balanse"), "{w}");
+        assert!(w.message.contains("did you mean `balance`"), "{w}");
+    }
+
+    #[test]
+    fn keys_in_other_case_are_read_in_both_formats() {
+        let text = "[Servers.web]\nBIND = \"127.0.0.1:1\"\n[Servers.web.Discovery]\nKind = \"static\"\nstatic_list = []\n";
+        let (config, warnings) = parse_config(text, Format::Toml).unwrap();
+        assert_eq!(config.servers["web"].bind, "127.0.0.1:1");
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert_eq!(warnings[1].key.as_deref(), Some("Servers.web.BIND"));
+        assert_eq!(warnings[1].position.map(|p| p.0), Some(2));
+        let json = "{\"Servers\": {\"web\": {\"Bind\": \"127.0.0.1:1\",\n \"discovery\": {\"kind\": \"static\", \"x\": {\"y\": 1}}}}}";
+        let (config, warnings) = parse_config(json, Format::Json).unwrap();
+        assert_eq!(config.servers["web"].bind, "127.0.0.1:1");
+        let keys: Vec<&str> = warnings.iter().filter_map(|w| w.key.as_deref()).collect();
+        assert!(keys.contains(&"Servers.web.discovery.x"), "{keys:?}");
+        assert!(keys.contains(&"Servers.web.Bind"), "{keys:?}");
+        assert!(!keys.iter().any(|k| k.ends_with(".y")), "inside an unknown key nothing is read: {keys:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_bounded() {
+        let mut json = String::from("{");
+        for i in 0..=MAX_KEY_NOTES {
+            json.push_str(&format!("\"k{i}\": 1,"));
+        }
+        json.push_str("\"servers\": {}}");
+        let e = parse_config(&json, Format::Json).unwrap_err();
+        assert!(e.message.contains("more than 1000"), "{e}");
+        let few = "{\"k\": 1, \"servers\": {}}";
+        assert_eq!(parse_config(few, Format::Json).unwrap().1.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_key_names_its_misspelling() {
+        let text = "[servers.web]\nbind = \"127.0.0.1:1\"\n[servers.web.discovry]\nkind = \"static\"\n";
         let e = parse_config(text, Format::Toml).unwrap_err();
-        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
-        assert_eq!(e.key.as_deref(), Some("servers.web.balanse"), "{e}");
-        assert!(e.message.contains("did you mean `balance`"), "{e}");
+        assert!(e.message.starts_with("missing field `discovery`"), "{e}");
+        assert!(e.message.contains("`servers.web.discovry` is not a key; did you mean `discovery`?"), "{e}");
+    }
+
+    #[test]
+    fn trailing_json_is_an_error() {
+        assert!(parse_config("{\"servers\": {}} x", Format::Json).is_err());
     }
 
     #[test]
     fn bad_duration_and_backend_are_located() {
         let text = "[defaults]\nclient_idle_timeout = \"5x\"\n";
-        let e = parse_config(text, Format::Toml).unwrap_err();
-        assert_eq!(e.position.map(|p| p.0), Some(2), "{e}");
-        assert_eq!(e.key.as_deref(), Some("defaults.client_idle_timeout"));
+        let (_, warnings) = parse_config(text, Format::Toml).unwrap();
+        assert_eq!(warnings[0].position.map(|p| p.0), Some(2), "{warnings:?}");
+        assert_eq!(warnings[0].key.as_deref(), Some("defaults.client_idle_timeout"));
 
-        let text = "{\"servers\": {\"a\": {\"bind\": \"127.0.0.1:1\",\n \"discovery\": {\"kind\": \"static\",\n \"static_list\": [\"nohost\"]}}}}";
-        let e = parse_config(text, Format::Json).unwrap_err();
-        assert!(e.key.as_deref().unwrap().starts_with("servers.a.discovery.static_list"), "{e}");
-        assert_eq!(e.position.map(|p| p.0), Some(3), "{e}");
+        let text = "[servers.a]\nbind = \":1\"\n[servers.a.healthcheck]\nkind = \"ping\"\ntimeout = \"5x\"\n";
+        let e = parse_config(text, Format::Toml).unwrap_err();
+        assert_eq!(e.position.map(|p| p.0), Some(5), "{e}");
+        assert_eq!(e.key.as_deref(), Some("servers.a.healthcheck.timeout"));
+
+        let text = "{\"servers\": {\"a\": {\"bind\": \"127.0.0.1:1\",\n \"discovery\": {\"kind\": \"static\",\n \"static_list\": [\"a:1\", \"nohost\"]}}}}";
+        let (config, warnings) = parse_config(text, Format::Json).unwrap();
+        assert_eq!(config.servers["a"].discovery.static_list.as_ref().unwrap().len(), 2, "kept as written");
+        assert_eq!(warnings[0].key.as_deref(), Some("servers.a.discovery.static_list[1]"));
+        assert_eq!(warnings[0].position, Some((3, 25)), "{warnings:?}");
     }
 
     #[test]
@@ -224,6 +307,32 @@ mod tests {
             let e = parse_config(&text, Format::Toml).unwrap_err();
             assert!(e.message.contains("recursion"), "{e}");
         }
+    }
+
+    #[test]
+    fn loose_values_are_warned_once_with_their_key() {
+        let text = "[logging]\nlevel = \"WARNING\"\nformat = \"xml\"\n[defaults]\nbackend_idle_timeout = \"\"\n\
+            [servers.a]\nbind = \":1\"\n[servers.a.discovery]\nkind = \"static\"\n\
+            [servers.a.healthcheck]\nkind = \"ping\"\nfails = -2\npasses = 0\n\
+            [servers.b]\nbind = \":2\"\n[servers.b.discovery]\nkind = \"consul\"\nconsul_service_datacenter = \"dc1\"\n";
+        let (config, warnings) = parse_config(text, Format::Toml).unwrap();
+        let keys: Vec<(&str, usize)> =
+            warnings.iter().map(|w| (w.key.as_deref().unwrap(), w.position.unwrap().0)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("logging.level", 2),
+                ("logging.format", 3),
+                ("defaults.backend_idle_timeout", 5),
+                ("servers.a.discovery.static_list", 8),
+                ("servers.a.healthcheck.fails", 12),
+                ("servers.a.healthcheck.passes", 13),
+                ("servers.b.discovery.consul_service_datacenter", 18),
+            ]
+        );
+        assert_eq!(config.servers["b"].discovery.datacenter(), Some("dc1"));
+        let bad = parse_config("[logging]\nlevel = \"loud\"\n", Format::Toml).unwrap_err();
+        assert_eq!((bad.key.as_deref(), bad.position), (Some("logging.level"), Some((2, 1))));
     }
 
     #[test]

@@ -2,13 +2,30 @@
 //! (semantic checks have no parser span). A best-effort scan: when the key cannot be found,
 //! the error still names the file and the key.
 
-use super::error::ConfigError;
+use super::error::{line_column, ConfigError, ConfigWarning};
 
 /// Line number (1-based) of `path` (e.g. `["servers", "web", "discovery", "kind"]`) in TOML text.
 pub fn toml_line(text: &str, path: &[&str]) -> Option<usize> {
+    toml_offset(text, path).map(|at| line_column(text, at).0)
+}
+
+/// Byte offset of the line that sets `path` in TOML text. Keys are compared as written first,
+/// then in any case (gobetween matches keys in any case, and paths name the known key).
+fn toml_offset(text: &str, path: &[&str]) -> Option<usize> {
+    toml_offset_by(text, path, |a, b| a == b)
+        .or_else(|| toml_offset_by(text, path, str::eq_ignore_ascii_case))
+}
+
+fn toml_offset_by(text: &str, path: &[&str], same: fn(&str, &str) -> bool) -> Option<usize> {
+    let starts_with = |full: &[&str], prefix: &[&str]| {
+        full.len() >= prefix.len() && full.iter().zip(prefix).all(|(a, b)| same(a, b))
+    };
     let mut table: Vec<String> = Vec::new();
     let mut fallback = None;
-    for (index, raw) in text.lines().enumerate() {
+    let mut offset = 0;
+    for raw in text.split_inclusive('\n') {
+        let at = offset;
+        offset += raw.len();
         let line = raw.trim();
         if line.starts_with('#') || line.is_empty() {
             continue;
@@ -17,19 +34,21 @@ pub fn toml_line(text: &str, path: &[&str]) -> Option<usize> {
             let header = header.trim_start_matches('[');
             let name = header.split(']').next().unwrap_or("");
             table = name.split('.').map(|s| s.trim().trim_matches('"').to_string()).collect();
-            if table.iter().map(String::as_str).eq(path.iter().copied()) {
-                fallback = Some(index + 1);
+            // The table itself, or the first table under it.
+            let names: Vec<&str> = table.iter().map(String::as_str).collect();
+            if fallback.is_none() && starts_with(&names, path) {
+                fallback = Some(at);
             }
             continue;
         }
         let Some((key, _)) = line.split_once('=') else { continue };
         let mut full: Vec<&str> = table.iter().map(String::as_str).collect();
         full.extend(key.trim().split('.').map(|s| s.trim().trim_matches('"')));
-        if full == path {
-            return Some(index + 1);
+        if full.len() == path.len() && starts_with(&full, path) {
+            return Some(at);
         }
-        if fallback.is_none() && path.starts_with(&full) {
-            fallback = Some(index + 1);
+        if fallback.is_none() && starts_with(path, &full) {
+            fallback = Some(at);
         }
     }
     fallback
@@ -76,6 +95,10 @@ pub fn toml_array_element(text: &str, from: usize, index: usize) -> Option<usize
 
 /// Line number of `path` in JSON text: each segment's quoted name, searched in order.
 pub fn json_line(text: &str, path: &[&str]) -> Option<usize> {
+    json_offset(text, path).map(|at| line_column(text, at).0)
+}
+
+fn json_offset(text: &str, path: &[&str]) -> Option<usize> {
     let mut offset = 0;
     let mut found = None;
     for segment in path {
@@ -88,19 +111,42 @@ pub fn json_line(text: &str, path: &[&str]) -> Option<usize> {
             None => break,
         }
     }
-    found.map(|at| text[..at].matches('\n').count() + 1)
+    found
 }
 
-/// Adds the line of `error.key` to an error raised by a check that ran after parsing.
+/// Adds the position of `error.key` to an error raised by a check that ran after parsing. A key
+/// ending in `[N]` (`servers.a.discovery.static_list[2]`) is placed at that array element, a
+/// key not in the text at the nearest section that is.
 pub fn place(mut error: ConfigError, text: &str, json: bool) -> ConfigError {
     if error.position.is_none() {
         if let Some(key) = &error.key {
+            let (key, element) = match key.strip_suffix(']').and_then(|k| k.rsplit_once('[')) {
+                Some((key, index)) => (key, index.parse::<usize>().ok()),
+                None => (key.as_str(), None),
+            };
+            // A key that is missing (the error says so) is placed at its section.
             let path: Vec<&str> = key.split('.').collect();
-            let line = if json { json_line(text, &path) } else { toml_line(text, &path) };
-            error.position = line.map(|line| (line, 1));
+            let at = (1..=path.len()).rev().find_map(|len| {
+                let path = &path[..len];
+                if json {
+                    json_offset(text, path)
+                } else {
+                    toml_offset(text, path)
+                }
+            });
+            error.position = at.map(|at| match element.and_then(|i| toml_array_element(text, at, i)) {
+                Some(element) => line_column(text, element),
+                None => (line_column(text, at).0, 1),
+            });
         }
     }
     error
+}
+
+/// `place` for a warning.
+pub fn place_warning(warning: &mut ConfigWarning, text: &str, json: bool) {
+    let key = ConfigError { position: warning.position, key: warning.key.clone(), ..ConfigError::new("") };
+    warning.position = place(key, text, json).position;
 }
 
 #[cfg(test)]
@@ -123,6 +169,18 @@ mod tests {
         assert_eq!(&text[toml_array_element(text, 0, 1).unwrap()..][..3], "'c'");
         assert_eq!(&text[toml_array_element(text, 0, 2).unwrap()..][..1], "3");
         assert_eq!(toml_array_element(text, 0, 3), None);
+    }
+
+    #[test]
+    fn finds_keys_in_other_case_and_elements() {
+        let text =
+            "[Servers.web]\nBind = \"x\"\n[servers.web.discovery]\nstatic_list = [\n  \"a\",\n  \"b\" ]\n";
+        assert_eq!(toml_line(text, &["servers", "web", "bind"]), Some(2));
+        let e = place(ConfigError::at_key("servers.web.discovery.static_list[1]", "x"), text, false);
+        assert_eq!(e.position, Some((6, 3)));
+        let json = "{\"servers\": {\"web\": {\"discovery\": {\n \"static_list\": [\"a\",\n  \"b\"]}}}}";
+        let e = place(ConfigError::at_key("servers.web.discovery.static_list[1]", "x"), json, true);
+        assert_eq!(e.position, Some((3, 3)));
     }
 
     #[test]

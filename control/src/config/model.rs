@@ -1,17 +1,18 @@
 //! The configuration model: every section and key of gobetween's configuration, plus betwixt's own
 //! additions (`[runtime]`). Field names are the file's key names, so TOML and JSON read alike.
 //! Optional keys stay `Option` (left out when writing) so that `/dump` writes back what the user
-//! wrote, not our defaults.
+//! wrote, not our defaults. Values gobetween reads loosely are kept as written (strings, signed
+//! numbers) and read by `loose`; unknown keys are noted by `tolerant`, not refused here.
 
 use super::duration::GoDuration;
-use crate::backend::BackendSpec;
+use super::loose::empty_is_unset;
+use super::loose::LooseDuration;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     pub logging: Option<Logging>,
     pub api: Option<Api>,
@@ -27,34 +28,17 @@ pub struct Config {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Logging {
-    pub level: Option<LogLevel>,
-    /// `stdout`, `stderr` or a file path.
+    /// Read by `loose::log_level`.
+    pub level: Option<String>,
+    /// `stdout` (also empty), `stderr` or a file path.
     pub output: Option<String>,
-    pub format: Option<LogFormat>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
+    /// Read by `loose::log_format`.
+    pub format: Option<String>,
 }
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Api {
     #[serde(default)]
     pub enabled: bool,
@@ -76,7 +60,6 @@ pub struct Api {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BasicAuth {
     pub login: String,
     pub password: String,
@@ -84,7 +67,6 @@ pub struct BasicAuth {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CertPair {
     pub cert_path: String,
     pub key_path: String,
@@ -92,7 +74,6 @@ pub struct CertPair {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Metrics {
     #[serde(default)]
     pub enabled: bool,
@@ -101,7 +82,6 @@ pub struct Metrics {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Profiler {
     #[serde(default)]
     pub enabled: bool,
@@ -110,17 +90,16 @@ pub struct Profiler {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Acme {
     pub challenge: Option<String>,
     pub http_bind: Option<String>,
     pub cache_dir: Option<String>,
 }
 
-/// betwixt additions: `[runtime] shards = N`, `shutdown_grace = "30s"`, `splice = true`.
+/// betwixt additions: `[runtime] shards = N`, `shutdown_grace = "30s"`, `splice = true`,
+/// `strict = true`.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Runtime {
     /// Number of data-plane shards; default one per CPU the process may run on.
     pub shards: Option<usize>,
@@ -128,17 +107,18 @@ pub struct Runtime {
     pub shutdown_grace: Option<GoDuration>,
     /// Move bulk streams through kernel pipes (`splice`) instead of copying them; default on.
     pub splice: Option<bool>,
+    /// Refuse what gobetween tolerates (every configuration warning becomes an error).
+    pub strict: Option<bool>,
 }
 
 /// The four options `[defaults]` supplies to every server.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConnectionOptions {
     pub max_connections: Option<u32>,
-    pub client_idle_timeout: Option<GoDuration>,
-    pub backend_idle_timeout: Option<GoDuration>,
-    pub backend_connection_timeout: Option<GoDuration>,
+    pub client_idle_timeout: Option<LooseDuration>,
+    pub backend_idle_timeout: Option<LooseDuration>,
+    pub backend_connection_timeout: Option<LooseDuration>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,7 +146,6 @@ pub enum Balance {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Server {
     pub bind: String,
     pub protocol: Option<Protocol>,
@@ -175,9 +154,9 @@ pub struct Server {
     /// priority value that has an eligible backend. Default `false`.
     pub priority_groups: Option<bool>,
     pub max_connections: Option<u32>,
-    pub client_idle_timeout: Option<GoDuration>,
-    pub backend_idle_timeout: Option<GoDuration>,
-    pub backend_connection_timeout: Option<GoDuration>,
+    pub client_idle_timeout: Option<LooseDuration>,
+    pub backend_idle_timeout: Option<LooseDuration>,
+    pub backend_connection_timeout: Option<LooseDuration>,
     pub sni: Option<Sni>,
     pub tls: Option<Tls>,
     pub backends_tls: Option<BackendsTls>,
@@ -190,8 +169,8 @@ pub struct Server {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Sni {
+    #[serde(default, deserialize_with = "empty_is_unset")]
     pub read_timeout: Option<GoDuration>,
     pub hostname_matching_strategy: Option<String>,
     pub unexpected_hostname_strategy: Option<String>,
@@ -199,7 +178,6 @@ pub struct Sni {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Tls {
     pub cert_path: Option<String>,
     pub key_path: Option<String>,
@@ -213,7 +191,6 @@ pub struct Tls {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BackendsTls {
     pub ignore_verify: Option<bool>,
     pub root_ca_cert_path: Option<String>,
@@ -228,7 +205,6 @@ pub struct BackendsTls {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Udp {
     pub max_requests: Option<u64>,
     pub max_responses: Option<u64>,
@@ -237,10 +213,9 @@ pub struct Udp {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Access {
-    /// `allow` or `deny`.
-    pub default: String,
+    /// `allow` or `deny`; left out or empty is `allow`, as in gobetween.
+    pub default: Option<String>,
     /// `allow|deny IP-or-CIDR`, first match wins.
     #[serde(default)]
     pub rules: Vec<String>,
@@ -248,7 +223,6 @@ pub struct Access {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProxyProtocol {
     pub version: String,
 }
@@ -270,14 +244,17 @@ pub enum DiscoveryKind {
 /// One flat table as in gobetween: `kind` picks which of the kind-specific keys apply.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Discovery {
     pub kind: DiscoveryKind,
+    /// `keeplast` or `setempty`; empty is `keeplast`.
     pub failpolicy: Option<String>,
+    #[serde(default, deserialize_with = "empty_is_unset")]
     pub interval: Option<GoDuration>,
+    #[serde(default, deserialize_with = "empty_is_unset")]
     pub timeout: Option<GoDuration>,
 
-    pub static_list: Option<Vec<BackendSpec>>,
+    /// Backend lines as written; `discovery::static_list` reads them.
+    pub static_list: Option<Vec<String>>,
 
     pub srv_lookup_server: Option<String>,
     pub srv_lookup_pattern: Option<String>,
@@ -309,6 +286,9 @@ pub struct Discovery {
     pub consul_service_name: Option<String>,
     pub consul_service_tag: Option<String>,
     pub consul_service_passing_only: Option<bool>,
+    /// The key gobetween's code reads.
+    pub consul_datacenter: Option<String>,
+    /// The key gobetween's sample file writes (and gobetween ignores): read as `consul_datacenter`.
     pub consul_service_datacenter: Option<String>,
     pub consul_auth_username: Option<String>,
     pub consul_auth_password: Option<String>,
@@ -354,13 +334,16 @@ pub enum InitialStatus {
 
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Healthcheck {
     pub kind: HealthcheckKind,
+    #[serde(default, deserialize_with = "empty_is_unset")]
     pub interval: Option<GoDuration>,
+    /// `"0"` (or left out): no time limit of the check's own; see `resolve`.
+    #[serde(default, deserialize_with = "empty_is_unset")]
     pub timeout: Option<GoDuration>,
-    pub fails: Option<u32>,
-    pub passes: Option<u32>,
+    /// Below 1 is read as 1 (`loose::at_least_one`).
+    pub fails: Option<i64>,
+    pub passes: Option<i64>,
     pub initial_status: Option<InitialStatus>,
 
     pub probe_protocol: Option<String>,

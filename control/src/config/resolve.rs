@@ -1,16 +1,28 @@
 //! The effective settings of a server: `[defaults]` merged in, gobetween's defaults applied,
-//! durations turned into limits. The data plane and the control loop read only these.
+//! durations turned into limits, loose values read (with a warning for each, see `loose`).
+//! The data plane and the control loop read only these.
 
+use super::duration::GoDuration;
+use super::error::{ConfigError, ConfigWarning, Warnings};
+use super::loose::{at_least_one, LooseDuration};
 use super::model::{
-    Balance, Config, ConnectionOptions, Healthcheck, HealthcheckKind, InitialStatus, Protocol, Server,
+    Balance, Config, ConnectionOptions, Discovery, DiscoveryKind, Healthcheck, HealthcheckKind,
+    InitialStatus, Protocol, Server,
 };
 use crate::access::AccessRules;
 use crate::balance::ClientBytes;
+use crate::discovery::static_list;
 use crate::healthcheck::Probe;
 use std::time::Duration;
 
 /// Interval used when a healthcheck names none.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long a check may run when its `timeout` is `"0"` or left out. gobetween gives such a
+/// check no time limit of its own: a ping then waits for the kernel's connect timeout (127 s
+/// with Linux defaults) and a probe or an exec could wait forever. betwixt keeps the meaning
+/// but ends the wait at that same 127 s, so a stuck check fails instead of hanging.
+pub const UNSET_CHECK_TIMEOUT: Duration = Duration::from_secs(127);
 
 /// The shortest healthcheck interval betwixt runs (gobetween has none): at `1ns` each backend's
 /// check would run back to back and keep the control thread busy. A shorter `interval` is
@@ -43,7 +55,7 @@ pub struct CheckSettings {
     pub kind: HealthcheckKind,
     /// At least `MIN_CHECK_INTERVAL`.
     pub interval: Duration,
-    /// Never zero: "0" falls back to the interval so that a check cannot hang forever.
+    /// Never zero: "0" is `UNSET_CHECK_TIMEOUT`, so that a check cannot hang forever.
     pub timeout: Duration,
     pub fails: u32,
     pub passes: u32,
@@ -60,17 +72,38 @@ impl Server {
         let mut merged = self.clone();
         if let Some(d) = defaults {
             merged.max_connections = merged.max_connections.or(d.max_connections);
-            merged.client_idle_timeout = merged.client_idle_timeout.or(d.client_idle_timeout);
-            merged.backend_idle_timeout = merged.backend_idle_timeout.or(d.backend_idle_timeout);
+            merged.client_idle_timeout = merged.client_idle_timeout.or_else(|| d.client_idle_timeout.clone());
+            merged.backend_idle_timeout =
+                merged.backend_idle_timeout.or_else(|| d.backend_idle_timeout.clone());
             merged.backend_connection_timeout =
-                merged.backend_connection_timeout.or(d.backend_connection_timeout);
+                merged.backend_connection_timeout.or_else(|| d.backend_connection_timeout.clone());
         }
         merged
     }
 
-    pub fn settings(&self, name: &str, defaults: Option<&ConnectionOptions>) -> ServerSettings {
+    /// The server's effective settings, and a warning for every value read loosely. Values
+    /// taken from `[defaults]` are read silently here: `Config::lint` warns about them once.
+    pub fn resolve(&self, name: &str, defaults: Option<&ConnectionOptions>) -> (ServerSettings, Warnings) {
         let s = self.with_defaults(defaults);
-        ServerSettings {
+        let mut warnings = Warnings::new(format!("servers.{name}"));
+        let mut limit = |field: &str, own: &Option<LooseDuration>, merged: &Option<LooseDuration>| {
+            if let Some(own) = own {
+                warnings.note(field, own.limit().1);
+            }
+            merged.as_ref().and_then(|d| d.limit().0)
+        };
+        let client_idle_timeout =
+            limit("client_idle_timeout", &self.client_idle_timeout, &s.client_idle_timeout);
+        let backend_idle_timeout =
+            limit("backend_idle_timeout", &self.backend_idle_timeout, &s.backend_idle_timeout);
+        let backend_connection_timeout = limit(
+            "backend_connection_timeout",
+            &self.backend_connection_timeout,
+            &s.backend_connection_timeout,
+        );
+        lint_discovery(&s.discovery, &mut warnings);
+        let healthcheck = s.healthcheck.as_ref().and_then(|raw| CheckSettings::read(raw, &mut warnings));
+        let settings = ServerSettings {
             name: name.to_string(),
             bind: s.bind.clone(),
             protocol: s.protocol.unwrap_or_default(),
@@ -78,10 +111,10 @@ impl Server {
             priority_groups: s.priority_groups.unwrap_or(false),
             client_bytes: ClientBytes::for_bind(&s.bind, crate::bind::ipv4_mapped_supported()),
             max_connections: s.max_connections.unwrap_or(0),
-            client_idle_timeout: s.client_idle_timeout.and_then(|d| d.as_limit()),
-            backend_idle_timeout: s.backend_idle_timeout.and_then(|d| d.as_limit()),
-            backend_connection_timeout: s.backend_connection_timeout.and_then(|d| d.as_limit()),
-            healthcheck: s.healthcheck.as_ref().and_then(CheckSettings::from_section),
+            client_idle_timeout,
+            backend_idle_timeout,
+            backend_connection_timeout,
+            healthcheck,
             access: s.access.as_ref().map(|section| {
                 // Validation rejects bad rules before a server starts; should one get here
                 // anyway, nobody is let in rather than everybody.
@@ -90,28 +123,74 @@ impl Server {
                     AccessRules::deny_all()
                 })
             }),
+        };
+        (settings, warnings)
+    }
+}
+
+/// What is loose in a discovery section: the static list's lines, a datacenter under its alias.
+fn lint_discovery(discovery: &Discovery, warnings: &mut Warnings) {
+    if discovery.kind == DiscoveryKind::Static {
+        if discovery.static_list.is_none() {
+            warnings.note(
+                "discovery.static_list",
+                Some("missing: the server starts with no backends (gobetween would crash here)".into()),
+            );
         }
+        for (index, note) in static_list::read(discovery).1 {
+            warnings.note(&format!("discovery.static_list[{index}]"), Some(note));
+        }
+    }
+    if discovery.consul_service_datacenter.is_some() {
+        let note = if discovery.consul_datacenter.is_some() {
+            "ignored: `consul_datacenter` is set too and wins"
+        } else {
+            "read as `consul_datacenter` (gobetween's code reads only that key and ignores this one)"
+        };
+        warnings.note("discovery.consul_service_datacenter", Some(note.into()));
+    }
+}
+
+impl Discovery {
+    /// The Consul datacenter: `consul_datacenter`, else its alias `consul_service_datacenter`.
+    pub fn datacenter(&self) -> Option<&str> {
+        self.consul_datacenter.as_deref().or(self.consul_service_datacenter.as_deref())
     }
 }
 
 impl CheckSettings {
     /// `None` when the section's kind is `none`.
     pub fn from_section(raw: &Healthcheck) -> Option<CheckSettings> {
+        CheckSettings::read(raw, &mut Warnings::default())
+    }
+
+    /// As `from_section`, noting loosely read values in `warnings`.
+    fn read(raw: &Healthcheck, warnings: &mut Warnings) -> Option<CheckSettings> {
         if raw.kind == HealthcheckKind::None {
             return None;
         }
         let interval =
             raw.interval.and_then(|d| d.as_limit()).unwrap_or(DEFAULT_CHECK_INTERVAL).max(MIN_CHECK_INTERVAL);
-        Some(CheckSettings {
+        let mut count = |field: &str, value: Option<i64>| {
+            let (count, note) = at_least_one(value.unwrap_or(1));
+            warnings.note(&format!("healthcheck.{field}"), note);
+            count
+        };
+        let settings = CheckSettings {
             kind: raw.kind,
             interval,
-            timeout: raw.timeout.and_then(|d| d.as_limit()).unwrap_or(interval),
-            fails: raw.fails.unwrap_or(1),
-            passes: raw.passes.unwrap_or(1),
+            timeout: raw.timeout.and_then(|d| d.as_limit()).unwrap_or(UNSET_CHECK_TIMEOUT),
+            fails: count("fails", raw.fails),
+            passes: count("passes", raw.passes),
             initially_healthy: raw.initial_status.unwrap_or_default() == InitialStatus::Healthy,
             probe: (raw.kind == HealthcheckKind::Probe).then(|| Probe::from_section(raw).ok()).flatten(),
             raw: raw.clone(),
-        })
+        };
+        let raised = settings.raised_interval().map(|given| {
+            format!("{} is below betwixt's floor; checking every {}", GoDuration(given), GoDuration(interval))
+        });
+        warnings.note("healthcheck.interval", raised);
+        Some(settings)
     }
 
     /// The `interval` the section gave, when it was below `MIN_CHECK_INTERVAL` and raised.
@@ -121,16 +200,63 @@ impl CheckSettings {
 }
 
 impl Config {
-    /// The configuration with `[defaults]` folded into every server: what `betwixt check` prints.
+    /// The configuration as betwixt runs it, which `betwixt check` prints: `[defaults]` folded
+    /// into every server, and static lists as the backends they give (bad lines left out, every
+    /// option written out).
     pub fn normalized(&self) -> Config {
         let mut config = self.clone();
         for server in config.servers.values_mut() {
             *server = server.with_defaults(self.defaults.as_ref());
+            let discovery = &mut server.discovery;
+            if discovery.static_list.is_some() {
+                let backends = static_list::backends(discovery);
+                discovery.static_list = Some(backends.iter().map(ToString::to_string).collect());
+            }
         }
         config
     }
 
-    pub fn server_settings(&self) -> Vec<ServerSettings> {
-        self.servers.iter().map(|(name, server)| server.settings(name, self.defaults.as_ref())).collect()
+    /// Reads every loosely written value once: an error for what gobetween refuses (an unknown
+    /// log level), a warning for what it tolerates. Checks of structure are `validate`'s.
+    pub fn lint(&self) -> Result<Vec<ConfigWarning>, ConfigError> {
+        let mut warnings = Warnings::new("");
+        if let Some(logging) = &self.logging {
+            let (_, note) = logging.level().map_err(|e| ConfigError::at_key("logging.level", e))?;
+            warnings.note("logging.level", note);
+            warnings.note("logging.format", logging.format().1);
+        }
+        if let Some(defaults) = &self.defaults {
+            for (field, value) in [
+                ("client_idle_timeout", &defaults.client_idle_timeout),
+                ("backend_idle_timeout", &defaults.backend_idle_timeout),
+                ("backend_connection_timeout", &defaults.backend_connection_timeout),
+            ] {
+                warnings.note(&format!("defaults.{field}"), value.as_ref().and_then(|d| d.limit().1));
+            }
+        }
+        for (name, server) in &self.servers {
+            warnings.absorb(server.resolve(name, self.defaults.as_ref()).1);
+        }
+        Ok(warnings.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_timeout_zero_is_bounded_not_the_interval() {
+        let mut raw = Healthcheck {
+            kind: HealthcheckKind::Ping,
+            interval: Some(GoDuration(Duration::from_secs(1))),
+            ..Healthcheck::default()
+        };
+        for timeout in [None, Some(GoDuration::ZERO)] {
+            raw.timeout = timeout;
+            assert_eq!(CheckSettings::from_section(&raw).unwrap().timeout, UNSET_CHECK_TIMEOUT);
+        }
+        raw.timeout = Some(GoDuration(Duration::from_millis(300)));
+        assert_eq!(CheckSettings::from_section(&raw).unwrap().timeout, Duration::from_millis(300));
     }
 }

@@ -1,7 +1,7 @@
 //! Checks that need more than one key at a time, or a value's meaning. Each error names its key.
 
 use super::error::ConfigError;
-use super::model::{Config, DiscoveryKind, HealthcheckKind, Server};
+use super::model::{Config, HealthcheckKind, Server};
 use crate::access::AccessRules;
 use crate::backend::split_host_port;
 use crate::healthcheck::Probe;
@@ -50,14 +50,9 @@ pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
     split_host_port(&server.bind).map_err(|e| ConfigError::at_key(key("bind"), e))?;
 
     let discovery = &server.discovery;
-    if discovery.kind == DiscoveryKind::Static && discovery.static_list.is_none() {
-        return Err(ConfigError::at_key(
-            key("discovery.static_list"),
-            "required when discovery kind is \"static\"",
-        ));
-    }
     if let Some(policy) = &discovery.failpolicy {
-        if policy != "keeplast" && policy != "setempty" {
+        // Empty is gobetween's keeplast.
+        if !matches!(policy.as_str(), "" | "keeplast" | "setempty") {
             return Err(ConfigError::at_key(
                 key("discovery.failpolicy"),
                 format!("unknown fail policy {policy:?} (use keeplast or setempty)"),
@@ -66,18 +61,8 @@ pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
     }
 
     if let Some(check) = &server.healthcheck {
-        if check.kind != HealthcheckKind::None {
-            if check.interval.is_some_and(|i| i.0.is_zero()) {
-                return Err(ConfigError::at_key(key("healthcheck.interval"), "must be greater than 0"));
-            }
-            for (field, value) in [("fails", check.fails), ("passes", check.passes)] {
-                if value == Some(0) {
-                    return Err(ConfigError::at_key(
-                        key(&format!("healthcheck.{field}")),
-                        "must be at least 1",
-                    ));
-                }
-            }
+        if check.kind != HealthcheckKind::None && check.interval.is_some_and(|i| i.0.is_zero()) {
+            return Err(ConfigError::at_key(key("healthcheck.interval"), "must be greater than 0"));
         }
         match check.kind {
             HealthcheckKind::Probe => {
@@ -178,6 +163,18 @@ mod tests {
     }
 
     #[test]
+    fn gobetween_defaults_for_empty_values() {
+        let text = format!(
+            "{}[servers.s.access]\n[servers.s.healthcheck]\nkind = \"none\"\ninterval = \"\"\ntimeout = \"\"\n",
+            server("")
+        )
+        .replace("kind = \"static\"", "kind = \"static\"\nfailpolicy = \"\"\ninterval = \"\"");
+        let (config, warnings) = parse_config(&text, Format::Toml).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.servers["s"].healthcheck.as_ref().unwrap().interval, None);
+    }
+
+    #[test]
     fn server_names() {
         use super::{server_name, MAX_NAME_LEN};
         for good in ["web", "db 1", "a\"quoted\"", "a/b", "Zürich", "...", &"n".repeat(MAX_NAME_LEN)] {
@@ -209,12 +206,5 @@ mod tests {
         let text = server("").replace("[servers.s", "[servers.\"a\\nb\"");
         let e = parse_config(&text, Format::Toml).unwrap_err();
         assert!(e.message.contains("control characters"), "{e}");
-    }
-
-    #[test]
-    fn static_needs_list() {
-        let text = "[servers.s]\nbind = \":1\"\n[servers.s.discovery]\nkind = \"static\"\n";
-        let e = parse_config(text, Format::Toml).unwrap_err();
-        assert_eq!(e.key.as_deref(), Some("servers.s.discovery.static_list"));
     }
 }

@@ -95,8 +95,8 @@ mod tests {
     fn settings(fails: u32, passes: u32, healthy: bool) -> CheckSettings {
         let raw = Healthcheck {
             kind: HealthcheckKind::Ping,
-            fails: Some(fails),
-            passes: Some(passes),
+            fails: Some(fails.into()),
+            passes: Some(passes.into()),
             ..Default::default()
         };
         let mut s = CheckSettings::from_section(&raw).unwrap();

@@ -85,8 +85,9 @@ impl Probe {
             .as_deref()
             .ok_or_else(|| error("probe_recv", "required when kind is \"probe\""))?;
         let recv_len = raw.probe_recv_len.unwrap_or(0) as usize;
-        let expect = match raw.probe_strategy.as_deref().unwrap_or("starts_with") {
-            "starts_with" => Expect::StartsWith(unescape(recv).map_err(|e| error("probe_recv", e))?),
+        // Left out or empty is starts_with, as in gobetween.
+        let expect = match raw.probe_strategy.as_deref().unwrap_or("") {
+            "" | "starts_with" => Expect::StartsWith(unescape(recv).map_err(|e| error("probe_recv", e))?),
             "regexp" => {
                 if recv_len == 0 {
                     return Err(error(
