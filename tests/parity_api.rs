@@ -173,6 +173,105 @@ fn root_names_url_and_consul_sources_as_gobetween() {
     assert_eq!((source["host"].as_str(), source["key"].as_str()), (Some(host.as_str()), Some("lb/config")));
 }
 
+/// The sections `[defaults]` and `[servers.sample]` of gobetween's own sample configuration
+/// (shared/gobetween/gobetween.toml), with the sample's bind moved to `bind`.
+fn gobetween_sample_server(bind: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/gobetween/gobetween.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let section = |start: &str, end: &str| {
+        let from = text.find(start).unwrap_or_else(|| panic!("no {start} in the sample"));
+        let to = from + text[from..].find(end).unwrap_or_else(|| panic!("no {end} after {start}"));
+        text[from..to].to_string()
+    };
+    let defaults = section("[defaults]", "\n\n");
+    let sample = section("[servers.sample]", "# ---------- udp example");
+    assert!(sample.contains("bind = \"0.0.0.0:3000\""), "{sample}");
+    format!("{defaults}\n{}", sample.replace("0.0.0.0:3000", bind))
+}
+
+/// What gobetween 0.8.2 answers for `GET /servers/sample` on its sample configuration (Go's
+/// `json.MarshalIndent` of the prepared `config.Server`), with the sample's bind moved to `bind`.
+fn gobetween_sample_reply(bind: &str) -> String {
+    r#"{
+    "max_connections": 0,
+    "client_idle_timeout": "0",
+    "backend_idle_timeout": "0",
+    "backend_connection_timeout": "0",
+    "bind": "BIND",
+    "protocol": "tcp",
+    "balance": "weight",
+    "sni": null,
+    "tls": null,
+    "backends_tls": null,
+    "udp": null,
+    "access": null,
+    "proxy_protocol": null,
+    "discovery": {
+        "kind": "static",
+        "failpolicy": "keeplast",
+        "interval": "0",
+        "timeout": "0",
+        "static_list": [
+            "localhost:8000 weight=40 priority=1",
+            "localhost:8001 weight=60 priority=1",
+            "localhost:8002 weight=100 priority=0 max_connections=10"
+        ]
+    },
+    "healthcheck": {
+        "kind": "none",
+        "interval": "0",
+        "passes": 1,
+        "fails": 1,
+        "timeout": "0",
+        "initial_status": null
+    }
+}"#
+    .replace("BIND", bind)
+}
+
+#[test]
+fn servers_are_shown_as_gobetween_prepares_them() {
+    let (api, port) = (free_port(), free_port());
+    let bind = format!("127.0.0.1:{port}");
+    let config = format!("{}{}", api_section(api), gobetween_sample_server(&bind));
+    let _bx = Betwixt::start(&config, &[], &[api, port]);
+    let client = Client::http(api);
+    let expected = gobetween_sample_reply(&bind);
+
+    // Byte for byte: every field with its default, gobetween's order, `null` for absent
+    // sections, backend lines as written, four-space indentation.
+    let one = client.get("/servers/sample");
+    assert_eq!(one.status, 200);
+    assert_eq!(one.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(one.body, expected);
+    let all = client.get("/servers");
+    let indented = expected.replace('\n', "\n    ");
+    assert_eq!(all.body, format!("{{\n    \"sample\": {indented}\n}}"));
+
+    // A server created through the API shows the same way: durations as written, `[defaults]`
+    // folded in, the healthcheck's defaults filled in.
+    let free = free_port();
+    let body = format!(
+        "{{\"bind\": \"127.0.0.1:{free}\", \"balance\": \"roundrobin\", \"client_idle_timeout\": \"90s\", \
+         \"access\": {{\"rules\": [\"deny 10.0.0.0/8\"]}}, \
+         \"discovery\": {{\"kind\": \"static\", \"interval\": \"1m30s\", \"static_list\": [\"127.0.0.1:1  weight=2\"]}}, \
+         \"healthcheck\": {{\"kind\": \"ping\", \"interval\": \"1.5s\", \"fails\": 0}}}}"
+    );
+    assert_eq!(client.send("POST", "/servers/api", &body).status, 200);
+    let api_server = client.get_json("/servers/api");
+    assert_eq!(api_server["client_idle_timeout"].as_str(), Some("90s"));
+    assert_eq!(api_server["backend_idle_timeout"].as_str(), Some("0"));
+    assert_eq!(api_server["balance"].as_str(), Some("roundrobin"));
+    assert_eq!(api_server["access"]["default"].as_str(), Some("allow"));
+    assert_eq!(api_server["discovery"]["interval"].as_str(), Some("1m30s"));
+    assert_eq!(api_server["discovery"]["static_list"][0].as_str(), Some("127.0.0.1:1  weight=2"));
+    let check = &api_server["healthcheck"];
+    assert_eq!(object_keys(check), ["kind", "interval", "passes", "fails", "timeout", "initial_status"]);
+    assert_eq!((check["interval"].as_str(), check["timeout"].as_str()), (Some("1.5s"), Some("0")));
+    assert_eq!((u64_at(check, "passes"), u64_at(check, "fails")), (1, 1));
+    assert!(check["initial_status"].is_null());
+}
+
 #[test]
 fn unknown_names_answer_null_and_errors_are_json_strings_with_gobetweens_codes() {
     let backend = Backend::start("one", Behaviour::Named);

@@ -251,13 +251,6 @@ impl Control {
         self.servers_lock().values().cloned().collect()
     }
 
-    /// The running configuration: feeding it back to betwixt reproduces the running servers.
-    pub fn dump(&self) -> Config {
-        let mut config = self.base.clone();
-        config.servers = self.servers_lock().iter().map(|(n, h)| (n.clone(), h.config.clone())).collect();
-        config
-    }
-
     /// Begins shutdown: refuses further changes and stops accepting everywhere. `drained` then
     /// tells when the last connection, on any server removed before or now, has closed.
     pub fn shut_down(&self) {

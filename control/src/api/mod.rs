@@ -4,7 +4,9 @@
 pub mod admission;
 pub mod auth;
 pub mod cors;
+pub mod dump;
 pub mod gofmt;
+pub mod prepared;
 pub mod reply;
 pub mod routes;
 pub mod serve;

@@ -2,16 +2,18 @@
 //! betwixt's draining additions.
 
 use super::gofmt;
+use super::prepared::Prepared;
 use super::reply::{json, page_not_found, text, ApiError, TEXT};
 use super::stats::ServerStats;
 use crate::backend::split_host_port;
 use crate::config::depth::check_json_depth;
 use crate::config::validate::server_name;
 use crate::config::{
-    duration, enforce_strict, parse_as, render, ConfigError, DiscoveryKind, Format, GoDuration,
-    HealthcheckKind, Server,
+    duration, enforce_strict, parse_as, ConfigError, DiscoveryKind, Format, GoDuration, HealthcheckKind,
+    Server,
 };
 use crate::control::{Control, ControlError, Drain};
+use crate::server::ServerHandle;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
@@ -135,10 +137,6 @@ struct DumpQuery {
     format: Option<String>,
 }
 
-/// What `/dump` writes instead of the basic-auth password: a dump is shared more widely than
-/// the file it came from. It still parses, and says plainly that it is not the password.
-pub const MASKED: &str = "********";
-
 /// `GET /dump`: plain text in both formats, as gobetween serves it; an unknown format is a 500
 /// with a JSON string, as in gobetween.
 async fn dump(State(control): Shared, Query(query): Query<DumpQuery>) -> Result<Response, ApiError> {
@@ -149,28 +147,29 @@ async fn dump(State(control): Shared, Query(query): Query<DumpQuery>) -> Result<
             return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Unknown format {other}")))
         }
     };
-    let mut config = control.dump();
-    if let Some(auth) = config.api.as_mut().and_then(|api| api.basic_auth.as_mut()) {
-        auth.password = MASKED.to_string();
-    }
-    Ok(text(StatusCode::OK, TEXT, render(&config, format)))
+    let servers = control.servers();
+    let dump = super::dump::render(control.base_config(), &servers, format)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(text(StatusCode::OK, TEXT, dump))
 }
 
-/// A server's section with `[defaults]` folded in, as gobetween lists it.
-fn effective(control: &Control, config: &Server) -> Server {
-    config.with_defaults(control.base_config().defaults.as_ref())
+/// A running server's configuration as gobetween shows it.
+fn prepared<'a>(control: &'a Control, server: &'a ServerHandle) -> Prepared<'a> {
+    Prepared::of(&server.config, control.base_config().defaults.as_ref())
 }
 
+/// `GET /servers`: every running server's configuration, by name.
 async fn list(State(control): Shared) -> Response {
-    let servers: BTreeMap<String, Server> =
-        control.servers().iter().map(|h| (h.name.clone(), effective(&control, &h.config))).collect();
-    json(StatusCode::OK, &servers)
+    let servers = control.servers();
+    let prepared: BTreeMap<&str, Prepared> =
+        servers.iter().map(|h| (h.name.as_str(), prepared(&control, h))).collect();
+    json(StatusCode::OK, &prepared)
 }
 
 /// `GET /servers/NAME`; an unknown name answers `null`, as in gobetween.
 async fn show(State(control): Shared, Path(name): Path<String>) -> Response {
-    let server = control.server(&name).map(|server| effective(&control, &server.config));
-    json(StatusCode::OK, &server)
+    let server = control.server(&name);
+    json(StatusCode::OK, &server.as_deref().map(|server| prepared(&control, server)))
 }
 
 /// `GET /servers/NAME/stats`; an unknown name answers `null`, as in gobetween.
