@@ -415,12 +415,17 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
     }
 }
 
-#[test]
-fn delete_closes_the_servers_live_connections() {
+/// betwixt proxying the server `s` to an echo backend: (backend, betwixt, API client, port).
+fn echo_server() -> (Backend, Betwixt, Client, u16) {
     let backend = Backend::start("echo", Behaviour::Echo);
     let (api, port) = (free_port(), free_port());
     let bx = start(api, port, "weight", &[backend.line()], "");
-    let client = Client::http(api);
+    (backend, bx, Client::http(api), port)
+}
+
+#[test]
+fn delete_closes_the_servers_live_connections() {
+    let (_backend, bx, client, port) = echo_server();
     let mut live = [echoing(port), echoing(port)];
 
     let deleted = client.send("DELETE", "/servers/s", "");
@@ -437,10 +442,7 @@ fn delete_closes_the_servers_live_connections() {
 
 #[test]
 fn delete_with_drain_lets_connections_finish_then_closes_the_rest() {
-    let backend = Backend::start("echo", Behaviour::Echo);
-    let (api, port) = (free_port(), free_port());
-    let _bx = start(api, port, "weight", &[backend.line()], "");
-    let client = Client::http(api);
+    let (_backend, _bx, client, port) = echo_server();
     let (mut finishing, mut lingering) = (echoing(port), echoing(port));
 
     assert_eq!(client.send("DELETE", "/servers/s?drain=x", "").status, 400);

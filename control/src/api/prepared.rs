@@ -12,6 +12,7 @@ use crate::config::model::{
 use crate::config::WrittenDuration;
 use crate::healthcheck::escapes::unescape;
 use serde::Serialize;
+use sonic_rs::{JsonValueTrait, Value};
 
 /// A duration left out, as gobetween fills it in.
 const NO_DURATION: &str = "0";
@@ -216,28 +217,7 @@ struct DiscoveryView<'a> {
     interval: &'a str,
     timeout: &'a str,
     #[serde(flatten)]
-    groups: DiscoveryGroups<'a>,
-}
-
-/// The kind-specific keys, in the order of gobetween's embedded structs.
-#[derive(Serialize)]
-struct DiscoveryGroups<'a> {
-    #[serde(flatten)]
-    r#static: Option<StaticGroup<'a>>,
-    #[serde(flatten)]
-    srv: Option<SrvGroup<'a>>,
-    #[serde(flatten)]
-    docker: Option<DockerGroup<'a>>,
-    #[serde(flatten)]
-    json: Option<JsonGroup<'a>>,
-    #[serde(flatten)]
-    exec: Option<ExecDiscoveryGroup<'a>>,
-    #[serde(flatten)]
-    plaintext: Option<PlaintextGroup<'a>>,
-    #[serde(flatten)]
-    consul: Option<ConsulGroup<'a>>,
-    #[serde(flatten)]
-    lxd: Option<LxdGroup<'a>>,
+    groups: Groups,
 }
 
 impl<'a> DiscoveryView<'a> {
@@ -247,17 +227,125 @@ impl<'a> DiscoveryView<'a> {
             failpolicy: text(&d.failpolicy, "keeplast"),
             interval: written(&d.interval, NO_DURATION),
             timeout: written(&d.timeout, NO_DURATION),
-            groups: DiscoveryGroups {
-                r#static: d.static_list.as_ref().map(|list| StaticGroup { static_list: list }),
-                srv: SrvGroup::of(d),
-                docker: DockerGroup::of(d),
-                json: JsonGroup::of(d),
-                exec: d.exec_command.as_ref().map(|command| ExecDiscoveryGroup { exec_command: command }),
-                plaintext: PlaintextGroup::of(d),
-                consul: ConsulGroup::of(d),
-                lxd: LxdGroup::of(d),
-            },
+            groups: Groups::of(d),
         }
+    }
+}
+
+/// What a key of a kind-specific group shows when the configuration leaves it out.
+#[derive(Clone, Copy)]
+enum Unset {
+    Text(&'static str),
+    Flag,
+    Number,
+    List,
+}
+
+const TEXT: Unset = Unset::Text("");
+
+/// gobetween's kind-specific discovery keys: one group per embedded struct of its
+/// `DiscoveryConfig`, in its order, each key with what gobetween shows when it is left out.
+const DISCOVERY_GROUPS: [&[(&str, Unset)]; 8] = [
+    &[("static_list", Unset::List)],
+    &[("srv_lookup_server", TEXT), ("srv_lookup_pattern", TEXT), ("srv_dns_protocol", Unset::Text("udp"))],
+    &[
+        ("docker_endpoint", TEXT),
+        ("docker_container_label", TEXT),
+        ("docker_container_private_port", Unset::Number),
+        ("docker_container_host_env_var", TEXT),
+        ("docker_tls_enabled", Unset::Flag),
+        ("docker_tls_cert_path", TEXT),
+        ("docker_tls_key_path", TEXT),
+        ("docker_tls_cacert_path", TEXT),
+    ],
+    &[
+        ("json_endpoint", TEXT),
+        ("json_host_pattern", TEXT),
+        ("json_port_pattern", TEXT),
+        ("json_weight_pattern", TEXT),
+        ("json_priority_pattern", TEXT),
+        ("json_sni_pattern", TEXT),
+        ("json_max_connections_pattern", TEXT),
+    ],
+    &[("exec_command", Unset::List)],
+    &[("plaintext_endpoint", TEXT), ("plaintext_regex_pattern", TEXT)],
+    &[
+        ("consul_host", TEXT),
+        ("consul_service_name", TEXT),
+        ("consul_service_tag", TEXT),
+        ("consul_service_passing_only", Unset::Flag),
+        ("consul_datacenter", TEXT),
+        ("consul_auth_username", TEXT),
+        ("consul_auth_password", TEXT),
+        ("consul_tls_enabled", Unset::Flag),
+        ("consul_tls_cert_path", TEXT),
+        ("consul_tls_key_path", TEXT),
+        ("consul_tls_cacert_path", TEXT),
+        ("consul_acl_token", TEXT),
+    ],
+    &[
+        ("lxd_server_address", TEXT),
+        ("lxd_server_remote_name", Unset::Text("local")),
+        ("lxd_server_remote_password", TEXT),
+        ("lxd_config_directory", TEXT),
+        ("lxd_generate_client_certs", Unset::Flag),
+        ("lxd_accept_server_cert", Unset::Flag),
+        ("lxd_container_label_key", TEXT),
+        ("lxd_container_label_value", TEXT),
+        ("lxd_container_port", Unset::Number),
+        ("lxd_container_port_key", TEXT),
+        ("lxd_container_interface", Unset::Text("eth0")),
+        ("lxd_container_interface_key", TEXT),
+        ("lxd_container_sni_key", TEXT),
+        ("lxd_container_address_type", Unset::Text("IPv4")),
+    ],
+];
+
+/// The sample file's name for `consul_datacenter`, which betwixt reads as it.
+const DATACENTER_ALIAS: (&str, &str) = ("consul_service_datacenter", "consul_datacenter");
+
+/// The kind-specific keys to show, in order: every key of each group the section used.
+struct Groups(Vec<(&'static str, Value)>);
+
+impl Groups {
+    fn of(discovery: &Discovery) -> Groups {
+        // The keys the section gave, by name (the model leaves out the others when written).
+        let mut given = sonic_rs::to_value(discovery).ok().and_then(|v| v.into_object()).unwrap_or_default();
+        if let Some(datacenter) = given.remove(&DATACENTER_ALIAS.0) {
+            if given.get(&DATACENTER_ALIAS.1).is_none() {
+                given.insert(DATACENTER_ALIAS.1, datacenter);
+            }
+        }
+        let mut keys = Vec::new();
+        for group in DISCOVERY_GROUPS {
+            if !group.iter().any(|(key, _)| given.get(key).is_some()) {
+                continue;
+            }
+            for &(key, unset) in group {
+                let value = given
+                    .get(&key)
+                    .filter(|v| !matches!(unset, Unset::Text(d) if !d.is_empty() && v.as_str() == Some("")));
+                let value = value.cloned().unwrap_or_else(|| match unset {
+                    Unset::Text(default) => Value::from(default),
+                    Unset::Flag => Value::from(false),
+                    Unset::Number => Value::from(0),
+                    Unset::List => Value::new_array(),
+                });
+                keys.push((key, value));
+            }
+        }
+        Groups(keys)
+    }
+}
+
+impl Serialize for Groups {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
     }
 }
 
@@ -268,237 +356,6 @@ fn any_given(keys: &[bool]) -> bool {
 
 fn s(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("")
-}
-
-#[derive(Serialize)]
-struct StaticGroup<'a> {
-    static_list: &'a [String],
-}
-
-#[derive(Serialize)]
-struct SrvGroup<'a> {
-    srv_lookup_server: &'a str,
-    srv_lookup_pattern: &'a str,
-    srv_dns_protocol: &'a str,
-}
-
-impl<'a> SrvGroup<'a> {
-    fn of(d: &'a Discovery) -> Option<Self> {
-        any_given(&[
-            d.srv_lookup_server.is_some(),
-            d.srv_lookup_pattern.is_some(),
-            d.srv_dns_protocol.is_some(),
-        ])
-        .then(|| SrvGroup {
-            srv_lookup_server: s(&d.srv_lookup_server),
-            srv_lookup_pattern: s(&d.srv_lookup_pattern),
-            srv_dns_protocol: text(&d.srv_dns_protocol, "udp"),
-        })
-    }
-}
-
-#[derive(Serialize)]
-struct DockerGroup<'a> {
-    docker_endpoint: &'a str,
-    docker_container_label: &'a str,
-    docker_container_private_port: u16,
-    docker_container_host_env_var: &'a str,
-    docker_tls_enabled: bool,
-    docker_tls_cert_path: &'a str,
-    docker_tls_key_path: &'a str,
-    docker_tls_cacert_path: &'a str,
-}
-
-impl<'a> DockerGroup<'a> {
-    fn of(d: &'a Discovery) -> Option<Self> {
-        any_given(&[
-            d.docker_endpoint.is_some(),
-            d.docker_container_label.is_some(),
-            d.docker_container_private_port.is_some(),
-            d.docker_container_host_env_var.is_some(),
-            d.docker_tls_enabled.is_some(),
-            d.docker_tls_cert_path.is_some(),
-            d.docker_tls_key_path.is_some(),
-            d.docker_tls_cacert_path.is_some(),
-        ])
-        .then(|| DockerGroup {
-            docker_endpoint: s(&d.docker_endpoint),
-            docker_container_label: s(&d.docker_container_label),
-            docker_container_private_port: d.docker_container_private_port.unwrap_or(0),
-            docker_container_host_env_var: s(&d.docker_container_host_env_var),
-            docker_tls_enabled: d.docker_tls_enabled.unwrap_or(false),
-            docker_tls_cert_path: s(&d.docker_tls_cert_path),
-            docker_tls_key_path: s(&d.docker_tls_key_path),
-            docker_tls_cacert_path: s(&d.docker_tls_cacert_path),
-        })
-    }
-}
-
-#[derive(Serialize)]
-struct JsonGroup<'a> {
-    json_endpoint: &'a str,
-    json_host_pattern: &'a str,
-    json_port_pattern: &'a str,
-    json_weight_pattern: &'a str,
-    json_priority_pattern: &'a str,
-    json_sni_pattern: &'a str,
-    json_max_connections_pattern: &'a str,
-}
-
-impl<'a> JsonGroup<'a> {
-    fn of(d: &'a Discovery) -> Option<Self> {
-        let keys = [
-            &d.json_endpoint,
-            &d.json_host_pattern,
-            &d.json_port_pattern,
-            &d.json_weight_pattern,
-            &d.json_priority_pattern,
-            &d.json_sni_pattern,
-            &d.json_max_connections_pattern,
-        ];
-        any_given(&keys.map(Option::is_some)).then(|| JsonGroup {
-            json_endpoint: s(keys[0]),
-            json_host_pattern: s(keys[1]),
-            json_port_pattern: s(keys[2]),
-            json_weight_pattern: s(keys[3]),
-            json_priority_pattern: s(keys[4]),
-            json_sni_pattern: s(keys[5]),
-            json_max_connections_pattern: s(keys[6]),
-        })
-    }
-}
-
-#[derive(Serialize)]
-struct ExecDiscoveryGroup<'a> {
-    exec_command: &'a [String],
-}
-
-#[derive(Serialize)]
-struct PlaintextGroup<'a> {
-    plaintext_endpoint: &'a str,
-    plaintext_regex_pattern: &'a str,
-}
-
-impl<'a> PlaintextGroup<'a> {
-    fn of(d: &'a Discovery) -> Option<Self> {
-        any_given(&[d.plaintext_endpoint.is_some(), d.plaintext_regex_pattern.is_some()]).then(|| {
-            PlaintextGroup {
-                plaintext_endpoint: s(&d.plaintext_endpoint),
-                plaintext_regex_pattern: s(&d.plaintext_regex_pattern),
-            }
-        })
-    }
-}
-
-#[derive(Serialize)]
-struct ConsulGroup<'a> {
-    consul_host: &'a str,
-    consul_service_name: &'a str,
-    consul_service_tag: &'a str,
-    consul_service_passing_only: bool,
-    consul_datacenter: &'a str,
-    consul_auth_username: &'a str,
-    consul_auth_password: &'a str,
-    consul_tls_enabled: bool,
-    consul_tls_cert_path: &'a str,
-    consul_tls_key_path: &'a str,
-    consul_tls_cacert_path: &'a str,
-    consul_acl_token: &'a str,
-}
-
-impl<'a> ConsulGroup<'a> {
-    fn of(d: &'a Discovery) -> Option<Self> {
-        let strings = [
-            &d.consul_host,
-            &d.consul_service_name,
-            &d.consul_service_tag,
-            &d.consul_datacenter,
-            &d.consul_service_datacenter,
-            &d.consul_auth_username,
-            &d.consul_auth_password,
-            &d.consul_tls_cert_path,
-            &d.consul_tls_key_path,
-            &d.consul_tls_cacert_path,
-            &d.consul_acl_token,
-        ];
-        let flags = [d.consul_service_passing_only.is_some(), d.consul_tls_enabled.is_some()];
-        (any_given(&strings.map(Option::is_some)) || any_given(&flags)).then(|| ConsulGroup {
-            consul_host: s(&d.consul_host),
-            consul_service_name: s(&d.consul_service_name),
-            consul_service_tag: s(&d.consul_service_tag),
-            consul_service_passing_only: d.consul_service_passing_only.unwrap_or(false),
-            // The sample file's `consul_service_datacenter` is read as `consul_datacenter`.
-            consul_datacenter: d
-                .consul_datacenter
-                .as_deref()
-                .or(d.consul_service_datacenter.as_deref())
-                .unwrap_or(""),
-            consul_auth_username: s(&d.consul_auth_username),
-            consul_auth_password: s(&d.consul_auth_password),
-            consul_tls_enabled: d.consul_tls_enabled.unwrap_or(false),
-            consul_tls_cert_path: s(&d.consul_tls_cert_path),
-            consul_tls_key_path: s(&d.consul_tls_key_path),
-            consul_tls_cacert_path: s(&d.consul_tls_cacert_path),
-            consul_acl_token: s(&d.consul_acl_token),
-        })
-    }
-}
-
-#[derive(Serialize)]
-struct LxdGroup<'a> {
-    lxd_server_address: &'a str,
-    lxd_server_remote_name: &'a str,
-    lxd_server_remote_password: &'a str,
-    lxd_config_directory: &'a str,
-    lxd_generate_client_certs: bool,
-    lxd_accept_server_cert: bool,
-    lxd_container_label_key: &'a str,
-    lxd_container_label_value: &'a str,
-    lxd_container_port: u16,
-    lxd_container_port_key: &'a str,
-    lxd_container_interface: &'a str,
-    lxd_container_interface_key: &'a str,
-    lxd_container_sni_key: &'a str,
-    lxd_container_address_type: &'a str,
-}
-
-impl<'a> LxdGroup<'a> {
-    fn of(d: &'a Discovery) -> Option<Self> {
-        let strings = [
-            &d.lxd_server_address,
-            &d.lxd_server_remote_name,
-            &d.lxd_server_remote_password,
-            &d.lxd_config_directory,
-            &d.lxd_container_label_key,
-            &d.lxd_container_label_value,
-            &d.lxd_container_port_key,
-            &d.lxd_container_interface,
-            &d.lxd_container_interface_key,
-            &d.lxd_container_sni_key,
-            &d.lxd_container_address_type,
-        ];
-        let others = [
-            d.lxd_generate_client_certs.is_some(),
-            d.lxd_accept_server_cert.is_some(),
-            d.lxd_container_port.is_some(),
-        ];
-        (any_given(&strings.map(Option::is_some)) || any_given(&others)).then(|| LxdGroup {
-            lxd_server_address: s(&d.lxd_server_address),
-            lxd_server_remote_name: text(&d.lxd_server_remote_name, "local"),
-            lxd_server_remote_password: s(&d.lxd_server_remote_password),
-            lxd_config_directory: s(&d.lxd_config_directory),
-            lxd_generate_client_certs: d.lxd_generate_client_certs.unwrap_or(false),
-            lxd_accept_server_cert: d.lxd_accept_server_cert.unwrap_or(false),
-            lxd_container_label_key: s(&d.lxd_container_label_key),
-            lxd_container_label_value: s(&d.lxd_container_label_value),
-            lxd_container_port: d.lxd_container_port.unwrap_or(0),
-            lxd_container_port_key: s(&d.lxd_container_port_key),
-            lxd_container_interface: text(&d.lxd_container_interface, "eth0"),
-            lxd_container_interface_key: s(&d.lxd_container_interface_key),
-            lxd_container_sni_key: s(&d.lxd_container_sni_key),
-            lxd_container_address_type: text(&d.lxd_container_address_type, "IPv4"),
-        })
-    }
 }
 
 #[derive(Serialize)]
@@ -698,6 +555,14 @@ mod tests {
         assert!(d.get("static_list").is_none());
         assert_eq!(d["consul_datacenter"].as_str(), Some("dc1"));
         assert_eq!(d["consul_service_passing_only"].as_bool(), Some(false));
+        let srv = prepared(
+            r#"{"bind": ":1", "discovery": {"kind": "srv", "srv_lookup_server": "ns:53", "srv_dns_protocol": ""}}"#,
+            None,
+        );
+        assert_eq!(
+            srv["discovery"].to_string(),
+            r#"{"kind":"srv","failpolicy":"keeplast","interval":"0","timeout":"0","srv_lookup_server":"ns:53","srv_lookup_pattern":"","srv_dns_protocol":"udp"}"#
+        );
 
         let probe = prepared(
             &format!(
