@@ -311,6 +311,9 @@ fn unknown_names_answer_null_and_errors_are_json_strings_with_gobetweens_codes()
         409,
         "name",
     );
+    // A name that is not UTF-8 once decoded cannot exist; the refusal is a JSON string too.
+    assert_json_string(&client.get("/servers/%FF"), 400, "UTF-8");
+    assert_json_string(&client.send("DELETE", "/servers/s?drain=%FF", ""), 400, "");
     assert_eq!(object_keys(&client.get_json("/servers")), ["s"]);
     let created = client.send("POST", "/servers/new", &server(&format!("127.0.0.1:{free}")));
     assert_eq!((created.status, created.body.as_str()), (200, "null"));

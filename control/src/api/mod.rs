@@ -5,6 +5,7 @@ pub mod admission;
 pub mod auth;
 pub mod cors;
 pub mod dump;
+pub mod extract;
 pub mod gofmt;
 pub mod prepared;
 pub mod reply;

@@ -1,6 +1,7 @@
 //! The endpoints, with gobetween's paths, methods, JSON field names and status codes, and
 //! betwixt's draining additions.
 
+use super::extract::{Params, QueryParams};
 use super::gofmt;
 use super::prepared::Prepared;
 use super::reply::{json, page_not_found, text, ApiError, TEXT};
@@ -15,7 +16,7 @@ use crate::config::{
 use crate::control::{Control, ControlError, Drain};
 use crate::server::ServerHandle;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
@@ -139,7 +140,10 @@ struct DumpQuery {
 
 /// `GET /dump`: plain text in both formats, as gobetween serves it; an unknown format is a 500
 /// with a JSON string, as in gobetween.
-async fn dump(State(control): Shared, Query(query): Query<DumpQuery>) -> Result<Response, ApiError> {
+async fn dump(
+    State(control): Shared,
+    QueryParams(query): QueryParams<DumpQuery>,
+) -> Result<Response, ApiError> {
     let format = match query.format.as_deref().unwrap_or("toml") {
         "toml" => Format::Toml,
         "json" => Format::Json,
@@ -167,13 +171,13 @@ async fn list(State(control): Shared) -> Response {
 }
 
 /// `GET /servers/NAME`; an unknown name answers `null`, as in gobetween.
-async fn show(State(control): Shared, Path(name): Path<String>) -> Response {
+async fn show(State(control): Shared, Params(name): Params<String>) -> Response {
     let server = control.server(&name);
     json(StatusCode::OK, &server.as_deref().map(|server| prepared(&control, server)))
 }
 
 /// `GET /servers/NAME/stats`; an unknown name answers `null`, as in gobetween.
-async fn stats(State(control): Shared, Path(name): Path<String>) -> Response {
+async fn stats(State(control): Shared, Params(name): Params<String>) -> Response {
     let stats = control.server(&name).map(|server| ServerStats::of(&server, &control.rates));
     json(StatusCode::OK, &stats)
 }
@@ -181,7 +185,11 @@ async fn stats(State(control): Shared, Path(name): Path<String>) -> Response {
 /// `POST /servers/NAME`: 400 for a body that cannot be read as JSON, 409 for every server that
 /// cannot be created (as gobetween answers), 403 for one that would run commands without
 /// `[api] allow_exec`, 503 during shutdown.
-async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn create(
+    State(control): Shared,
+    Params(name): Params<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     undecodable(body).map_or(Ok(()), Err)?;
     server_name(&name).map_err(|e| ApiError::conflict(format!("invalid server name: {}", e.message)))?;
@@ -234,8 +242,8 @@ struct RemoveQuery {
 /// An unknown name answers `null` as a deleted one does, as in gobetween.
 async fn remove(
     State(control): Shared,
-    Path(name): Path<String>,
-    Query(query): Query<RemoveQuery>,
+    Params(name): Params<String>,
+    QueryParams(query): QueryParams<RemoveQuery>,
 ) -> Result<Response, ApiError> {
     let drain = match query.drain.as_deref() {
         None => Drain::None,
@@ -256,7 +264,7 @@ async fn remove(
 /// connection, the open ones go on.
 async fn drain_backend(
     State(control): Shared,
-    Path((name, backend)): Path<(String, String)>,
+    Params((name, backend)): Params<(String, String)>,
 ) -> Result<Response, ApiError> {
     set_draining(&control, &name, &backend, true)
 }
@@ -265,7 +273,7 @@ async fn drain_backend(
 /// connections again.
 async fn undrain_backend(
     State(control): Shared,
-    Path((name, backend)): Path<(String, String)>,
+    Params((name, backend)): Params<(String, String)>,
 ) -> Result<Response, ApiError> {
     set_draining(&control, &name, &backend, false)
 }
