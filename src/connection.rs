@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 const MAX_CONNECT_ATTEMPTS: usize = 3;
 
 /// Holds one place in a counter set (active count and, when limited, the cross-shard gauge).
+/// `total` is counted apart (`count_total`): for a backend only once it is connected, as
+/// gobetween counts it.
 struct Occupancy<'a> {
     counters: &'a Counters,
     shard: usize,
@@ -31,14 +33,16 @@ impl<'a> Occupancy<'a> {
         if !counters.try_acquire(limit) {
             return None;
         }
-        let slot = counters.shard(shard);
-        Slot::add(&slot.total, 1);
-        Slot::add(&slot.active, 1);
+        Slot::add(&counters.shard(shard).active, 1);
         Some(Occupancy { counters, shard, limit })
     }
 
     fn slot(&self) -> &Slot {
         self.counters.shard(self.shard)
+    }
+
+    fn count_total(&self) {
+        Slot::add(&self.slot().total, 1);
     }
 }
 
@@ -72,6 +76,7 @@ pub async fn handle(
         );
         return;
     };
+    server_place.count_total();
     let Some((backend, mut upstream, backend_place)) = connect_backend(shard, &snapshot, &picker, peer).await
     else {
         Slot::add(&server_place.slot().refused, 1);
@@ -96,6 +101,9 @@ pub async fn handle(
 }
 
 /// Picks backends until one accepts the connection, at most `MAX_CONNECT_ATTEMPTS` of them.
+/// Counted as gobetween counts a connection: each backend that fails gets one `refused`, and
+/// only the backend that connects gets one `total` (`active` holds the place meanwhile, so
+/// that `max_connections` and `leastconn` see a connect in progress).
 async fn connect_backend<'s>(
     shard: usize,
     snapshot: &'s ServerSnapshot,
@@ -115,6 +123,7 @@ async fn connect_backend<'s>(
         let started = Instant::now();
         match connect(&backend.addrs, timeout).await {
             Ok(stream) => {
+                place.count_total();
                 place.slot().connect_latency.observe(started.elapsed());
                 return Some((backend, stream, place));
             }
