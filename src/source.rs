@@ -84,7 +84,7 @@ pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
 fn load_file(cli: &Cli, file: &Path) -> Result<Loaded, ConfigError> {
     let format = format_for(cli, &file.to_string_lossy())?;
     let (config, warnings) = config::load_file(file, Some(format), cli.env_vars)?;
-    let path = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
-    let source = ConfigSource { kind: "file".into(), path: path.display().to_string() };
+    // `GET /` shows the path as it was given, as gobetween does.
+    let source = ConfigSource { kind: "file".into(), path: file.display().to_string() };
     Ok(Loaded { config, warnings, source })
 }
