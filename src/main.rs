@@ -3,6 +3,7 @@
 
 mod buffers;
 mod cli;
+mod client_hello;
 mod connection;
 mod consul;
 mod direction;
@@ -10,6 +11,7 @@ mod idle;
 mod limits;
 mod pidfile;
 mod pipes;
+mod proxy_protocol;
 mod run;
 mod shard;
 mod source;
