@@ -247,14 +247,20 @@ mod tests {
 
     #[test]
     fn one_record_one_byte_at_a_time() {
-        check_prefixes(&records(&hello(Some("example.com"), 0), MAX_RECORD), Peek::Done(Some("example.com".into())));
+        check_prefixes(
+            &records(&hello(Some("example.com"), 0), MAX_RECORD),
+            Peek::Done(Some("example.com".into())),
+        );
     }
 
     #[test]
     fn split_across_records_even_inside_the_handshake_header() {
         let message = hello(Some("a.example.org"), 3000);
         for size in [1, 2, 3, 5, 100, 1500] {
-            check_prefixes(&records(&message[..], size.max(message.len() / MAX_RECORDS + 1)), Peek::Done(Some("a.example.org".into())));
+            check_prefixes(
+                &records(&message[..], size.max(message.len() / MAX_RECORDS + 1)),
+                Peek::Done(Some("a.example.org".into())),
+            );
         }
         // Record sizes that cut the 4-byte handshake header.
         let small = hello(Some("x.y"), 0);

@@ -24,11 +24,8 @@ pub const MAX_HEADER: usize = V2_MAX;
 const V1_PREFIX: &[u8] = b"PROXY ";
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Version {
-    V1,
-    V2,
-}
+/// The configuration's names for the two versions are the wire's.
+pub use betwixt_control::proxy::Version;
 
 /// The connection's two ends as the sender saw them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,7 +218,10 @@ pub fn parse_v2(bytes: &[u8]) -> Parsed {
             let Some(a) = body.get(..12) else { return Parsed::Invalid("v2 IPv4 addresses truncated") };
             let ip = |at: usize| IpAddr::V4(Ipv4Addr::new(a[at], a[at + 1], a[at + 2], a[at + 3]));
             let port = |at: usize| u16::from_be_bytes([a[at], a[at + 1]]);
-            Some(Addresses { source: SocketAddr::new(ip(0), port(8)), destination: SocketAddr::new(ip(4), port(10)) })
+            Some(Addresses {
+                source: SocketAddr::new(ip(0), port(8)),
+                destination: SocketAddr::new(ip(4), port(10)),
+            })
         }
         0x21 | 0x22 => {
             let Some(a) = body.get(..36) else { return Parsed::Invalid("v2 IPv6 addresses truncated") };
@@ -427,7 +427,10 @@ mod tests {
         };
         assert!(matches!(parse(&with(12, 0x11)), Parsed::Invalid(_)), "version 1 in v2");
         assert!(matches!(parse(&with(12, 0x22)), Parsed::Invalid(_)), "command 2");
-        assert!(matches!(parse(&good[..13].iter().copied().chain([0x31]).collect::<Vec<_>>()), Parsed::NeedMore));
+        assert!(matches!(
+            parse(&good[..13].iter().copied().chain([0x31]).collect::<Vec<_>>()),
+            Parsed::NeedMore
+        ));
         assert!(matches!(parse(&with(13, 0x41)), Parsed::Invalid(_)), "family 4");
         assert!(matches!(parse(&with(15, 4)), Parsed::Invalid(_)), "IPv4 in 4 bytes");
         // A length over the bound is refused before its bytes are read.
@@ -443,11 +446,16 @@ mod tests {
     #[test]
     fn encoder_round_trips_and_unifies_families() {
         for version in [Version::V1, Version::V2] {
-            for (source, destination) in
-                [("10.0.0.1:1", "10.0.0.2:2"), ("[::1]:3", "[fe80::1]:4"), ("0.0.0.0:0", "255.255.255.255:65535")]
-            {
+            for (source, destination) in [
+                ("10.0.0.1:1", "10.0.0.2:2"),
+                ("[::1]:3", "[fe80::1]:4"),
+                ("0.0.0.0:0", "255.255.255.255:65535"),
+            ] {
                 let header = proxied(version, source, destination);
-                assert_eq!(parse(&encoded(&header)), Parsed::Done { header, consumed: encoded(&header).len() });
+                assert_eq!(
+                    parse(&encoded(&header)),
+                    Parsed::Done { header, consumed: encoded(&header).len() }
+                );
             }
             // A dual-stack listener sees IPv4 clients as mapped addresses: sent as IPv4.
             let mapped = proxied(version, "[::ffff:10.0.0.1]:1", "[::ffff:10.0.0.2]:2");
