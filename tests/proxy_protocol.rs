@@ -132,7 +132,8 @@ fn sends_v1_and_v2_headers_byte_exact_for_ipv4_and_ipv6_clients() {
         }
         for bind in binds {
             let name = format!("v{version}_{}", servers.len());
-            let extra = format!("protocol = \"tcp\"\n[servers.{name}.proxy_protocol]\nversion = \"{version}\"");
+            let extra =
+                format!("protocol = \"tcp\"\n[servers.{name}.proxy_protocol]\nversion = \"{version}\"");
             config.push_str(&server(&name, &bind, &extra, std::slice::from_ref(&line)));
             servers.push((version, bind.parse::<SocketAddr>().unwrap()));
         }
@@ -168,7 +169,8 @@ fn check(config: &str) -> (bool, String) {
 fn configuration_checks() {
     let line = ["127.0.0.1:9".to_string()];
     // gobetween refuses proxy_protocol unless protocol = "tcp" is written: betwixt warns.
-    let (ok, stderr) = check(&server("s", "127.0.0.1:1", "[servers.s.proxy_protocol]\nversion = \"1\"", &line));
+    let (ok, stderr) =
+        check(&server("s", "127.0.0.1:1", "[servers.s.proxy_protocol]\nversion = \"1\"", &line));
     assert!(ok && stderr.contains("servers.s.proxy_protocol") && stderr.contains("protocol"), "{stderr}");
     let (ok, stderr) = check(&server(
         "s",
@@ -178,11 +180,20 @@ fn configuration_checks() {
     ));
     assert!(ok && !stderr.contains("warning"), "{stderr}");
     for (extra, key) in [
-        ("protocol = \"tcp\"\n[servers.s.proxy_protocol]\nversion = \"3\"", "servers.s.proxy_protocol.version"),
-        ("protocol = \"tcp\"\n[servers.s.proxy_protocol]\nversion = \"\"", "servers.s.proxy_protocol.version"),
+        (
+            "protocol = \"tcp\"\n[servers.s.proxy_protocol]\nversion = \"3\"",
+            "servers.s.proxy_protocol.version",
+        ),
+        (
+            "protocol = \"tcp\"\n[servers.s.proxy_protocol]\nversion = \"\"",
+            "servers.s.proxy_protocol.version",
+        ),
         ("protocol = \"udp\"\n[servers.s.proxy_protocol]\nversion = \"1\"", "servers.s.proxy_protocol"),
         ("[servers.s.accept_proxy_protocol]\nversion = \"v1\"", "servers.s.accept_proxy_protocol.version"),
-        ("[servers.s.accept_proxy_protocol]\nread_timeout = \"0\"", "servers.s.accept_proxy_protocol.read_timeout"),
+        (
+            "[servers.s.accept_proxy_protocol]\nread_timeout = \"0\"",
+            "servers.s.accept_proxy_protocol.read_timeout",
+        ),
     ] {
         let (ok, stderr) = check(&server("s", "127.0.0.1:1", extra, &line));
         assert!(!ok && stderr.contains(key), "{extra}: {stderr}");
