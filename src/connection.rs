@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 const MAX_CONNECT_ATTEMPTS: usize = 3;
 
 /// Holds one place in a counter set (active count and, when limited, the cross-shard gauge).
+/// `total` is counted apart (`count_total`): for a backend only once it is connected, as
+/// gobetween counts it.
 struct Occupancy<'a> {
     counters: &'a Counters,
     shard: usize,
@@ -41,14 +43,16 @@ impl<'a> Occupancy<'a> {
         if !counters.try_acquire(limit) {
             return None;
         }
-        let slot = counters.shard(shard);
-        Slot::add(&slot.total, 1);
-        Slot::add(&slot.active, 1);
+        Slot::add(&counters.shard(shard).active, 1);
         Some(Occupancy { counters, shard, limit })
     }
 
     fn slot(&self) -> &Slot {
         self.counters.shard(self.shard)
+    }
+
+    fn count_total(&self) {
+        Slot::add(&self.slot().total, 1);
     }
 }
 
@@ -316,16 +320,21 @@ fn admit(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr) -> Result<
         // Denied clients are closed at once (dropping the stream).
         return Err(Failure::new(Stage::Admit, Side::Client, "denied by access rules"));
     }
-    Occupancy::enter(&snapshot.counters, shard, settings.max_connections).ok_or_else(|| {
+    let place = Occupancy::enter(&snapshot.counters, shard, settings.max_connections).ok_or_else(|| {
         Failure::new(
             Stage::Admit,
             Side::Client,
             format!("max_connections {} reached", settings.max_connections),
         )
-    })
+    })?;
+    place.count_total();
+    Ok(place)
 }
 
 /// Picks backends until one accepts the connection, at most `MAX_CONNECT_ATTEMPTS` of them.
+/// Counted as gobetween counts a connection: each backend that fails gets one `refused`, and
+/// only the backend that connects gets one `total` (`active` holds the place meanwhile, so
+/// that `max_connections` and `leastconn` see a connect in progress).
 async fn connect_backend<'s>(
     shard: usize,
     snapshot: &'s ServerSnapshot,
@@ -346,6 +355,7 @@ async fn connect_backend<'s>(
         let started = Instant::now();
         match connect(&backend.addrs, timeout).await {
             Ok(stream) => {
+                place.count_total();
                 place.slot().connect_latency.observe(started.elapsed());
                 return Some((backend, stream, place));
             }

@@ -1,6 +1,7 @@
 //! betwixt: a thread-per-core L4 load balancer. `main` parses the command line and the
 //! configuration, starts the shards, then runs the control plane on this thread.
 
+mod abort;
 mod buffers;
 mod cli;
 mod client_hello;

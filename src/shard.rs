@@ -1,6 +1,7 @@
 //! A shard: one glommio executor pinned to one CPU. It serves the servers its inbox lists, each
 //! with its own `SO_REUSEPORT` listener, and never shares mutable state with other shards.
 
+use crate::abort::{self, Connections};
 use crate::connection;
 use betwixt_control::balance::Picker;
 use betwixt_control::plane::{Inbox, Listener, ServerSlot};
@@ -62,22 +63,44 @@ struct Serving {
     accept: Task<()>,
     /// The listening socket's descriptor, owned by the accept task's listener.
     fd: RawFd,
+    connections: Rc<Connections>,
 }
 
 impl Serving {
     /// Stops listening at once. Dropping the accept task alone is not enough: an accept still
     /// queued in io_uring keeps the socket listening until the kernel cancels it, and meanwhile
     /// new clients would be let in. `shutdown` on a listener ends that immediately.
-    fn stop(self) {
+    /// The server's live connections go on (see `Retired`).
+    fn stop(self) -> Retired {
         // SAFETY: the descriptor stays open until `self.accept` is dropped below.
         unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
         drop(self.accept);
+        Retired { slot: self.slot, connections: self.connections }
+    }
+}
+
+/// A server this shard no longer accepts for, while connections it accepted are open: they
+/// are closed together when the control thread aborts the slot.
+struct Retired {
+    slot: Arc<ServerSlot>,
+    connections: Rc<Connections>,
+}
+
+impl Retired {
+    /// Carries out an abort; false once nothing is left to watch (aborted, or no connection).
+    fn watch(&self) -> bool {
+        if self.slot.is_aborted() {
+            self.connections.abort();
+            return false;
+        }
+        Connections::in_use(&self.connections)
     }
 }
 
 /// Keeps the running accept loops in line with the inbox.
 async fn supervise(id: usize, inbox: Arc<Inbox>) {
     let mut running: Vec<Serving> = Vec::new();
+    let mut retired: Vec<Retired> = Vec::new();
     let mut seen = 0;
     loop {
         // What the last round applied is in effect now: this shard has slept since, so the
@@ -88,11 +111,12 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
         if generation != seen {
             seen = generation;
             let wanted = inbox.servers();
-            // Connections already accepted are separate tasks and run to completion.
+            // Connections already accepted are separate tasks: they run on until they end or
+            // their slot is aborted.
             let (keep, stop): (Vec<Serving>, Vec<Serving>) = running
                 .into_iter()
                 .partition(|s| wanted.iter().any(|w| Arc::ptr_eq(w, &s.slot)) && !s.slot.is_closed());
-            stop.into_iter().for_each(Serving::stop);
+            retired.extend(stop.into_iter().map(Serving::stop));
             running = keep;
             for slot in wanted {
                 if running.iter().any(|s| Arc::ptr_eq(&s.slot, &slot)) {
@@ -108,18 +132,30 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
                         let fd = listener.into_raw_fd();
                         // SAFETY: the fd comes from a bound, listening socket we own.
                         let listener = unsafe { TcpListener::from_raw_fd(fd) };
-                        let accept = glommio::spawn_local(accept_loop(id, slot.clone(), listener));
-                        running.push(Serving { slot, accept, fd });
+                        let connections = Rc::new(Connections::default());
+                        let accept = glommio::spawn_local(accept_loop(
+                            id,
+                            slot.clone(),
+                            listener,
+                            connections.clone(),
+                        ));
+                        running.push(Serving { slot, accept, fd, connections });
                     }
                     None => log::error!("shard {id}: server {} has no listener", slot.name),
                 }
             }
         }
+        retired.retain(Retired::watch);
         glommio::timer::sleep(INBOX_POLL).await;
     }
 }
 
-async fn accept_loop(shard: usize, slot: Arc<ServerSlot>, listener: TcpListener) {
+async fn accept_loop(
+    shard: usize,
+    slot: Arc<ServerSlot>,
+    listener: TcpListener,
+    connections: Rc<Connections>,
+) {
     let picker = Rc::new(RefCell::new(Picker::new(shard)));
     loop {
         // The peer address comes with the accepted socket (no `getpeername`); access rules,
@@ -127,8 +163,8 @@ async fn accept_loop(shard: usize, slot: Arc<ServerSlot>, listener: TcpListener)
         match listener.accept_with_peer().await {
             Ok((client, peer)) => {
                 let snapshot = slot.snapshot();
-                glommio::spawn_local(connection::handle(shard, snapshot, picker.clone(), client, peer))
-                    .detach();
+                let connection = connection::handle(shard, snapshot, picker.clone(), client, peer);
+                glommio::spawn_local(abort::until_aborted(connections.clone(), connection)).detach();
             }
             Err(e) => {
                 // EMFILE and the like repeat every backoff for as long as they last.

@@ -65,7 +65,7 @@ fn names_and_hosts_that_would_forge_output_are_refused() {
         )
     };
     let reply = create("web\"} 1\ngobetween_server_count 99\n[INFO ] (betwixt): forged");
-    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.status, 409, "{}", reply.body);
     assert!(
         reply.message().contains("invalid server name") && reply.message().contains("U+000A"),
         "{}",

@@ -80,7 +80,7 @@ fn sigterm_drains_a_stream_of_a_server_deleted_earlier() {
     let (api, port) = (free_port(), free_port());
     let mut bx = Betwixt::start(&config(api, port, &backend), &[], &[api, port]);
     let mut live = open_echo(port);
-    let deleted = Client::http(api).send("DELETE", "/servers/s", "");
+    let deleted = Client::http(api).send("DELETE", "/servers/s?drain=0", "");
     assert_eq!(deleted.status, 200, "{}", deleted.body);
     wait_for_log(&bx, "server s: removed");
 

@@ -3,7 +3,8 @@
 
 use crate::bind::{bind_tcp, overlaps, resolve_bind};
 use crate::config::{
-    enforce_strict, refuse_unsupported, validate::validate_server, Config, ConfigError, ConfigWarning, Server,
+    enforce_strict, refuse_unsupported, validate::validate_server, Config, ConfigError, ConfigWarning,
+    GoDuration, Server,
 };
 use crate::plane::{Plane, ServerSlot};
 use crate::rates::Rates;
@@ -49,8 +50,27 @@ impl std::error::Error for ControlError {}
 /// Where the running configuration came from, as `GET /` reports it.
 #[derive(Clone, Debug, Default)]
 pub struct ConfigSource {
+    /// `file`, `url` or `consul`.
     pub kind: String,
+    /// The file's path, the URL, or `HOST/KEY` for Consul (see `consul_parts`).
     pub path: String,
+}
+
+impl ConfigSource {
+    /// A Consul source's agent address and key, as given on the command line.
+    pub fn consul_parts(&self) -> (&str, &str) {
+        // The address (`host:port`) holds no `/`; the key may.
+        self.path.split_once('/').unwrap_or((&self.path, ""))
+    }
+}
+
+/// What happens to a removed server's live connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drain {
+    /// Closed at once, as gobetween closes them.
+    None,
+    /// Left to finish for up to this long, then closed; `None` waits for as long as they last.
+    For(Option<Duration>),
 }
 
 #[derive(Debug)]
@@ -156,8 +176,9 @@ impl Control {
         Ok((handle, warnings))
     }
 
-    /// Stops accepting on every shard; live connections finish on their own.
-    pub fn remove_server(&self, name: &str) -> Result<(), ControlError> {
+    /// Stops accepting on every shard; live connections are closed at once or after `drain`.
+    /// Must run inside the control runtime.
+    pub fn remove_server(&self, name: &str, drain: Drain) -> Result<(), ControlError> {
         let handle = {
             let mut servers = self.servers_lock();
             if self.is_shutting_down() {
@@ -165,8 +186,27 @@ impl Control {
             }
             servers.remove(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?
         };
+        let slots = handle.slots.clone();
         self.retire(handle);
-        log::info!("server {name}: removed");
+        match drain {
+            Drain::None => {
+                slots.iter().for_each(|slot| slot.abort());
+                log::info!("server {name}: removed; its connections are closed");
+            }
+            Drain::For(None) => log::info!("server {name}: removed; its connections may finish"),
+            Drain::For(Some(limit)) => {
+                log::info!("server {name}: removed; its connections may finish within {}", GoDuration(limit));
+                let name = name.to_string();
+                tokio::spawn(async move {
+                    tokio::time::sleep(limit).await;
+                    let open: u64 = slots.first().map_or(0, |s| s.snapshot().counters.totals().active);
+                    if open > 0 {
+                        log::info!("server {name}: drain time over: closing {open} connection(s)");
+                    }
+                    slots.iter().for_each(|slot| slot.abort());
+                });
+            }
+        }
         Ok(())
     }
 
@@ -209,13 +249,6 @@ impl Control {
 
     pub fn servers(&self) -> Vec<Arc<ServerHandle>> {
         self.servers_lock().values().cloned().collect()
-    }
-
-    /// The running configuration: feeding it back to betwixt reproduces the running servers.
-    pub fn dump(&self) -> Config {
-        let mut config = self.base.clone();
-        config.servers = self.servers_lock().iter().map(|(n, h)| (n.clone(), h.config.clone())).collect();
-        config
     }
 
     /// Begins shutdown: refuses further changes and stops accepting everywhere. `drained` then

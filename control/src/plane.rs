@@ -23,6 +23,8 @@ pub struct ServerSlot {
     listener: Mutex<Option<Listener>>,
     snapshot: ArcSwap<ServerSnapshot>,
     closed: AtomicBool,
+    /// The connections this slot accepted are to be closed now (see `abort`).
+    aborted: AtomicBool,
 }
 
 impl ServerSlot {
@@ -32,6 +34,7 @@ impl ServerSlot {
             listener: Mutex::new(Some(listener)),
             snapshot: ArcSwap::new(snapshot),
             closed: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
         })
     }
 
@@ -63,6 +66,17 @@ impl ServerSlot {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes the connections accepted through this slot, at once and wherever they are (as
+    /// gobetween does when a server is deleted). The shard acts on it at its next inbox poll,
+    /// once the slot is closed.
+    pub fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+    }
+
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
     }
 }
 

@@ -72,14 +72,14 @@ impl AcceptSettings {
             field: "version",
             message: format!("unsupported version {text:?} (use \"1\", \"2\" or \"any\")"),
         })?;
-        let read_timeout = match section.read_timeout {
+        let read_timeout = match section.read_timeout.as_deref() {
             Some(GoDuration(d)) if d.is_zero() => {
                 return Err(ProxyError {
                     field: "read_timeout",
                     message: "must be greater than 0 (a client must send its header in bounded time)".into(),
                 })
             }
-            Some(GoDuration(d)) => d,
+            Some(GoDuration(d)) => *d,
             None => DEFAULT_READ_TIMEOUT,
         };
         Ok(AcceptSettings { versions, read_timeout })
@@ -109,7 +109,7 @@ mod tests {
         assert_eq!(accept(Some("2")).unwrap().versions, Accepted::Only(Version::V2));
         assert!(accept(Some("v2")).is_err());
         assert!(Accepted::Any.admits(Version::V1) && !Accepted::Only(Version::V2).admits(Version::V1));
-        let zero = AcceptProxyProtocol { version: None, read_timeout: Some(GoDuration::ZERO) };
+        let zero = AcceptProxyProtocol { version: None, read_timeout: Some(GoDuration::ZERO.into()) };
         assert_eq!(AcceptSettings::from_section(&zero).unwrap_err().field, "read_timeout");
     }
 }

@@ -33,13 +33,15 @@ pub struct BackendState {
     pub live: bool,
     /// How many times a healthcheck flipped `live`.
     pub live_changes: u64,
+    /// Set through the API: gets no new connection; the open ones go on.
+    pub draining: bool,
     check: Option<AbortHandle>,
 }
 
 impl BackendState {
-    /// Takes part in balancing: healthy and reachable by address.
+    /// Takes part in balancing: healthy, reachable by address and not draining.
     pub fn takes_part(&self) -> bool {
-        self.live && !self.addrs.is_empty()
+        self.live && !self.addrs.is_empty() && !self.draining
     }
 }
 
@@ -173,6 +175,7 @@ impl ServerHandle {
                         spec,
                         counters: Arc::new(Counters::new(self.counters.shard_count())),
                         live_changes: 0,
+                        draining: false,
                         check: None,
                     },
                 };
@@ -243,6 +246,27 @@ impl ServerHandle {
             b.live_changes += 1;
         }
         self.publish_soon();
+    }
+
+    /// Drains the backend `host:port` (no new connections; open ones go on), or ends its drain.
+    /// False when no such backend is discovered. A backend keeps its drain while discovery
+    /// keeps reporting it.
+    pub fn set_draining(&self, key: (&str, u16), draining: bool) -> bool {
+        let changed = {
+            let mut backends = self.backends();
+            let Some(b) = backends.iter_mut().find(|b| b.spec.key() == key) else { return false };
+            log::info!(
+                "server {}: backend {} {}",
+                self.name,
+                b.spec.address(),
+                if draining { "draining: no new connections" } else { "takes new connections again" }
+            );
+            std::mem::replace(&mut b.draining, draining) != draining
+        };
+        if changed {
+            self.publish();
+        }
+        true
     }
 
     /// Publishes after a short pause, once for all the changes made meanwhile: when many

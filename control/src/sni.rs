@@ -85,7 +85,7 @@ impl SniSettings {
         };
         // gobetween's "0" is a deadline already passed: every client would fail. betwixt
         // reads it as the default rather than as "no limit", so a peek is always bounded.
-        let (read_timeout, note) = match section.read_timeout {
+        let (read_timeout, note) = match section.read_timeout.as_deref() {
             Some(GoDuration(d)) if d.is_zero() => (
                 DEFAULT_READ_TIMEOUT,
                 Some(
@@ -93,7 +93,7 @@ impl SniSettings {
                         .to_string(),
                 ),
             ),
-            Some(GoDuration(d)) => (d, None),
+            Some(GoDuration(d)) => (*d, None),
             None => (DEFAULT_READ_TIMEOUT, None),
         };
         Ok((SniSettings { read_timeout, matching, unexpected }, note))
@@ -257,7 +257,7 @@ mod tests {
             }
         );
         assert!(note.is_none());
-        let zero = Sni { read_timeout: Some(GoDuration::ZERO), ..Sni::default() };
+        let zero = Sni { read_timeout: Some(GoDuration::ZERO.into()), ..Sni::default() };
         assert!(SniSettings::from_section(&zero).unwrap().1.is_some());
         let bad = Sni { hostname_matching_strategy: Some("glob".into()), ..Sni::default() };
         assert_eq!(SniSettings::from_section(&bad).unwrap_err().field, "hostname_matching_strategy");

@@ -24,9 +24,9 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The `message` of a JSON error body.
+    /// An error's message: the body is one JSON string, as gobetween answers errors.
     pub fn message(&self) -> String {
-        self.json()["message"].as_str().unwrap_or_else(|| panic!("no message in {}", self.body)).to_string()
+        self.json().as_str().unwrap_or_else(|| panic!("not a JSON string: {}", self.body)).to_string()
     }
 }
 

@@ -1,6 +1,5 @@
 //! HTTP basic authentication for `[api.basic_auth]`.
 
-use super::reply::ApiError;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -39,15 +38,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
+/// gobetween's realm (gin's `BasicAuth` default): clients and scripts may look for it.
+const CHALLENGE: &str = "Basic realm=\"Authorization Required\"";
+
+/// Lets authenticated requests through; answers others as gobetween does: 401 with the
+/// challenge and an empty body.
 pub async fn require(State(credentials): State<Arc<Credentials>>, request: Request, next: Next) -> Response {
     if credentials.accepts(request.headers().get(header::AUTHORIZATION)) {
         return next.run(request).await;
     }
-    let mut response = ApiError::new(StatusCode::UNAUTHORIZED, "authentication required").into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"betwixt\""));
-    response
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE))])
+        .into_response()
 }
 
 #[cfg(test)]

@@ -3,6 +3,11 @@
 
 pub mod admission;
 pub mod auth;
+pub mod cors;
+pub mod dump;
+pub mod extract;
+pub mod gofmt;
+pub mod prepared;
 pub mod reply;
 pub mod routes;
 pub mod serve;
@@ -13,18 +18,12 @@ use crate::balance::canonical_ip;
 use crate::config::Api;
 use crate::control::Control;
 use admission::ConnectionLimits;
-use axum::http::{header, Method};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tower_http::cors::{Any, CorsLayer};
 
 /// Where the API listens when `[api]` names no `bind`, as in gobetween's sample configuration.
 pub const DEFAULT_BIND: &str = ":8888";
-
-/// How long browsers may cache a CORS preflight answer.
-const CORS_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 
 /// The bounds `[api]` sets on its clients, with betwixt's defaults for what it leaves out.
 pub fn limits(api: &Api) -> serve::Limits {
@@ -46,27 +45,33 @@ pub fn open_to_everyone(addr: SocketAddr, api: &Api) -> bool {
 
 /// The whole API as configured: routes, auth, CORS, JSON fallbacks.
 pub fn router(control: Arc<Control>, api: &Api) -> Router {
-    let mut protected = routes::protected(control);
-    if let Some(timeout) = limits(api).request_timeout {
-        // Inside authentication: nobody unauthenticated gets a body read.
-        protected = protected.layer(axum::middleware::from_fn_with_state(timeout, serve::read_body_within));
-    }
-    if let Some(pair) = &api.basic_auth {
-        let credentials = auth::Credentials::new(&pair.login, &pair.password);
-        protected = protected.layer(axum::middleware::from_fn_with_state(credentials, auth::require));
-    }
+    let timeout = limits(api).request_timeout;
+    let credentials = api.basic_auth.as_ref().map(|pair| auth::Credentials::new(&pair.login, &pair.password));
+    // Layered on each route's methods only: a path or method with no route is a plain 404
+    // without authentication, as in gobetween.
+    let guard = move |route: routes::Route| {
+        let route = match timeout {
+            // Inside authentication: nobody unauthenticated gets a body read.
+            Some(timeout) => {
+                route.route_layer(axum::middleware::from_fn_with_state(timeout, serve::read_body_within))
+            }
+            None => route,
+        };
+        match &credentials {
+            Some(credentials) => {
+                route.route_layer(axum::middleware::from_fn_with_state(credentials.clone(), auth::require))
+            }
+            None => route,
+        }
+    };
+    let protected = routes::protected(control, guard);
     let app = routes::public().merge(protected).fallback(routes::not_found);
     if !api.cors {
         return app;
     }
-    // Outermost, so that preflight requests are answered before authentication is asked for.
-    app.layer(
-        CorsLayer::new()
-            .allow_origin(Any)
-            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .max_age(CORS_MAX_AGE),
-    )
+    // Outermost, as gobetween's global middleware: preflights are answered before
+    // authentication is asked for, and every answer (401 and 404 too) carries the headers.
+    app.layer(axum::middleware::from_fn(cors::apply))
 }
 
 /// Starts the API when `[api] enabled`. Must run inside the control runtime; a bind or

@@ -1,81 +1,134 @@
-//! The endpoints, with gobetween's paths, methods and JSON field names.
+//! The endpoints, with gobetween's paths, methods, JSON field names and status codes, and
+//! betwixt's draining additions.
 
-use super::reply::{json, text, ApiError};
+use super::extract::{Params, QueryParams};
+use super::gofmt;
+use super::prepared::Prepared;
+use super::reply::{json, page_not_found, text, ApiError, TEXT};
 use super::stats::ServerStats;
+use crate::backend::split_host_port;
+use crate::config::depth::check_json_depth;
 use crate::config::validate::server_name;
 use crate::config::{
-    enforce_strict, parse_as, render, ConfigError, DiscoveryKind, Format, GoDuration, HealthcheckKind, Server,
+    duration, enforce_strict, parse_as, ConfigError, DiscoveryKind, Format, GoDuration, HealthcheckKind,
+    Server,
 };
-use crate::control::{Control, ControlError};
+use crate::control::{Control, ControlError, Drain};
+use crate::server::ServerHandle;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::routing::get;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 type Shared = State<Arc<Control>>;
 
-/// Every endpoint that needs authentication when `[api.basic_auth]` is set.
-pub fn protected(control: Arc<Control>) -> Router {
+/// One path's methods.
+pub type Route = MethodRouter<Arc<Control>>;
+
+/// Every endpoint that needs authentication when `[api.basic_auth]` is set; `guard` adds it
+/// (and the body-read bound) to each path's methods.
+pub fn protected(control: Arc<Control>, guard: impl Fn(Route) -> Route) -> Router {
     Router::new()
-        .route("/", get(root))
-        .route("/dump", get(dump))
-        .route("/servers", get(list))
-        .route("/servers/{name}", get(show).post(create).delete(remove))
-        .route("/servers/{name}/stats", get(stats))
-        .method_not_allowed_fallback(method_not_allowed)
+        .route("/", guard(get(root)))
+        .route("/dump", guard(get(dump)))
+        .route("/servers", guard(get(list)))
+        .route("/servers/{name}", guard(get(show).post(create).delete(remove)))
+        .route("/servers/{name}/stats", guard(get(stats)))
+        .route("/servers/{name}/backends/{backend}/drain", guard(post(drain_backend).delete(undrain_backend)))
+        .method_not_allowed_fallback(not_found)
         .with_state(control)
 }
 
 /// Endpoints open to anyone, as in gobetween: a liveness probe.
 pub fn public() -> Router {
-    Router::new().route("/ping", get(ping)).method_not_allowed_fallback(method_not_allowed)
+    Router::new().route("/ping", get(ping)).method_not_allowed_fallback(not_found)
 }
 
-pub async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint")
+/// A path, or a method, with no route: gobetween (gin) answers both with a plain 404, except
+/// that a path with a trailing slash is redirected to the route without it (`301` for `GET`,
+/// `307` otherwise, as gin's `RedirectTrailingSlash`).
+pub async fn not_found(method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    let trimmed = path.strip_suffix('/').filter(|p| is_route(&method, p));
+    let Some(trimmed) = trimmed else { return page_not_found() };
+    let status =
+        if method == Method::GET { StatusCode::MOVED_PERMANENTLY } else { StatusCode::TEMPORARY_REDIRECT };
+    let location = match uri.query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_string(),
+    };
+    match HeaderValue::try_from(location) {
+        Ok(location) => (status, [(header::LOCATION, location)]).into_response(),
+        Err(_) => page_not_found(),
+    }
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+/// Whether gobetween has a route for `method` on `path`.
+fn is_route(method: &Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let get = method == Method::GET;
+    match segments[..] {
+        ["ping" | "dump" | "servers"] => get,
+        ["servers", name] => !name.is_empty() && (get || method == Method::POST || method == Method::DELETE),
+        ["servers", name, "stats"] => !name.is_empty() && get,
+        _ => false,
+    }
 }
 
 async fn ping() -> Response {
-    text(StatusCode::OK, "text/plain; charset=utf-8", "OK".into())
+    text(StatusCode::OK, TEXT, "OK".into())
 }
 
+/// `GET /`, keys in gobetween's (sorted) order.
 #[derive(Serialize)]
 struct Info<'a> {
+    configuration: Source<'a>,
     pid: u32,
-    time: String,
     #[serde(rename = "startTime")]
     start_time: String,
+    time: String,
     uptime: String,
     version: &'static str,
-    configuration: Source<'a>,
 }
 
+/// Where the configuration came from, with gobetween's fields for each kind.
 #[derive(Serialize)]
-struct Source<'a> {
-    kind: &'a str,
-    path: &'a str,
+#[serde(untagged)]
+enum Source<'a> {
+    File { kind: &'a str, path: &'a str },
+    Url { kind: &'a str, url: &'a str },
+    Consul { kind: &'a str, host: &'a str, key: &'a str },
+}
+
+impl<'a> Source<'a> {
+    fn of(source: &'a crate::control::ConfigSource) -> Source<'a> {
+        let kind = source.kind.as_str();
+        match kind {
+            "url" => Source::Url { kind, url: &source.path },
+            "consul" => {
+                let (host, key) = source.consul_parts();
+                Source::Consul { kind, host, key }
+            }
+            _ => Source::File { kind, path: &source.path },
+        }
+    }
 }
 
 async fn root(State(control): Shared) -> Response {
     let now = SystemTime::now();
-    let uptime = now.duration_since(control.started).unwrap_or_default();
     let info = Info {
+        configuration: Source::of(&control.source),
         pid: std::process::id(),
-        time: humantime::format_rfc3339_millis(now).to_string(),
-        start_time: humantime::format_rfc3339_millis(control.started).to_string(),
-        uptime: GoDuration(Duration::from_millis(uptime.as_millis() as u64)).to_string(),
+        start_time: gofmt::rfc3339_local(control.started),
+        time: gofmt::rfc3339_local(now),
+        uptime: gofmt::duration(now.duration_since(control.started).unwrap_or_default()),
         version: env!("CARGO_PKG_VERSION"),
-        configuration: Source { kind: &control.source.kind, path: &control.source.path },
     };
     json(StatusCode::OK, &info)
 }
@@ -85,52 +138,70 @@ struct DumpQuery {
     format: Option<String>,
 }
 
-/// What `/dump` writes instead of the basic-auth password: a dump is shared more widely than
-/// the file it came from. It still parses, and says plainly that it is not the password.
-pub const MASKED: &str = "********";
-
-async fn dump(State(control): Shared, Query(query): Query<DumpQuery>) -> Result<Response, ApiError> {
-    let format = Format::parse(query.format.as_deref().unwrap_or("toml")).map_err(ApiError::bad_request)?;
-    let content_type = match format {
-        Format::Toml => "application/toml; charset=utf-8",
-        Format::Json => "application/json; charset=utf-8",
+/// `GET /dump`: plain text in both formats, as gobetween serves it; an unknown format is a 500
+/// with a JSON string, as in gobetween.
+async fn dump(
+    State(control): Shared,
+    QueryParams(query): QueryParams<DumpQuery>,
+) -> Result<Response, ApiError> {
+    let format = match query.format.as_deref().unwrap_or("toml") {
+        "toml" => Format::Toml,
+        "json" => Format::Json,
+        other => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Unknown format {other}")))
+        }
     };
-    let mut config = control.dump();
-    if let Some(auth) = config.api.as_mut().and_then(|api| api.basic_auth.as_mut()) {
-        auth.password = MASKED.to_string();
-    }
-    Ok(text(StatusCode::OK, content_type, render(&config, format)))
+    let servers = control.servers();
+    let dump = super::dump::render(control.base_config(), &servers, format)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(text(StatusCode::OK, TEXT, dump))
 }
 
-/// A server's section with `[defaults]` folded in, as gobetween lists it.
-fn effective(control: &Control, config: &Server) -> Server {
-    config.with_defaults(control.base_config().defaults.as_ref())
+/// A running server's configuration as gobetween shows it.
+fn prepared<'a>(control: &'a Control, server: &'a ServerHandle) -> Prepared<'a> {
+    Prepared::of(&server.config, control.base_config().defaults.as_ref())
 }
 
+/// `GET /servers`: every running server's configuration, by name.
 async fn list(State(control): Shared) -> Response {
-    let servers: BTreeMap<String, Server> =
-        control.servers().iter().map(|h| (h.name.clone(), effective(&control, &h.config))).collect();
-    json(StatusCode::OK, &servers)
+    let servers = control.servers();
+    let prepared: BTreeMap<&str, Prepared> =
+        servers.iter().map(|h| (h.name.as_str(), prepared(&control, h))).collect();
+    json(StatusCode::OK, &prepared)
 }
 
-fn unknown(name: &str) -> ApiError {
-    ApiError::not_found(format!("server {name:?} not found"))
+/// `GET /servers/NAME`; an unknown name answers `null`, as in gobetween.
+async fn show(State(control): Shared, Params(name): Params<String>) -> Response {
+    let server = control.server(&name);
+    json(StatusCode::OK, &server.as_deref().map(|server| prepared(&control, server)))
 }
 
-async fn show(State(control): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let server = control.server(&name).ok_or_else(|| unknown(&name))?;
-    Ok(json(StatusCode::OK, &effective(&control, &server.config)))
+/// `GET /servers/NAME/stats`; an unknown name answers `null`, as in gobetween.
+async fn stats(State(control): Shared, Params(name): Params<String>) -> Response {
+    let stats = control.server(&name).map(|server| ServerStats::of(&server, &control.rates));
+    json(StatusCode::OK, &stats)
 }
 
-async fn stats(State(control): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let server = control.server(&name).ok_or_else(|| unknown(&name))?;
-    Ok(json(StatusCode::OK, &ServerStats::of(&server, &control.rates)))
-}
-
-async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
-    server_name(&name).map_err(|e| ApiError::bad_request(format!("invalid server name: {}", e.message)))?;
+/// `POST /servers/NAME`: 400 for a body that cannot be read as JSON, 409 for every server that
+/// cannot be created (as gobetween answers), 403 for one that would run commands without
+/// `[api] allow_exec`, 503 during shutdown.
+async fn create(
+    State(control): Shared,
+    Params(name): Params<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-    let invalid = |e: ConfigError| ApiError::bad_request(format!("invalid server config: {e}"));
+    undecodable(body).map_or(Ok(()), Err)?;
+    server_name(&name).map_err(|e| ApiError::conflict(format!("invalid server name: {}", e.message)))?;
+    let invalid = |e: ConfigError| {
+        let message = format!("invalid server config: {e}");
+        // A value of the wrong JSON type is a decoding error to gobetween.
+        if e.message.starts_with("invalid type") {
+            ApiError::bad_request(message)
+        } else {
+            ApiError::conflict(message)
+        }
+    };
     let (server, mut warnings): (Server, _) = parse_as(body, Format::Json).map_err(invalid)?;
     enforce_strict(&warnings, control.strict()).map_err(invalid)?;
     let allow_exec = control.base_config().api.as_ref().and_then(|api| api.allow_exec).unwrap_or(false);
@@ -141,14 +212,9 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
         ));
     }
     let (_, more) = control.add_server(&name, server).map_err(|e| match e {
-        ControlError::Exists(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        ControlError::NotFound(_) => ApiError::not_found(e.to_string()),
-        ControlError::Invalid(_) => ApiError::bad_request(format!("invalid server config: {e}")),
-        ControlError::Bind(_, ref io) if io.kind() == std::io::ErrorKind::AddrInUse => {
-            ApiError::new(StatusCode::CONFLICT, e.to_string())
-        }
-        ControlError::Bind(..) => ApiError::bad_request(e.to_string()),
         ControlError::ShuttingDown => shutting_down(),
+        ControlError::Invalid(_) => ApiError::conflict(format!("invalid server config: {e}")),
+        _ => ApiError::conflict(e.to_string()),
     })?;
     warnings.extend(more);
     for warning in warnings {
@@ -157,11 +223,69 @@ async fn create(State(control): Shared, Path(name): Path<String>, body: Bytes) -
     Ok(json(StatusCode::OK, &()))
 }
 
-async fn remove(State(control): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
-    control.remove_server(&name).map_err(|e| match e {
-        ControlError::ShuttingDown => shutting_down(),
-        _ => unknown(&name),
-    })?;
+/// Why `body` is not JSON at all (too deep, malformed, empty), if it is not.
+fn undecodable(body: &str) -> Option<ApiError> {
+    let problem = match check_json_depth(body) {
+        Err(e) => e.to_string(),
+        Ok(()) => sonic_rs::from_str::<sonic_rs::Value>(body).err()?.to_string(),
+    };
+    Some(ApiError::bad_request(format!("invalid server config: {problem}")))
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    drain: Option<String>,
+}
+
+/// `DELETE /servers/NAME`: closes the server's connections at once, as gobetween does; with
+/// `?drain=DURATION` (betwixt) they may finish within that time (`0`: however long they take).
+/// An unknown name answers `null` as a deleted one does, as in gobetween.
+async fn remove(
+    State(control): Shared,
+    Params(name): Params<String>,
+    QueryParams(query): QueryParams<RemoveQuery>,
+) -> Result<Response, ApiError> {
+    let drain = match query.drain.as_deref() {
+        None => Drain::None,
+        Some(text) => {
+            let limit =
+                duration::parse(text).map_err(|e| ApiError::bad_request(format!("invalid drain: {e}")))?;
+            Drain::For(GoDuration(limit).as_limit())
+        }
+    };
+    match control.remove_server(&name, drain) {
+        Ok(()) | Err(ControlError::NotFound(_)) => Ok(json(StatusCode::OK, &())),
+        Err(ControlError::ShuttingDown) => Err(shutting_down()),
+        Err(e) => Err(ApiError::conflict(e.to_string())),
+    }
+}
+
+/// `POST /servers/NAME/backends/HOST:PORT/drain` (betwixt): the backend gets no new
+/// connection, the open ones go on.
+async fn drain_backend(
+    State(control): Shared,
+    Params((name, backend)): Params<(String, String)>,
+) -> Result<Response, ApiError> {
+    set_draining(&control, &name, &backend, true)
+}
+
+/// `DELETE /servers/NAME/backends/HOST:PORT/drain` (betwixt): the backend takes new
+/// connections again.
+async fn undrain_backend(
+    State(control): Shared,
+    Params((name, backend)): Params<(String, String)>,
+) -> Result<Response, ApiError> {
+    set_draining(&control, &name, &backend, false)
+}
+
+fn set_draining(control: &Control, name: &str, backend: &str, draining: bool) -> Result<Response, ApiError> {
+    let server =
+        control.server(name).ok_or_else(|| ApiError::not_found(format!("server {name:?} not found")))?;
+    let (host, port) =
+        split_host_port(backend).map_err(|e| ApiError::bad_request(format!("invalid backend: {e}")))?;
+    if !server.set_draining((&host, port), draining) {
+        return Err(ApiError::not_found(format!("server {name:?} has no backend {backend}")));
+    }
     Ok(json(StatusCode::OK, &()))
 }
 

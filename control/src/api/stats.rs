@@ -34,6 +34,9 @@ pub struct BackendStats {
     pub live: bool,
     /// Every listed backend is one discovery currently reports.
     pub discovered: bool,
+    /// betwixt: drained through the API (no new connections); written only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
     pub total_connections: u64,
     pub active_connections: u64,
     pub refused_connections: u64,
@@ -73,6 +76,7 @@ impl BackendEntry {
             stats: BackendStats {
                 live: backend.live,
                 discovered: true,
+                draining: backend.draining,
                 total_connections: totals.total,
                 active_connections: totals.active,
                 refused_connections: totals.refused,

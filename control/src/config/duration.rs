@@ -127,6 +127,46 @@ impl fmt::Display for GoDuration {
     }
 }
 
+/// A duration as the configuration wrote it: parsed once, and shown as written (`"90s"` stays
+/// `"90s"`) by the API and `/dump`, as gobetween shows it. Reads as the `GoDuration` it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenDuration {
+    pub text: String,
+    pub value: GoDuration,
+}
+
+impl WrittenDuration {
+    pub fn parse(text: &str) -> Result<WrittenDuration, String> {
+        Ok(WrittenDuration { text: text.to_string(), value: GoDuration(parse(text)?) })
+    }
+}
+
+impl From<GoDuration> for WrittenDuration {
+    fn from(value: GoDuration) -> Self {
+        WrittenDuration { text: value.to_string(), value }
+    }
+}
+
+impl std::ops::Deref for WrittenDuration {
+    type Target = GoDuration;
+
+    fn deref(&self) -> &GoDuration {
+        &self.value
+    }
+}
+
+impl Serialize for WrittenDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for WrittenDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        WrittenDuration::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Serialize for GoDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -123,13 +123,13 @@ impl LooseDuration {
 
 /// Deserializes an optional duration where gobetween reads an empty string as the key's default:
 /// `""` is the same as leaving the key out.
-pub fn empty_is_unset<'de, D: Deserializer<'de>>(de: D) -> Result<Option<duration::GoDuration>, D::Error> {
+pub fn empty_is_unset<'de, D: Deserializer<'de>>(
+    de: D,
+) -> Result<Option<duration::WrittenDuration>, D::Error> {
     match Option::<String>::deserialize(de)? {
         None => Ok(None),
         Some(text) if text.is_empty() => Ok(None),
-        Some(text) => {
-            duration::parse(&text).map(|d| Some(duration::GoDuration(d))).map_err(serde::de::Error::custom)
-        }
+        Some(text) => duration::WrittenDuration::parse(&text).map(Some).map_err(serde::de::Error::custom),
     }
 }
 

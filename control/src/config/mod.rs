@@ -12,7 +12,7 @@ pub mod support;
 pub mod tolerant;
 pub mod validate;
 
-pub use duration::GoDuration;
+pub use duration::{GoDuration, WrittenDuration};
 pub use error::{enforce_strict, ConfigError, ConfigWarning};
 pub use load::{load_file, parse_as, parse_config, parse_text, render, substitute_env, Format};
 pub use loose::{LogFormat, LogLevel, LooseDuration};

@@ -4,7 +4,7 @@
 //! wrote, not our defaults. Values gobetween reads loosely are kept as written (strings, signed
 //! numbers) and read by `loose`; unknown keys are noted by `tolerant`, not refused here.
 
-use super::duration::GoDuration;
+use super::duration::{GoDuration, WrittenDuration};
 use super::loose::empty_is_unset;
 use super::loose::LooseDuration;
 use serde::{Deserialize, Serialize};
@@ -174,7 +174,7 @@ pub struct Server {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sni {
     #[serde(default, deserialize_with = "empty_is_unset")]
-    pub read_timeout: Option<GoDuration>,
+    pub read_timeout: Option<WrittenDuration>,
     pub hostname_matching_strategy: Option<String>,
     pub unexpected_hostname_strategy: Option<String>,
 }
@@ -239,7 +239,7 @@ pub struct AcceptProxyProtocol {
     pub version: Option<String>,
     /// Time a client has to send the whole header (left out or empty: `"2s"`).
     #[serde(default, deserialize_with = "empty_is_unset")]
-    pub read_timeout: Option<GoDuration>,
+    pub read_timeout: Option<WrittenDuration>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,9 +264,9 @@ pub struct Discovery {
     /// `keeplast` or `setempty`; empty is `keeplast`.
     pub failpolicy: Option<String>,
     #[serde(default, deserialize_with = "empty_is_unset")]
-    pub interval: Option<GoDuration>,
+    pub interval: Option<WrittenDuration>,
     #[serde(default, deserialize_with = "empty_is_unset")]
-    pub timeout: Option<GoDuration>,
+    pub timeout: Option<WrittenDuration>,
 
     /// Backend lines as written; `discovery::static_list` reads them.
     pub static_list: Option<Vec<String>>,
@@ -352,10 +352,10 @@ pub enum InitialStatus {
 pub struct Healthcheck {
     pub kind: HealthcheckKind,
     #[serde(default, deserialize_with = "empty_is_unset")]
-    pub interval: Option<GoDuration>,
+    pub interval: Option<WrittenDuration>,
     /// `"0"` (or left out): no time limit of the check's own; see `resolve`.
     #[serde(default, deserialize_with = "empty_is_unset")]
-    pub timeout: Option<GoDuration>,
+    pub timeout: Option<WrittenDuration>,
     /// Below 1 is read as 1 (`loose::at_least_one`).
     pub fails: Option<i64>,
     pub passes: Option<i64>,

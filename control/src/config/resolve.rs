@@ -215,8 +215,12 @@ impl CheckSettings {
         if raw.kind == HealthcheckKind::None {
             return None;
         }
-        let interval =
-            raw.interval.and_then(|d| d.as_limit()).unwrap_or(DEFAULT_CHECK_INTERVAL).max(MIN_CHECK_INTERVAL);
+        let interval = raw
+            .interval
+            .as_ref()
+            .and_then(|d| d.as_limit())
+            .unwrap_or(DEFAULT_CHECK_INTERVAL)
+            .max(MIN_CHECK_INTERVAL);
         let mut count = |field: &str, value: Option<i64>| {
             let (count, note) = at_least_one(value.unwrap_or(1));
             warnings.note(&format!("healthcheck.{field}"), note);
@@ -225,7 +229,7 @@ impl CheckSettings {
         let settings = CheckSettings {
             kind: raw.kind,
             interval,
-            timeout: raw.timeout.and_then(|d| d.as_limit()).unwrap_or(UNSET_CHECK_TIMEOUT),
+            timeout: raw.timeout.as_ref().and_then(|d| d.as_limit()).unwrap_or(UNSET_CHECK_TIMEOUT),
             fails: count("fails", raw.fails),
             passes: count("passes", raw.passes),
             initially_healthy: raw.initial_status.unwrap_or_default() == InitialStatus::Healthy,
@@ -241,7 +245,11 @@ impl CheckSettings {
 
     /// The `interval` the section gave, when it was below `MIN_CHECK_INTERVAL` and raised.
     pub fn raised_interval(&self) -> Option<Duration> {
-        self.raw.interval.map(|d| d.0).filter(|given| !given.is_zero() && *given < MIN_CHECK_INTERVAL)
+        self.raw
+            .interval
+            .as_ref()
+            .map(|d| d.0)
+            .filter(|given| !given.is_zero() && *given < MIN_CHECK_INTERVAL)
     }
 }
 
@@ -295,14 +303,14 @@ mod tests {
     fn check_timeout_zero_is_bounded_not_the_interval() {
         let mut raw = Healthcheck {
             kind: HealthcheckKind::Ping,
-            interval: Some(GoDuration(Duration::from_secs(1))),
+            interval: Some(GoDuration(Duration::from_secs(1)).into()),
             ..Healthcheck::default()
         };
-        for timeout in [None, Some(GoDuration::ZERO)] {
+        for timeout in [None, Some(GoDuration::ZERO.into())] {
             raw.timeout = timeout;
             assert_eq!(CheckSettings::from_section(&raw).unwrap().timeout, UNSET_CHECK_TIMEOUT);
         }
-        raw.timeout = Some(GoDuration(Duration::from_millis(300)));
+        raw.timeout = Some(GoDuration(Duration::from_millis(300)).into());
         assert_eq!(CheckSettings::from_section(&raw).unwrap().timeout, Duration::from_millis(300));
     }
 }

@@ -63,7 +63,7 @@ pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
     }
 
     if let Some(check) = &server.healthcheck {
-        if check.kind != HealthcheckKind::None && check.interval.is_some_and(|i| i.0.is_zero()) {
+        if check.kind != HealthcheckKind::None && check.interval.as_ref().is_some_and(|i| i.0.is_zero()) {
             return Err(ConfigError::at_key(key("healthcheck.interval"), "must be greater than 0"));
         }
         match check.kind {

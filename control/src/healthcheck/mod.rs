@@ -2,7 +2,7 @@
 //! run concurrently and none can hold up another. A `Tracker` turns single results into the
 //! live/dead state with gobetween's `fails` / `passes` thresholds.
 
-mod escapes;
+pub mod escapes;
 mod exec;
 mod ping;
 mod probe;

@@ -16,7 +16,7 @@ fn probe_settings(protocol: &str, extra: impl FnOnce(&mut Healthcheck)) -> Check
         probe_protocol: Some(protocol.into()),
         probe_send: Some(r"PING\xFF\n".into()),
         probe_recv: Some(r"PONG\xAA\n".into()),
-        timeout: Some(crate::config::GoDuration(Duration::from_secs(2))),
+        timeout: Some(crate::config::GoDuration(Duration::from_secs(2)).into()),
         ..Default::default()
     };
     extra(&mut raw);

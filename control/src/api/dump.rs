@@ -1,0 +1,163 @@
+//! `GET /dump`: the running configuration as gobetween dumps it — the global sections as the
+//! configuration gave them, in gobetween's order and with all of gobetween's fields, and every
+//! running server (including those created through the API) as `GET /servers` shows it. JSON
+//! writes a section left out as `null`; TOML leaves it out. Feeding a dump back to betwixt
+//! starts the same servers.
+//!
+//! One difference, kept on purpose: the basic-auth password is written as `MASKED` (a dump
+//! travels further than the file it came from).
+
+use super::prepared::Prepared;
+use super::reply::to_json;
+use crate::config::model::{Acme, Api, CertPair, ConnectionOptions, Logging, Metrics, Profiler, Runtime};
+use crate::config::{Config, Format, GoDuration};
+use crate::server::ServerHandle;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What `/dump` writes instead of the basic-auth password. It still parses, and says plainly
+/// that it is not the password.
+pub const MASKED: &str = "********";
+
+#[derive(Serialize)]
+struct Dump<'a> {
+    logging: LoggingView<'a>,
+    api: ApiView<'a>,
+    metrics: MetricsView<'a>,
+    defaults: DefaultsView<'a>,
+    acme: Option<&'a Acme>,
+    profiler: Option<&'a Profiler>,
+    /// betwixt's own section, written only when the configuration has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime: Option<&'a Runtime>,
+    servers: BTreeMap<&'a str, Prepared<'a>>,
+}
+
+#[derive(Serialize)]
+struct LoggingView<'a> {
+    level: &'a str,
+    output: &'a str,
+    format: &'a str,
+}
+
+#[derive(Serialize)]
+struct ApiView<'a> {
+    enabled: bool,
+    /// Left out when not set: betwixt's default address differs from what an empty one means.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bind: Option<&'a str>,
+    basic_auth: Option<BasicAuthView<'a>>,
+    tls: Option<&'a CertPair>,
+    cors: bool,
+    /// betwixt's own keys, written only when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_exec: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections_per_client: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct BasicAuthView<'a> {
+    login: &'a str,
+    password: &'static str,
+}
+
+#[derive(Serialize)]
+struct MetricsView<'a> {
+    enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bind: Option<&'a str>,
+}
+
+/// `[defaults]` as written: a key left out is `null`, not its default.
+#[derive(Serialize)]
+struct DefaultsView<'a> {
+    max_connections: Option<u32>,
+    client_idle_timeout: Option<&'a str>,
+    backend_idle_timeout: Option<&'a str>,
+    backend_connection_timeout: Option<&'a str>,
+}
+
+impl<'a> Dump<'a> {
+    fn of(base: &'a Config, servers: &'a [Arc<ServerHandle>]) -> Dump<'a> {
+        let logging = base.logging.as_ref();
+        let text = |field: fn(&'a Logging) -> &'a Option<String>| {
+            logging.and_then(|l| field(l).as_deref()).unwrap_or("")
+        };
+        let api = base.api.as_ref();
+        let metrics = base.metrics.as_ref();
+        let defaults = base.defaults.as_ref();
+        let duration =
+            |field: fn(&'a ConnectionOptions) -> &'a Option<crate::config::loose::LooseDuration>| {
+                defaults.and_then(|d| field(d).as_ref()).map(|d| d.0.as_str())
+            };
+        Dump {
+            logging: LoggingView {
+                level: text(|l| &l.level),
+                output: text(|l| &l.output),
+                format: text(|l| &l.format),
+            },
+            api: ApiView::of(api),
+            metrics: MetricsView {
+                enabled: metrics.is_some_and(|m: &Metrics| m.enabled),
+                bind: metrics.and_then(|m| m.bind.as_deref()),
+            },
+            defaults: DefaultsView {
+                max_connections: defaults.and_then(|d| d.max_connections),
+                client_idle_timeout: duration(|d| &d.client_idle_timeout),
+                backend_idle_timeout: duration(|d| &d.backend_idle_timeout),
+                backend_connection_timeout: duration(|d| &d.backend_connection_timeout),
+            },
+            acme: base.acme.as_ref(),
+            profiler: base.profiler.as_ref(),
+            runtime: base.runtime.as_ref(),
+            servers: servers.iter().map(|h| (h.name.as_str(), Prepared::of(&h.config, defaults))).collect(),
+        }
+    }
+}
+
+impl<'a> ApiView<'a> {
+    fn of(api: Option<&'a Api>) -> ApiView<'a> {
+        let Some(api) = api else {
+            return ApiView {
+                enabled: false,
+                bind: None,
+                basic_auth: None,
+                tls: None,
+                cors: false,
+                allow_exec: None,
+                request_timeout: None,
+                max_connections: None,
+                max_connections_per_client: None,
+            };
+        };
+        ApiView {
+            enabled: api.enabled,
+            bind: api.bind.as_deref(),
+            basic_auth: api
+                .basic_auth
+                .as_ref()
+                .map(|auth| BasicAuthView { login: &auth.login, password: MASKED }),
+            tls: api.tls.as_ref(),
+            cors: api.cors,
+            allow_exec: api.allow_exec,
+            request_timeout: api.request_timeout,
+            max_connections: api.max_connections,
+            max_connections_per_client: api.max_connections_per_client,
+        }
+    }
+}
+
+/// The dump of `base` (the configuration without its servers) and the running `servers`.
+pub fn render(base: &Config, servers: &[Arc<ServerHandle>], format: Format) -> Result<String, String> {
+    let dump = Dump::of(base, servers);
+    match format {
+        Format::Json => to_json(&dump).map_err(|e| e.to_string()),
+        Format::Toml => toml::to_string_pretty(&dump).map_err(|e| e.to_string()),
+    }
+}

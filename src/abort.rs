@@ -1,0 +1,135 @@
+//! Closing a server's live connections on one shard, all at once: when a server is deleted (as
+//! gobetween does), or when its drain time is over.
+//!
+//! Each shard keeps one `Connections` per server it serves; every connection task of that server
+//! runs under `until_aborted` and holds an `Rc` of it. `abort` wakes them all, and each task then
+//! drops its connection future: the sockets close and the counters' drop guards give back their
+//! places, as on any other exit. Nothing here is shared between shards; a connection costs one
+//! waker clone and one slot in a vector, taken on its first poll and given back when it ends.
+
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+/// The live connections of one server on one shard.
+#[derive(Default)]
+pub struct Connections {
+    aborted: Cell<bool>,
+    /// One waker per connection task that has been polled; `None` where one has ended.
+    wakers: RefCell<Vec<Option<Waker>>>,
+    /// Free places in `wakers`.
+    free: RefCell<Vec<usize>>,
+}
+
+impl Connections {
+    /// Ends every connection under `until_aborted` (those not polled yet end on their first
+    /// poll), now and from now on.
+    pub fn abort(&self) {
+        self.aborted.set(true);
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        self.free.borrow_mut().clear();
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+
+    /// Whether any connection task still holds `connections`, besides the caller's own handle.
+    pub fn in_use(connections: &Rc<Connections>) -> bool {
+        Rc::strong_count(connections) > 1
+    }
+
+    fn register(&self, waker: &Waker) -> usize {
+        let mut wakers = self.wakers.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(place) => {
+                wakers[place] = Some(waker.clone());
+                place
+            }
+            None => {
+                wakers.push(Some(waker.clone()));
+                wakers.len() - 1
+            }
+        }
+    }
+
+    fn unregister(&self, place: usize) {
+        // After `abort` the vector is empty: nothing to give back.
+        if let Some(slot) = self.wakers.borrow_mut().get_mut(place) {
+            *slot = None;
+            self.free.borrow_mut().push(place);
+        }
+    }
+}
+
+/// Gives a registered place back when the connection task ends, however it ends.
+struct Registration {
+    connections: Rc<Connections>,
+    place: Option<usize>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(place) = self.place {
+            self.connections.unregister(place);
+        }
+    }
+}
+
+/// Runs `work` until it completes or `connections` is aborted, whichever comes first; on abort
+/// `work` is dropped where it stands.
+pub async fn until_aborted(connections: Rc<Connections>, work: impl Future<Output = ()>) {
+    let mut registration = Registration { connections, place: None };
+    let aborted = poll_fn(|cx| {
+        let connections = &registration.connections;
+        if connections.aborted.get() {
+            return Poll::Ready(());
+        }
+        // A task's waker stays valid for the task's life: registering once is enough.
+        if registration.place.is_none() {
+            registration.place = Some(connections.register(cx.waker()));
+        }
+        Poll::Pending
+    });
+    // The abort is looked at first, so an aborted connection takes no further step.
+    futures_lite::future::or(aborted, work).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::pending;
+
+    #[test]
+    fn abort_ends_pending_work_and_places_are_reused() {
+        glommio::LocalExecutor::default().run(async {
+            let connections = Rc::new(Connections::default());
+            let finished = Rc::new(Cell::new(0));
+            let spawn = |work: std::pin::Pin<Box<dyn Future<Output = ()>>>| {
+                let finished = finished.clone();
+                let connections = connections.clone();
+                glommio::spawn_local(async move {
+                    until_aborted(connections, work).await;
+                    finished.set(finished.get() + 1);
+                })
+                .detach();
+            };
+            // One ends by itself: its place is given back and taken by the next.
+            spawn(Box::pin(async {}));
+            for _ in 0..3 {
+                spawn(Box::pin(pending()));
+            }
+            glommio::yield_if_needed().await;
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(finished.get(), 1);
+            assert!(Connections::in_use(&connections));
+            assert_eq!(connections.wakers.borrow().iter().flatten().count(), 3);
+            connections.abort();
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(finished.get(), 4);
+            assert!(!Connections::in_use(&connections));
+            // A task first polled after the abort ends at once.
+            spawn(Box::pin(pending()));
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            assert_eq!(finished.get(), 5);
+        });
+    }
+}
