@@ -217,7 +217,15 @@ fn exact_matching_routes_by_name_and_passes_tls_through() {
 /// `openssl s_client -servername` reaches the TLS backend through the proxy, when installed.
 fn openssl_completes(port: u16) {
     let Ok(child) = std::process::Command::new("openssl")
-        .args(["s_client", "-brief", "-ign_eof", "-connect", &format!("127.0.0.1:{port}"), "-servername", TLS_NAME])
+        .args([
+            "s_client",
+            "-brief",
+            "-ign_eof",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            TLS_NAME,
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
