@@ -1,16 +1,26 @@
-//! One client connection, from accept to close: access rules, limits, backend choice with
-//! bounded retries, connect timeout, then the byte transfer with idle timeouts and faults
-//! passed on (see `transfer`). Counters are released by guards, so every exit path (error,
-//! timeout, cancellation) leaves them right.
+//! One client connection, from accept to close, as named steps (`Stage`): read the client's
+//! PROXY protocol header (when accepted), admit (access rules, limits), peek at the TLS
+//! ClientHello's server name (SNI routing), connect (backend choice with bounded retries,
+//! connect timeout), send the PROXY header and the client bytes read so far, then the byte
+//! transfer with idle timeouts and faults passed on (see `transfer`). A server without
+//! `accept_proxy_protocol`, `sni` and `proxy_protocol` skips those steps without a system call.
+//! Counters are released by guards, so every exit path (error, timeout, cancellation) leaves
+//! them right.
 
-use crate::transfer::{self, End, Meters};
-use betwixt_control::balance::Picker;
+use crate::client_hello::{self, Peek};
+use crate::proxy_protocol::{self, Addresses, Command, Header, Parsed};
+use crate::transfer::{self, End, Meters, Side};
+use betwixt_control::balance::{Candidates, Picker};
+use betwixt_control::config::GoDuration;
+use betwixt_control::config::ServerSettings;
+use betwixt_control::proxy::AcceptSettings;
 use betwixt_control::snapshot::{Backend, ServerSnapshot};
 use betwixt_control::stats::{ConnectError, Counters, Slot};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,51 +63,272 @@ impl Drop for Occupancy<'_> {
     }
 }
 
+/// The steps of a connection, in order. Each is a small function below; each failure names
+/// its step and side, and `report` alone counts and logs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// `[accept_proxy_protocol]`: the client's PROXY protocol header.
+    ReadProxy,
+    /// Access rules and the server's `max_connections`.
+    Admit,
+    /// `[sni]`: the server name of the client's TLS ClientHello.
+    PeekSni,
+    /// Choosing a backend and connecting to it.
+    Connect,
+    /// `[proxy_protocol]`, and the client bytes read in the steps before.
+    SendProxy,
+    Transfer,
+}
+
+/// Why a connection ended before its transfer ended cleanly.
+#[derive(Debug)]
+pub struct Failure {
+    pub stage: Stage,
+    pub side: Side,
+    pub why: String,
+}
+
+impl Failure {
+    fn new(stage: Stage, side: Side, why: impl Into<String>) -> Failure {
+        Failure { stage, side, why: why.into() }
+    }
+}
+
 pub async fn handle(
     shard: usize,
     snapshot: Arc<ServerSnapshot>,
     picker: Rc<RefCell<Picker>>,
-    mut client: TcpStream,
+    client: TcpStream,
     peer: SocketAddr,
 ) {
-    let settings = &snapshot.settings;
-    if settings.access.as_ref().is_some_and(|rules| !rules.allows(peer.ip())) {
-        // Denied clients are closed at once (dropping the stream) and counted as refused.
-        Slot::add(&snapshot.counters.shard(shard).refused, 1);
-        log::debug!("server {}: {peer} denied by access rules", settings.name);
-        return;
+    let mut source = peer;
+    if let Err(failure) = serve(shard, &snapshot, &picker, client, peer, &mut source).await {
+        report(shard, &snapshot, source, failure);
     }
-    let Some(server_place) = Occupancy::enter(&snapshot.counters, shard, settings.max_connections) else {
+}
+
+/// The one place a failed connection is counted and logged. Every step before the backend
+/// is connected refuses the client (the server's `refused` count); later ones end a served
+/// connection.
+fn report(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr, failure: Failure) {
+    let Failure { stage, side, why } = failure;
+    if matches!(stage, Stage::ReadProxy | Stage::Admit | Stage::PeekSni | Stage::Connect) {
         Slot::add(&snapshot.counters.shard(shard).refused, 1);
-        log::debug!(
-            "server {}: refused {peer}: max_connections {} reached",
-            settings.name,
-            settings.max_connections
+    }
+    let name = &snapshot.settings.name;
+    if stage == Stage::ReadProxy {
+        // Only an upstream balancer talks to such a server: a bad header is its misconfiguration
+        // (or someone else reaching the port), worth a warning, limited so it cannot flood.
+        betwixt_control::log_limited!(
+            log::Level::Warn,
+            "server {name}: {client}: {stage:?} ({side:?}): {why}; connection closed"
         );
-        return;
+    } else {
+        log::debug!("server {name}: {client}: {stage:?} ({side:?}): {why}");
+    }
+}
+
+/// Runs the steps. `source` becomes the client's address as the PROXY header gives it.
+async fn serve(
+    shard: usize,
+    snapshot: &ServerSnapshot,
+    picker: &RefCell<Picker>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    source: &mut SocketAddr,
+) -> Result<(), Failure> {
+    let settings = &snapshot.settings;
+    // Client bytes read by the steps before the transfer; the backend gets them first.
+    let mut early = Vec::new();
+    let received = match &settings.accept_proxy {
+        Some(accept) => Some(read_proxy(&mut client, accept, &mut early).await?),
+        None => None,
     };
-    server_place.count_total();
-    let Some((backend, mut upstream, backend_place)) = connect_backend(shard, &snapshot, &picker, peer).await
-    else {
-        Slot::add(&server_place.slot().refused, 1);
-        log::debug!("server {}: no backend available for {peer}", settings.name);
-        return;
+    if let Some(from) = received.and_then(|header| header.source()) {
+        *source = from;
+    }
+    let server_place = admit(shard, snapshot, *source)?;
+    let candidates = match (&snapshot.sni, &settings.sni) {
+        (Some(routes), Some(sni)) => {
+            let name = peek_sni(&mut client, sni.read_timeout, &mut early).await?;
+            routes.candidates(name.as_deref())
+        }
+        _ => Candidates::All,
     };
+    let (backend, mut upstream, backend_place) =
+        connect_backend(shard, snapshot, picker, source.ip(), &candidates)
+            .await
+            .ok_or_else(|| Failure::new(Stage::Connect, Side::Backend, "no backend available"))?;
+    let at = |why: String| format!("{why} (backend {})", backend.spec.address());
     // The client's socket inherited TCP_NODELAY from the listener (see `bind`): one system call
     // fewer per connection.
-    if let Err(e) = upstream.set_nodelay(true) {
-        log::warn!("server {}: cannot set socket options: {e}", settings.name);
-        return;
-    }
+    upstream.set_nodelay(true).map_err(|e| {
+        Failure::new(Stage::Connect, Side::Backend, at(format!("cannot set socket options: {e}")))
+    })?;
     let meters = Meters { server: server_place.slot(), backend: backend_place.slot() };
+    let first = opening(settings, &client, peer, received, &early)?;
+    if !first.is_empty() {
+        send_first(&mut upstream, &first, early.len(), &meters)
+            .await
+            .map_err(|e| Failure::new(Stage::SendProxy, Side::Backend, at(e.to_string())))?;
+    }
     let idle = [settings.client_idle_timeout, settings.backend_idle_timeout];
-    let why = match transfer::bidirectional(&mut client, &mut upstream, meters, idle).await {
-        End::Done => return,
-        End::Idle(side) => format!("{side:?} idle timeout"),
+    match transfer::bidirectional(&mut client, &mut upstream, meters, idle).await {
+        End::Done => Ok(()),
+        End::Idle(side) => Err(Failure::new(Stage::Transfer, side, at("idle timeout".into()))),
         // The other side is reset as the sockets drop here.
-        End::Failed(side, e) => format!("{side:?} failed: {e}"),
+        End::Failed(side, e) => Err(Failure::new(Stage::Transfer, side, at(e.to_string()))),
+    }
+}
+
+/// What the backend gets before the transfer: the PROXY header (`[proxy_protocol]`), then
+/// the client bytes read early. Empty, without a system call, when there is neither.
+fn opening(
+    settings: &ServerSettings,
+    client: &TcpStream,
+    peer: SocketAddr,
+    received: Option<Header>,
+    early: &[u8],
+) -> Result<Vec<u8>, Failure> {
+    let mut first = Vec::new();
+    if let Some(version) = settings.send_proxy {
+        let addresses = match received.map(|header| header.command) {
+            // Passed on as received, so the backend sees the original client.
+            Some(Command::Proxy(Some(addresses))) => addresses,
+            _ => {
+                let local = client.local_addr().map_err(|e| {
+                    Failure::new(Stage::SendProxy, Side::Client, format!("no local address: {e}"))
+                })?;
+                Addresses::new(peer, local)
+            }
+        };
+        proxy_protocol::encode(&Header { version, command: Command::Proxy(Some(addresses)) }, &mut first);
+    }
+    first.extend_from_slice(early);
+    Ok(first)
+}
+
+/// Runs `step`, failing it at `stage` when it takes longer than `limit` (a bound on the whole
+/// step, so a client sending a byte now and then cannot stretch it).
+async fn within<T>(
+    limit: Duration,
+    stage: Stage,
+    step: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let expired = async {
+        glommio::timer::sleep(limit).await;
+        Err(Failure::new(stage, Side::Client, format!("nothing complete within {}", GoDuration(limit))))
     };
-    log::debug!("server {}: {peer} <-> {}: {why}", settings.name, backend.spec.address());
+    futures_lite::future::or(step, expired).await
+}
+
+/// Reads the client's PROXY protocol header. Bytes read past it go to `early`.
+async fn read_proxy(
+    client: &mut TcpStream,
+    accept: &AcceptSettings,
+    early: &mut Vec<u8>,
+) -> Result<Header, Failure> {
+    let fail = |why: &str| Failure::new(Stage::ReadProxy, Side::Client, why);
+    within(accept.read_timeout, Stage::ReadProxy, async {
+        let mut buffer = [0u8; proxy_protocol::MAX_HEADER];
+        let mut have = 0;
+        loop {
+            let n = client.read(&mut buffer[have..]).await.map_err(|e| fail(&e.to_string()))?;
+            if n == 0 {
+                return Err(fail("closed before the end of its PROXY protocol header"));
+            }
+            have += n;
+            match proxy_protocol::parse(&buffer[..have]) {
+                Parsed::Done { header, consumed } => {
+                    let version = header.version;
+                    if !accept.versions.admits(version) {
+                        return Err(fail(&format!(
+                            "PROXY protocol {version:?} header where {:?} is accepted",
+                            accept.versions
+                        )));
+                    }
+                    early.extend_from_slice(&buffer[consumed..have]);
+                    return Ok(header);
+                }
+                Parsed::Invalid(reason) => return Err(fail(&format!("bad PROXY protocol header: {reason}"))),
+                // The parser decides within `MAX_HEADER` bytes, so the buffer never fills here.
+                Parsed::NeedMore if have == buffer.len() => {
+                    return Err(fail("PROXY protocol header too long"))
+                }
+                Parsed::NeedMore => {}
+            }
+        }
+    })
+    .await
+}
+
+/// Reads the client's TLS ClientHello into `early` (which may already hold its start) and
+/// returns the server name it asks for. What is not a readable ClientHello counts as a client
+/// without a name, as in gobetween; its bytes are forwarded all the same.
+async fn peek_sni(
+    client: &mut TcpStream,
+    limit: Duration,
+    early: &mut Vec<u8>,
+) -> Result<Option<String>, Failure> {
+    let fail = |why: String| Failure::new(Stage::PeekSni, Side::Client, why);
+    within(limit, Stage::PeekSni, async {
+        loop {
+            match client_hello::peek(early) {
+                Peek::Done(name) => return Ok(name),
+                Peek::NotTls(reason) => {
+                    log::debug!("no server name: {reason}");
+                    return Ok(None);
+                }
+                Peek::NeedMore => {}
+            }
+            // The peek decides within `MAX_BYTES`; read in growing steps up to it.
+            let start = early.len();
+            let room = start.clamp(4096, 16 * 1024).min(client_hello::MAX_BYTES - start);
+            early.resize(start + room, 0);
+            let read = client.read(&mut early[start..]).await;
+            early.truncate(start + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => return Err(fail("closed before the end of its ClientHello".into())),
+                Ok(_) => {}
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        }
+    })
+    .await
+}
+
+/// Writes `bytes` to the backend; the last `client_bytes` of them are the client's and are
+/// counted as such (a PROXY header is not).
+async fn send_first(
+    upstream: &mut TcpStream,
+    bytes: &[u8],
+    client_bytes: usize,
+    meters: &Meters<'_>,
+) -> io::Result<()> {
+    upstream.write_all(bytes).await?;
+    for slot in [meters.server, meters.backend] {
+        Slot::add(&slot.tx, client_bytes as u64);
+    }
+    Ok(())
+}
+
+/// Access rules (on the client's address, from the PROXY header when there is one), then a
+/// place under the server's `max_connections`.
+fn admit(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr) -> Result<Occupancy<'_>, Failure> {
+    let settings = &snapshot.settings;
+    if settings.access.as_ref().is_some_and(|rules| !rules.allows(client.ip())) {
+        // Denied clients are closed at once (dropping the stream).
+        return Err(Failure::new(Stage::Admit, Side::Client, "denied by access rules"));
+    }
+    let place = Occupancy::enter(&snapshot.counters, shard, settings.max_connections).ok_or_else(|| {
+        Failure::new(
+            Stage::Admit,
+            Side::Client,
+            format!("max_connections {} reached", settings.max_connections),
+        )
+    })?;
+    place.count_total();
+    Ok(place)
 }
 
 /// Picks backends until one accepts the connection, at most `MAX_CONNECT_ATTEMPTS` of them.
@@ -108,13 +339,14 @@ async fn connect_backend<'s>(
     shard: usize,
     snapshot: &'s ServerSnapshot,
     picker: &RefCell<Picker>,
-    peer: SocketAddr,
+    client: IpAddr,
+    candidates: &Candidates<'_>,
 ) -> Option<(&'s Arc<Backend>, TcpStream, Occupancy<'s>)> {
     let timeout = snapshot.settings.backend_connection_timeout;
     // On the stack: no allocation per connection.
     let mut tried = [0; MAX_CONNECT_ATTEMPTS];
     for attempt in 0..MAX_CONNECT_ATTEMPTS {
-        let index = picker.borrow_mut().pick(snapshot, peer.ip(), &tried[..attempt])?;
+        let index = picker.borrow_mut().pick_among(snapshot, client, &tried[..attempt], candidates)?;
         tried[attempt] = index;
         let backend = &snapshot.backends[index];
         let Some(place) = Occupancy::enter(&backend.counters, shard, backend.spec.max_connections) else {

@@ -4,6 +4,7 @@
 mod abort;
 mod buffers;
 mod cli;
+mod client_hello;
 mod connection;
 mod consul;
 mod direction;
@@ -11,6 +12,7 @@ mod idle;
 mod limits;
 mod pidfile;
 mod pipes;
+mod proxy_protocol;
 mod run;
 mod shard;
 mod source;

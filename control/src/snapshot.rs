@@ -5,6 +5,7 @@
 use crate::backend::BackendSpec;
 use crate::balance::{self, Table};
 use crate::config::{Balance, ServerSettings};
+use crate::sni::SniRoutes;
 use crate::stats::Counters;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct ServerSnapshot {
     pub backends: Vec<Arc<Backend>>,
     /// Ascending by priority: the lowest value is preferred.
     pub groups: Vec<Group>,
+    /// The backends grouped by their `sni=`, when the server routes on SNI.
+    pub sni: Option<SniRoutes>,
 }
 
 impl ServerSnapshot {
@@ -76,6 +79,7 @@ impl ServerSnapshot {
                 Group { priority, members: members.to_vec(), table }
             })
             .collect();
-        ServerSnapshot { generation, settings, counters, backends, groups }
+        let sni = settings.sni.as_ref().map(|sni| SniRoutes::build(&settings.name, sni, &backends));
+        ServerSnapshot { generation, settings, counters, backends, groups, sni }
     }
 }

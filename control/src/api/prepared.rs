@@ -35,6 +35,9 @@ pub struct Prepared<'a> {
     udp: Option<UdpView>,
     access: Option<AccessView<'a>>,
     proxy_protocol: Option<ProxyProtocolView<'a>>,
+    /// betwixt's own section, written only when the configuration sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accept_proxy_protocol: Option<AcceptProxyView<'a>>,
     discovery: DiscoveryView<'a>,
     healthcheck: HealthcheckView<'a>,
 }
@@ -68,6 +71,10 @@ impl<'a> Prepared<'a> {
             },
             access: server.access.as_ref().map(AccessView::of),
             proxy_protocol: server.proxy_protocol.as_ref().map(|p| ProxyProtocolView { version: &p.version }),
+            accept_proxy_protocol: server.accept_proxy_protocol.as_ref().map(|a| AcceptProxyView {
+                version: text(&a.version, "any"),
+                read_timeout: written(&a.read_timeout, "2s"),
+            }),
             discovery: DiscoveryView::of(&server.discovery),
             healthcheck: HealthcheckView::of(server.healthcheck.as_ref()),
         }
@@ -86,6 +93,12 @@ fn text<'a>(value: &'a Option<String>, default: &'a str) -> &'a str {
 
 fn written<'a>(value: &'a Option<WrittenDuration>, default: &'a str) -> &'a str {
     value.as_ref().map_or(default, |d| d.text.as_str())
+}
+
+#[derive(Serialize)]
+struct AcceptProxyView<'a> {
+    version: &'a str,
+    read_timeout: &'a str,
 }
 
 #[derive(Serialize)]

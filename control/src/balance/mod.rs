@@ -24,6 +24,7 @@ use crate::config::{Balance, ServerSettings};
 use crate::snapshot::{Backend, ServerSnapshot};
 use bandwidth::Meter;
 use hash::Fnv32;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -137,6 +138,32 @@ fn consistent_table(mut entries: Vec<(String, u32)>) -> Vec<u32> {
     maglev::build(&names).into_iter().map(|entry| entries[entry as usize].1).collect()
 }
 
+/// Which backends one connection may go to, on top of the rules every pick applies (live,
+/// below `max_connections`, not tried yet): SNI routing narrows them (see `sni`).
+#[derive(Debug)]
+pub enum Candidates<'a> {
+    All,
+    /// Indexes into the snapshot's backends, ascending; empty lets nobody in.
+    Only(Cow<'a, [usize]>),
+}
+
+impl Candidates<'_> {
+    pub fn none() -> Self {
+        Candidates::Only(Cow::Borrowed(&[]))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Candidates::Only(list) if list.is_empty())
+    }
+
+    fn admits(&self, index: usize) -> bool {
+        match self {
+            Candidates::All => true,
+            Candidates::Only(list) => list.binary_search(&index).is_ok(),
+        }
+    }
+}
+
 /// A shard's selection state for one server.
 #[derive(Debug)]
 pub struct Picker {
@@ -163,6 +190,22 @@ impl Picker {
     /// Chooses a backend index into `snapshot.backends`, or `None` when nothing is eligible.
     /// `tried` holds indexes already attempted for this connection.
     pub fn pick(&mut self, snapshot: &ServerSnapshot, client: IpAddr, tried: &[usize]) -> Option<usize> {
+        self.pick_among(snapshot, client, tried, &Candidates::All)
+    }
+
+    /// As `pick`, among `candidates` only. The strategy runs over the candidates as if they
+    /// were the whole pool (gobetween filters by SNI before its strategy), at O(log n) more
+    /// per member looked at.
+    pub fn pick_among(
+        &mut self,
+        snapshot: &ServerSnapshot,
+        client: IpAddr,
+        tried: &[usize],
+        candidates: &Candidates,
+    ) -> Option<usize> {
+        if candidates.is_empty() {
+            return None;
+        }
         if self.generation != snapshot.generation {
             self.generation = snapshot.generation;
             self.cursors = vec![Cursor::default(); snapshot.groups.len()];
@@ -170,7 +213,9 @@ impl Picker {
         }
         let eligible = |index: usize| {
             let backend = &snapshot.backends[index];
-            !tried.contains(&index) && !backend.counters.is_full(backend.spec.max_connections)
+            !tried.contains(&index)
+                && candidates.admits(index)
+                && !backend.counters.is_full(backend.spec.max_connections)
         };
         let client_bytes = snapshot.settings.client_bytes;
         let shard = self.shard;
@@ -206,8 +251,9 @@ impl Picker {
                 }
                 Table::Modulo { limited } => {
                     let hash = client_bytes.hash(client).finish();
-                    let all_eligible =
-                        tried.is_empty() && limited.iter().all(|&p| eligible(members[p as usize]));
+                    let all_eligible = tried.is_empty()
+                        && matches!(candidates, Candidates::All)
+                        && limited.iter().all(|&p| eligible(members[p as usize]));
                     if all_eligible {
                         Some(hash as usize % members.len())
                     } else {

@@ -22,6 +22,9 @@ fn settings_with(balance: Balance, priority_groups: bool, client_bytes: ClientBy
         backend_connection_timeout: None,
         healthcheck: None,
         access: None,
+        sni: None,
+        send_proxy: None,
+        accept_proxy: None,
     }
 }
 

@@ -163,6 +163,9 @@ pub struct Server {
     pub udp: Option<Udp>,
     pub access: Option<Access>,
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// betwixt addition: read a PROXY protocol header from each client (an upstream balancer)
+    /// and take the client's address from it.
+    pub accept_proxy_protocol: Option<AcceptProxyProtocol>,
     pub discovery: Discovery,
     pub healthcheck: Option<Healthcheck>,
 }
@@ -224,7 +227,19 @@ pub struct Access {
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProxyProtocol {
+    /// `"1"` (gobetween) or `"2"` (betwixt addition).
     pub version: String,
+}
+
+/// `[servers.NAME.accept_proxy_protocol]`, a betwixt addition.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AcceptProxyProtocol {
+    /// `"1"`, `"2"` or `"any"` (left out or empty: `"any"`).
+    pub version: Option<String>,
+    /// Time a client has to send the whole header (left out or empty: `"2s"`).
+    #[serde(default, deserialize_with = "empty_is_unset")]
+    pub read_timeout: Option<WrittenDuration>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

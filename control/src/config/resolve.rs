@@ -13,6 +13,8 @@ use crate::access::AccessRules;
 use crate::balance::ClientBytes;
 use crate::discovery::static_list;
 use crate::healthcheck::Probe;
+use crate::proxy::{send_version, AcceptSettings, Version as ProxyVersion};
+use crate::sni::SniSettings;
 use std::time::Duration;
 
 /// Interval used when a healthcheck names none.
@@ -48,6 +50,12 @@ pub struct ServerSettings {
     pub healthcheck: Option<CheckSettings>,
     /// Parsed `[access]` rules; `None` lets everyone in.
     pub access: Option<AccessRules>,
+    /// `[sni]`: route on the server name of the client's TLS ClientHello.
+    pub sni: Option<SniSettings>,
+    /// `[proxy_protocol]`: the PROXY protocol header to send each backend.
+    pub send_proxy: Option<ProxyVersion>,
+    /// `[accept_proxy_protocol]`: read a PROXY protocol header from each client first.
+    pub accept_proxy: Option<AcceptSettings>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +111,7 @@ impl Server {
         );
         lint_discovery(&s.discovery, &mut warnings);
         let healthcheck = s.healthcheck.as_ref().and_then(|raw| CheckSettings::read(raw, &mut warnings));
+        let (sni, send_proxy, accept_proxy) = stream_options(&s, &mut warnings);
         let settings = ServerSettings {
             name: name.to_string(),
             bind: s.bind.clone(),
@@ -123,9 +132,46 @@ impl Server {
                     AccessRules::deny_all()
                 })
             }),
+            sni,
+            send_proxy,
+            accept_proxy,
         };
         (settings, warnings)
     }
+}
+
+/// `[sni]`, `[proxy_protocol]` and `[accept_proxy_protocol]` as the data plane uses them.
+/// Validation refuses bad values before a server starts; should one get here anyway, the
+/// section is left out with an error in the log.
+fn stream_options(
+    server: &Server,
+    warnings: &mut Warnings,
+) -> (Option<SniSettings>, Option<ProxyVersion>, Option<AcceptSettings>) {
+    let sni = server.sni.as_ref().and_then(|section| match SniSettings::from_section(section) {
+        Ok((settings, note)) => {
+            warnings.note("sni.read_timeout", note);
+            Some(settings)
+        }
+        Err(e) => {
+            log::error!("sni.{}: {}; SNI routing left out", e.field, e.message);
+            None
+        }
+    });
+    let send_proxy = server.proxy_protocol.as_ref().and_then(|section| {
+        if server.protocol.is_none() {
+            warnings.note(
+                "proxy_protocol",
+                Some("gobetween refuses it unless `protocol = \"tcp\"` is written out; read as the default tcp".into()),
+            );
+        }
+        send_version(section).map_err(|e| log::error!("proxy_protocol.{}: {}", e.field, e.message)).ok()
+    });
+    let accept_proxy = server.accept_proxy_protocol.as_ref().and_then(|section| {
+        AcceptSettings::from_section(section)
+            .map_err(|e| log::error!("accept_proxy_protocol.{}: {}", e.field, e.message))
+            .ok()
+    });
+    (sni, send_proxy, accept_proxy)
 }
 
 /// What is loose in a discovery section: the static list's lines, a datacenter under its alias.

@@ -19,12 +19,15 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
             Protocol::Tcp => {}
             other => keys.push(format!("{} = {:?}", at("protocol"), format!("{other:?}").to_lowercase())),
         }
+        // SNI routing and the PROXY protocol are built for tcp servers; on tls servers they
+        // wait for TLS termination (the protocol itself is refused above).
+        let tcp = server.protocol.unwrap_or_default() == Protocol::Tcp;
         for (field, present) in [
-            ("sni", server.sni.is_some()),
+            ("sni", server.sni.is_some() && !tcp),
             ("tls", server.tls.is_some()),
             ("backends_tls", server.backends_tls.is_some()),
             ("udp", server.udp.is_some()),
-            ("proxy_protocol", server.proxy_protocol.is_some()),
+            ("proxy_protocol", server.proxy_protocol.is_some() && !tcp),
         ] {
             if present {
                 keys.push(at(field));

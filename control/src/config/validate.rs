@@ -1,10 +1,12 @@
 //! Checks that need more than one key at a time, or a value's meaning. Each error names its key.
 
 use super::error::ConfigError;
-use super::model::{Config, HealthcheckKind, Server};
+use super::model::{Config, HealthcheckKind, Protocol, Server};
 use crate::access::AccessRules;
 use crate::backend::split_host_port;
 use crate::healthcheck::Probe;
+use crate::proxy::{send_version, AcceptSettings};
+use crate::sni::SniSettings;
 use crate::text::is_unsafe;
 
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
@@ -89,6 +91,39 @@ pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
     if let Some(access) = &server.access {
         AccessRules::from_section(access)
             .map_err(|e| ConfigError::at_key(key(&format!("access.{}", e.field)), e.message))?;
+    }
+    validate_stream_options(name, server)
+}
+
+/// `[sni]`, `[proxy_protocol]` and `[accept_proxy_protocol]`: values, and the protocols they
+/// apply to. (gobetween refuses `proxy_protocol` unless `protocol = "tcp"` is written out;
+/// betwixt reads a left-out protocol as the tcp it is, with a warning, see `resolve`.)
+fn validate_stream_options(name: &str, server: &Server) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("servers.{name}.{field}");
+    let udp = server.protocol == Some(Protocol::Udp);
+    if let Some(section) = &server.proxy_protocol {
+        if udp {
+            return Err(ConfigError::at_key(
+                key("proxy_protocol"),
+                "proxy_protocol may be used only with protocol \"tcp\", not with \"udp\"",
+            ));
+        }
+        send_version(section).map_err(|e| ConfigError::at_key(key("proxy_protocol.version"), e.message))?;
+    }
+    if let Some(section) = &server.accept_proxy_protocol {
+        if udp {
+            return Err(ConfigError::at_key(
+                key("accept_proxy_protocol"),
+                "accept_proxy_protocol may be used only with protocol \"tcp\", not with \"udp\"",
+            ));
+        }
+        AcceptSettings::from_section(section).map_err(|e| {
+            ConfigError::at_key(key(&format!("accept_proxy_protocol.{}", e.field)), e.message)
+        })?;
+    }
+    if let Some(section) = &server.sni {
+        SniSettings::from_section(section)
+            .map_err(|e| ConfigError::at_key(key(&format!("sni.{}", e.field)), e.message))?;
     }
     Ok(())
 }
