@@ -8,7 +8,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, Task};
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -110,6 +110,15 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
                         let listener = unsafe { TcpListener::from_raw_fd(fd) };
                         let accept = glommio::spawn_local(accept_loop(id, slot.clone(), listener));
                         running.push(Serving { slot, accept, fd });
+                    }
+                    Some(Listener::Udp(socket)) => {
+                        if let Err(e) = socket.set_nonblocking(true) {
+                            log::error!("shard {id}: server {}: {e}", slot.name);
+                            continue;
+                        }
+                        let fd = socket.as_raw_fd();
+                        let serve = glommio::spawn_local(crate::udp::serve(id, slot.clone(), socket));
+                        running.push(Serving { slot, accept: serve, fd });
                     }
                     None => log::error!("shard {id}: server {} has no listener", slot.name),
                 }

@@ -25,6 +25,12 @@ pub struct Slot {
     /// Failed backend connects, indexed by `ConnectError as usize`.
     pub connect_errors: [AtomicU64; ConnectError::ALL.len()],
     pub connect_latency: LatencyBuckets,
+    /// UDP: datagrams from clients sent on to a backend.
+    pub datagrams_in: AtomicU64,
+    /// UDP: replies from backends sent back to their clients.
+    pub datagrams_out: AtomicU64,
+    /// UDP: datagrams not passed on, indexed by `Dropped as usize` (server slots only).
+    pub dropped: [AtomicU64; Dropped::ALL.len()],
 }
 
 impl Slot {
@@ -68,6 +74,32 @@ impl ConnectError {
             ConnectError::Timeout => "timeout",
             ConnectError::Unreachable => "unreachable",
             ConnectError::Other => "other",
+        }
+    }
+}
+
+/// Why a UDP datagram was not passed on, as the metrics label it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// The access rules deny the client.
+    Denied,
+    /// `max_connections` (sessions) is reached, for the server or every eligible backend.
+    Limit,
+    /// No backend is live, or no socket to it could be opened.
+    NoBackend,
+    /// The kernel would not take the datagram (buffer full, an ICMP error from the peer).
+    SendFailed,
+}
+
+impl Dropped {
+    pub const ALL: [Dropped; 4] = [Dropped::Denied, Dropped::Limit, Dropped::NoBackend, Dropped::SendFailed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dropped::Denied => "denied",
+            Dropped::Limit => "limit",
+            Dropped::NoBackend => "no_backend",
+            Dropped::SendFailed => "send_failed",
         }
     }
 }
@@ -167,6 +199,20 @@ impl Counters {
             }
         }
         sums
+    }
+
+    /// UDP datagrams over all shards: (from clients, to clients, dropped per `Dropped::ALL`).
+    pub fn datagrams(&self) -> (u64, u64, [u64; Dropped::ALL.len()]) {
+        let mut dropped = [0; Dropped::ALL.len()];
+        let (mut from, mut to) = (0, 0);
+        for slot in self.slots.iter() {
+            from += slot.datagrams_in.load(Relaxed);
+            to += slot.datagrams_out.load(Relaxed);
+            for (sum, n) in dropped.iter_mut().zip(&slot.dropped) {
+                *sum += n.load(Relaxed);
+            }
+        }
+        (from, to, dropped)
     }
 
     pub fn connect_latency(&self) -> Latency {

@@ -22,6 +22,7 @@ fn settings_with(balance: Balance, priority_groups: bool, client_bytes: ClientBy
         backend_connection_timeout: None,
         healthcheck: None,
         access: None,
+        udp: Default::default(),
     }
 }
 
