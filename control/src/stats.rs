@@ -158,6 +158,15 @@ pub struct Totals {
     pub tx: u64,
 }
 
+/// A UDP server's datagrams over all shards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Datagrams {
+    pub from_client: u64,
+    pub to_client: u64,
+    /// Per `Dropped::ALL` reason.
+    pub dropped: [u64; Dropped::ALL.len()],
+}
+
 /// Per-shard slots for one server or one backend, plus the cross-shard connection gauge.
 #[derive(Debug)]
 pub struct Counters {
@@ -201,18 +210,17 @@ impl Counters {
         sums
     }
 
-    /// UDP datagrams over all shards: (from clients, to clients, dropped per `Dropped::ALL`).
-    pub fn datagrams(&self) -> (u64, u64, [u64; Dropped::ALL.len()]) {
-        let mut dropped = [0; Dropped::ALL.len()];
-        let (mut from, mut to) = (0, 0);
+    /// UDP datagrams summed over shards.
+    pub fn datagrams(&self) -> Datagrams {
+        let mut sums = Datagrams::default();
         for slot in self.slots.iter() {
-            from += slot.datagrams_in.load(Relaxed);
-            to += slot.datagrams_out.load(Relaxed);
-            for (sum, n) in dropped.iter_mut().zip(&slot.dropped) {
+            sums.from_client += slot.datagrams_in.load(Relaxed);
+            sums.to_client += slot.datagrams_out.load(Relaxed);
+            for (sum, n) in sums.dropped.iter_mut().zip(&slot.dropped) {
                 *sum += n.load(Relaxed);
             }
         }
-        (from, to, dropped)
+        sums
     }
 
     pub fn connect_latency(&self) -> Latency {

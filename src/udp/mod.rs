@@ -77,7 +77,7 @@ pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket) {
                 let now = Instant::now();
                 for i in 0..n {
                     if let (data, Some(client)) = batch.datagram(i) {
-                        front.from_client(&snapshot, data, client, now);
+                        front.on_datagram(&snapshot, data, client, now);
                     }
                 }
                 glommio::yield_if_needed().await;
@@ -143,7 +143,7 @@ impl Front {
 
     /// A datagram from `client`: to its session, a new session, or (fire-and-forget) straight
     /// to a backend.
-    fn from_client(
+    fn on_datagram(
         self: &Rc<Self>,
         snapshot: &Arc<ServerSnapshot>,
         data: &[u8],
@@ -310,7 +310,7 @@ impl Front {
 
     /// A reply on session `id`'s socket: relayed to its client from the server's socket.
     /// Returns false once the session has ended.
-    fn from_backend(&self, id: Id, data: &[u8]) -> bool {
+    fn on_reply(&self, id: Id, data: &[u8]) -> bool {
         let reply = self.table.borrow_mut().reply(id, Instant::now());
         let Reply::Relay { client, then_close } = reply else { return false };
         let snapshot = self.slot.snapshot();
@@ -404,7 +404,7 @@ async fn relay_replies(front: Rc<Front>, id: Id, fd: RawFd) {
                     return front.close_from_replies(id);
                 }
             };
-            if !front.from_backend(id, &buffer[..n]) {
+            if !front.on_reply(id, &buffer[..n]) {
                 return;
             }
         }
