@@ -87,6 +87,13 @@ impl Echo {
         echo
     }
 
+    /// A backend that receives and never answers.
+    fn silent() -> Echo {
+        let echo = Echo::start("never");
+        echo.mute.store(true, Ordering::Relaxed);
+        echo
+    }
+
     fn line(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -121,6 +128,19 @@ impl Ports {
 /// betwixt's `/metrics` text.
 fn metrics(ports: &Ports) -> String {
     Client::http(ports.metrics).get("/metrics").body
+}
+
+/// Asserts that `series` (name and labels) reads `value` in betwixt's metrics.
+fn assert_metric(ports: &Ports, series: &str, value: u64) {
+    let text = metrics(ports);
+    assert!(text.contains(&format!("{series} {value}")), "{series} is not {value}:\n{text}");
+}
+
+/// betwixt serving UDP server `s` over `backends` (see `udp_config`), with its ports.
+fn serve(backends: &[String], server: &str, udp: &str) -> (Ports, Betwixt) {
+    let ports = Ports::new();
+    let bx = start(&udp_config(&ports, backends, server, udp), &ports);
+    (ports, bx)
 }
 
 /// A UDP server `s` on `port` over `backends`; `server` and `udp` are added to the server's
@@ -218,10 +238,8 @@ fn dns_answer(reply: &[u8]) -> (u16, [u8; 4]) {
 #[test]
 fn dns_through_betwixt_and_max_responses_frees_each_session_at_the_answer() {
     let dns = Dnsmasq::start();
-    let api = &Ports::new();
-    let port = api.udp;
-    let config = udp_config(api, &[format!("127.0.0.1:{}", dns.port)], "", "max_responses = 1");
-    let bx = start(&config, api);
+    let (ports, bx) = serve(&[format!("127.0.0.1:{}", dns.port)], "", "max_responses = 1");
+    let (api, port) = (&ports, ports.udp);
     let baseline = open_fds(bx.pid());
 
     // dig, the everyday client, gets its answer through betwixt.
@@ -324,12 +342,9 @@ fn ten_thousand_clients_on_two_shards_each_get_only_their_own_replies() {
 
 #[test]
 fn silent_backend_sessions_still_expire_and_their_sockets_return() {
-    let echo = Echo::start("never");
-    echo.mute.store(true, Ordering::Relaxed);
-    let api = &Ports::new();
-    let port = api.udp;
-    let config = udp_config(api, &[echo.line()], "client_idle_timeout = \"400ms\"", "");
-    let bx = start(&config, api);
+    let echo = Echo::silent();
+    let (ports, bx) = serve(&[echo.line()], "client_idle_timeout = \"400ms\"", "");
+    let (api, port) = (&ports, ports.udp);
     let baseline = open_fds(bx.pid());
     let clients: Vec<UdpSocket> = (0..50).map(|_| client()).collect();
     for c in &clients {
@@ -347,12 +362,9 @@ fn silent_backend_sessions_still_expire_and_their_sockets_return() {
 
 #[test]
 fn backend_idle_timeout_ends_sessions_of_a_silent_backend() {
-    let echo = Echo::start("never");
-    echo.mute.store(true, Ordering::Relaxed);
-    let api = &Ports::new();
-    let port = api.udp;
-    let config = udp_config(api, &[echo.line()], "backend_idle_timeout = \"300ms\"", "");
-    let bx = start(&config, api);
+    let echo = Echo::silent();
+    let (ports, bx) = serve(&[echo.line()], "backend_idle_timeout = \"300ms\"", "");
+    let (api, port) = (&ports, ports.udp);
     let socket = client();
     // The client keeps talking; the backend's silence ends the session all the same, and the
     // client's next datagram opens a new one.
@@ -371,15 +383,9 @@ fn backend_idle_timeout_ends_sessions_of_a_silent_backend() {
 #[test]
 fn max_requests_moves_the_client_to_a_new_session() {
     let (a, b) = (Echo::start("a"), Echo::start("b"));
-    let api = &Ports::new();
-    let port = api.udp;
-    let config = udp_config(
-        api,
-        &[a.line(), b.line()],
-        "balance = \"roundrobin\"\nclient_idle_timeout = \"5s\"",
-        "max_requests = 2",
-    );
-    let _bx = start(&config, api);
+    let server = "balance = \"roundrobin\"\nclient_idle_timeout = \"5s\"";
+    let (ports, _bx) = serve(&[a.line(), b.line()], server, "max_requests = 2");
+    let (api, port) = (&ports, ports.udp);
     let socket = client();
     // Two datagrams per session; each new session goes to the next backend in turn.
     let names: Vec<String> = (0..6)
@@ -399,10 +405,8 @@ fn max_requests_moves_the_client_to_a_new_session() {
 #[test]
 fn fire_and_forget_reuses_one_socket_per_backend() {
     let (a, b) = (Echo::start("a"), Echo::start("b"));
-    let api = &Ports::new();
-    let port = api.udp;
-    let config = udp_config(api, &[a.line(), b.line()], "balance = \"roundrobin\"", "max_requests = 1");
-    let bx = start(&config, api);
+    let (ports, bx) = serve(&[a.line(), b.line()], "balance = \"roundrobin\"", "max_requests = 1");
+    let (api, port) = (&ports, ports.udp);
     let baseline = open_fds(bx.pid());
     let socket = client();
     for i in 0..1000 {
@@ -425,21 +429,15 @@ fn fire_and_forget_reuses_one_socket_per_backend() {
 #[test]
 fn max_connections_limits_sessions() {
     let echo = Echo::start("echo");
-    let api = &Ports::new();
-    let port = api.udp;
-    let config = udp_config(api, &[echo.line()], "max_connections = 3\nclient_idle_timeout = \"10s\"", "");
-    let _bx = start(&config, api);
+    let (ports, _bx) = serve(&[echo.line()], "max_connections = 3\nclient_idle_timeout = \"10s\"", "");
+    let (api, port) = (&ports, ports.udp);
     let clients: Vec<UdpSocket> = (0..5).map(|_| client()).collect();
     let answered: Vec<bool> = clients.iter().map(|c| ask(c, port, b"hi").is_some()).collect();
     assert_eq!(answered, [true, true, true, false, false]);
     assert_eq!(sessions(api), 3);
     // A client with a session keeps being served.
     assert!(ask(&clients[0], port, b"again").is_some());
-    let metrics = metrics(api);
-    assert!(
-        metrics.contains("betwixt_udp_dropped_datagrams_total{server=\"s\",reason=\"limit\"} 8"),
-        "{metrics}"
-    );
+    assert_metric(api, "betwixt_udp_dropped_datagrams_total{server=\"s\",reason=\"limit\"}", 8);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,10 +447,8 @@ fn max_connections_limits_sessions() {
 fn reply_from_another_port_is_dropped() {
     let echo = Echo::start("echo");
     echo.from_other_port.store(true, Ordering::Relaxed);
-    let api = &Ports::new();
-    let port = api.udp;
-    let config = udp_config(api, &[echo.line()], "client_idle_timeout = \"5s\"", "");
-    let _bx = start(&config, api);
+    let (ports, _bx) = serve(&[echo.line()], "client_idle_timeout = \"5s\"", "");
+    let port = ports.udp;
     let socket = client();
     // The session's socket is connected to the backend's address: the kernel drops a datagram
     // from any other port, as with gobetween's connected sockets.
@@ -465,29 +461,21 @@ fn reply_from_another_port_is_dropped() {
 #[test]
 fn access_rules_drop_denied_clients() {
     let echo = Echo::start("echo");
-    let api = &Ports::new();
-    let port = api.udp;
     let server = "client_idle_timeout = \"5s\"\n[servers.s.access]\ndefault = \"allow\"\nrules = [\"deny 127.0.0.0/8\"]";
-    let config = udp_config(api, &[echo.line()], server, "max_responses = 1");
-    let _bx = start(&config, api);
+    let (ports, _bx) = serve(&[echo.line()], server, "max_responses = 1");
+    let (api, port) = (&ports, ports.udp);
     let socket = client();
     assert_eq!(ask(&socket, port, b"let me in"), None);
     assert_eq!(echo.received(), 0);
     assert_eq!(sessions(api), 0);
-    let metrics = metrics(api);
-    assert!(
-        metrics.contains("betwixt_udp_dropped_datagrams_total{server=\"s\",reason=\"denied\"} 4"),
-        "{metrics}"
-    );
+    assert_metric(api, "betwixt_udp_dropped_datagrams_total{server=\"s\",reason=\"denied\"}", 4);
 }
 
 #[test]
 fn removing_the_server_closes_its_sessions() {
     let echo = Echo::start("echo");
-    let api = &Ports::new();
-    let port = api.udp;
-    let config = udp_config(api, &[echo.line()], "client_idle_timeout = \"1m\"", "");
-    let bx = start(&config, api);
+    let (ports, bx) = serve(&[echo.line()], "client_idle_timeout = \"1m\"", "");
+    let (api, port) = (&ports, ports.udp);
     let baseline = open_fds(bx.pid());
     let clients: Vec<UdpSocket> = (0..20).map(|_| client()).collect();
     for c in &clients {

@@ -38,8 +38,10 @@ pub fn run(args: &Args) -> Result<(), String> {
             p
         })
         .collect();
-    let mut polls: Vec<libc::pollfd> =
-        all.iter().map(|c| libc::pollfd { fd: c.socket.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let mut polls: Vec<libc::pollfd> = all
+        .iter()
+        .map(|c| libc::pollfd { fd: c.socket.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .collect();
     let (mut sent, mut received, mut lost, mut wrong) = (0u64, 0u64, 0u64, 0u64);
     let mut buf = vec![0u8; 65_536];
     let started = Instant::now();

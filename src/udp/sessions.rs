@@ -231,12 +231,7 @@ impl<T> Sessions<T> {
 
     /// Ends every session (the server is going away).
     pub fn drain(&mut self) -> Vec<T> {
-        let ids: Vec<Id> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(index, s)| s.as_ref().map(|s| Id { index: index as u32, generation: s.generation }))
-            .collect();
+        let ids = self.open_ids();
         ids.into_iter().filter_map(|id| self.close(id)).collect()
     }
 
@@ -249,6 +244,12 @@ impl<T> Sessions<T> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    fn open_ids(&self) -> Vec<Id> {
+        let ids = self.slots.iter().enumerate();
+        ids.filter_map(|(index, s)| s.as_ref().map(|s| Id { index: index as u32, generation: s.generation }))
+            .collect()
     }
 
     fn session(&self, id: Id) -> Option<&Session<T>> {
@@ -265,12 +266,7 @@ impl<T> Sessions<T> {
         if self.deadlines.len() <= 2 * self.live + 1024 {
             return;
         }
-        let live: Vec<Id> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(index, s)| s.as_ref().map(|s| Id { index: index as u32, generation: s.generation }))
-            .collect();
+        let live = self.open_ids();
         self.deadlines =
             live.into_iter().filter_map(|id| Some(Reverse((self.deadline_of(id)?, id)))).collect();
     }
