@@ -17,6 +17,7 @@ mod run;
 mod shard;
 mod source;
 mod transfer;
+mod udp;
 
 use betwixt_control::config::{self, Format};
 use clap::{CommandFactory, Parser};
