@@ -13,6 +13,23 @@ pub struct ServerStats {
     pub rx_second: u64,
     pub tx_second: u64,
     pub backends: Vec<BackendEntry>,
+    /// betwixt: how the server's discovery is going.
+    pub discovery: DiscoveryEntry,
+}
+
+/// betwixt: the discovery part of a server's stats.
+#[derive(Clone, Debug, Serialize)]
+pub struct DiscoveryEntry {
+    pub kind: &'static str,
+    /// `starting` until the first round ends, then `ok`, or `failing` while rounds fail and are
+    /// retried.
+    pub state: &'static str,
+    /// Why the last failed round failed (kept after discovery works again); `null` if none has.
+    pub last_error: Option<String>,
+    /// Failed rounds and backend name lookups, as `betwixt_discovery_failures_total`.
+    pub failures: u64,
+    /// Backends discovery reports now.
+    pub backends: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -50,13 +67,26 @@ impl ServerStats {
     pub fn of(server: &ServerHandle, rates: &Rates) -> ServerStats {
         let totals = server.counters.totals();
         let rate = rates.rate(&server.counters);
+        let backends: Vec<BackendEntry> = server.backends().iter().map(|b| BackendEntry::of(b, rates)).collect();
+        let status = server.discovery_status();
         ServerStats {
             active_connections: totals.active,
             rx_total: totals.rx,
             tx_total: totals.tx,
             rx_second: rate.rx,
             tx_second: rate.tx,
-            backends: server.backends().iter().map(|b| BackendEntry::of(b, rates)).collect(),
+            discovery: DiscoveryEntry {
+                kind: crate::discovery::kind_name(server.config.discovery.kind),
+                state: match (status.ran, status.failing) {
+                    (false, _) => "starting",
+                    (true, false) => "ok",
+                    (true, true) => "failing",
+                },
+                last_error: status.last_error,
+                failures: server.discovery_failures.load(std::sync::atomic::Ordering::Relaxed),
+                backends: backends.len(),
+            },
+            backends,
         }
     }
 }
