@@ -159,8 +159,9 @@ fn a_hanging_script_is_killed_with_its_children_and_the_last_list_kept() {
     assert_eq!(stats.get("backends").and_then(|v| v.as_u64()), Some(1));
 
     // Failures are counted, but logged once until discovery works again.
-    assert!(wait_until(LONG, || discovery_stats(api, "s").get("failures").and_then(|v| v.as_u64())
-        >= Some(2)));
+    assert!(
+        wait_until(LONG, || discovery_stats(api, "s").get("failures").and_then(|v| v.as_u64()) >= Some(2))
+    );
     assert_eq!(bx.log_text().matches("exec discovery failed").count(), 1, "{}", bx.log_text());
     script.set("mode", "");
     assert!(wait_until(LONG, || bx.log_text().contains("exec discovery works again")));
@@ -212,7 +213,9 @@ fn plaintext_follows_the_document_and_a_silent_source_delays_no_other_server() {
 
     let stats = discovery_stats(api, "silent");
     assert!(
-        wait_until(LONG, || discovery_stats(api, "silent").get("last_error").and_then(|v| v.as_str())
+        wait_until(LONG, || discovery_stats(api, "silent")
+            .get("last_error")
+            .and_then(|v| v.as_str())
             .is_some_and(|e| e.contains("no answer within 1s"))),
         "{stats:?}"
     );
@@ -221,6 +224,14 @@ fn plaintext_follows_the_document_and_a_silent_source_delays_no_other_server() {
     document.set(Some(404), "not found");
     assert!(wait_until(LONG, || discovery_stats(api, "s").get("state").and_then(|v| v.as_str())
         == Some("failing")));
+    assert!((0..10).all(|_| ask_name(port).as_deref() == Some("a")));
+
+    // A body over 16 MiB: a failed round too.
+    document.set(Some(200), &"#".repeat(17 << 20));
+    assert!(wait_until(LONG, || discovery_stats(api, "s")
+        .get("last_error")
+        .and_then(|v| v.as_str())
+        .is_some_and(|e| e.contains("length limit exceeded"))));
     assert!((0..10).all(|_| ask_name(port).as_deref() == Some("a")));
 }
 
@@ -240,7 +251,9 @@ fn plaintext_with_a_pattern_of_named_groups() {
 #[test]
 fn json_follows_the_document_with_gobetweens_paths() {
     let (a, b) = (Backend::start("a", Behaviour::Named), Backend::start("b", Behaviour::Named));
-    let doc = |backend: &Backend| format!(r#"[{{"addr": {{"ip": "{}"}}, "ports": [{}]}}]"#, backend.ip, backend.port);
+    let doc = |backend: &Backend| {
+        format!(r#"[{{"addr": {{"ip": "{}"}}, "ports": [{}]}}]"#, backend.ip, backend.port)
+    };
     let (http, document) = Document::serve(&doc(&a));
     let (port, api) = (free_port(), free_port());
     let discovery = format!(
@@ -269,8 +282,9 @@ fn a_connection_to_a_backend_that_leaves_discovery_goes_on() {
     let (a, b) = (Backend::start("a", Behaviour::Echo), Backend::start("b", Behaviour::Named));
     let (http, document) = Document::serve(&format!("{}\n", a.line()));
     let port = free_port();
-    let discovery =
-        format!("kind = \"plaintext\"\ninterval = \"100ms\"\nplaintext_endpoint = \"http://127.0.0.1:{http}/\"");
+    let discovery = format!(
+        "kind = \"plaintext\"\ninterval = \"100ms\"\nplaintext_endpoint = \"http://127.0.0.1:{http}/\""
+    );
     let bx = Betwixt::start(&server("s", port, &discovery), &[], &[port]);
     let mut open = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     open.set_read_timeout(Some(LONG)).unwrap();
@@ -292,12 +306,18 @@ fn invalid_sections_are_refused_when_read() {
         ("kind = \"exec\"", "discovery.exec_command"),
         ("kind = \"exec\"\nexec_command = []", "discovery.exec_command"),
         ("kind = \"plaintext\"", "discovery.plaintext_endpoint"),
-        ("kind = \"plaintext\"\nplaintext_endpoint = \"https://example.com/\"", "discovery.plaintext_endpoint"),
+        (
+            "kind = \"plaintext\"\nplaintext_endpoint = \"https://example.com/\"",
+            "discovery.plaintext_endpoint",
+        ),
         (
             "kind = \"plaintext\"\nplaintext_endpoint = \"http://a/\"\nplaintext_regex_pattern = \"(\"",
             "discovery.plaintext_regex_pattern",
         ),
-        ("kind = \"json\"\njson_endpoint = \"http://a/\"\njson_port_pattern = \"[x]\"", "discovery.json_port_pattern"),
+        (
+            "kind = \"json\"\njson_endpoint = \"http://a/\"\njson_port_pattern = \"[x]\"",
+            "discovery.json_port_pattern",
+        ),
     ] {
         let dir = TempDir::new("discovery-check");
         let path = dir.write("c.toml", &server("s", 1, discovery));

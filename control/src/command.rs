@@ -44,10 +44,8 @@ where
         // `group` kills it on return: it may never stop writing.
         return Err(io::Error::other(format!("{program:?} printed more than {limit} bytes")));
     }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| io::Error::new(e.kind(), format!("waiting for {program:?}: {e}")))?;
+    let status =
+        child.wait().await.map_err(|e| io::Error::new(e.kind(), format!("waiting for {program:?}: {e}")))?;
     // Reaped: its id may be reused from now on, so it must not be signalled.
     group.0 = None;
     Ok(Finished { status, stdout })
@@ -65,5 +63,20 @@ impl Drop for GroupKiller {
                 libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_is_read_and_bounded() {
+        let done = run("/bin/sh", ["-c", "echo hi; exit 3"], 100).await.unwrap();
+        assert_eq!((done.stdout.as_slice(), done.status.code()), (&b"hi\n"[..], Some(3)));
+        // Endless output: an error at the bound, not a hang or a heap filled.
+        let e = run("/bin/sh", ["-c", "while :; do echo 0123456789; done"], 10_000).await.unwrap_err();
+        assert!(e.to_string().contains("more than 10000 bytes"), "{e}");
+        assert!(run("/nonexistent/program", [""; 0], 100).await.is_err());
     }
 }

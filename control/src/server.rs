@@ -214,7 +214,10 @@ impl ServerHandle {
         let names = {
             let mut backends = self.backends();
             let published = self.generation.load(Ordering::Relaxed) > 1;
-            if published && backends.len() == specs.len() && backends.iter().zip(&specs).all(|(b, s)| b.spec == *s) {
+            if published
+                && backends.len() == specs.len()
+                && backends.iter().zip(&specs).all(|(b, s)| b.spec == *s)
+            {
                 // The same list again (every round of a stable source): nothing to rebuild.
                 return;
             }

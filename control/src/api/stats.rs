@@ -67,7 +67,8 @@ impl ServerStats {
     pub fn of(server: &ServerHandle, rates: &Rates) -> ServerStats {
         let totals = server.counters.totals();
         let rate = rates.rate(&server.counters);
-        let backends: Vec<BackendEntry> = server.backends().iter().map(|b| BackendEntry::of(b, rates)).collect();
+        let backends: Vec<BackendEntry> =
+            server.backends().iter().map(|b| BackendEntry::of(b, rates)).collect();
         let status = server.discovery_status();
         ServerStats {
             active_connections: totals.active,

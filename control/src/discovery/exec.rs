@@ -34,7 +34,8 @@ impl Source for Exec {
     const RETRY_WAIT: Duration = Duration::from_secs(2);
 
     async fn fetch(&self) -> Result<Found, String> {
-        let finished = command::run(&self.program, &self.args, MAX_OUTPUT).await.map_err(|e| e.to_string())?;
+        let finished =
+            command::run(&self.program, &self.args, MAX_OUTPUT).await.map_err(|e| e.to_string())?;
         if !finished.status.success() {
             return Err(format!("{:?} exited with {}", self.program, finished.status));
         }

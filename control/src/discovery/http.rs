@@ -52,9 +52,12 @@ impl Endpoint {
 
     /// GETs the endpoint: the body of a 2xx answer, at most `MAX_BODY` bytes.
     pub async fn get(&self) -> Result<Bytes, String> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what} http://{}{}: {e}", self.authority, self.path);
-        let stream =
-            TcpStream::connect((self.host.as_str(), self.port)).await.map_err(|e| fail("cannot connect to", &e))?;
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            format!("{what} http://{}{}: {e}", self.authority, self.path)
+        };
+        let stream = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| fail("cannot connect to", &e))?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| fail("GET", &e))?;
         let request = Request::get(self.path.as_str())

@@ -140,7 +140,9 @@ impl Json {
         let mut spec = BackendSpec::new(host, port);
         let number = |path: &Path, default: i64, low: i64, high: i64| -> i64 {
             // Go's int64(float64) cuts the fraction off; JSON numbers are floats to gojq.
-            path.find(element).and_then(|v| v.as_f64()).map_or(default, |n| (n.trunc() as i64).clamp(low, high))
+            path.find(element)
+                .and_then(|v| v.as_f64())
+                .map_or(default, |n| (n.trunc() as i64).clamp(low, high))
         };
         spec.weight = number(&p.weight, 1, 0, u32::MAX.into()) as u32;
         spec.priority = number(&p.priority, 1, i32::MIN.into(), i32::MAX.into()) as i32;

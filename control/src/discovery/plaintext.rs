@@ -24,15 +24,15 @@ pub struct Plaintext {
 
 impl Plaintext {
     pub fn from_section(discovery: &Discovery) -> Result<Plaintext, SectionError> {
-        let endpoint = Endpoint::parse("plaintext_endpoint", discovery.plaintext_endpoint.as_deref().unwrap_or(""))?;
+        let endpoint =
+            Endpoint::parse("plaintext_endpoint", discovery.plaintext_endpoint.as_deref().unwrap_or(""))?;
         let pattern = match discovery.plaintext_regex_pattern.as_deref() {
             None | Some("") => None,
-            Some(text) => Some(
-                regex::RegexBuilder::new(text)
-                    .size_limit(PATTERN_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| SectionError::new("plaintext_regex_pattern", format!("not a valid pattern: {e}")))?,
-            ),
+            Some(text) => {
+                Some(regex::RegexBuilder::new(text).size_limit(PATTERN_SIZE_LIMIT).build().map_err(|e| {
+                    SectionError::new("plaintext_regex_pattern", format!("not a valid pattern: {e}"))
+                })?)
+            }
         };
         if let Some(pattern) = &pattern {
             for group in ["host", "port"] {
@@ -109,7 +109,9 @@ mod tests {
 
     #[test]
     fn default_pattern_is_the_backend_line() {
-        let found = plaintext(None).unwrap().read("a:1 weight=2 priority=3 max_connections=4 sni=x\n\nb:2 priority=1 weight=2\n");
+        let found = plaintext(None)
+            .unwrap()
+            .read("a:1 weight=2 priority=3 max_connections=4 sni=x\n\nb:2 priority=1 weight=2\n");
         assert_eq!(found.backends.len(), 1);
         let a = &found.backends[0];
         assert_eq!((a.weight, a.priority, a.max_connections, a.sni.as_deref()), (2, 3, 4, Some("x")));
@@ -119,8 +121,11 @@ mod tests {
 
     #[test]
     fn named_groups_give_the_backend() {
-        let p = plaintext(Some(r"^(?P<host>\S+) (?P<port>\d+)(?: w(?P<weight>-?\d+))?(?: s=(?P<sni>\S+))?$")).unwrap();
-        let found = p.read("  10.0.0.1 80 w5 s=web  \n10.0.0.2 81\n10.0.0.3 81 w-4\n10.0.0.4 99999\nnonsense\n[::1] 82\n");
+        let p = plaintext(Some(r"^(?P<host>\S+) (?P<port>\d+)(?: w(?P<weight>-?\d+))?(?: s=(?P<sni>\S+))?$"))
+            .unwrap();
+        let found = p.read(
+            "  10.0.0.1 80 w5 s=web  \n10.0.0.2 81\n10.0.0.3 81 w-4\n10.0.0.4 99999\nnonsense\n[::1] 82\n",
+        );
         let got: Vec<(String, u16, u32, Option<&str>)> =
             found.backends.iter().map(|b| (b.host.clone(), b.port, b.weight, b.sni.as_deref())).collect();
         assert_eq!(

@@ -63,14 +63,14 @@ async fn run<S: Source>(server: &Arc<ServerHandle>, source: &S, plan: &Plan) {
             Ok(Found { backends, notes }) => {
                 for note in notes {
                     // A source can send a million bad lines every round.
-                    crate::log_limited!(
-                        log::Level::Warn,
-                        "server {}: {kind} discovery: {note}",
-                        server.name
-                    );
+                    crate::log_limited!(log::Level::Warn, "server {}: {kind} discovery: {note}", server.name);
                 }
                 if std::mem::take(&mut failing) {
-                    log::info!("server {}: {kind} discovery works again: {} backends", server.name, backends.len());
+                    log::info!(
+                        "server {}: {kind} discovery works again: {} backends",
+                        server.name,
+                        backends.len()
+                    );
                 } else {
                     log::debug!("server {}: {kind} discovery found {} backends", server.name, backends.len());
                 }
