@@ -5,8 +5,13 @@ use super::error::ConfigError;
 use super::model::{Config, DiscoveryKind, Protocol};
 
 /// The discovery kinds that run.
-const BUILT_DISCOVERY: [DiscoveryKind; 4] =
-    [DiscoveryKind::Static, DiscoveryKind::Exec, DiscoveryKind::Plaintext, DiscoveryKind::Json];
+const BUILT_DISCOVERY: [DiscoveryKind; 5] = [
+    DiscoveryKind::Static,
+    DiscoveryKind::Exec,
+    DiscoveryKind::Plaintext,
+    DiscoveryKind::Json,
+    DiscoveryKind::Srv,
+];
 
 /// Every key in use whose feature is not built yet, as dotted paths with the offending value.
 pub fn unsupported_keys(config: &Config) -> Vec<String> {

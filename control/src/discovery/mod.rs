@@ -11,6 +11,7 @@ pub mod json;
 pub mod lines;
 pub mod plaintext;
 pub mod runner;
+pub mod srv;
 pub mod static_list;
 
 use crate::backend::BackendSpec;
@@ -61,6 +62,7 @@ pub fn check_section(discovery: &Discovery) -> Result<(), SectionError> {
         DiscoveryKind::Exec => exec::Exec::from_section(discovery).map(drop),
         DiscoveryKind::Plaintext => plaintext::Plaintext::from_section(discovery).map(drop),
         DiscoveryKind::Json => json::Json::from_section(discovery).map(drop),
+        DiscoveryKind::Srv => srv::Srv::from_section(discovery).map(drop),
         _ => Ok(()),
     }
 }
@@ -72,6 +74,7 @@ pub fn start(server: Arc<ServerHandle>) -> AbortHandle {
         DiscoveryKind::Exec => runner::spawn(server, exec::Exec::from_section(&discovery)),
         DiscoveryKind::Plaintext => runner::spawn(server, plaintext::Plaintext::from_section(&discovery)),
         DiscoveryKind::Json => runner::spawn(server, json::Json::from_section(&discovery)),
+        DiscoveryKind::Srv => runner::spawn(server, srv::Srv::from_section(&discovery)),
         // Every other kind is refused before a server starts; static is the fallback.
         _ => runner::spawn(server, Ok(static_list::StaticList::from_section(&discovery))),
     }
