@@ -116,7 +116,7 @@ mod tests {
         let a = &found.backends[0];
         assert_eq!((a.weight, a.priority, a.max_connections, a.sni.as_deref()), (2, 3, 4, Some("x")));
         assert_eq!(found.notes.len(), 1, "{:?}", found.notes);
-        assert_eq!(plaintext(Some("")).unwrap().pattern.is_none(), true);
+        assert!(plaintext(Some("")).unwrap().pattern.is_none());
     }
 
     #[test]
