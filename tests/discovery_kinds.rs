@@ -33,9 +33,7 @@ impl Script {
              if [ \"$mode\" = hang ]; then sleep 60 & echo $! > {d}/child.pid; wait; fi\n\
              [ \"$mode\" = fail ] && exit 1\ncat {d}/list\n"
         );
-        let path = dir.write("discover.sh", &body);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.write_executable("discover.sh", &body);
         Script { dir, path }
     }
 
@@ -43,6 +41,20 @@ impl Script {
     fn set(&self, name: &str, text: &str) {
         let staged = self.dir.write("staged", text);
         std::fs::rename(staged, self.dir.0.join(name)).unwrap();
+    }
+
+    /// Starts betwixt with server `s` discovering through a new script (listing `first` until
+    /// told otherwise) and `keys` added to its discovery section, and the API. Returns the
+    /// script, betwixt, the server's port and the API's.
+    fn start_betwixt(first: &Backend, keys: &str) -> (Script, Betwixt, u16, u16) {
+        let script = Script::new();
+        script.set("list", &format!("{}\n", first.line()));
+        let (port, api) = (free_port(), free_port());
+        let discovery =
+            format!("kind = \"exec\"\n{keys}\nexec_command = [\"/bin/sh\", \"{}\"]", script.path.display());
+        let bx = Betwixt::start(&(api_section(api) + &server("s", port, &discovery)), &[], &[port, api]);
+        assert!(answers(port, &first.name), "{}", bx.log_text());
+        (script, bx, port, api)
     }
 }
 
@@ -107,15 +119,7 @@ fn answers(port: u16, name: &str) -> bool {
 #[test]
 fn exec_backends_follow_the_scripts_output_and_garbage_is_skipped() {
     let (a, b) = (Backend::start("a", Behaviour::Named), Backend::start("b", Behaviour::Named));
-    let script = Script::new();
-    script.set("list", &format!("{}\n", a.line()));
-    let (port, api) = (free_port(), free_port());
-    let discovery = format!(
-        "kind = \"exec\"\ninterval = \"200ms\"\nexec_command = [\"/bin/sh\", \"{}\"]",
-        script.path.display()
-    );
-    let bx = Betwixt::start(&(api_section(api) + &server("s", port, &discovery)), &[], &[port, api]);
-    assert!(answers(port, "a"), "{}", bx.log_text());
+    let (script, bx, port, api) = Script::start_betwixt(&a, "interval = \"200ms\"");
 
     script.set("list", &format!("garbage line\n\n{} weight=3\n", b.line()));
     assert!(answers(port, "b"), "{}", bx.log_text());
@@ -130,15 +134,7 @@ fn exec_backends_follow_the_scripts_output_and_garbage_is_skipped() {
 #[test]
 fn a_hanging_script_is_killed_with_its_children_and_the_last_list_kept() {
     let a = Backend::start("a", Behaviour::Named);
-    let script = Script::new();
-    script.set("list", &format!("{}\n", a.line()));
-    let (port, api) = (free_port(), free_port());
-    let discovery = format!(
-        "kind = \"exec\"\ninterval = \"100ms\"\ntimeout = \"300ms\"\nexec_command = [\"{}\"]",
-        script.path.display()
-    );
-    let bx = Betwixt::start(&(api_section(api) + &server("s", port, &discovery)), &[], &[port, api]);
-    assert!(answers(port, "a"), "{}", bx.log_text());
+    let (script, bx, port, api) = Script::start_betwixt(&a, "interval = \"100ms\"\ntimeout = \"300ms\"");
 
     script.set("mode", "hang");
     let pid_file = script.dir.0.join("child.pid");
@@ -170,15 +166,7 @@ fn a_hanging_script_is_killed_with_its_children_and_the_last_list_kept() {
 #[test]
 fn setempty_removes_the_backends_while_the_script_fails() {
     let a = Backend::start("a", Behaviour::Named);
-    let script = Script::new();
-    script.set("list", &format!("{}\n", a.line()));
-    let port = free_port();
-    let discovery = format!(
-        "kind = \"exec\"\ninterval = \"100ms\"\nfailpolicy = \"setempty\"\nexec_command = [\"{}\"]",
-        script.path.display()
-    );
-    let bx = Betwixt::start(&server("s", port, &discovery), &[], &[port]);
-    assert!(answers(port, "a"), "{}", bx.log_text());
+    let (script, bx, port, _) = Script::start_betwixt(&a, "interval = \"100ms\"\nfailpolicy = \"setempty\"");
     script.set("mode", "fail");
     assert!(wait_until(LONG, || closed_without_data(port, Duration::from_secs(2))), "{}", bx.log_text());
     assert!(bx.log_text().contains("exited with exit status: 1"), "{}", bx.log_text());
