@@ -313,3 +313,28 @@ fn invalid_sections_are_refused_when_read() {
         assert!(!status.success() && stderr.contains(&format!("servers.s.{key}")), "{discovery}: {stderr}");
     }
 }
+
+/// exec discovery runs commands as betwixt's user: a server created through the API may use it
+/// only with `[api] allow_exec = true`, and then it runs.
+#[test]
+fn exec_discovery_through_the_api_only_when_allowed() {
+    let a = Backend::start("a", Behaviour::Named);
+    let script = Script::new();
+    script.set("list", &format!("{}\n", a.line()));
+    let port = free_port();
+    let body = format!(
+        "{{\"bind\": \"127.0.0.1:{port}\", \"discovery\": {{\"kind\": \"exec\", \"exec_command\": [\"/bin/sh\", \"{}\"]}}}}",
+        script.path.display()
+    );
+    let api = free_port();
+    let bx = Betwixt::start(&format!("[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n"), &[], &[api]);
+    let reply = Client::http(api).send("POST", "/servers/cmd", &body);
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    drop(bx);
+
+    let api = free_port();
+    let bx = Betwixt::start(&api_section(api), &[], &[api]);
+    let reply = Client::http(api).send("POST", "/servers/cmd", &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(answers(port, "a"), "{}", bx.log_text());
+}
