@@ -8,7 +8,7 @@ mod common;
 use api_client::Client;
 use common::backends::{Backend, Behaviour};
 use common::{ask_name, closed_without_data, free_port, wait_until, Betwixt, TempDir};
-use sonic_rs::{JsonValueTrait, Value};
+use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -337,4 +337,93 @@ fn exec_discovery_through_the_api_only_when_allowed() {
     let reply = Client::http(api).send("POST", "/servers/cmd", &body);
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(answers(port, "a"), "{}", bx.log_text());
+}
+
+/// Backends come and go every 100 ms for 30 s while clients connect and talk: no connection is
+/// cut (a backend that leaves drains), and once the churn and the clients stop, the stats add
+/// up to no open connection.
+#[test]
+fn no_connection_is_dropped_under_discovery_churn() {
+    let backends = [
+        Backend::start("a", Behaviour::Echo),
+        Backend::start("b", Behaviour::Echo),
+        Backend::start("c", Behaviour::Echo),
+    ];
+    let lists = [
+        format!("{}\n{}\n", backends[0].line(), backends[1].line()),
+        format!("{}\n{}\n", backends[0].line(), backends[2].line()),
+    ];
+    let (http, document) = Document::serve(&lists[0]);
+    let (port, api) = (free_port(), free_port());
+    let discovery = format!(
+        "kind = \"plaintext\"\ninterval = \"100ms\"\nplaintext_endpoint = \"http://127.0.0.1:{http}/\""
+    );
+    let bx = Betwixt::start(&(api_section(api) + &server("s", port, &discovery)), &[], &[port, api]);
+    assert!(
+        wait_until(LONG, || discovery_stats(api, "s").get("backends").and_then(|v| v.as_u64()) == Some(2))
+    );
+
+    let echo = |stream: &mut std::net::TcpStream, round: usize| -> bool {
+        let text = format!("round {round}\n");
+        let mut got = vec![0; text.len()];
+        stream.write_all(text.as_bytes()).is_ok()
+            && std::io::Read::read_exact(stream, &mut got).is_ok()
+            && got == text.as_bytes()
+    };
+    let mut open: std::collections::VecDeque<std::net::TcpStream> = Default::default();
+    let (mut made, mut cut) = (0, 0);
+    let start = std::time::Instant::now();
+    let mut round = 0;
+    while start.elapsed() < Duration::from_secs(30) {
+        document.set(Some(200), &lists[round % 2]);
+        round += 1;
+        for _ in 0..3 {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            made += 1;
+            if echo(&mut stream, round) {
+                open.push_back(stream);
+            } else {
+                cut += 1;
+            }
+        }
+        // Every open connection, whichever backend it reached, still carries data.
+        open.retain_mut(|stream| {
+            let ok = echo(stream, round);
+            cut += usize::from(!ok);
+            ok
+        });
+        while open.len() > 30 {
+            open.pop_front();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(cut, 0, "{cut} of {made} connections were cut; log:\n{}", bx.log_text());
+    assert!(round > 100, "only {round} rounds of churn");
+    // Both backends that came and went took connections: the churn reached the balancer.
+    for backend in &backends[1..] {
+        assert!(
+            backend.accepted.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "{} got nothing",
+            backend.name
+        );
+    }
+
+    open.clear();
+    let stats_settle = wait_until(LONG, || {
+        let stats = Client::http(api).get_json("/servers/s/stats");
+        let active = stats.get("active_connections").and_then(|v| v.as_u64());
+        let backends_active: u64 = stats
+            .get("backends")
+            .and_then(|b| {
+                b.as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|b| b.pointer(["stats", "active_connections"]).and_then(|v| v.as_u64()))
+                        .sum()
+                })
+            })
+            .unwrap_or(1);
+        active == Some(0) && backends_active == 0
+    });
+    assert!(stats_settle, "{:?}", Client::http(api).get_json("/servers/s/stats"));
 }
