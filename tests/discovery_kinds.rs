@@ -269,11 +269,11 @@ fn json_follows_the_document_with_gobetweens_paths() {
 fn a_connection_to_a_backend_that_leaves_discovery_goes_on() {
     let (a, b) = (Backend::start("a", Behaviour::Echo), Backend::start("b", Behaviour::Named));
     let (http, document) = Document::serve(&format!("{}\n", a.line()));
-    let port = free_port();
+    let (port, api) = (free_port(), free_port());
     let discovery = format!(
         "kind = \"plaintext\"\ninterval = \"100ms\"\nplaintext_endpoint = \"http://127.0.0.1:{http}/\""
     );
-    let bx = Betwixt::start(&server("s", port, &discovery), &[], &[port]);
+    let bx = Betwixt::start(&(api_section(api) + &server("s", port, &discovery)), &[], &[port, api]);
     let mut open = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     open.set_read_timeout(Some(LONG)).unwrap();
     let echo = |stream: &mut std::net::TcpStream, text: &[u8]| {
@@ -286,6 +286,25 @@ fn a_connection_to_a_backend_that_leaves_discovery_goes_on() {
     document.set(Some(200), &format!("{}\n", b.line()));
     assert!(answers(port, "b"), "{}", bx.log_text());
     assert_eq!(echo(&mut open, b"after"), b"after", "the drained backend's connection was cut");
+
+    // As in gobetween, it stays in the stats, not discovered, while its connection is open.
+    let listed = || -> Vec<(String, bool)> {
+        let stats = Client::http(api).get_json("/servers/s/stats");
+        let backends = stats.get("backends").and_then(|b| b.as_array().cloned()).unwrap_or_default();
+        backends
+            .iter()
+            .map(|b| {
+                let port = b.get("port").and_then(|p| p.as_str()).unwrap_or_default().to_string();
+                (port, b.pointer(["stats", "discovered"]).and_then(|d| d.as_bool()) == Some(true))
+            })
+            .collect()
+    };
+    let mut expected = vec![(b.port.to_string(), true), (a.port.to_string(), false)];
+    assert_eq!(listed(), expected);
+    assert_eq!(discovery_stats(api, "s").get("backends").and_then(|v| v.as_u64()), Some(1));
+    drop(open);
+    expected.pop();
+    assert!(wait_until(LONG, || listed() == expected), "{:?}", listed());
 }
 
 #[test]

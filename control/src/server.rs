@@ -36,7 +36,8 @@ pub struct DiscoveryStatus {
     pub last_error: Option<String>,
 }
 
-/// A discovered backend and what the control thread knows about it.
+/// A backend and what the control thread knows about it: one discovery reports, or one that
+/// left discovery while connections to it were open (kept, as gobetween keeps it, until they end).
 #[derive(Debug)]
 pub struct BackendState {
     pub spec: BackendSpec,
@@ -47,13 +48,20 @@ pub struct BackendState {
     pub live_changes: u64,
     /// Set through the API: gets no new connection; the open ones go on.
     pub draining: bool,
+    /// Discovery reports it; false once it left the list with connections still open.
+    pub discovered: bool,
     check: Option<AbortHandle>,
 }
 
 impl BackendState {
-    /// Takes part in balancing: healthy, reachable by address and not draining.
+    /// Takes part in balancing: discovered, healthy, reachable by address and not draining.
     pub fn takes_part(&self) -> bool {
-        self.live && !self.addrs.is_empty() && !self.draining
+        self.discovered && self.live && !self.addrs.is_empty() && !self.draining
+    }
+
+    /// Left discovery and its last connection ended: nothing to show or keep any more.
+    fn gone(&self) -> bool {
+        !self.discovered && self.counters.totals().active == 0
     }
 }
 
@@ -163,8 +171,12 @@ impl ServerHandle {
     /// rebuilds the snapshot, O(backends), so one per name would be quadratic for a long list.
     async fn resolve_names(self: Arc<Self>) {
         loop {
-            let unresolved: Vec<BackendSpec> =
-                self.backends().iter().filter(|b| b.addrs.is_empty()).map(|b| b.spec.clone()).collect();
+            let unresolved: Vec<BackendSpec> = self
+                .backends()
+                .iter()
+                .filter(|b| b.discovered && b.addrs.is_empty())
+                .map(|b| b.spec.clone())
+                .collect();
             if unresolved.is_empty() {
                 // A permit stored by an installation made meanwhile is taken at once.
                 self.names_to_resolve.notified().await;
@@ -209,7 +221,8 @@ impl ServerHandle {
     }
 
     /// Installs a new backend list: kept backends keep their counters and health. A backend
-    /// left out drains: the snapshots its open connections hold keep it until they end.
+    /// left out drains: the snapshots its open connections hold keep it until they end, and
+    /// while any is open it stays listed as not discovered (gobetween's `discovered: false`).
     pub fn replace_backends(self: &Arc<Self>, specs: Vec<BackendSpec>) {
         let names = {
             let mut backends = self.backends();
@@ -229,6 +242,7 @@ impl ServerHandle {
                 let state = match old.remove(&(spec.host.clone(), spec.port)) {
                     Some(mut kept) => {
                         kept.spec = spec;
+                        kept.discovered = true;
                         kept
                     }
                     None => BackendState {
@@ -242,17 +256,22 @@ impl ServerHandle {
                         counters: Arc::new(Counters::new(self.counters.shard_count())),
                         live_changes: 0,
                         draining: false,
+                        discovered: true,
                         check: None,
                     },
                 };
                 backends.push(state);
             }
-            for gone in old.into_values() {
-                if let Some(check) = gone.check {
+            for mut left in old.into_values() {
+                if let Some(check) = left.check.take() {
                     check.abort();
                 }
+                left.discovered = false;
+                if !left.gone() {
+                    backends.push(left);
+                }
             }
-            backends.iter().any(|b| b.addrs.is_empty())
+            backends.iter().any(|b| b.discovered && b.addrs.is_empty())
         };
         if names {
             self.names_to_resolve.notify_one();
@@ -277,7 +296,9 @@ impl ServerHandle {
 
     fn start_missing_checks(self: &Arc<Self>) {
         let Some(settings) = self.settings.healthcheck.clone() else { return };
-        for backend in self.backends().iter_mut().filter(|b| b.check.is_none() && !b.addrs.is_empty()) {
+        for backend in
+            self.backends().iter_mut().filter(|b| b.discovered && b.check.is_none() && !b.addrs.is_empty())
+        {
             let handle = Arc::downgrade(self);
             let settings = settings.clone();
             let target = healthcheck::Target {
@@ -371,7 +392,8 @@ impl ServerHandle {
                     })
                 })
                 .collect();
-            let down = states.iter().filter(|b| !b.takes_part()).map(|b| b.spec.clone()).collect();
+            let down =
+                states.iter().filter(|b| b.discovered && !b.takes_part()).map(|b| b.spec.clone()).collect();
             (live, down)
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;

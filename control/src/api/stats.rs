@@ -49,7 +49,7 @@ pub struct BackendEntry {
 #[derive(Clone, Debug, Serialize)]
 pub struct BackendStats {
     pub live: bool,
-    /// Every listed backend is one discovery currently reports.
+    /// Discovery reports it; `false` for one that left discovery with connections still open.
     pub discovered: bool,
     /// betwixt: drained through the API (no new connections); written only when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -67,8 +67,13 @@ impl ServerStats {
     pub fn of(server: &ServerHandle, rates: &Rates) -> ServerStats {
         let totals = server.counters.totals();
         let rate = rates.rate(&server.counters);
-        let backends: Vec<BackendEntry> =
-            server.backends().iter().map(|b| BackendEntry::of(b, rates)).collect();
+        let (backends, discovered) = {
+            let states = server.backends();
+            // A backend that left discovery shows until its last connection ends.
+            let shown = states.iter().filter(|b| b.discovered || b.counters.totals().active > 0);
+            let shown: Vec<BackendEntry> = shown.map(|b| BackendEntry::of(b, rates)).collect();
+            (shown, states.iter().filter(|b| b.discovered).count())
+        };
         let status = server.discovery_status();
         ServerStats {
             active_connections: totals.active,
@@ -85,7 +90,7 @@ impl ServerStats {
                 },
                 last_error: status.last_error,
                 failures: server.discovery_failures.load(std::sync::atomic::Ordering::Relaxed),
-                backends: backends.len(),
+                backends: discovered,
             },
             backends,
         }
@@ -106,7 +111,7 @@ impl BackendEntry {
             sni: spec.sni.clone(),
             stats: BackendStats {
                 live: backend.live,
-                discovered: true,
+                discovered: backend.discovered,
                 draining: backend.draining,
                 total_connections: totals.total,
                 active_connections: totals.active,
