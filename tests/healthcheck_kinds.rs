@@ -22,9 +22,7 @@ impl Script {
             "#!/bin/sh\nstate=$(cat \"{}/$2\" 2>/dev/null)\n[ \"$state\" = hang ] && exec sleep 5\necho \"$state\"\n",
             dir.0.display()
         );
-        let path = dir.write("check.sh", &body);
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.write_executable("check.sh", &body);
         Script { dir, path }
     }
 

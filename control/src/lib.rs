@@ -6,6 +6,7 @@ pub mod api;
 pub mod backend;
 pub mod balance;
 pub mod bind;
+pub mod command;
 pub mod config;
 pub mod control;
 pub mod discovery;

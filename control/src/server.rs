@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 /// How often a backend whose host name did not resolve is tried again.
@@ -24,7 +25,19 @@ const INSTALL_EVERY: Duration = Duration::from_secs(1);
 /// How long health changes gather before the snapshot is rebuilt for all of them.
 const PUBLISH_PAUSE: Duration = Duration::from_millis(10);
 
-/// A discovered backend and what the control thread knows about it.
+/// How discovery is going, for the API.
+#[derive(Clone, Debug, Default)]
+pub struct DiscoveryStatus {
+    /// A round has ended (found backends or failed).
+    pub ran: bool,
+    /// The last round failed (and rounds are being retried).
+    pub failing: bool,
+    /// Why the last failed round failed, kept after discovery works again.
+    pub last_error: Option<String>,
+}
+
+/// A backend and what the control thread knows about it: one discovery reports, or one that
+/// left discovery while connections to it were open (kept, as gobetween keeps it, until they end).
 #[derive(Debug)]
 pub struct BackendState {
     pub spec: BackendSpec,
@@ -35,13 +48,20 @@ pub struct BackendState {
     pub live_changes: u64,
     /// Set through the API: gets no new connection; the open ones go on.
     pub draining: bool,
+    /// Discovery reports it; false once it left the list with connections still open.
+    pub discovered: bool,
     check: Option<AbortHandle>,
 }
 
 impl BackendState {
-    /// Takes part in balancing: healthy, reachable by address and not draining.
+    /// Takes part in balancing: discovered, healthy, reachable by address and not draining.
     pub fn takes_part(&self) -> bool {
-        self.live && !self.addrs.is_empty() && !self.draining
+        self.discovered && self.live && !self.addrs.is_empty() && !self.draining
+    }
+
+    /// Left discovery and its last connection ended: nothing to show or keep any more.
+    fn gone(&self) -> bool {
+        !self.discovered && self.counters.totals().active == 0
     }
 }
 
@@ -55,6 +75,9 @@ pub struct ServerHandle {
     pub slots: Vec<Arc<ServerSlot>>,
     /// Discovery rounds or backend name lookups that failed.
     pub discovery_failures: AtomicU64,
+    discovery: Mutex<DiscoveryStatus>,
+    /// Wakes the name resolver: backends with names were installed.
+    names_to_resolve: Notify,
     backends: Mutex<Vec<BackendState>>,
     tasks: Mutex<Vec<AbortHandle>>,
     generation: AtomicU64,
@@ -77,6 +100,8 @@ impl ServerHandle {
             counters,
             slots,
             discovery_failures: AtomicU64::new(0),
+            discovery: Mutex::new(DiscoveryStatus::default()),
+            names_to_resolve: Notify::new(),
             backends: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             generation: AtomicU64::new(1),
@@ -93,11 +118,13 @@ impl ServerHandle {
         self.backends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts discovery (and through it the healthchecks). Must run inside the control runtime.
+    /// Starts discovery (and through it the healthchecks) and the resolution of backend host
+    /// names. Must run inside the control runtime.
     pub fn start(self: &Arc<Self>) {
+        let discovery = discovery::start(self.clone());
         let handle = self.clone();
-        let task = tokio::spawn(async move { handle.discover().await });
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(task.abort_handle());
+        let names = tokio::spawn(async move { handle.resolve_names().await });
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend([discovery, names.abort_handle()]);
     }
 
     /// Stops discovery and healthchecks; the caller closes the slots.
@@ -112,17 +139,48 @@ impl ServerHandle {
         }
     }
 
-    async fn discover(self: Arc<Self>) {
-        let specs = discovery::static_list::backends(&self.config.discovery);
+    /// What discovery reports, for the API.
+    pub fn discovery_status(&self) -> DiscoveryStatus {
+        self.discovery.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A discovery round found `specs`: installs them.
+    pub fn discovered(self: &Arc<Self>, specs: Vec<BackendSpec>) {
+        {
+            let mut status = self.discovery.lock().unwrap_or_else(|e| e.into_inner());
+            (status.ran, status.failing) = (true, false);
+        }
         self.replace_backends(specs);
-        // Resolve names until every backend has addresses. Results are installed in batches:
-        // every installation rebuilds the snapshot, O(backends), so one per name would be
-        // quadratic for a long list of names.
+    }
+
+    /// A discovery round failed: counts it, and with `set_empty` installs no backends.
+    pub fn discovery_failed(self: &Arc<Self>, error: String, set_empty: bool) {
+        self.discovery_failures.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut status = self.discovery.lock().unwrap_or_else(|e| e.into_inner());
+            (status.ran, status.failing) = (true, true);
+            status.last_error = Some(error);
+        }
+        if set_empty {
+            self.replace_backends(Vec::new());
+        }
+    }
+
+    /// Resolves the host names of installed backends until every one has addresses, then
+    /// waits for the next installation. Results are installed in batches: every installation
+    /// rebuilds the snapshot, O(backends), so one per name would be quadratic for a long list.
+    async fn resolve_names(self: Arc<Self>) {
         loop {
-            let unresolved: Vec<BackendSpec> =
-                self.backends().iter().filter(|b| b.addrs.is_empty()).map(|b| b.spec.clone()).collect();
+            let unresolved: Vec<BackendSpec> = self
+                .backends()
+                .iter()
+                .filter(|b| b.discovered && b.addrs.is_empty())
+                .map(|b| b.spec.clone())
+                .collect();
             if unresolved.is_empty() {
-                return;
+                // A permit stored by an installation made meanwhile is taken at once.
+                self.names_to_resolve.notified().await;
+                continue;
             }
             let mut resolved = Vec::new();
             let mut installed = Instant::now();
@@ -131,11 +189,21 @@ impl ServerHandle {
                     Ok(addrs) if !addrs.is_empty() => resolved.push((spec, addrs)),
                     Ok(_) => {
                         self.discovery_failures.fetch_add(1, Ordering::Relaxed);
-                        log::warn!("server {}: backend {} resolves to no address", self.name, spec.address())
+                        crate::log_limited!(
+                            log::Level::Warn,
+                            "server {}: backend {} resolves to no address",
+                            self.name,
+                            spec.address()
+                        )
                     }
                     Err(e) => {
                         self.discovery_failures.fetch_add(1, Ordering::Relaxed);
-                        log::warn!("server {}: cannot resolve backend {}: {e}", self.name, spec.address())
+                        crate::log_limited!(
+                            log::Level::Warn,
+                            "server {}: cannot resolve backend {}: {e}",
+                            self.name,
+                            spec.address()
+                        )
                     }
                 }
                 // A slow name must not hold back the ones resolved before it for long.
@@ -147,14 +215,25 @@ impl ServerHandle {
             if !resolved.is_empty() {
                 self.set_addresses(resolved);
             }
-            tokio::time::sleep(RESOLVE_RETRY).await;
+            // Names that failed are tried again after a while, or at the next installation.
+            let _ = tokio::time::timeout(RESOLVE_RETRY, self.names_to_resolve.notified()).await;
         }
     }
 
-    /// Installs a new backend list: kept backends keep their counters and health.
+    /// Installs a new backend list: kept backends keep their counters and health. A backend
+    /// left out drains: the snapshots its open connections hold keep it until they end, and
+    /// while any is open it stays listed as not discovered (gobetween's `discovered: false`).
     pub fn replace_backends(self: &Arc<Self>, specs: Vec<BackendSpec>) {
-        {
+        let names = {
             let mut backends = self.backends();
+            let published = self.generation.load(Ordering::Relaxed) > 1;
+            if published
+                && backends.len() == specs.len()
+                && backends.iter().zip(&specs).all(|(b, s)| b.spec == *s)
+            {
+                // The same list again (every round of a stable source): nothing to rebuild.
+                return;
+            }
             let mut old: HashMap<(String, u16), BackendState> = std::mem::take(&mut *backends)
                 .into_iter()
                 .map(|b| ((b.spec.host.clone(), b.spec.port), b))
@@ -163,6 +242,7 @@ impl ServerHandle {
                 let state = match old.remove(&(spec.host.clone(), spec.port)) {
                     Some(mut kept) => {
                         kept.spec = spec;
+                        kept.discovered = true;
                         kept
                     }
                     None => BackendState {
@@ -176,16 +256,25 @@ impl ServerHandle {
                         counters: Arc::new(Counters::new(self.counters.shard_count())),
                         live_changes: 0,
                         draining: false,
+                        discovered: true,
                         check: None,
                     },
                 };
                 backends.push(state);
             }
-            for gone in old.into_values() {
-                if let Some(check) = gone.check {
+            for mut left in old.into_values() {
+                if let Some(check) = left.check.take() {
                     check.abort();
                 }
+                left.discovered = false;
+                if !left.gone() {
+                    backends.push(left);
+                }
             }
+            backends.iter().any(|b| b.discovered && b.addrs.is_empty())
+        };
+        if names {
+            self.names_to_resolve.notify_one();
         }
         self.start_missing_checks();
         self.publish();
@@ -207,7 +296,9 @@ impl ServerHandle {
 
     fn start_missing_checks(self: &Arc<Self>) {
         let Some(settings) = self.settings.healthcheck.clone() else { return };
-        for backend in self.backends().iter_mut().filter(|b| b.check.is_none() && !b.addrs.is_empty()) {
+        for backend in
+            self.backends().iter_mut().filter(|b| b.discovered && b.check.is_none() && !b.addrs.is_empty())
+        {
             let handle = Arc::downgrade(self);
             let settings = settings.clone();
             let target = healthcheck::Target {
@@ -301,7 +392,8 @@ impl ServerHandle {
                     })
                 })
                 .collect();
-            let down = states.iter().filter(|b| !b.takes_part()).map(|b| b.spec.clone()).collect();
+            let down =
+                states.iter().filter(|b| b.discovered && !b.takes_part()).map(|b| b.spec.clone()).collect();
             (live, down)
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;

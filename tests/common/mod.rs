@@ -49,6 +49,14 @@ impl TempDir {
         std::fs::write(&path, text).unwrap();
         path
     }
+
+    /// Writes a script and makes it executable.
+    pub fn write_executable(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.write(name, text);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
 }
 
 impl Drop for TempDir {

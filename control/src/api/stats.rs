@@ -13,6 +13,23 @@ pub struct ServerStats {
     pub rx_second: u64,
     pub tx_second: u64,
     pub backends: Vec<BackendEntry>,
+    /// betwixt: how the server's discovery is going.
+    pub discovery: DiscoveryEntry,
+}
+
+/// betwixt: the discovery part of a server's stats.
+#[derive(Clone, Debug, Serialize)]
+pub struct DiscoveryEntry {
+    pub kind: &'static str,
+    /// `starting` until the first round ends, then `ok`, or `failing` while rounds fail and are
+    /// retried.
+    pub state: &'static str,
+    /// Why the last failed round failed (kept after discovery works again); `null` if none has.
+    pub last_error: Option<String>,
+    /// Failed rounds and backend name lookups, as `betwixt_discovery_failures_total`.
+    pub failures: u64,
+    /// Backends discovery reports now.
+    pub backends: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -32,7 +49,7 @@ pub struct BackendEntry {
 #[derive(Clone, Debug, Serialize)]
 pub struct BackendStats {
     pub live: bool,
-    /// Every listed backend is one discovery currently reports.
+    /// Discovery reports it; `false` for one that left discovery with connections still open.
     pub discovered: bool,
     /// betwixt: drained through the API (no new connections); written only when true.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -50,13 +67,32 @@ impl ServerStats {
     pub fn of(server: &ServerHandle, rates: &Rates) -> ServerStats {
         let totals = server.counters.totals();
         let rate = rates.rate(&server.counters);
+        let (backends, discovered) = {
+            let states = server.backends();
+            // A backend that left discovery shows until its last connection ends.
+            let shown = states.iter().filter(|b| b.discovered || b.counters.totals().active > 0);
+            let shown: Vec<BackendEntry> = shown.map(|b| BackendEntry::of(b, rates)).collect();
+            (shown, states.iter().filter(|b| b.discovered).count())
+        };
+        let status = server.discovery_status();
         ServerStats {
             active_connections: totals.active,
             rx_total: totals.rx,
             tx_total: totals.tx,
             rx_second: rate.rx,
             tx_second: rate.tx,
-            backends: server.backends().iter().map(|b| BackendEntry::of(b, rates)).collect(),
+            discovery: DiscoveryEntry {
+                kind: crate::discovery::kind_name(server.config.discovery.kind),
+                state: match (status.ran, status.failing) {
+                    (false, _) => "starting",
+                    (true, false) => "ok",
+                    (true, true) => "failing",
+                },
+                last_error: status.last_error,
+                failures: server.discovery_failures.load(std::sync::atomic::Ordering::Relaxed),
+                backends: discovered,
+            },
+            backends,
         }
     }
 }
@@ -75,7 +111,7 @@ impl BackendEntry {
             sni: spec.sni.clone(),
             stats: BackendStats {
                 live: backend.live,
-                discovered: true,
+                discovered: backend.discovered,
                 draining: backend.draining,
                 total_connections: totals.total,
                 active_connections: totals.active,

@@ -4,6 +4,15 @@
 use super::error::ConfigError;
 use super::model::{Config, DiscoveryKind, Protocol};
 
+/// The discovery kinds that run.
+const BUILT_DISCOVERY: [DiscoveryKind; 5] = [
+    DiscoveryKind::Static,
+    DiscoveryKind::Exec,
+    DiscoveryKind::Plaintext,
+    DiscoveryKind::Json,
+    DiscoveryKind::Srv,
+];
+
 /// Every key in use whose feature is not built yet, as dotted paths with the offending value.
 pub fn unsupported_keys(config: &Config) -> Vec<String> {
     let mut keys = Vec::new();
@@ -40,7 +49,7 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
         if !crate::balance::SUPPORTED.contains(&balance) {
             keys.push(format!("{} = {:?}", at("balance"), format!("{balance:?}").to_lowercase()));
         }
-        if server.discovery.kind != DiscoveryKind::Static {
+        if !BUILT_DISCOVERY.contains(&server.discovery.kind) {
             let kind = format!("{:?}", server.discovery.kind).to_lowercase();
             keys.push(format!("{} = {kind:?}", at("discovery.kind")));
         }

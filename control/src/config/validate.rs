@@ -62,6 +62,9 @@ pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
         }
     }
 
+    crate::discovery::check_section(discovery)
+        .map_err(|e| ConfigError::at_key(key(&format!("discovery.{}", e.field)), e.message))?;
+
     if let Some(check) = &server.healthcheck {
         if check.kind != HealthcheckKind::None && check.interval.as_ref().is_some_and(|i| i.0.is_zero()) {
             return Err(ConfigError::at_key(key("healthcheck.interval"), "must be greater than 0"));

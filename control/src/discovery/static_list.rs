@@ -1,45 +1,41 @@
 //! `kind = "static"`: the backends are the `static_list` lines themselves.
 
+use super::lines::collect;
+use super::{Found, Source};
 use crate::backend::BackendSpec;
 use crate::config::Discovery;
-use std::collections::hash_map::{Entry, HashMap};
+use std::time::Duration;
 
-/// The backends of a static list, and what was odd about its lines, by line index. As in
-/// gobetween, a line that does not read as a backend is skipped, and a backend listed twice
-/// (same host and port) is one backend with the options of its last line. No `static_list` at
-/// all is an empty list (gobetween stops with a crash there instead).
+/// The backends of a static list, and what was odd about its lines, by line index (see
+/// `lines::collect`). No `static_list` at all is an empty list (gobetween stops with a crash
+/// there instead).
 pub fn read(discovery: &Discovery) -> (Vec<BackendSpec>, Vec<(usize, String)>) {
-    let mut backends: Vec<BackendSpec> = Vec::new();
-    // Where each (host, port) sits in `backends`: lists of 100,000 lines must stay linear.
-    let mut positions: HashMap<(String, u16), usize> = HashMap::new();
-    let mut notes = Vec::new();
-    for (index, line) in discovery.static_list.iter().flatten().enumerate() {
-        match BackendSpec::read_line(line) {
-            Err(why) => notes.push((index, format!("{why}: line skipped"))),
-            Ok((spec, note)) => {
-                notes.extend(note.map(|note| (index, note)));
-                match positions.entry((spec.host.clone(), spec.port)) {
-                    Entry::Occupied(earlier) => {
-                        notes.push((
-                            index,
-                            format!("backend {} listed again: this line wins", spec.address()),
-                        ));
-                        backends[*earlier.get()] = spec;
-                    }
-                    Entry::Vacant(slot) => {
-                        slot.insert(backends.len());
-                        backends.push(spec);
-                    }
-                }
-            }
-        }
-    }
-    (backends, notes)
+    collect(discovery.static_list.iter().flatten().map(String::as_str), &BackendSpec::read_line)
 }
 
 /// The backends to run; the notes were reported when the configuration was read.
 pub fn backends(discovery: &Discovery) -> Vec<BackendSpec> {
     read(discovery).0
+}
+
+/// A static list as a discovery source: every fetch gives the same backends.
+pub struct StaticList(Vec<BackendSpec>);
+
+impl StaticList {
+    pub fn from_section(discovery: &Discovery) -> StaticList {
+        StaticList(backends(discovery))
+    }
+}
+
+impl Source for StaticList {
+    // Never waited for: a fetch is a copy.
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    // Never needed: a fetch cannot fail.
+    const RETRY_WAIT: Duration = Duration::from_secs(2);
+
+    async fn fetch(&self) -> Result<Found, String> {
+        Ok(Found { backends: self.0.clone(), notes: Vec::new() })
+    }
 }
 
 #[cfg(test)]
