@@ -21,3 +21,4 @@ pub mod snapshot;
 pub mod sni;
 pub mod stats;
 pub mod text;
+pub mod tls;

@@ -46,12 +46,19 @@ pub enum ConnectError {
     Refused,
     Timeout,
     Unreachable,
+    /// The TLS handshake with the backend failed (`[backends_tls]`: verification, versions...).
+    Tls,
     Other,
 }
 
 impl ConnectError {
-    pub const ALL: [ConnectError; 4] =
-        [ConnectError::Refused, ConnectError::Timeout, ConnectError::Unreachable, ConnectError::Other];
+    pub const ALL: [ConnectError; 5] = [
+        ConnectError::Refused,
+        ConnectError::Timeout,
+        ConnectError::Unreachable,
+        ConnectError::Tls,
+        ConnectError::Other,
+    ];
 
     pub fn of(e: &io::Error) -> ConnectError {
         match e.kind() {
@@ -67,6 +74,7 @@ impl ConnectError {
             ConnectError::Refused => "refused",
             ConnectError::Timeout => "timeout",
             ConnectError::Unreachable => "unreachable",
+            ConnectError::Tls => "tls",
             ConnectError::Other => "other",
         }
     }

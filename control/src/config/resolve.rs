@@ -15,6 +15,7 @@ use crate::discovery::static_list;
 use crate::healthcheck::Probe;
 use crate::proxy::{send_version, AcceptSettings, Version as ProxyVersion};
 use crate::sni::SniSettings;
+use crate::tls::TlsContexts;
 use std::time::Duration;
 
 /// Interval used when a healthcheck names none.
@@ -56,6 +57,9 @@ pub struct ServerSettings {
     pub send_proxy: Option<ProxyVersion>,
     /// `[accept_proxy_protocol]`: read a PROXY protocol header from each client first.
     pub accept_proxy: Option<AcceptSettings>,
+    /// `[tls]` and `[backends_tls]` as rustls configurations; `None` from `resolve`, filled in
+    /// by `Control::add_server`, which reads the certificate files.
+    pub tls: Option<TlsContexts>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -135,6 +139,7 @@ impl Server {
             sni,
             send_proxy,
             accept_proxy,
+            tls: None,
         };
         (settings, warnings)
     }

@@ -15,19 +15,21 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
     }
     for (name, server) in &config.servers {
         let at = |field: &str| format!("servers.{name}.{field}");
-        match server.protocol.unwrap_or_default() {
-            Protocol::Tcp => {}
-            other => keys.push(format!("{} = {:?}", at("protocol"), format!("{other:?}").to_lowercase())),
+        let protocol = server.protocol.unwrap_or_default();
+        if protocol == Protocol::Udp {
+            keys.push(format!("{} = \"udp\"", at("protocol")));
         }
-        // SNI routing and the PROXY protocol are built for tcp servers; on tls servers they
-        // wait for TLS termination (the protocol itself is refused above).
-        let tcp = server.protocol.unwrap_or_default() == Protocol::Tcp;
+        // SNI routing and the PROXY protocol work on tcp and tls servers; `[tls]` only on tls
+        // servers, and without ACME (`acme_hosts`).
+        let stream = matches!(protocol, Protocol::Tcp | Protocol::Tls);
+        let acme = server.tls.as_ref().is_some_and(|tls| tls.acme_hosts.is_some());
         for (field, present) in [
-            ("sni", server.sni.is_some() && !tcp),
-            ("tls", server.tls.is_some()),
-            ("backends_tls", server.backends_tls.is_some()),
+            ("sni", server.sni.is_some() && !stream),
+            ("tls", server.tls.is_some() && protocol != Protocol::Tls),
+            ("tls.acme_hosts", acme),
+            ("backends_tls", server.backends_tls.is_some() && !stream),
             ("udp", server.udp.is_some()),
-            ("proxy_protocol", server.proxy_protocol.is_some() && !tcp),
+            ("proxy_protocol", server.proxy_protocol.is_some() && !stream),
         ] {
             if present {
                 keys.push(at(field));
