@@ -1,0 +1,429 @@
+//! TLS through the real binary: `protocol = "tls"` terminates clients' TLS (rustls clients and
+//! `openssl s_client`), with versions, cipher suites, certificate files that reload under live
+//! connections; `[backends_tls]` speaks TLS to real rustls backends signed by a test CA.
+
+mod api_client;
+mod common;
+
+use api_client::{u64_at, Client};
+use sonic_rs::JsonValueTrait;
+use common::backends::{pattern_byte, Backend, Behaviour};
+use common::{free_port, run_betwixt, wait_until, Betwixt, TempDir};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::pem::PemObject;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A test CA that signs leaf certificates.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// A leaf certificate and its key, as PEM, and the certificate's DER.
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Not rcgen's default name, which the leaves also get: OpenSSL would take a leaf whose
+        // issuer equals its subject for self-signed.
+        params.distinguished_name.push(DnType::CommonName, "betwixt test CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    fn leaf(&self, name: &str) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+    }
+
+    fn der(&self) -> CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+
+    fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der()).unwrap();
+        roots
+    }
+}
+
+impl Leaf {
+    /// Writes `NAME.crt` and `NAME.key` into `dir`.
+    fn write(&self, dir: &TempDir, name: &str) -> (PathBuf, PathBuf) {
+        (dir.write(&format!("{name}.crt"), &self.cert_pem), dir.write(&format!("{name}.key"), &self.key_pem))
+    }
+
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap()
+    }
+}
+
+fn provider_with(suites: Option<Vec<rustls::SupportedCipherSuite>>) -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suites) = suites {
+        provider.cipher_suites = suites;
+    }
+    Arc::new(provider)
+}
+
+/// A rustls client for `localhost` trusting `ca`, limited to `versions` and `suites`.
+fn client_config(
+    ca: &Ca,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    suites: Option<Vec<rustls::SupportedCipherSuite>>,
+) -> Arc<rustls::ClientConfig> {
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider_with(suites))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(ca.roots())
+            .with_no_client_auth(),
+    )
+}
+
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Connects and completes the handshake; `Err` with rustls' reason when it fails.
+fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> Result<TlsClient, String> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
+}
+
+/// Sends `data` in chunks and reads each chunk's echo back: the bytes must come back exactly.
+fn echo_round(tls: &mut TlsClient, data: &[u8]) {
+    for chunk in data.chunks(16 * 1024) {
+        tls.write_all(chunk).unwrap();
+        tls.flush().unwrap();
+        let mut back = vec![0u8; chunk.len()];
+        tls.read_exact(&mut back).unwrap();
+        assert!(back == chunk, "echo differs");
+    }
+}
+
+/// A tls server `s` on `port` in front of `backends`, with `tls_extra` in its `[tls]` section.
+fn tls_config(port: u16, cert: &(PathBuf, PathBuf), tls_extra: &str, backends: &[String]) -> String {
+    let list: Vec<String> = backends.iter().map(|l| format!("\"{l}\"")).collect();
+    format!(
+        "[servers.s]\nbind = \"127.0.0.1:{port}\"\nprotocol = \"tls\"\n\
+         [servers.s.tls]\ncert_path = \"{}\"\nkey_path = \"{}\"\n{tls_extra}\n\
+         [servers.s.discovery]\nkind = \"static\"\nstatic_list = [{}]\n",
+        cert.0.display(),
+        cert.1.display(),
+        list.join(", ")
+    )
+}
+
+#[test]
+fn tls_server_echoes_byte_exact_and_passes_close_notify() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-echo");
+    let files = ca.leaf("localhost").write(&dir, "server");
+    let echo = Backend::start("echo", Behaviour::Echo);
+    let port = free_port();
+    let _bx = Betwixt::start(&tls_config(port, &files, "", &[echo.line()]), &[], &[port]);
+
+    let all = [&rustls::version::TLS12, &rustls::version::TLS13];
+    for versions in [&all[..1], &all[1..]] {
+        let mut tls = connect(port, client_config(&ca, versions, None)).unwrap();
+        let data: Vec<u8> = (0..300_007).map(pattern_byte).collect();
+        echo_round(&mut tls, &data);
+        // The client's close_notify reaches the echo backend as a FIN; its FIN comes back as
+        // betwixt's close_notify: a clean end of stream, not an error.
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(tls.read_to_end(&mut rest).map_err(|e| e.to_string()), Ok(0));
+    }
+    openssl_echo(port, &ca, &dir);
+}
+
+/// `openssl s_client` completes a handshake trusting the test CA and gets its line echoed.
+fn openssl_echo(port: u16, ca: &Ca, dir: &TempDir) {
+    let ca_path = dir.write("ca.crt", &ca.cert.pem());
+    let Ok(mut child) = std::process::Command::new("openssl")
+        .args(["s_client", "-brief", "-ign_eof", "-verify_return_error", "-CAfile"])
+        .arg(&ca_path)
+        .args(["-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("openssl not installed: skipped");
+        return;
+    };
+    child.stdin.as_mut().unwrap().write_all(b"hello through tls\n").unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("hello through tls") {
+                break;
+            }
+        }
+        seen
+    });
+    let deadline = Instant::now() + LIMIT;
+    while !reader.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = reader.join().unwrap();
+    assert!(String::from_utf8_lossy(&seen).contains("hello through tls"), "{}", String::from_utf8_lossy(&seen));
+}
+
+#[test]
+fn versions_and_ciphers_are_enforced() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-versions");
+    let files = ca.leaf("localhost").write(&dir, "server");
+    let echo = Backend::start("echo", Behaviour::Echo);
+    let (only13, only12) = (free_port(), free_port());
+    let config = tls_config(only13, &files, "min_version = \"tls1.3\"", &[echo.line()])
+        + &tls_config(only12, &files, "max_version = \"tls1.2\"\nciphers = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]", &[echo.line()])
+            .replace("servers.s", "servers.t");
+    let _bx = Betwixt::start(&config, &[], &[only13, only12]);
+
+    let tls12 = client_config(&ca, &[&rustls::version::TLS12], None);
+    let tls13 = client_config(&ca, &[&rustls::version::TLS13], None);
+    let e = connect(only13, tls12.clone()).err().expect("a TLS 1.2 client must fail against min_version tls1.3");
+    assert!(e.contains("ProtocolVersion") || e.contains("protocol version"), "{e}");
+    let mut ok = connect(only13, tls13.clone()).unwrap();
+    assert_eq!(ok.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    echo_round(&mut ok, b"thirteen");
+
+    assert!(connect(only12, tls13).is_err(), "a TLS 1.3 client must fail against max_version tls1.2");
+    let mut ok = connect(only12, tls12).unwrap();
+    assert_eq!(ok.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(
+        ok.conn.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)
+    );
+    echo_round(&mut ok, b"twelve");
+    let other = vec![rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
+    let e = connect(only12, client_config(&ca, &[&rustls::version::TLS12], Some(other))).err();
+    assert!(e.is_some(), "a client without the allowed suite must fail");
+}
+
+#[test]
+fn bad_tls_settings_are_clear_start_up_errors() {
+    let dir = TempDir::new("tls-bad");
+    let missing = (dir.0.join("missing.crt"), dir.0.join("missing.key"));
+    let config = tls_config(free_port(), &missing, "", &["127.0.0.1:1".into()]);
+    let path = dir.write("bad.toml", &config);
+    let (status, _, stderr) = run_betwixt(&["-c", path.to_str().unwrap()]);
+    assert!(!status.success());
+    assert!(stderr.contains("servers.s.tls.cert_path") && stderr.contains("missing.crt"), "{stderr}");
+
+    let ca = Ca::new();
+    let files = ca.leaf("localhost").write(&dir, "server");
+    for (extra, key, words) in [
+        ("min_version = \"tls1.1\"", "servers.s.tls.min_version", "only tls1.2 and tls1.3"),
+        ("ciphers = [\"TLS_RSA_WITH_3DES_EDE_CBC_SHA\"]", "servers.s.tls.ciphers", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"),
+        ("ciphers = [\"TLS_BOGUS\"]", "servers.s.tls.ciphers", "unknown cipher suite"),
+    ] {
+        let path = dir.write("bad.toml", &tls_config(free_port(), &files, extra, &["127.0.0.1:1".into()]));
+        let (status, _, stderr) = run_betwixt(&["-c", path.to_str().unwrap()]);
+        assert!(!status.success(), "{extra}");
+        assert!(stderr.contains(key) && stderr.contains(words), "{extra}: {stderr}");
+    }
+}
+
+#[test]
+fn bad_cert_path_over_the_api_is_409() {
+    let api = free_port();
+    let _bx = Betwixt::start(&format!("[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n"), &[], &[api]);
+    let body = format!(
+        "{{\"bind\": \"127.0.0.1:{}\", \"protocol\": \"tls\", \"tls\": {{\"cert_path\": \"/nonexistent/a.crt\", \
+         \"key_path\": \"/nonexistent/a.key\"}}, \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"127.0.0.1:1\"]}}}}",
+        free_port()
+    );
+    let reply = Client::http(api).send("POST", "/servers/x", &body);
+    assert_eq!(reply.status, 409, "{}", reply.message());
+    assert!(reply.message().contains("/nonexistent/a.crt"), "{}", reply.message());
+}
+
+#[test]
+fn certificate_reload_keeps_live_connections() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-reload");
+    let first = ca.leaf("localhost");
+    let files = first.write(&dir, "server");
+    let echo = Backend::start("echo", Behaviour::Echo);
+    let port = free_port();
+    let bx = Betwixt::start(&tls_config(port, &files, "", &[echo.line()]), &[], &[port]);
+    let config = client_config(&ca, &[&rustls::version::TLS13], None);
+    let served = |tls: &TlsClient| tls.conn.peer_certificates().unwrap()[0].clone();
+
+    let mut live = connect(port, config.clone()).unwrap();
+    assert_eq!(served(&live), first.der);
+    echo_round(&mut live, b"before");
+
+    let second = ca.leaf("localhost");
+    // The key first, then the certificate: either order must end with the new pair served.
+    std::fs::write(&files.1, &second.key_pem).unwrap();
+    std::fs::write(&files.0, &second.cert_pem).unwrap();
+    let renewed = wait_until(LIMIT, || connect(port, config.clone()).is_ok_and(|tls| served(&tls) == second.der));
+    assert!(renewed, "new handshakes never saw the new certificate; log:\n{}", bx.log_text());
+    // The connection made before the reload goes on.
+    echo_round(&mut live, b"after the reload");
+    assert!(bx.log_text().contains("certificate reloaded"), "{}", bx.log_text());
+}
+
+/// A rustls TLS echo server for `leaf`; when `client_ca` is given it requires a client
+/// certificate signed by it. Counts completed handshakes.
+struct TlsBackend {
+    port: u16,
+    handshakes: Arc<AtomicUsize>,
+}
+
+impl TlsBackend {
+    fn start(leaf: &Leaf, client_ca: Option<&Ca>) -> TlsBackend {
+        let builder = rustls::ServerConfig::builder_with_provider(provider_with(None))
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            Some(ca) => builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider_with(None))
+                    .build()
+                    .unwrap(),
+            ),
+            None => builder.with_no_client_auth(),
+        };
+        let config = Arc::new(builder.with_single_cert(vec![leaf.der.clone()], leaf.key()).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let counted = handshakes.clone();
+        thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(mut tcp) = tcp else { return };
+                let (config, counted) = (config.clone(), counted.clone());
+                thread::spawn(move || {
+                    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+                    let mut conn = rustls::ServerConnection::new(config).unwrap();
+                    while conn.is_handshaking() {
+                        if conn.complete_io(&mut tcp).is_err() {
+                            return;
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = tls.read(&mut buf) {
+                        if n == 0 || tls.write_all(&buf[..n]).and_then(|_| tls.flush()).is_err() {
+                            break;
+                        }
+                    }
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        TlsBackend { port, handshakes }
+    }
+}
+
+/// Sends a line over plain TCP and returns what comes back before the connection ends.
+fn plain_exchange(port: u16, line: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let _ = tcp.write_all(line);
+    let _ = tcp.shutdown(std::net::Shutdown::Write);
+    let mut back = Vec::new();
+    let _ = tcp.read_to_end(&mut back);
+    back
+}
+
+#[test]
+fn backends_tls_verifies_presents_client_certificates_and_counts_failures() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-backends");
+    let ca_path = dir.write("ca.crt", &ca.cert.pem());
+    let client = ca.leaf("betwixt.client").write(&dir, "client");
+    // Requires a client certificate from the CA; its own is for backend.example.
+    let good = TlsBackend::start(&ca.leaf("backend.example"), Some(&ca));
+    // Its certificate is for another name than the backend line gives.
+    let wrong_name = TlsBackend::start(&ca.leaf("other.example"), None);
+    let (api, verified, insecure, failing) = (free_port(), free_port(), free_port(), free_port());
+    let section = |name: &str, port: u16, line: String, extra: &str| {
+        format!(
+            "[servers.{name}]\nbind = \"127.0.0.1:{port}\"\n\
+             [servers.{name}.backends_tls]\n{extra}\n\
+             [servers.{name}.discovery]\nkind = \"static\"\nstatic_list = [\"{line}\"]\n"
+        )
+    };
+    let config = format!("[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n")
+        + &section(
+            "verified",
+            verified,
+            format!("127.0.0.1:{} sni=backend.example", good.port),
+            &format!(
+                "root_ca_cert_path = \"{}\"\ncert_path = \"{}\"\nkey_path = \"{}\"",
+                ca_path.display(),
+                client.0.display(),
+                client.1.display()
+            ),
+        )
+        + &section("insecure", insecure, format!("localhost:{}", wrong_name.port), "ignore_verify = true")
+        + &section(
+            "failing",
+            failing,
+            format!("localhost:{}", wrong_name.port),
+            &format!("root_ca_cert_path = \"{}\"", ca_path.display()),
+        );
+    let bx = Betwixt::start(&config, &[], &[api, verified, insecure, failing]);
+    let client = Client::http(api);
+    // Host names resolve on the control thread after the server listens.
+    for name in ["verified", "insecure", "failing"] {
+        let path = format!("/servers/{name}/stats");
+        assert!(wait_until(LIMIT, || !client.get_json(&path)["backends"][0]["stats"].is_null()), "{name}");
+    }
+
+    // Verified for the backend's sni=, with betwixt's client certificate accepted.
+    assert_eq!(plain_exchange(verified, b"over verified tls"), b"over verified tls", "{}", bx.log_text());
+    assert_eq!(good.handshakes.load(Ordering::SeqCst), 1);
+    // ignore_verify takes the certificate for another name.
+    assert_eq!(plain_exchange(insecure, b"unverified"), b"unverified");
+
+    // Verification for "localhost" fails: refused like a dead backend, counted, logged.
+    let before = wrong_name.handshakes.load(Ordering::SeqCst);
+    assert_eq!(plain_exchange(failing, b"never delivered"), b"");
+    assert_eq!(wrong_name.handshakes.load(Ordering::SeqCst), before);
+    let counted = wait_until(LIMIT, || {
+        u64_at(&client.get_json("/servers/failing/stats")["backends"][0]["stats"], "refused_connections") == 1
+    });
+    assert!(counted, "{}", client.get_json("/servers/failing/stats"));
+    assert!(bx.log_text().contains("TLS handshake"), "{}", bx.log_text());
+}
