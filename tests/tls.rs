@@ -249,7 +249,8 @@ fn bad_tls_settings_are_clear_start_up_errors() {
     let ca = Ca::new();
     let files = ca.leaf("localhost").write(&dir, "server");
     for (extra, key, words) in [
-        ("min_version = \"tls1.1\"", "servers.s.tls.min_version", "only tls1.2 and tls1.3"),
+        ("max_version = \"tls1.1\"", "servers.s.tls.max_version", "only tls1.2 and tls1.3"),
+        ("min_version = \"tls1.3\"\nmax_version = \"tls1.2\"", "servers.s.tls.min_version", "above max_version"),
         ("ciphers = [\"TLS_RSA_WITH_3DES_EDE_CBC_SHA\"]", "servers.s.tls.ciphers", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"),
         ("ciphers = [\"TLS_BOGUS\"]", "servers.s.tls.ciphers", "unknown cipher suite"),
     ] {
@@ -258,6 +259,12 @@ fn bad_tls_settings_are_clear_start_up_errors() {
         assert!(!status.success(), "{extra}");
         assert!(stderr.contains(key) && stderr.contains(words), "{extra}: {stderr}");
     }
+    // gobetween's reference configuration has `min_version = "tls1"`: read as tls1.2, with a
+    // warning.
+    let path = dir.write("old.toml", &tls_config(free_port(), &files, "min_version = \"tls1\"", &["127.0.0.1:1".into()]));
+    let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("servers.s.tls.min_version") && stderr.contains("read as \"tls1.2\""), "{stderr}");
 }
 
 #[test]
@@ -376,7 +383,8 @@ fn backends_tls_verifies_presents_client_certificates_and_counts_failures() {
     let good = TlsBackend::start(&ca.leaf("backend.example"), Some(&ca));
     // Its certificate is for another name than the backend line gives.
     let wrong_name = TlsBackend::start(&ca.leaf("other.example"), None);
-    let (api, verified, insecure, failing) = (free_port(), free_port(), free_port(), free_port());
+    let (api, metrics) = (free_port(), free_port());
+    let (verified, insecure, failing) = (free_port(), free_port(), free_port());
     let section = |name: &str, port: u16, line: String, extra: &str| {
         format!(
             "[servers.{name}]\nbind = \"127.0.0.1:{port}\"\n\
@@ -384,7 +392,9 @@ fn backends_tls_verifies_presents_client_certificates_and_counts_failures() {
              [servers.{name}.discovery]\nkind = \"static\"\nstatic_list = [\"{line}\"]\n"
         )
     };
-    let config = format!("[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n")
+    let config = format!(
+        "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n[metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n"
+    )
         + &section(
             "verified",
             verified,
@@ -425,5 +435,12 @@ fn backends_tls_verifies_presents_client_certificates_and_counts_failures() {
         u64_at(&client.get_json("/servers/failing/stats")["backends"][0]["stats"], "refused_connections") == 1
     });
     assert!(counted, "{}", client.get_json("/servers/failing/stats"));
+    let text = Client::http(metrics).get("/metrics").body;
+    let tls_errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("betwixt_backend_connect_errors_total{") && l.contains("kind=\"tls\""))
+        .filter(|l| l.contains("server=\"failing\""))
+        .collect();
+    assert!(tls_errors.len() == 1 && tls_errors[0].ends_with(" 1"), "{text}");
     assert!(bx.log_text().contains("TLS handshake"), "{}", bx.log_text());
 }

@@ -253,7 +253,7 @@ mod tests {
         let c = Counters::new(1);
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         Slot::add(&c.shard(0).connect_errors[ConnectError::of(&refused) as usize], 1);
-        assert_eq!(c.connect_errors(), [1, 0, 0, 0]);
+        assert_eq!(c.connect_errors(), [1, 0, 0, 0, 0]);
         assert_eq!(ConnectError::of(&io::Error::from(io::ErrorKind::TimedOut)), ConnectError::Timeout);
     }
 }

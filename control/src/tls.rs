@@ -84,29 +84,37 @@ const OLD_SUITES: [&str; 13] = [
     "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
 ];
 
-/// The protocol versions from `min_version` to `max_version` (either may be left out or empty).
+/// The protocol versions from `min_version` to `max_version` (either may be left out or empty),
+/// and a note when `min_version` names a version rustls does not have (gobetween's reference
+/// configuration has `min_version = "tls1"`): such a minimum is read as tls1.2, the lowest
+/// rustls speaks. A maximum below tls1.2 leaves nothing to speak and is an error.
 pub fn versions(
     min: Option<&str>,
     max: Option<&str>,
-) -> Result<Vec<&'static SupportedProtocolVersion>, TlsError> {
-    // 0 = TLS 1.2, 1 = TLS 1.3.
+) -> Result<(Vec<&'static SupportedProtocolVersion>, Option<String>), TlsError> {
+    // 0 = TLS 1.2, 1 = TLS 1.3; `None` for the versions rustls does not have.
     let read = |field: &'static str, value: Option<&str>, unset: usize| match value.unwrap_or("") {
-        "" => Ok(unset),
-        "tls1.2" => Ok(0),
-        "tls1.3" => Ok(1),
-        old @ ("ssl3" | "tls1" | "tls1.1") => Err(TlsError::new(
-            field,
-            format!("{old:?} is not supported: betwixt (rustls) speaks only tls1.2 and tls1.3"),
-        )),
+        "" => Ok(Some(unset)),
+        "tls1.2" => Ok(Some(0)),
+        "tls1.3" => Ok(Some(1)),
+        "ssl3" | "tls1" | "tls1.1" => Ok(None),
         other => Err(TlsError::new(field, format!("unknown TLS version {other:?} (use tls1.2 or tls1.3)"))),
     };
-    let low = read("min_version", min, 0)?;
-    let high = read("max_version", max, 1)?;
+    let (low, note) = match read("min_version", min, 0)? {
+        Some(low) => (low, None),
+        None => (0, Some(format!("{:?} read as \"tls1.2\": rustls speaks only tls1.2 and tls1.3", min.unwrap_or("")))),
+    };
+    let high = read("max_version", max, 1)?.ok_or_else(|| {
+        TlsError::new(
+            "max_version",
+            format!("{:?} is not supported: betwixt (rustls) speaks only tls1.2 and tls1.3", max.unwrap_or("")),
+        )
+    })?;
     if low > high {
         return Err(TlsError::new("min_version", "is above max_version"));
     }
     let all = [&rustls::version::TLS12, &rustls::version::TLS13];
-    Ok(all[low..=high].to_vec())
+    Ok((all[low..=high].to_vec(), note))
 }
 
 /// The suites `ciphers` names, in rustls' order of preference. As in Go, the list restricts the
@@ -295,7 +303,7 @@ impl TlsContexts {
 fn server_config(section: &Tls) -> Result<(Arc<ServerConfig>, Arc<CertFiles>), TlsError> {
     check_server(section)?;
     let provider = provider(section.ciphers.as_deref())?;
-    let versions = versions(section.min_version.as_deref(), section.max_version.as_deref())?;
+    let (versions, _) = versions(section.min_version.as_deref(), section.max_version.as_deref())?;
     let files = Arc::new(CertFiles::load(
         section.cert_path.as_deref().unwrap_or_default(),
         section.key_path.as_deref().unwrap_or_default(),
@@ -320,7 +328,7 @@ fn server_config(section: &Tls) -> Result<(Arc<ServerConfig>, Arc<CertFiles>), T
 fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsError> {
     check_backends(section)?;
     let provider = provider(section.ciphers.as_deref())?;
-    let versions = versions(section.min_version.as_deref(), section.max_version.as_deref())?;
+    let (versions, _) = versions(section.min_version.as_deref(), section.max_version.as_deref())?;
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
         .map_err(|e| TlsError::new("ciphers", format!("no usable suite for the versions allowed: {e}")))?;
@@ -407,13 +415,16 @@ mod tests {
     }
 
     #[test]
-    fn versions_map_and_old_ones_are_refused() {
-        assert_eq!(versions(None, None).unwrap().len(), 2);
-        assert_eq!(versions(Some("tls1.3"), None).unwrap(), vec![&rustls::version::TLS13]);
-        assert_eq!(versions(Some(""), Some("tls1.2")).unwrap(), vec![&rustls::version::TLS12]);
+    fn versions_map_and_old_ones_are_read_or_refused() {
+        assert_eq!(versions(None, None).unwrap().0.len(), 2);
+        assert_eq!(versions(Some("tls1.3"), None).unwrap(), (vec![&rustls::version::TLS13], None));
+        assert_eq!(versions(Some(""), Some("tls1.2")).unwrap(), (vec![&rustls::version::TLS12], None));
         for old in ["ssl3", "tls1", "tls1.1"] {
-            let e = versions(Some(old), None).unwrap_err();
-            assert_eq!(e.field, "min_version");
+            let (both, note) = versions(Some(old), None).unwrap();
+            assert_eq!(both.len(), 2);
+            assert!(note.unwrap().contains("read as \"tls1.2\""));
+            let e = versions(None, Some(old)).unwrap_err();
+            assert_eq!(e.field, "max_version");
             assert!(e.message.contains("only tls1.2 and tls1.3"), "{}", e.message);
         }
         assert!(versions(None, Some("tls9")).unwrap_err().message.contains("unknown TLS version"));

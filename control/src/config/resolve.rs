@@ -171,6 +171,15 @@ fn stream_options(
         }
         send_version(section).map_err(|e| log::error!("proxy_protocol.{}: {}", e.field, e.message)).ok()
     });
+    for (field, versions) in [
+        ("tls", server.tls.as_ref().map(|t| (&t.min_version, &t.max_version))),
+        ("backends_tls", server.backends_tls.as_ref().map(|t| (&t.min_version, &t.max_version))),
+    ] {
+        if let Some((min, max)) = versions {
+            let note = crate::tls::versions(min.as_deref(), max.as_deref()).ok().and_then(|(_, note)| note);
+            warnings.note(&format!("{field}.min_version"), note);
+        }
+    }
     let accept_proxy = server.accept_proxy_protocol.as_ref().and_then(|section| {
         AcceptSettings::from_section(section)
             .map_err(|e| log::error!("accept_proxy_protocol.{}: {}", e.field, e.message))
