@@ -444,3 +444,60 @@ fn backends_tls_verifies_presents_client_certificates_and_counts_failures() {
     assert!(tls_errors.len() == 1 && tls_errors[0].ends_with(" 1"), "{text}");
     assert!(bx.log_text().contains("TLS handshake"), "{}", bx.log_text());
 }
+
+/// A rustls client for `name` trusting `ca` (any version).
+fn connect_as(port: u16, ca: &Ca, name: &str) -> Result<TlsClient, String> {
+    let config = client_config(ca, &[&rustls::version::TLS12, &rustls::version::TLS13], None);
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let conn = rustls::ClientConnection::new(config, ServerName::try_from(name.to_string()).unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
+}
+
+#[test]
+fn sni_on_a_tls_server_routes_on_the_terminated_name() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-sni");
+    let key = KeyPair::generate().unwrap();
+    let names = vec!["a.example".to_string(), "b.example".to_string()];
+    let cert = CertificateParams::new(names).unwrap().signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let files = (dir.write("s.crt", &cert.pem()), dir.write("s.key", &key.serialize_pem()));
+    let (a, b) = (Backend::start("a", Behaviour::Named), Backend::start("b", Behaviour::Named));
+    let port = free_port();
+    let lines = [format!("{} sni=a.example", a.line()), format!("{} sni=B.example", b.line())];
+    let config = tls_config(port, &files, "", &lines)
+        + "[servers.s.sni]\nunexpected_hostname_strategy = \"reject\"\n";
+    let _bx = Betwixt::start(&config, &[], &[port]);
+    for (name, expected) in [("a.example", "a"), ("b.example", "b")] {
+        let mut tls = connect_as(port, &ca, name).unwrap();
+        let mut line = [0u8; 2];
+        tls.read_exact(&mut line).unwrap();
+        assert_eq!(&line, format!("{expected}\n").as_bytes(), "{name}");
+    }
+}
+
+#[test]
+fn garbage_instead_of_tls_closes_only_that_connection() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-garbage");
+    let files = ca.leaf("localhost").write(&dir, "server");
+    let echo = Backend::start("echo", Behaviour::Echo);
+    let port = free_port();
+    let _bx = Betwixt::start(&tls_config(port, &files, "", &[echo.line()]), &[], &[port]);
+    let mut garbage = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    garbage.set_read_timeout(Some(LIMIT)).unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    let _ = garbage.read_to_end(&mut reply);
+    assert!(started.elapsed() < LIMIT, "the connection was not closed");
+    // Whatever came back (a TLS alert at most) carries none of the backend's bytes.
+    assert!(!reply.windows(3).any(|w| w == b"GET"), "{reply:?}");
+    assert_eq!(echo.accepted.load(Ordering::SeqCst), 0);
+    let mut tls = connect(port, client_config(&ca, &[&rustls::version::TLS13], None)).unwrap();
+    echo_round(&mut tls, b"still serving");
+}
