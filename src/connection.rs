@@ -161,12 +161,13 @@ async fn serve(
     let server_place = admit(shard, snapshot, *source)?;
     let tls = settings.tls.as_ref();
     // Only a PROXY header needs it: no system call otherwise.
-    let local = match settings.send_proxy {
-        Some(_) => Some(client.local_addr().map_err(|e| {
-            Failure::new(Stage::SendProxy, Side::Client, format!("no local address: {e}"))
-        })?),
-        None => None,
-    };
+    let local =
+        match settings.send_proxy {
+            Some(_) => Some(client.local_addr().map_err(|e| {
+                Failure::new(Stage::SendProxy, Side::Client, format!("no local address: {e}"))
+            })?),
+            None => None,
+        };
     let (mut downstream, candidates) = match tls.and_then(|tls| tls.server.clone()) {
         // The ClientHello is read by the handshake; SNI routes on its server name.
         Some(config) => {
@@ -445,8 +446,9 @@ async fn backend_handshake(
 ) -> Result<Stream, (ConnectError, io::Error)> {
     let tls_error = |e: io::Error| (ConnectError::Tls, e);
     let host = backend.spec.sni.as_deref().unwrap_or(&backend.spec.host);
-    let name = rustls::pki_types::ServerName::try_from(host.to_string())
-        .map_err(|e| tls_error(io::Error::new(io::ErrorKind::InvalidInput, format!("server name {host:?}: {e}"))))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+        tls_error(io::Error::new(io::ErrorKind::InvalidInput, format!("server name {host:?}: {e}")))
+    })?;
     // Set before the handshake so that its flights are not delayed (the plain path sets it in
     // `serve` for the same reason).
     stream.set_nodelay(true).map_err(|e| (ConnectError::Other, e.into()))?;

@@ -6,12 +6,12 @@ mod api_client;
 mod common;
 
 use api_client::{u64_at, Client};
-use sonic_rs::JsonValueTrait;
 use common::backends::{pattern_byte, Backend, Behaviour};
 use common::{free_port, run_betwixt, wait_until, Betwixt, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use sonic_rs::JsonValueTrait;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -200,7 +200,11 @@ fn openssl_echo(port: u16, ca: &Ca, dir: &TempDir) {
     let _ = child.kill();
     let _ = child.wait();
     let seen = reader.join().unwrap();
-    assert!(String::from_utf8_lossy(&seen).contains("hello through tls"), "{}", String::from_utf8_lossy(&seen));
+    assert!(
+        String::from_utf8_lossy(&seen).contains("hello through tls"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
 }
 
 #[test]
@@ -211,13 +215,20 @@ fn versions_and_ciphers_are_enforced() {
     let echo = Backend::start("echo", Behaviour::Echo);
     let (only13, only12) = (free_port(), free_port());
     let config = tls_config(only13, &files, "min_version = \"tls1.3\"", &[echo.line()])
-        + &tls_config(only12, &files, "max_version = \"tls1.2\"\nciphers = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]", &[echo.line()])
-            .replace("servers.s", "servers.t");
+        + &tls_config(
+            only12,
+            &files,
+            "max_version = \"tls1.2\"\nciphers = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]",
+            &[echo.line()],
+        )
+        .replace("servers.s", "servers.t");
     let _bx = Betwixt::start(&config, &[], &[only13, only12]);
 
     let tls12 = client_config(&ca, &[&rustls::version::TLS12], None);
     let tls13 = client_config(&ca, &[&rustls::version::TLS13], None);
-    let e = connect(only13, tls12.clone()).err().expect("a TLS 1.2 client must fail against min_version tls1.3");
+    let e = connect(only13, tls12.clone())
+        .map(drop)
+        .expect_err("a TLS 1.2 client must fail against min_version tls1.3");
     assert!(e.contains("ProtocolVersion") || e.contains("protocol version"), "{e}");
     let mut ok = connect(only13, tls13.clone()).unwrap();
     assert_eq!(ok.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
@@ -250,8 +261,16 @@ fn bad_tls_settings_are_clear_start_up_errors() {
     let files = ca.leaf("localhost").write(&dir, "server");
     for (extra, key, words) in [
         ("max_version = \"tls1.1\"", "servers.s.tls.max_version", "only tls1.2 and tls1.3"),
-        ("min_version = \"tls1.3\"\nmax_version = \"tls1.2\"", "servers.s.tls.min_version", "above max_version"),
-        ("ciphers = [\"TLS_RSA_WITH_3DES_EDE_CBC_SHA\"]", "servers.s.tls.ciphers", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"),
+        (
+            "min_version = \"tls1.3\"\nmax_version = \"tls1.2\"",
+            "servers.s.tls.min_version",
+            "above max_version",
+        ),
+        (
+            "ciphers = [\"TLS_RSA_WITH_3DES_EDE_CBC_SHA\"]",
+            "servers.s.tls.ciphers",
+            "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+        ),
         ("ciphers = [\"TLS_BOGUS\"]", "servers.s.tls.ciphers", "unknown cipher suite"),
     ] {
         let path = dir.write("bad.toml", &tls_config(free_port(), &files, extra, &["127.0.0.1:1".into()]));
@@ -261,10 +280,16 @@ fn bad_tls_settings_are_clear_start_up_errors() {
     }
     // gobetween's reference configuration has `min_version = "tls1"`: read as tls1.2, with a
     // warning.
-    let path = dir.write("old.toml", &tls_config(free_port(), &files, "min_version = \"tls1\"", &["127.0.0.1:1".into()]));
+    let path = dir.write(
+        "old.toml",
+        &tls_config(free_port(), &files, "min_version = \"tls1\"", &["127.0.0.1:1".into()]),
+    );
     let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
     assert!(status.success(), "{stderr}");
-    assert!(stderr.contains("servers.s.tls.min_version") && stderr.contains("read as \"tls1.2\""), "{stderr}");
+    assert!(
+        stderr.contains("servers.s.tls.min_version") && stderr.contains("read as \"tls1.2\""),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -301,7 +326,8 @@ fn certificate_reload_keeps_live_connections() {
     // The key first, then the certificate: either order must end with the new pair served.
     std::fs::write(&files.1, &second.key_pem).unwrap();
     std::fs::write(&files.0, &second.cert_pem).unwrap();
-    let renewed = wait_until(LIMIT, || connect(port, config.clone()).is_ok_and(|tls| served(&tls) == second.der));
+    let renewed =
+        wait_until(LIMIT, || connect(port, config.clone()).is_ok_and(|tls| served(&tls) == second.der));
     assert!(renewed, "new handshakes never saw the new certificate; log:\n{}", bx.log_text());
     // The connection made before the reload goes on.
     echo_round(&mut live, b"after the reload");
@@ -322,9 +348,12 @@ impl TlsBackend {
             .unwrap();
         let builder = match client_ca {
             Some(ca) => builder.with_client_cert_verifier(
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider_with(None))
-                    .build()
-                    .unwrap(),
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(ca.roots()),
+                    provider_with(None),
+                )
+                .build()
+                .unwrap(),
             ),
             None => builder.with_no_client_auth(),
         };
@@ -450,7 +479,8 @@ fn connect_as(port: u16, ca: &Ca, name: &str) -> Result<TlsClient, String> {
     let config = client_config(ca, &[&rustls::version::TLS12, &rustls::version::TLS13], None);
     let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(LIMIT)).unwrap();
-    let conn = rustls::ClientConnection::new(config, ServerName::try_from(name.to_string()).unwrap()).unwrap();
+    let conn =
+        rustls::ClientConnection::new(config, ServerName::try_from(name.to_string()).unwrap()).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock).map_err(|e| e.to_string())?;
@@ -469,8 +499,8 @@ fn sni_on_a_tls_server_routes_on_the_terminated_name() {
     let (a, b) = (Backend::start("a", Behaviour::Named), Backend::start("b", Behaviour::Named));
     let port = free_port();
     let lines = [format!("{} sni=a.example", a.line()), format!("{} sni=B.example", b.line())];
-    let config = tls_config(port, &files, "", &lines)
-        + "[servers.s.sni]\nunexpected_hostname_strategy = \"reject\"\n";
+    let config =
+        tls_config(port, &files, "", &lines) + "[servers.s.sni]\nunexpected_hostname_strategy = \"reject\"\n";
     let _bx = Betwixt::start(&config, &[], &[port]);
     for (name, expected) in [("a.example", "a"), ("b.example", "b")] {
         let mut tls = connect_as(port, &ca, name).unwrap();

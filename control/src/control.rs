@@ -153,7 +153,9 @@ impl Control {
         }
         if server.tls.is_some() || server.backends_tls.is_some() {
             let contexts = TlsContexts::load(server.tls.as_ref(), server.backends_tls.as_ref()).map_err(
-                |(field, message)| ControlError::Invalid(ConfigError::at_key(format!("servers.{name}.{field}"), message)),
+                |(field, message)| {
+                    ControlError::Invalid(ConfigError::at_key(format!("servers.{name}.{field}"), message))
+                },
             )?;
             settings.tls = Some(contexts);
         }

@@ -55,7 +55,10 @@ const SUITES: [(&str, SupportedCipherSuite); 10] = [
     ("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
     ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
     ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
-    ("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+        ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
     ("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
     ("TLS_AES_128_GCM_SHA256", ring::cipher_suite::TLS13_AES_128_GCM_SHA256),
     ("TLS_AES_256_GCM_SHA384", ring::cipher_suite::TLS13_AES_256_GCM_SHA384),
@@ -102,12 +105,18 @@ pub fn versions(
     };
     let (low, note) = match read("min_version", min, 0)? {
         Some(low) => (low, None),
-        None => (0, Some(format!("{:?} read as \"tls1.2\": rustls speaks only tls1.2 and tls1.3", min.unwrap_or("")))),
+        None => (
+            0,
+            Some(format!("{:?} read as \"tls1.2\": rustls speaks only tls1.2 and tls1.3", min.unwrap_or(""))),
+        ),
     };
     let high = read("max_version", max, 1)?.ok_or_else(|| {
         TlsError::new(
             "max_version",
-            format!("{:?} is not supported: betwixt (rustls) speaks only tls1.2 and tls1.3", max.unwrap_or("")),
+            format!(
+                "{:?} is not supported: betwixt (rustls) speaks only tls1.2 and tls1.3",
+                max.unwrap_or("")
+            ),
         )
     })?;
     if low > high {
@@ -139,7 +148,11 @@ pub fn cipher_suites(ciphers: Option<&[String]>) -> Result<Vec<SupportedCipherSu
     }
     let is13 = |s: &SupportedCipherSuite| matches!(s, SupportedCipherSuite::Tls13(_));
     let name13 = chosen.iter().any(is13);
-    Ok(all.iter().filter(|s| if is13(s) { !name13 || chosen.contains(s) } else { chosen.contains(s) }).copied().collect())
+    Ok(all
+        .iter()
+        .filter(|s| if is13(s) { !name13 || chosen.contains(s) } else { chosen.contains(s) })
+        .copied()
+        .collect())
 }
 
 fn provider(ciphers: Option<&[String]>) -> Result<Arc<CryptoProvider>, TlsError> {
@@ -191,9 +204,10 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 }
 
 fn read_certs(field: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::new(field, format!("cannot read certificates from {}: {e}", path.display())))?;
+    let certs =
+        CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect::<Result<Vec<_>, _>>()).map_err(
+            |e| TlsError::new(field, format!("cannot read certificates from {}: {e}", path.display())),
+        )?;
     if certs.is_empty() {
         return Err(TlsError::new(field, format!("no PEM certificate in {}", path.display())));
     }
@@ -316,8 +330,8 @@ fn server_config(section: &Tls) -> Result<(Arc<ServerConfig>, Arc<CertFiles>), T
         .with_cert_resolver(files.clone());
     config.ignore_client_order = section.prefer_server_ciphers.unwrap_or(false);
     if section.session_tickets.unwrap_or(false) {
-        config.ticketer =
-            ring::Ticketer::new().map_err(|e| TlsError::new("session_tickets", format!("no ticketer: {e}")))?;
+        config.ticketer = ring::Ticketer::new()
+            .map_err(|e| TlsError::new("session_tickets", format!("no ticketer: {e}")))?;
     } else {
         // gobetween's default: no tickets (Go's SessionTicketsDisabled).
         config.send_tls13_tickets = 0;
@@ -339,7 +353,10 @@ fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsError> {
     };
     let mut config = match (&section.cert_path, &section.key_path) {
         (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(read_certs("cert_path", Path::new(cert))?, read_key("key_path", Path::new(key))?)
+            .with_client_auth_cert(
+                read_certs("cert_path", Path::new(cert))?,
+                read_key("key_path", Path::new(key))?,
+            )
             .map_err(|e| TlsError::new("key_path", format!("does not fit the certificate: {e}")))?,
         _ => builder.with_no_client_auth(),
     };
@@ -361,7 +378,10 @@ fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
     };
     let (_, ignored) = store.add_parsable_certificates(certs);
     if store.is_empty() || (path.is_some() && ignored > 0) {
-        return Err(TlsError::new("root_ca_cert_path", format!("{ignored} certificate(s) could not be parsed")));
+        return Err(TlsError::new(
+            "root_ca_cert_path",
+            format!("{ignored} certificate(s) could not be parsed"),
+        ));
     }
     Ok(store)
 }
