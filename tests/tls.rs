@@ -531,3 +531,49 @@ fn garbage_instead_of_tls_closes_only_that_connection() {
     let mut tls = connect(port, client_config(&ca, &[&rustls::version::TLS13], None)).unwrap();
     echo_round(&mut tls, b"still serving");
 }
+
+#[test]
+fn proxy_protocol_is_read_before_the_handshake_and_sent_inside_it() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-proxy");
+    let files = ca.leaf("localhost").write(&dir, "server");
+    // The echo backend returns the PROXY header betwixt sends, then the client's bytes.
+    let echo = Backend::start("echo", Behaviour::Echo);
+    let port = free_port();
+    let config = tls_config(port, &files, "", &[echo.line()])
+        + "[servers.s.proxy_protocol]\nversion = \"1\"\n[servers.s.accept_proxy_protocol]\nversion = \"1\"\n";
+    let _bx = Betwixt::start(&config, &[], &[port]);
+    let header = b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\n";
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    tcp.write_all(header).unwrap();
+    let config = client_config(&ca, &[&rustls::version::TLS13], None);
+    let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"payload").unwrap();
+    let mut back = vec![0u8; header.len() + b"payload".len()];
+    tls.read_exact(&mut back).unwrap();
+    assert_eq!(back, [header.as_slice(), b"payload"].concat(), "{}", String::from_utf8_lossy(&back));
+}
+
+#[test]
+fn a_client_that_never_finishes_its_handshake_is_closed_after_10s() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-slow");
+    let files = ca.leaf("localhost").write(&dir, "server");
+    let echo = Backend::start("echo", Behaviour::Echo);
+    let port = free_port();
+    let _bx = Betwixt::start(&tls_config(port, &files, "", &[echo.line()]), &[], &[port]);
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // A record header announcing a ClientHello that never comes.
+    stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    let started = Instant::now();
+    // Others are served meanwhile.
+    let mut tls = connect(port, client_config(&ca, &[&rustls::version::TLS13], None)).unwrap();
+    echo_round(&mut tls, b"not blocked");
+    let _ = stalled.read_to_end(&mut Vec::new());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(25), "{waited:?}");
+    assert_eq!(echo.accepted.load(Ordering::SeqCst), 1);
+}

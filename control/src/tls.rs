@@ -480,4 +480,33 @@ mod tests {
         let e = check_server(&Tls::default()).unwrap_err();
         assert_eq!(e.field, "cert_path");
     }
+
+    #[test]
+    fn a_pair_that_does_not_load_keeps_the_served_one() {
+        let dir = std::env::temp_dir().join(format!("betwixt-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        let write = |name: &str| {
+            let pair = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+            (pair.cert.pem(), pair.key_pair.serialize_pem(), pair.cert.der().to_vec())
+        };
+        let (first_cert, first_key, first_der) = write("a.example");
+        std::fs::write(&cert, &first_cert).unwrap();
+        std::fs::write(&key, &first_key).unwrap();
+        let files = CertFiles::load(cert.to_str().unwrap(), key.to_str().unwrap(), provider(None).unwrap()).unwrap();
+        let served = || files.current.load().cert[0].to_vec();
+        assert_eq!(files.reload_if_changed(), Ok(false));
+        // A new certificate whose key is not written yet: refused, the old pair stays.
+        let (second_cert, second_key, second_der) = write("b.example");
+        std::fs::write(&cert, format!("{second_cert}\n")).unwrap();
+        assert_eq!(files.reload_if_changed().unwrap_err().field, "key_path");
+        assert_eq!(served(), first_der);
+        std::fs::write(&key, "garbage").unwrap();
+        assert!(files.reload_if_changed().is_err());
+        assert_eq!(served(), first_der);
+        std::fs::write(&key, &second_key).unwrap();
+        assert_eq!(files.reload_if_changed(), Ok(true));
+        assert_eq!(served(), second_der);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
