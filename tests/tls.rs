@@ -214,6 +214,7 @@ fn versions_and_ciphers_are_enforced() {
     let files = ca.leaf("localhost").write(&dir, "server");
     let echo = Backend::start("echo", Behaviour::Echo);
     let (only13, only12) = (free_port(), free_port());
+    // The second server is a tcp server with `[tls]`: it terminates TLS as well (gobetween's rule).
     let config = tls_config(only13, &files, "min_version = \"tls1.3\"", &[echo.line()])
         + &tls_config(
             only12,
@@ -221,7 +222,8 @@ fn versions_and_ciphers_are_enforced() {
             "max_version = \"tls1.2\"\nciphers = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]",
             &[echo.line()],
         )
-        .replace("servers.s", "servers.t");
+        .replace("servers.s", "servers.t")
+        .replace("protocol = \"tls\"", "protocol = \"tcp\"");
     let _bx = Betwixt::start(&config, &[], &[only13, only12]);
 
     let tls12 = client_config(&ca, &[&rustls::version::TLS12], None);

@@ -19,13 +19,13 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
         if protocol == Protocol::Udp {
             keys.push(format!("{} = \"udp\"", at("protocol")));
         }
-        // SNI routing and the PROXY protocol work on tcp and tls servers; `[tls]` only on tls
-        // servers, and without ACME (`acme_hosts`).
+        // SNI routing, the PROXY protocol and TLS work on tcp and tls servers (a tcp server
+        // with `[tls]` terminates TLS, as in gobetween); ACME (`acme_hosts`) is not built.
         let stream = matches!(protocol, Protocol::Tcp | Protocol::Tls);
         let acme = server.tls.as_ref().is_some_and(|tls| tls.acme_hosts.is_some());
         for (field, present) in [
             ("sni", server.sni.is_some() && !stream),
-            ("tls", server.tls.is_some() && protocol != Protocol::Tls),
+            ("tls", server.tls.is_some() && !stream),
             ("tls.acme_hosts", acme),
             ("backends_tls", server.backends_tls.is_some() && !stream),
             ("udp", server.udp.is_some()),
