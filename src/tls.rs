@@ -10,7 +10,7 @@
 
 use crate::direction::Fault;
 use crate::idle::{IdleWatch, Motion};
-use crate::transfer::{reset_on_close, End, Meters, Side};
+use crate::transfer::{failed_side, reset_on_close, End, Meters, Side};
 use betwixt_control::stats::Slot;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_rustls::{client, server};
@@ -222,11 +222,9 @@ pub async fn bidirectional(
     end
 }
 
-/// The side a fault of the direction reading from `reader` is on.
+/// The transfer's end for a fault of the direction reading from `reader`.
 fn failed(reader: Side, fault: Fault) -> End {
-    match (fault, reader) {
-        (Fault::Reader(e), side) => End::Failed(side, e),
-        (Fault::Writer(e), Side::Client) => End::Failed(Side::Backend, e),
-        (Fault::Writer(e), Side::Backend) => End::Failed(Side::Client, e),
-    }
+    let side = failed_side(reader, &fault);
+    let (Fault::Reader(e) | Fault::Writer(e)) = fault;
+    End::Failed(side, e)
 }

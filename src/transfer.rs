@@ -127,7 +127,7 @@ enum Stop {
 }
 
 /// Which side a fault of the direction reading from `reader` is on.
-fn failed_side(reader: Side, fault: &Fault) -> Side {
+pub fn failed_side(reader: Side, fault: &Fault) -> Side {
     match (fault, reader) {
         (Fault::Reader(_), side) => side,
         (Fault::Writer(_), Side::Client) => Side::Backend,

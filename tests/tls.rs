@@ -138,18 +138,43 @@ fn tls_config(port: u16, cert: &(PathBuf, PathBuf), tls_extra: &str, backends: &
     )
 }
 
+/// A server `s` for `localhost` (a certificate from a fresh CA) in front of an echo backend,
+/// with `tls_extra` in its `[tls]` section and `extra` after the configuration.
+struct EchoServer {
+    ca: Ca,
+    dir: TempDir,
+    leaf: Leaf,
+    files: (PathBuf, PathBuf),
+    echo: Backend,
+    port: u16,
+    bx: Betwixt,
+}
+
+impl EchoServer {
+    fn start(tag: &str, tls_extra: &str, extra: &str) -> EchoServer {
+        let ca = Ca::new();
+        let dir = TempDir::new(tag);
+        let leaf = ca.leaf("localhost");
+        let files = leaf.write(&dir, "server");
+        let echo = Backend::start("echo", Behaviour::Echo);
+        let port = free_port();
+        let bx = Betwixt::start(&(tls_config(port, &files, tls_extra, &[echo.line()]) + extra), &[], &[port]);
+        EchoServer { ca, dir, leaf, files, echo, port, bx }
+    }
+
+    fn tls13(&self) -> Arc<rustls::ClientConfig> {
+        client_config(&self.ca, &[&rustls::version::TLS13], None)
+    }
+}
+
 #[test]
 fn tls_server_echoes_byte_exact_and_passes_close_notify() {
-    let ca = Ca::new();
-    let dir = TempDir::new("tls-echo");
-    let files = ca.leaf("localhost").write(&dir, "server");
-    let echo = Backend::start("echo", Behaviour::Echo);
-    let port = free_port();
-    let _bx = Betwixt::start(&tls_config(port, &files, "", &[echo.line()]), &[], &[port]);
+    let server = EchoServer::start("tls-echo", "", "");
+    let (ca, port) = (&server.ca, server.port);
 
     let all = [&rustls::version::TLS12, &rustls::version::TLS13];
     for versions in [&all[..1], &all[1..]] {
-        let mut tls = connect(port, client_config(&ca, versions, None)).unwrap();
+        let mut tls = connect(port, client_config(ca, versions, None)).unwrap();
         let data: Vec<u8> = (0..300_007).map(pattern_byte).collect();
         echo_round(&mut tls, &data);
         // The client's close_notify reaches the echo backend as a FIN; its FIN comes back as
@@ -159,7 +184,7 @@ fn tls_server_echoes_byte_exact_and_passes_close_notify() {
         let mut rest = Vec::new();
         assert_eq!(tls.read_to_end(&mut rest).map_err(|e| e.to_string()), Ok(0));
     }
-    openssl_echo(port, &ca, &dir);
+    openssl_echo(port, ca, &server.dir);
 }
 
 /// `openssl s_client` completes a handshake trusting the test CA and gets its line echoed.
@@ -310,14 +335,9 @@ fn bad_cert_path_over_the_api_is_409() {
 
 #[test]
 fn certificate_reload_keeps_live_connections() {
-    let ca = Ca::new();
-    let dir = TempDir::new("tls-reload");
-    let first = ca.leaf("localhost");
-    let files = first.write(&dir, "server");
-    let echo = Backend::start("echo", Behaviour::Echo);
-    let port = free_port();
-    let bx = Betwixt::start(&tls_config(port, &files, "", &[echo.line()]), &[], &[port]);
-    let config = client_config(&ca, &[&rustls::version::TLS13], None);
+    let server = EchoServer::start("tls-reload", "", "");
+    let (ca, port, files, first, bx) = (&server.ca, server.port, &server.files, &server.leaf, &server.bx);
+    let config = server.tls13();
     let served = |tls: &TlsClient| tls.conn.peer_certificates().unwrap()[0].clone();
 
     let mut live = connect(port, config.clone()).unwrap();
@@ -514,12 +534,8 @@ fn sni_on_a_tls_server_routes_on_the_terminated_name() {
 
 #[test]
 fn garbage_instead_of_tls_closes_only_that_connection() {
-    let ca = Ca::new();
-    let dir = TempDir::new("tls-garbage");
-    let files = ca.leaf("localhost").write(&dir, "server");
-    let echo = Backend::start("echo", Behaviour::Echo);
-    let port = free_port();
-    let _bx = Betwixt::start(&tls_config(port, &files, "", &[echo.line()]), &[], &[port]);
+    let server = EchoServer::start("tls-garbage", "", "");
+    let (port, echo) = (server.port, &server.echo);
     let mut garbage = TcpStream::connect(("127.0.0.1", port)).unwrap();
     garbage.set_read_timeout(Some(LIMIT)).unwrap();
     garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -530,27 +546,23 @@ fn garbage_instead_of_tls_closes_only_that_connection() {
     // Whatever came back (a TLS alert at most) carries none of the backend's bytes.
     assert!(!reply.windows(3).any(|w| w == b"GET"), "{reply:?}");
     assert_eq!(echo.accepted.load(Ordering::SeqCst), 0);
-    let mut tls = connect(port, client_config(&ca, &[&rustls::version::TLS13], None)).unwrap();
+    let mut tls = connect(port, server.tls13()).unwrap();
     echo_round(&mut tls, b"still serving");
 }
 
 #[test]
 fn proxy_protocol_is_read_before_the_handshake_and_sent_inside_it() {
-    let ca = Ca::new();
-    let dir = TempDir::new("tls-proxy");
-    let files = ca.leaf("localhost").write(&dir, "server");
     // The echo backend returns the PROXY header betwixt sends, then the client's bytes.
-    let echo = Backend::start("echo", Behaviour::Echo);
-    let port = free_port();
-    let config = tls_config(port, &files, "", &[echo.line()])
-        + "[servers.s.proxy_protocol]\nversion = \"1\"\n[servers.s.accept_proxy_protocol]\nversion = \"1\"\n";
-    let _bx = Betwixt::start(&config, &[], &[port]);
+    let extra =
+        "[servers.s.proxy_protocol]\nversion = \"1\"\n[servers.s.accept_proxy_protocol]\nversion = \"1\"\n";
+    let server = EchoServer::start("tls-proxy", "", extra);
+    let port = server.port;
     let header = b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\n";
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(LIMIT)).unwrap();
     tcp.write_all(header).unwrap();
-    let config = client_config(&ca, &[&rustls::version::TLS13], None);
-    let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let conn =
+        rustls::ClientConnection::new(server.tls13(), ServerName::try_from("localhost").unwrap()).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     tls.write_all(b"payload").unwrap();
     let mut back = vec![0u8; header.len() + b"payload".len()];
@@ -560,19 +572,15 @@ fn proxy_protocol_is_read_before_the_handshake_and_sent_inside_it() {
 
 #[test]
 fn a_client_that_never_finishes_its_handshake_is_closed_after_10s() {
-    let ca = Ca::new();
-    let dir = TempDir::new("tls-slow");
-    let files = ca.leaf("localhost").write(&dir, "server");
-    let echo = Backend::start("echo", Behaviour::Echo);
-    let port = free_port();
-    let _bx = Betwixt::start(&tls_config(port, &files, "", &[echo.line()]), &[], &[port]);
+    let server = EchoServer::start("tls-slow", "", "");
+    let (port, echo) = (server.port, &server.echo);
     let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stalled.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     // A record header announcing a ClientHello that never comes.
     stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
     let started = Instant::now();
     // Others are served meanwhile.
-    let mut tls = connect(port, client_config(&ca, &[&rustls::version::TLS13], None)).unwrap();
+    let mut tls = connect(port, server.tls13()).unwrap();
     echo_round(&mut tls, b"not blocked");
     let _ = stalled.read_to_end(&mut Vec::new());
     let waited = started.elapsed();

@@ -493,7 +493,8 @@ mod tests {
         let (first_cert, first_key, first_der) = write("a.example");
         std::fs::write(&cert, &first_cert).unwrap();
         std::fs::write(&key, &first_key).unwrap();
-        let files = CertFiles::load(cert.to_str().unwrap(), key.to_str().unwrap(), provider(None).unwrap()).unwrap();
+        let files =
+            CertFiles::load(cert.to_str().unwrap(), key.to_str().unwrap(), provider(None).unwrap()).unwrap();
         let served = || files.current.load().cert[0].to_vec();
         assert_eq!(files.reload_if_changed(), Ok(false));
         // A new certificate whose key is not written yet: refused, the old pair stays.
