@@ -17,6 +17,18 @@ METRICS = [
     ("cpu_us_per_req", "Proxy CPU per request", "µs", False),
     ("cpu_us_per_req_paced", "Proxy CPU per request at the latency test's rate", "µs", False),
     ("cpu_s_per_gib", "Proxy CPU per GiB moved", "s", False),
+    ("udp_dns_many_per_s", "UDP 64 B, 256 clients, a session per query", "dgram/s", True),
+    ("udp_small_one_per_s", "UDP 64 B, 1 client, 32 in flight", "dgram/s", True),
+    ("udp_big_many_per_s", "UDP 1,400 B, 64 clients, 8 in flight each", "dgram/s", True),
+    ("udp_big_one_per_s", "UDP 1,400 B, 1 client, 32 in flight", "dgram/s", True),
+    ("udp_dns_many_cpu_us", "Proxy CPU per UDP query (session per query)", "µs", False),
+    ("udp_small_one_cpu_us", "Proxy CPU per 64 B datagram, 1 client", "µs", False),
+    ("udp_big_many_cpu_us", "Proxy CPU per 1,400 B datagram, 64 clients", "µs", False),
+    ("udp_big_one_cpu_us", "Proxy CPU per 1,400 B datagram, 1 client", "µs", False),
+    ("udp_dns_many_loss_pct", "UDP loss, session per query", "%", False),
+    ("udp_small_one_loss_pct", "UDP loss, 64 B, 1 client", "%", False),
+    ("udp_big_many_loss_pct", "UDP loss, 1,400 B, 64 clients", "%", False),
+    ("udp_big_one_loss_pct", "UDP loss, 1,400 B, 1 client", "%", False),
 ]
 LATENCY = ("p50_us", "p99_us", "p999_us")
 TARGETS = ["direct", "betwixt", "haproxy", "nginx"]
@@ -97,6 +109,9 @@ def markdown(medians, info, args):
         f"- latency: `taskset -c 0 betwixt-bench latency 127.0.0.1:PORT --rate {args.rate} --seconds {{s}} --conns 4`",
         f"- idle memory: `taskset -c 0 betwixt-bench idle 127.0.0.1:PORT --conns {args.idle_conns}`, "
         "VmRSS of the forwarding process(es) before and while they are held open",
+        "- UDP: `taskset -c 0 betwixt-bench udp 127.0.0.1:PORT --size 64|1400 --clients N --window W "
+        "--seconds {s}` against `betwixt-bench udp-echo` (closed loop: a datagram unanswered for 200 ms "
+        "counts as lost); a datagram = one request and its reply",
         "- proxy CPU: utime + stime from /proc/PID/stat around each load test",
         "",
     ]

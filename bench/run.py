@@ -32,6 +32,7 @@ LOAD_CPU = "0"
 PROXY_CPU = "1"
 BACKEND_HTTP = 18080
 BACKEND_BULK = 18201
+BACKEND_UDP = 18202
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Port pair (http, bulk) each target listens on; direct goes straight to the backends.
@@ -42,6 +43,24 @@ TARGETS = {
     "nginx": (18120, 18121),
 }
 
+# UDP port pair (per-query sessions, long sessions) of each target; HAProxy has no UDP proxy.
+# nginx serves both on one port: `proxy_responses 1` ends its session once every datagram has
+# had its reply, which covers both. betwixt uses gobetween's keys: `max_responses = 1` on the
+# first, a client idle timeout on the second.
+UDP_TARGETS = {
+    "direct": (BACKEND_UDP, BACKEND_UDP),
+    "betwixt": (18102, 18103),
+    "nginx": (18122, 18122),
+}
+
+# name: (datagram bytes, clients, datagrams in flight per client, which port of the pair)
+UDP_CASES = {
+    "udp_dns_many": (64, 256, 1, 0),
+    "udp_small_one": (64, 1, 32, 1),
+    "udp_big_many": (1400, 64, 8, 1),
+    "udp_big_one": (1400, 1, 32, 1),
+}
+
 
 def log(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -49,7 +68,8 @@ def log(message):
 
 def render(template, run_dir, **ports):
     text = (CONF / template).read_text()
-    for key, value in {"run": run_dir, "backend_http": BACKEND_HTTP, "backend_bulk": BACKEND_BULK, **ports}.items():
+    fixed = {"run": run_dir, "backend_http": BACKEND_HTTP, "backend_bulk": BACKEND_BULK, "backend_udp": BACKEND_UDP}
+    for key, value in {**fixed, **ports}.items():
         text = text.replace("{" + key + "}", str(value))
     path = Path(run_dir) / template
     path.write_text(text)
@@ -123,9 +143,11 @@ class Proxy:
     def __init__(self, name, run_dir):
         self.name = name
         self.http, self.bulk = TARGETS[name]
+        self.udp = UDP_TARGETS.get(name)
         self.proc = None
         self.pids = []
-        ports = {"http": self.http, "bulk": self.bulk}
+        ports = {"http": self.http, "bulk": self.bulk, "udp_dns": UDP_TARGETS["betwixt"][0],
+                 "udp_stream": UDP_TARGETS["betwixt"][1], "udp_nginx": UDP_TARGETS["nginx"][0]}
         out = open(Path(run_dir) / f"{name}.out", "ab")
         if name == "betwixt":
             conf = render("betwixt.toml", run_dir, **ports)
@@ -190,9 +212,35 @@ def idle(proxy, conns):
     return during, (during - before) / conns
 
 
+def udp_load(port, seconds, size, clients, window):
+    argv = [TOOL, "udp", f"127.0.0.1:{port}", "--size", size, "--clients", clients, "--window", window,
+            "--seconds", seconds]
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, *map(str, argv)], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    if result["wrong"]:
+        raise RuntimeError(f"UDP replies reached the wrong client: {result}")
+    return result
+
+
+def measure_udp(proxy, args):
+    """Datagrams/s (request and reply counted once), loss, and proxy CPU per datagram."""
+    r = {}
+    for case, (size, clients, window, which) in UDP_CASES.items():
+        cpu0 = proxy.cpu()
+        result = udp_load(proxy.udp[which], args.seconds, size, clients, window)
+        r[f"{case}_per_s"] = result["datagrams_per_s"]
+        r[f"{case}_loss_pct"] = 100.0 * result["lost"] / max(result["sent"], 1)
+        r[f"{case}_cpu_us"] = (proxy.cpu() - cpu0) / max(result["received"], 1) * 1e6 if proxy.pids else None
+    return r
+
+
 def measure(proxy, args):
     """One round of every figure for one target."""
     r = {}
+    if "udp" in args.scenarios and proxy.udp:
+        r.update(measure_udp(proxy, args))
+    if "tcp" not in args.scenarios:
+        return r
     d = args.seconds
     cpu0 = proxy.cpu()
     n, r["conns_per_s"] = wrk(proxy.http, d, close=True)
@@ -253,21 +301,29 @@ def main():
     parser.add_argument("--rate", type=int, default=5000, help="requests/s of the latency test")
     parser.add_argument("--idle-conns", type=int, default=8000)
     parser.add_argument("--targets", default="direct,betwixt,haproxy,nginx")
+    parser.add_argument("--scenarios", default="tcp,udp", help="tcp (connections, requests, bulk, latency, "
+                        "idle), udp (datagrams through a UDP proxy; HAProxy has none), or both")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--command", default="scripts/bench", help="how this run was started (for the report)")
     args = parser.parse_args()
     targets = args.targets.split(",")
+    if "tcp" not in args.scenarios:
+        targets = [t for t in targets if t in UDP_TARGETS]
 
     run_dir = tempfile.mkdtemp(prefix="betwixt-bench-")
     log(f"work files in {run_dir}")
-    backend = pinned(LOAD_CPU, ["nginx", "-p", run_dir, "-c", render("backend-nginx.conf", run_dir)])
-    iperf_server = pinned(LOAD_CPU, ["iperf3", "-s", "-B", "127.0.0.1", "-p", BACKEND_BULK],
-                          stdout=subprocess.DEVNULL)
+    backend = iperf_server = None
+    if "tcp" in args.scenarios:
+        backend = pinned(LOAD_CPU, ["nginx", "-p", run_dir, "-c", render("backend-nginx.conf", run_dir)])
+        iperf_server = pinned(LOAD_CPU, ["iperf3", "-s", "-B", "127.0.0.1", "-p", BACKEND_BULK],
+                              stdout=subprocess.DEVNULL)
+    udp_echo = pinned(LOAD_CPU, [TOOL, "udp-echo", f"127.0.0.1:{BACKEND_UDP}"])
     rounds = {t: [] for t in targets}
     started = time.time()
     try:
-        wait_port(BACKEND_HTTP, backend)
-        wait_port(BACKEND_BULK, iperf_server)
+        if backend is not None:
+            wait_port(BACKEND_HTTP, backend)
+            wait_port(BACKEND_BULK, iperf_server)
         for i in range(args.rounds):
             for name in targets:
                 log(f"round {i + 1}/{args.rounds}: {name}")
@@ -280,11 +336,12 @@ def main():
                 rounds[name].append(result)
                 time.sleep(1)  # let TIME_WAIT sockets and closing connections settle
     finally:
+        stop(udp_echo)
         stop(iperf_server)
         stop(backend)
 
     medians = {t: {k: (statistics.median(v) if None not in (v := [r[k] for r in rs]) else None)
-                   for k in rs[0]} for t, rs in rounds.items()}
+                   for k in rs[0]} for t, rs in rounds.items() if rs and rs[0]}
     info = versions()
     info["elapsed"] = f"{time.time() - started:.0f} s"
     out = Path(args.out)

@@ -18,6 +18,7 @@ mod shard;
 mod source;
 mod tls;
 mod transfer;
+mod udp;
 
 use betwixt_control::config::{self, Format};
 use clap::{CommandFactory, Parser};

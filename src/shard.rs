@@ -9,7 +9,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, Task};
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -140,6 +140,18 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
                             connections.clone(),
                         ));
                         running.push(Serving { slot, accept, fd, connections });
+                    }
+                    Some(Listener::Udp(socket)) => {
+                        if let Err(e) = socket.set_nonblocking(true) {
+                            log::error!("shard {id}: server {}: {e}", slot.name);
+                            continue;
+                        }
+                        let fd = socket.as_raw_fd();
+                        // UDP sessions live inside the serve task and end with it: a removed
+                        // server's sessions close at once, drain or not (as in gobetween).
+                        let serve = glommio::spawn_local(crate::udp::serve(id, slot.clone(), socket));
+                        let connections = Rc::new(Connections::default());
+                        running.push(Serving { slot, accept: serve, fd, connections });
                     }
                     None => log::error!("shard {id}: server {} has no listener", slot.name),
                 }

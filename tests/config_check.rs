@@ -56,6 +56,11 @@ fn assert_parses(path: &Path, extra: &[&str]) {
 
 #[test]
 fn gobetween_samples_parse() {
+    // The TOML sample's servers (tcp and udp) are all built: it passes outright.
+    let sample = gobetween_sample("gobetween.toml");
+    let (status, stdout, stderr) = run_betwixt(&["check", sample.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("udpsample") && stdout.contains("max_responses = 1"), "{stdout}");
     assert_parses(&gobetween_sample("gobetween.toml"), &[]);
     assert_parses(&gobetween_sample("gobetween.json"), &[]);
     assert_parses(&gobetween_sample("gobetween.json"), &["-f", "json"]);
@@ -176,11 +181,11 @@ fn unsupported_feature_refuses_to_start() {
     let dir = TempDir::new("unsupported");
     let path = dir.write(
         "u.toml",
-        "[servers.a]\nbind = \"127.0.0.1:1\"\nprotocol = \"udp\"\n[servers.a.discovery]\nkind = \"static\"\nstatic_list = []\n",
+        "[servers.a]\nbind = \"127.0.0.1:1\"\nprotocol = \"udp\"\n[servers.a.udp]\nmax_responses = 1\ntransparent = true\n[servers.a.discovery]\nkind = \"static\"\nstatic_list = []\n",
     );
     let (status, _, stderr) = run_betwixt(&["-c", path.to_str().unwrap()]);
     assert!(!status.success());
-    assert!(stderr.contains("not supported yet: servers.a.protocol"), "{stderr}");
+    assert!(stderr.contains("not supported yet: servers.a.udp.transparent = true"), "{stderr}");
 }
 
 #[test]

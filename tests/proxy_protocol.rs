@@ -188,7 +188,10 @@ fn configuration_checks() {
             "protocol = \"tcp\"\n[servers.s.proxy_protocol]\nversion = \"\"",
             "servers.s.proxy_protocol.version",
         ),
-        ("protocol = \"udp\"\n[servers.s.proxy_protocol]\nversion = \"1\"", "servers.s.proxy_protocol"),
+        (
+            "protocol = \"udp\"\nclient_idle_timeout = \"5s\"\n[servers.s.proxy_protocol]\nversion = \"1\"",
+            "servers.s.proxy_protocol",
+        ),
         ("[servers.s.accept_proxy_protocol]\nversion = \"v1\"", "servers.s.accept_proxy_protocol.version"),
         (
             "[servers.s.accept_proxy_protocol]\nread_timeout = \"0\"",

@@ -4,11 +4,15 @@
 //!   rate, one in flight per connection; prints the latency percentiles as one JSON line.
 //! - `idle ADDR --conns N --hold S`: opens N connections, makes one request on each (so every
 //!   hop is established end to end), prints `ready N`, keeps them idle for S seconds, exits.
+//! - `udp ADDR --clients N --window W --size B --seconds S`: UDP datagrams kept in flight from
+//!   N sockets; prints replies per second and losses as one JSON line. `udp-echo ADDR`: the
+//!   UDP backend.
 
 mod args;
 mod http;
 mod idle;
 mod latency;
+mod udp;
 
 use std::process::ExitCode;
 
@@ -17,7 +21,9 @@ fn main() -> ExitCode {
     let result = match argv.first().map(String::as_str) {
         Some("latency") => args::Args::parse(&argv[1..]).and_then(|a| latency::run(&a)),
         Some("idle") => args::Args::parse(&argv[1..]).and_then(|a| idle::run(&a)),
-        _ => Err("usage: betwixt-bench latency|idle ADDR [--option value]...".into()),
+        Some("udp") => args::Args::parse(&argv[1..]).and_then(|a| udp::run(&a)),
+        Some("udp-echo") => args::Args::parse(&argv[1..]).and_then(|a| udp::echo(&a)),
+        _ => Err("usage: betwixt-bench latency|idle|udp|udp-echo ADDR [--option value]...".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -81,22 +81,46 @@ pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
     Ok(listeners)
 }
 
+/// Binds `count` UDP sockets sharing one address: the kernel hashes each client address to one
+/// of them, so a client's datagrams always reach the same shard. Port 0 is resolved once.
+pub fn bind_udp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
+    let mut addr = resolve_bind(bind)?;
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = reuseport_socket(addr, Type::DGRAM, Protocol::UDP)?;
+        // Bursts of datagrams wait here while the shard works; the kernel caps the request.
+        let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+        let _ = socket.set_send_buffer_size(UDP_BUFFER);
+        let socket: std::net::UdpSocket = socket.into();
+        addr = socket.local_addr()?;
+        sockets.push(Listener::Udp(socket));
+    }
+    Ok(sockets)
+}
+
+/// Receive and send buffer asked for a UDP server socket (the kernel caps it at `rmem_max`).
+const UDP_BUFFER: usize = 4 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn shards_share_one_port() {
-        let listeners = bind_tcp("127.0.0.1:0", 3).unwrap();
-        let ports: Vec<u16> =
-            listeners.iter().map(|Listener::Tcp(l)| l.local_addr().unwrap().port()).collect();
-        assert!(ports.iter().all(|&p| p == ports[0] && p != 0));
+        let port = |l: &Listener| match l {
+            Listener::Tcp(l) => l.local_addr().unwrap().port(),
+            Listener::Udp(s) => s.local_addr().unwrap().port(),
+        };
+        for listeners in [bind_tcp("127.0.0.1:0", 3).unwrap(), bind_udp("127.0.0.1:0", 3).unwrap()] {
+            let ports: Vec<u16> = listeners.iter().map(port).collect();
+            assert!(ports.iter().all(|&p| p == ports[0] && p != 0));
+        }
     }
 
     #[test]
     fn accepted_sockets_inherit_nodelay() {
         let listeners = bind_tcp("127.0.0.1:0", 1).unwrap();
-        let Listener::Tcp(listener) = &listeners[0];
+        let Listener::Tcp(listener) = &listeners[0] else { unreachable!() };
         let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         assert!(accepted.nodelay().unwrap());

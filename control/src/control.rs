@@ -1,10 +1,10 @@
 //! The control plane's state: the running servers and the configuration they came from.
 //! Adding or removing a server touches only that server's listeners and tasks.
 
-use crate::bind::{bind_tcp, overlaps, resolve_bind};
+use crate::bind::{bind_tcp, bind_udp, overlaps, resolve_bind};
 use crate::config::{
     enforce_strict, refuse_unsupported, validate::validate_server, Config, ConfigError, ConfigWarning,
-    GoDuration, Server,
+    GoDuration, Protocol, Server,
 };
 use crate::plane::{Plane, ServerSlot};
 use crate::rates::Rates;
@@ -147,7 +147,7 @@ impl Control {
         let (mut settings, warnings) = server.resolve(name, self.base.defaults.as_ref());
         let warnings = warnings.finish();
         enforce_strict(&warnings, self.strict()).map_err(ControlError::Invalid)?;
-        if let Some(other) = self.listening_on(&settings.bind) {
+        if let Some(other) = self.listening_on(&settings.bind, settings.protocol == Protocol::Udp) {
             let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));
             return Err(ControlError::Bind(settings.bind.clone(), taken));
         }
@@ -160,8 +160,9 @@ impl Control {
             settings.tls = Some(contexts);
         }
         let shards = self.plane.shard_count();
+        let bind = if settings.protocol == Protocol::Udp { bind_udp } else { bind_tcp };
         let listeners =
-            bind_tcp(&settings.bind, shards).map_err(|e| ControlError::Bind(settings.bind.clone(), e))?;
+            bind(&settings.bind, shards).map_err(|e| ControlError::Bind(settings.bind.clone(), e))?;
         let counters = Arc::new(Counters::new(shards));
         let settings_arc = Arc::new(settings.clone());
         let empty = ServerHandle::empty_snapshot(&settings_arc, &counters);
@@ -241,13 +242,15 @@ impl Control {
             && (self.plane.applied(&d.marks) || d.since.elapsed() >= SHARD_CATCH_UP)
     }
 
-    /// The running server whose address overlaps `bind`. `SO_REUSEPORT` would let both bind and
-    /// silently split the connections between them, so the overlap is refused here.
-    fn listening_on(&self, bind: &str) -> Option<String> {
+    /// The running server whose address overlaps `bind` (UDP servers among UDP servers, TCP
+    /// among TCP: the two never share a port). `SO_REUSEPORT` would let both bind and silently
+    /// split the connections between them, so the overlap is refused here.
+    fn listening_on(&self, bind: &str, udp: bool) -> Option<String> {
         let wanted = resolve_bind(bind).ok()?;
         let servers = self.servers_lock();
         servers
             .values()
+            .filter(|h| (h.settings.protocol == Protocol::Udp) == udp)
             .find(|h| resolve_bind(&h.settings.bind).is_ok_and(|a| overlaps(a, wanted)))
             .map(|h| h.name.clone())
     }

@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 pub enum Listener {
     Tcp(std::net::TcpListener),
+    /// A `protocol = "udp"` server's socket: it receives the clients' datagrams and sends
+    /// the replies back from the server's address.
+    Udp(std::net::UdpSocket),
 }
 
 #[derive(Debug)]

@@ -25,6 +25,12 @@ pub struct Slot {
     /// Failed backend connects, indexed by `ConnectError as usize`.
     pub connect_errors: [AtomicU64; ConnectError::ALL.len()],
     pub connect_latency: LatencyBuckets,
+    /// UDP: datagrams from clients sent on to a backend.
+    pub datagrams_in: AtomicU64,
+    /// UDP: replies from backends sent back to their clients.
+    pub datagrams_out: AtomicU64,
+    /// UDP: datagrams not passed on, indexed by `Dropped as usize` (server slots only).
+    pub dropped: [AtomicU64; Dropped::ALL.len()],
 }
 
 impl Slot {
@@ -76,6 +82,32 @@ impl ConnectError {
             ConnectError::Unreachable => "unreachable",
             ConnectError::Tls => "tls",
             ConnectError::Other => "other",
+        }
+    }
+}
+
+/// Why a UDP datagram was not passed on, as the metrics label it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// The access rules deny the client.
+    Denied,
+    /// `max_connections` (sessions) is reached, for the server or every eligible backend.
+    Limit,
+    /// No backend is live, or no socket to it could be opened.
+    NoBackend,
+    /// The kernel would not take the datagram (buffer full, an ICMP error from the peer).
+    SendFailed,
+}
+
+impl Dropped {
+    pub const ALL: [Dropped; 4] = [Dropped::Denied, Dropped::Limit, Dropped::NoBackend, Dropped::SendFailed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dropped::Denied => "denied",
+            Dropped::Limit => "limit",
+            Dropped::NoBackend => "no_backend",
+            Dropped::SendFailed => "send_failed",
         }
     }
 }
@@ -134,6 +166,15 @@ pub struct Totals {
     pub tx: u64,
 }
 
+/// A UDP server's datagrams over all shards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Datagrams {
+    pub from_client: u64,
+    pub to_client: u64,
+    /// Per `Dropped::ALL` reason.
+    pub dropped: [u64; Dropped::ALL.len()],
+}
+
 /// Per-shard slots for one server or one backend, plus the cross-shard connection gauge.
 #[derive(Debug)]
 pub struct Counters {
@@ -171,6 +212,19 @@ impl Counters {
         let mut sums = [0; ConnectError::ALL.len()];
         for slot in self.slots.iter() {
             for (sum, n) in sums.iter_mut().zip(&slot.connect_errors) {
+                *sum += n.load(Relaxed);
+            }
+        }
+        sums
+    }
+
+    /// UDP datagrams summed over shards.
+    pub fn datagrams(&self) -> Datagrams {
+        let mut sums = Datagrams::default();
+        for slot in self.slots.iter() {
+            sums.from_client += slot.datagrams_in.load(Relaxed);
+            sums.to_client += slot.datagrams_out.load(Relaxed);
+            for (sum, n) in sums.dropped.iter_mut().zip(&slot.dropped) {
                 *sum += n.load(Relaxed);
             }
         }

@@ -26,6 +26,7 @@ fn settings_with(balance: Balance, priority_groups: bool, client_bytes: ClientBy
         send_proxy: None,
         accept_proxy: None,
         tls: None,
+        udp: Default::default(),
     }
 }
 

@@ -17,5 +17,5 @@ pub use error::{enforce_strict, ConfigError, ConfigWarning};
 pub use load::{load_file, parse_as, parse_config, parse_text, render, substitute_env, Format};
 pub use loose::{LogFormat, LogLevel, LooseDuration};
 pub use model::*;
-pub use resolve::{CheckSettings, ServerSettings};
+pub use resolve::{CheckSettings, ServerSettings, UdpSettings};
 pub use support::{refuse_unsupported, unsupported_keys};

@@ -60,6 +60,18 @@ pub struct ServerSettings {
     /// `[tls]` and `[backends_tls]` as rustls configurations; `None` from `resolve`, filled in
     /// by `Control::add_server`, which reads the certificate files.
     pub tls: Option<TlsContexts>,
+    /// `[udp]`: how UDP sessions end (only read when `protocol = "udp"`).
+    pub udp: UdpSettings,
+}
+
+/// gobetween's `[servers.X.udp]` keys; 0 means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UdpSettings {
+    /// Datagrams a session takes from its client; after the last one it takes no more (the
+    /// client's next datagram opens a new session) and waits only for replies.
+    pub max_requests: u64,
+    /// Replies a session relays to its client before it ends.
+    pub max_responses: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -128,6 +140,10 @@ impl Server {
             backend_idle_timeout,
             backend_connection_timeout,
             healthcheck,
+            udp: UdpSettings {
+                max_requests: s.udp.as_ref().and_then(|u| u.max_requests).unwrap_or(0),
+                max_responses: s.udp.as_ref().and_then(|u| u.max_responses).unwrap_or(0),
+            },
             access: s.access.as_ref().map(|section| {
                 // Validation rejects bad rules before a server starts; should one get here
                 // anyway, nobody is let in rather than everybody.

@@ -16,8 +16,9 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
     for (name, server) in &config.servers {
         let at = |field: &str| format!("servers.{name}.{field}");
         let protocol = server.protocol.unwrap_or_default();
-        if protocol == Protocol::Udp {
-            keys.push(format!("{} = \"udp\"", at("protocol")));
+        // UDP sessions are built; their transparent mode (client source addresses) is not.
+        if server.udp.as_ref().and_then(|u| u.transparent).unwrap_or(false) {
+            keys.push(format!("{} = true", at("udp.transparent")));
         }
         // SNI routing, the PROXY protocol and TLS work on tcp and tls servers (a tcp server
         // with `[tls]` terminates TLS, as in gobetween); ACME (`acme_hosts`) is not built.
@@ -28,7 +29,6 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
             ("tls", server.tls.is_some() && !stream),
             ("tls.acme_hosts", acme),
             ("backends_tls", server.backends_tls.is_some() && !stream),
-            ("udp", server.udp.is_some()),
             ("proxy_protocol", server.proxy_protocol.is_some() && !stream),
         ] {
             if present {

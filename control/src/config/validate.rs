@@ -89,6 +89,10 @@ pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
         }
     }
 
+    if server.protocol == Some(Protocol::Udp) {
+        udp_server(name, server)?;
+    }
+
     if let Some(access) = &server.access {
         AccessRules::from_section(access)
             .map_err(|e| ConfigError::at_key(key(&format!("access.{}", e.field)), e.message))?;
@@ -141,6 +145,37 @@ fn validate_stream_options(name: &str, server: &Server) -> Result<(), ConfigErro
     if let Some(section) = &server.backends_tls {
         tls::check_backends(section)
             .map_err(|e| ConfigError::at_key(key(&format!("backends_tls.{}", e.field)), e.message))?;
+    }
+    Ok(())
+}
+
+/// gobetween's rules for `protocol = "udp"`, with its messages. Its session-ending check looks
+/// at the server's own keys only (before `[defaults]` is merged), and so does this one: a key
+/// written as `"0"` counts as given.
+fn udp_server(name: &str, server: &Server) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("servers.{name}.{field}");
+    if server.backends_tls.is_some() {
+        return Err(ConfigError::at_key(
+            key("backends_tls"),
+            "backends_tls should not be enabled for udp protocol",
+        ));
+    }
+    let udp = server.udp.clone().unwrap_or_default();
+    if udp.max_requests.unwrap_or(0) == 0
+        && udp.max_responses.unwrap_or(0) == 0
+        && server.client_idle_timeout.is_none()
+        && server.backend_idle_timeout.is_none()
+    {
+        return Err(ConfigError::at_key(
+            key("protocol"),
+            "udp protocol requires to specify at least one of (client|backend)_idle_timeout, udp.max_requests, udp.max_responses",
+        ));
+    }
+    if server.healthcheck.as_ref().is_some_and(|c| c.kind == HealthcheckKind::Ping) {
+        return Err(ConfigError::at_key(
+            key("healthcheck.kind"),
+            "Cant use ping healthcheck with udp server",
+        ));
     }
     Ok(())
 }
@@ -224,6 +259,34 @@ mod tests {
         let (config, warnings) = parse_config(&text, Format::Toml).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(config.servers["s"].healthcheck.as_ref().unwrap().interval, None);
+    }
+
+    #[test]
+    fn udp_rules_are_gobetweens() {
+        let udp = |extra: &str| {
+            let text = server(&format!("protocol = \"udp\"\n{extra}"));
+            parse_config(&text, Format::Toml).err().map(|e| (e.key.unwrap_or_default(), e.message))
+        };
+        let (key, message) = udp("").unwrap();
+        assert_eq!(key, "servers.s.protocol");
+        assert!(message.contains("at least one of (client|backend)_idle_timeout"), "{message}");
+        // A server-level timeout counts even when it is "0"; `[defaults]` does not count.
+        assert_eq!(udp("client_idle_timeout = \"0\""), None);
+        assert_eq!(udp("backend_idle_timeout = \"1s\""), None);
+        assert_eq!(udp("[servers.s.udp]\nmax_responses = 1"), None);
+        assert_eq!(udp("[servers.s.udp]\nmax_requests = 1"), None);
+        assert!(udp("[servers.s.udp]\nmax_requests = 0").is_some());
+        let text = format!("[defaults]\nclient_idle_timeout = \"1s\"\n{}", server("protocol = \"udp\""));
+        assert!(parse_config(&text, Format::Toml).is_err());
+        let (key, message) =
+            udp("client_idle_timeout = \"1s\"\n[servers.s.healthcheck]\nkind = \"ping\"\ninterval = \"1s\"")
+                .unwrap();
+        assert_eq!(
+            (key.as_str(), message.as_str()),
+            ("servers.s.healthcheck.kind", "Cant use ping healthcheck with udp server")
+        );
+        let (key, _) = udp("client_idle_timeout = \"1s\"\n[servers.s.backends_tls]").unwrap();
+        assert_eq!(key, "servers.s.backends_tls");
     }
 
     #[test]

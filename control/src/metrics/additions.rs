@@ -1,9 +1,10 @@
 //! betwixt's own metrics: what a thread-per-core proxy adds to gobetween's view.
 
 use super::exposition::{Exposition, Histogram, Labels};
+use crate::config::Protocol;
 use crate::control::Control;
 use crate::server::ServerHandle;
-use crate::stats::{ConnectError, Latency, Slot};
+use crate::stats::{ConnectError, Datagrams, Dropped, Latency, Slot};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -83,6 +84,8 @@ pub fn write(e: &mut Exposition, control: &Control) {
         per_server(|s| s.discovery_failures.load(Relaxed)),
     );
 
+    write_udp(e, &servers);
+
     e.counters(
         "betwixt_healthcheck_state_changes",
         "Times a healthcheck turned the backend live or down.",
@@ -106,6 +109,45 @@ pub fn write(e: &mut Exposition, control: &Control) {
             labels: b.labels.clone(),
             sum: b.latency.sum_seconds,
             buckets: b.latency.cumulative_buckets(),
+        }),
+    );
+}
+
+/// UDP servers: sessions, datagrams each way and datagrams dropped. Their bytes are in
+/// gobetween's `server_rx_total` / `server_tx_total` like any server's.
+fn write_udp(e: &mut Exposition, servers: &[Arc<ServerHandle>]) {
+    let udp: Vec<(Labels, u64, Datagrams)> = servers
+        .iter()
+        .filter(|s| s.settings.protocol == Protocol::Udp)
+        .map(|s| (vec![("server", s.name.clone())], s.counters.totals().active, s.counters.datagrams()))
+        .collect();
+    e.gauges(
+        "betwixt_udp_sessions",
+        "Open UDP sessions; each holds one socket to its backend.",
+        udp.iter().map(|(labels, active, _)| (labels.clone(), *active)),
+    );
+    e.counters(
+        "betwixt_udp_datagrams",
+        "UDP datagrams passed on: from_client (sent to a backend) and to_client (a reply sent back).",
+        udp.iter().flat_map(|(labels, _, datagrams)| {
+            [("from_client", datagrams.from_client), ("to_client", datagrams.to_client)].map(
+                |(direction, n)| {
+                    let mut labels = labels.clone();
+                    labels.push(("direction", direction.to_string()));
+                    (labels, n)
+                },
+            )
+        }),
+    );
+    e.counters(
+        "betwixt_udp_dropped_datagrams",
+        "UDP datagrams not passed on, by reason (denied, limit, no_backend, send_failed).",
+        udp.iter().flat_map(|(labels, _, datagrams)| {
+            Dropped::ALL.map(|reason| {
+                let mut labels = labels.clone();
+                labels.push(("reason", reason.name().to_string()));
+                (labels, datagrams.dropped[reason as usize])
+            })
         }),
     );
 }

@@ -117,3 +117,12 @@ pub use self::{
     udp_socket::UdpSocket,
     unix::{AcceptedUnixStream, UnixDatagram, UnixListener, UnixStream},
 };
+
+/// Waits until `fd` (a non-blocking socket the caller owns) has something to read, or an error
+/// or hang-up pending, with an io_uring poll. For callers that make their own non-blocking
+/// system calls (`recvmmsg`, say) and need only the wait. Dropping the future cancels the poll;
+/// the caller must keep `fd` open until then.
+pub async fn readable(fd: RawFd) -> io::Result<()> {
+    let reactor = crate::executor().reactor();
+    reactor.poll_read_ready(fd).collect_rw().await.map(|_| ())
+}

@@ -1,0 +1,105 @@
+//! `recvmmsg`: many datagrams from the server socket per system call. The only unsafe code of
+//! the UDP path is here.
+
+use socket2::SockAddr;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+/// The largest UDP payload (IPv6 jumbograms aside): a datagram is never cut short.
+pub const MAX_DATAGRAM: usize = 65_536;
+
+/// Receive slots of `MAX_DATAGRAM` bytes each. The buffer is allocated zeroed, so the kernel
+/// maps its pages lazily: only the pages datagrams were written into are ever resident.
+pub struct RecvBatch {
+    buffers: Vec<u8>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl RecvBatch {
+    pub fn new(slots: usize) -> RecvBatch {
+        RecvBatch {
+            buffers: vec![0; slots * MAX_DATAGRAM],
+            // SAFETY: all-zero is a valid (empty) value of these plain C structs.
+            addrs: vec![unsafe { std::mem::zeroed() }; slots],
+            iovecs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; slots],
+            headers: vec![unsafe { std::mem::zeroed() }; slots],
+        }
+    }
+
+    /// Receives the datagrams queued on `fd` (up to the number of slots) without waiting.
+    /// `Ok(0)`: none is queued.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let slots = self.headers.len();
+        let base = self.buffers.as_mut_ptr();
+        for i in 0..slots {
+            // SAFETY: slot `i` lies within `buffers` (slots * MAX_DATAGRAM bytes).
+            self.iovecs[i] =
+                libc::iovec { iov_base: unsafe { base.add(i * MAX_DATAGRAM) }.cast(), iov_len: MAX_DATAGRAM };
+            let header = &mut self.headers[i].msg_hdr;
+            header.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = &mut self.iovecs[i];
+            header.msg_iovlen = 1;
+            header.msg_control = std::ptr::null_mut();
+            header.msg_controllen = 0;
+            header.msg_flags = 0;
+        }
+        // SAFETY: every header points into buffers owned by `self`, alive for the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.headers.as_mut_ptr(),
+                slots as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(0)
+        } else {
+            Err(e)
+        }
+    }
+
+    /// Datagram `i` of the last `recv` and its sender (`None` for a sender that is no IP
+    /// address, which a UDP socket never reports).
+    pub fn datagram(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        let header = &self.headers[i];
+        let len = (header.msg_len as usize).min(MAX_DATAGRAM);
+        let start = i * MAX_DATAGRAM;
+        // SAFETY: the kernel filled `msg_namelen` bytes of this `sockaddr_storage`.
+        let addr = unsafe { SockAddr::new(self.addrs[i], header.msg_hdr.msg_namelen) };
+        (&self.buffers[start..start + len], addr.as_socket())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn receives_several_datagrams_with_their_senders() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = RecvBatch::new(4);
+        assert_eq!(batch.recv(server.as_raw_fd()).unwrap(), 0);
+        let big = vec![7u8; 60_000];
+        for payload in [&b"one"[..], b"", &big] {
+            client.send_to(payload, server.local_addr().unwrap()).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(batch.recv(server.as_raw_fd()).unwrap(), 3);
+        let from = Some(client.local_addr().unwrap());
+        assert_eq!(batch.datagram(0), (&b"one"[..], from));
+        assert_eq!(batch.datagram(1), (&b""[..], from));
+        assert_eq!(batch.datagram(2), (&big[..], from));
+    }
+}

@@ -1,0 +1,493 @@
+//! `protocol = "udp"` on a shard: the server's `SO_REUSEPORT` socket (the kernel keeps each
+//! client address on one shard), and a session per client holding a connected socket to its
+//! backend. Replies go back to the client from the server's socket, so the client sees the
+//! address it sent to. The session rules live in `sessions`, without I/O; this layer owns the
+//! sockets: one task reads the server socket in batches, one per session waits for replies,
+//! and one ends idle sessions at their deadlines.
+//!
+//! Every socket a server holds is a session's (bounded by `max_connections`, counted in
+//! `active_connections`) or, in fire-and-forget mode (`max_requests = 1` and nothing to wait
+//! for), one per backend this shard sends to.
+
+mod batch;
+pub mod sessions;
+
+use batch::{RecvBatch, MAX_DATAGRAM};
+use betwixt_control::balance::Picker;
+use betwixt_control::plane::ServerSlot;
+use betwixt_control::snapshot::{Backend, ServerSnapshot};
+use betwixt_control::stats::{ConnectError, Counters, Dropped, Slot};
+use glommio::Task;
+use sessions::{Forward, Id, Limits, Reply, Sessions};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Datagrams taken from the server socket per system call.
+const BATCH: usize = 32;
+
+/// Replies one session relays before it lets the shard's other work run.
+const REPLY_BURST: usize = 64;
+
+/// Backends one new session tries before its datagram is dropped.
+const MAX_PICKS: usize = 3;
+
+/// Pause after a receive error on the server socket, so a persistent one cannot spin the shard.
+const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Serves one UDP server on shard `shard` until the task is dropped (the server is removed);
+/// then every session ends and its socket closes.
+pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket) {
+    let settings = slot.snapshot().settings.clone();
+    let limits = Limits {
+        max_requests: settings.udp.max_requests,
+        max_responses: settings.udp.max_responses,
+        client_idle: settings.client_idle_timeout,
+        backend_idle: settings.backend_idle_timeout,
+    };
+    let front = Rc::new(Front {
+        shard,
+        slot,
+        socket,
+        table: RefCell::new(Sessions::new(limits)),
+        picker: RefCell::new(Picker::new(shard)),
+        reply: RefCell::new(vec![0; MAX_DATAGRAM].into_boxed_slice()),
+        pool: RefCell::new(Pool::default()),
+        timer: RefCell::new(None),
+        stopped: Cell::new(false),
+    });
+    let _stop = Stop(front.clone());
+    let fd = front.socket.as_raw_fd();
+    let mut batch = RecvBatch::new(BATCH);
+    loop {
+        match batch.recv(fd) {
+            Ok(0) => {
+                if let Err(e) = glommio::net::readable(fd).await {
+                    front.receive_failed(e).await;
+                }
+            }
+            Ok(n) => {
+                let snapshot = front.slot.snapshot();
+                let now = Instant::now();
+                for i in 0..n {
+                    if let (data, Some(client)) = batch.datagram(i) {
+                        front.on_datagram(&snapshot, data, client, now);
+                    }
+                }
+                glommio::yield_if_needed().await;
+            }
+            Err(e) => front.receive_failed(e).await,
+        }
+    }
+}
+
+/// Ends every session when the serving task is dropped.
+struct Stop(Rc<Front>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// One UDP server on one shard.
+struct Front {
+    shard: usize,
+    slot: Arc<ServerSlot>,
+    /// The server's socket (non-blocking): clients' datagrams in, replies out.
+    socket: UdpSocket,
+    table: RefCell<Sessions<Flow>>,
+    picker: RefCell<Picker>,
+    /// One receive buffer for every session's replies: a reply is sent on before the next
+    /// is read, and nothing holds it across an await.
+    reply: RefCell<Box<[u8]>>,
+    pool: RefCell<Pool>,
+    /// The task ending idle sessions; runs only while some session has a deadline.
+    timer: RefCell<Option<Task<()>>>,
+    stopped: Cell<bool>,
+}
+
+/// A session's resources; dropping it closes the backend socket and releases its places.
+struct Flow {
+    /// Declared first so it drops first: the reply task stops waiting on the socket before
+    /// the socket closes.
+    replies: Option<Task<()>>,
+    socket: UdpSocket,
+    backend: Arc<Backend>,
+    _server: Place,
+    _backend: Place,
+}
+
+/// Fire-and-forget sockets, one per backend address this shard sends to. Backends that left
+/// the snapshot lose theirs when the snapshot changes.
+#[derive(Default)]
+struct Pool {
+    generation: u64,
+    sockets: HashMap<SocketAddr, UdpSocket>,
+}
+
+impl Front {
+    fn server_slot<'s>(&self, snapshot: &'s ServerSnapshot) -> &'s Slot {
+        snapshot.counters.shard(self.shard)
+    }
+
+    fn drop_datagram(&self, snapshot: &ServerSnapshot, why: Dropped) {
+        Slot::add(&self.server_slot(snapshot).dropped[why as usize], 1);
+    }
+
+    /// A datagram from `client`: to its session, a new session, or (fire-and-forget) straight
+    /// to a backend.
+    fn on_datagram(
+        self: &Rc<Self>,
+        snapshot: &Arc<ServerSnapshot>,
+        data: &[u8],
+        client: SocketAddr,
+        now: Instant,
+    ) {
+        let settings = &snapshot.settings;
+        if settings.access.as_ref().is_some_and(|rules| !rules.allows(client.ip())) {
+            log::debug!("server {}: {client} denied by access rules", settings.name);
+            return self.drop_datagram(snapshot, Dropped::Denied);
+        }
+        if self.table.borrow().limits().fire_and_forget() {
+            return self.fire_and_forget(snapshot, data, client);
+        }
+        let known = self.table.borrow_mut().request(client, now);
+        let Some(Forward { id, then_close }) = known.or_else(|| self.open(snapshot, client, now)) else {
+            return;
+        };
+        {
+            let table = self.table.borrow();
+            let Some(flow) = table.get(id) else { return };
+            match flow.socket.send(data) {
+                Ok(n) => {
+                    let server = self.server_slot(snapshot);
+                    let backend = flow.backend.counters.shard(self.shard);
+                    Slot::add(&server.datagrams_in, 1);
+                    Slot::add(&server.tx, n as u64);
+                    Slot::add(&backend.tx, n as u64);
+                }
+                Err(e) => {
+                    self.drop_datagram(snapshot, Dropped::SendFailed);
+                    self.send_failed(&flow.backend, &e);
+                }
+            }
+        }
+        if then_close {
+            self.close(id);
+        }
+    }
+
+    /// Picks a backend for a new session of `client` and connects a socket to it. `None` (the
+    /// datagram dropped and counted) when the limits or the backends allow no session.
+    fn open(
+        self: &Rc<Self>,
+        snapshot: &Arc<ServerSnapshot>,
+        client: SocketAddr,
+        now: Instant,
+    ) -> Option<Forward> {
+        let settings = &snapshot.settings;
+        let Some(server_place) = Place::enter(&snapshot.counters, self.shard, settings.max_connections)
+        else {
+            betwixt_control::log_limited!(
+                log::Level::Warn,
+                "server {}: {client} dropped: max_connections {} (sessions) reached",
+                settings.name,
+                settings.max_connections
+            );
+            self.drop_datagram(snapshot, Dropped::Limit);
+            return None;
+        };
+        let mut tried = [0; MAX_PICKS];
+        for attempt in 0..MAX_PICKS {
+            let Some(index) = self.picker.borrow_mut().pick(snapshot, client.ip(), &tried[..attempt]) else {
+                break;
+            };
+            tried[attempt] = index;
+            let backend = &snapshot.backends[index];
+            let Some(backend_place) =
+                Place::enter(&backend.counters, self.shard, backend.spec.max_connections)
+            else {
+                continue; // filled up by another shard since the pick
+            };
+            let socket = match connect(&backend.addrs) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    let slot = backend.counters.shard(self.shard);
+                    Slot::add(&slot.refused, 1);
+                    Slot::add(&slot.connect_errors[ConnectError::of(&e) as usize], 1);
+                    betwixt_control::log_limited!(
+                        log::Level::Warn,
+                        "server {}: no socket to backend {}: {e}",
+                        settings.name,
+                        backend.spec.address()
+                    );
+                    continue;
+                }
+            };
+            let fd = socket.as_raw_fd();
+            let flow = Flow {
+                replies: None,
+                socket,
+                backend: backend.clone(),
+                _server: server_place,
+                _backend: backend_place,
+            };
+            let forward = self.table.borrow_mut().open(client, flow, now);
+            if !forward.then_close {
+                let task = glommio::spawn_local(relay_replies(self.clone(), forward.id, fd));
+                if let Some(flow) = self.table.borrow_mut().get_mut(forward.id) {
+                    flow.replies = Some(task);
+                }
+                self.arm_timer();
+            }
+            return Some(forward);
+        }
+        log::debug!("server {}: no backend for {client}", settings.name);
+        self.drop_datagram(snapshot, Dropped::NoBackend);
+        None
+    }
+
+    /// gobetween's fire-and-forget mode: each datagram balanced on its own and sent through
+    /// the shard's socket to that backend; replies are not relayed.
+    fn fire_and_forget(&self, snapshot: &Arc<ServerSnapshot>, data: &[u8], client: SocketAddr) {
+        let Some(index) = self.picker.borrow_mut().pick(snapshot, client.ip(), &[]) else {
+            return self.drop_datagram(snapshot, Dropped::NoBackend);
+        };
+        let backend = &snapshot.backends[index];
+        let mut pool = self.pool.borrow_mut();
+        if pool.generation != snapshot.generation {
+            pool.generation = snapshot.generation;
+            pool.sockets.retain(|addr, _| snapshot.backends.iter().any(|b| b.addrs.contains(addr)));
+        }
+        let Some(&addr) = backend.addrs.first() else {
+            return self.drop_datagram(snapshot, Dropped::NoBackend);
+        };
+        let socket = match pool.sockets.entry(addr) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => match connect(&[addr]) {
+                Ok(socket) => {
+                    // Never read: a small receive buffer keeps unwanted replies from piling up.
+                    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1);
+                    e.insert(socket)
+                }
+                Err(e) => {
+                    self.send_failed(backend, &e);
+                    return self.drop_datagram(snapshot, Dropped::NoBackend);
+                }
+            },
+        };
+        match socket.send(data) {
+            Ok(n) => {
+                let server = self.server_slot(snapshot);
+                Slot::add(&server.datagrams_in, 1);
+                Slot::add(&server.tx, n as u64);
+                Slot::add(&backend.counters.shard(self.shard).tx, n as u64);
+            }
+            Err(e) => {
+                self.drop_datagram(snapshot, Dropped::SendFailed);
+                self.send_failed(backend, &e);
+                // An ICMP error left on the socket: start afresh with a new one.
+                pool.sockets.remove(&addr);
+            }
+        }
+    }
+
+    fn send_failed(&self, backend: &Backend, e: &io::Error) {
+        betwixt_control::log_limited!(
+            log::Level::Warn,
+            "server {}: sending to backend {} failed: {e}",
+            self.slot.name,
+            backend.spec.address()
+        );
+    }
+
+    /// A reply on session `id`'s socket: relayed to its client from the server's socket.
+    /// Returns false once the session has ended.
+    fn on_reply(&self, id: Id, data: &[u8]) -> bool {
+        let reply = self.table.borrow_mut().reply(id, Instant::now());
+        let Reply::Relay { client, then_close } = reply else { return false };
+        let snapshot = self.slot.snapshot();
+        let server = self.server_slot(&snapshot);
+        match self.socket.send_to(data, client) {
+            Ok(n) => {
+                Slot::add(&server.datagrams_out, 1);
+                Slot::add(&server.rx, n as u64);
+                if let Some(flow) = self.table.borrow().get(id) {
+                    Slot::add(&flow.backend.counters.shard(self.shard).rx, n as u64);
+                }
+            }
+            Err(e) => {
+                Slot::add(&server.dropped[Dropped::SendFailed as usize], 1);
+                betwixt_control::log_limited!(
+                    log::Level::Warn,
+                    "server {}: reply to {client} failed: {e}",
+                    self.slot.name
+                );
+            }
+        }
+        if then_close {
+            self.close_from_replies(id);
+            return false;
+        }
+        true
+    }
+
+    /// Ends session `id`; its reply task, if waiting, is cancelled.
+    fn close(&self, id: Id) {
+        let flow = self.table.borrow_mut().close(id);
+        drop(flow);
+    }
+
+    /// Ends session `id` from its own reply task, which is let run to its end (detached)
+    /// rather than cancelled from inside itself.
+    fn close_from_replies(&self, id: Id) {
+        let flow = self.table.borrow_mut().close(id);
+        if let Some(mut flow) = flow {
+            if let Some(task) = flow.replies.take() {
+                task.detach();
+            }
+        }
+    }
+
+    /// Starts the expiry task if sessions have deadlines and it is not running.
+    fn arm_timer(self: &Rc<Self>) {
+        if self.stopped.get() || self.table.borrow().next_deadline().is_none() {
+            return;
+        }
+        let mut timer = self.timer.borrow_mut();
+        if timer.is_none() {
+            *timer = Some(glommio::spawn_local(expire_sessions(self.clone())));
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped.set(true);
+        let timer = self.timer.borrow_mut().take();
+        drop(timer);
+        let flows = self.table.borrow_mut().drain();
+        drop(flows);
+        self.pool.borrow_mut().sockets.clear();
+    }
+
+    async fn receive_failed(&self, e: io::Error) {
+        betwixt_control::log_limited!(log::Level::Warn, "server {}: receive failed: {e}", self.slot.name);
+        glommio::timer::sleep(ERROR_BACKOFF).await;
+    }
+}
+
+/// Waits for replies on session `id`'s backend socket and relays them, until the session ends.
+async fn relay_replies(front: Rc<Front>, id: Id, fd: RawFd) {
+    loop {
+        if let Err(e) = glommio::net::readable(fd).await {
+            log::debug!("server {}: session socket: {e}", front.slot.name);
+            return front.close_from_replies(id);
+        }
+        for _ in 0..REPLY_BURST {
+            let mut buffer = front.reply.borrow_mut();
+            // `fd` is the session's socket, open as long as the session (and so this task).
+            let received = recv(fd, &mut buffer);
+            let n = match received {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // An ICMP error (port unreachable: nothing listens there), as gobetween
+                    // ends the session when its read fails.
+                    drop(buffer);
+                    log::debug!("server {}: backend failed: {e}", front.slot.name);
+                    return front.close_from_replies(id);
+                }
+            };
+            if !front.on_reply(id, &buffer[..n]) {
+                return;
+            }
+        }
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Ends sessions as their deadlines pass; returns when no session has one left.
+async fn expire_sessions(front: Rc<Front>) {
+    loop {
+        let next = front.table.borrow().next_deadline();
+        let Some(next) = next else {
+            if let Some(task) = front.timer.borrow_mut().take() {
+                task.detach();
+            }
+            return;
+        };
+        let now = Instant::now();
+        if next > now {
+            glommio::timer::sleep(next - now).await;
+            continue;
+        }
+        let mut ended = Vec::new();
+        front.table.borrow_mut().expire(now, |_, flow| ended.push(flow));
+        // Sockets close and reply tasks are cancelled here, outside the table's borrow.
+        drop(ended);
+    }
+}
+
+/// A non-blocking `recv` on a connected socket.
+fn recv(fd: RawFd, buffer: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buffer` is valid for writes of its length.
+    let n = unsafe { libc::recv(fd, buffer.as_mut_ptr().cast(), buffer.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// A non-blocking UDP socket connected to the first of `addrs` that takes it: the kernel then
+/// delivers only that address's datagrams to it (a reply from another port is dropped, as
+/// with gobetween's connected sockets).
+fn connect(addrs: &[SocketAddr]) -> io::Result<UdpSocket> {
+    let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "backend has no address");
+    for &addr in addrs {
+        let attempt = Socket::new(Domain::for_address(addr), Type::DGRAM.cloexec(), Some(Protocol::UDP))
+            .and_then(|socket| {
+                socket.set_nonblocking(true)?;
+                socket.connect(&addr.into())?;
+                Ok(socket)
+            });
+        match attempt {
+            Ok(socket) => return Ok(socket.into()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// A place a session holds in a server's or backend's counters (active, and the cross-shard
+/// gauge under a limit); released when the session's `Flow` drops.
+struct Place {
+    counters: Arc<Counters>,
+    shard: usize,
+    limit: u32,
+}
+
+impl Place {
+    fn enter(counters: &Arc<Counters>, shard: usize, limit: u32) -> Option<Place> {
+        if !counters.try_acquire(limit) {
+            return None;
+        }
+        let slot = counters.shard(shard);
+        Slot::add(&slot.total, 1);
+        Slot::add(&slot.active, 1);
+        Some(Place { counters: counters.clone(), shard, limit })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        Slot::sub(&self.counters.shard(self.shard).active, 1);
+        self.counters.release(self.limit);
+    }
+}

@@ -1,0 +1,504 @@
+//! `protocol = "udp"` through the real binary: a real DNS server (dnsmasq) behind betwixt,
+//! sessions and their limits, socket counts from /proc, many clients on two shards.
+
+mod api_client;
+mod common;
+
+use api_client::Client;
+use common::{free_port, wait_until, Betwixt};
+use sonic_rs::JsonValueTrait;
+use std::net::UdpSocket;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A UDP port that was free a moment ago on 127.0.0.1.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A port free for both UDP and TCP: dnsmasq listens on both, and the kernel hands out UDP and
+/// TCP ports independently, so a UDP-free port may be a busy TCP port under a parallel run.
+fn free_dual_port() -> u16 {
+    loop {
+        let port = free_udp_port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn client() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    socket
+}
+
+/// Sends `payload` to `port` and waits for one reply, resending a few times (loopback UDP may
+/// drop under load).
+fn ask(socket: &UdpSocket, port: u16, payload: &[u8]) -> Option<Vec<u8>> {
+    let mut buf = vec![0; 65_536];
+    for _ in 0..4 {
+        socket.send_to(payload, ("127.0.0.1", port)).unwrap();
+        if let Ok(n) = socket.recv(&mut buf) {
+            return Some(buf[..n].to_vec());
+        }
+    }
+    None
+}
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// A UDP backend on 127.0.0.1 answering every datagram with `name:` followed by the datagram,
+/// from the port it received on (or, with `other_port`, from a second socket). Counts what it
+/// received; `mute` makes it receive without answering.
+struct Echo {
+    port: u16,
+    received: Arc<AtomicUsize>,
+    mute: Arc<AtomicBool>,
+    from_other_port: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Echo {
+    fn start(name: &str) -> Echo {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let mut echo = Echo {
+            port,
+            received: Arc::default(),
+            mute: Arc::default(),
+            from_other_port: Arc::default(),
+            stop: Arc::default(),
+            thread: None,
+        };
+        let (received, mute, other_port, stop) =
+            (echo.received.clone(), echo.mute.clone(), echo.from_other_port.clone(), echo.stop.clone());
+        let prefix = format!("{name}:").into_bytes();
+        echo.thread = Some(std::thread::spawn(move || {
+            let mut buf = vec![0; 65_536];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                received.fetch_add(1, Ordering::Relaxed);
+                if mute.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let reply = [&prefix[..], &buf[..n]].concat();
+                let sender = if other_port.load(Ordering::Relaxed) { &other } else { &socket };
+                let _ = sender.send_to(&reply, from);
+            }
+        }));
+        echo
+    }
+
+    /// A backend that receives and never answers.
+    fn silent() -> Echo {
+        let echo = Echo::start("never");
+        echo.mute.store(true, Ordering::Relaxed);
+        echo
+    }
+
+    fn line(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn received(&self) -> usize {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The ports of one test's betwixt: its UDP server, its API and its metrics.
+struct Ports {
+    udp: u16,
+    api: u16,
+    metrics: u16,
+}
+
+impl Ports {
+    fn new() -> Ports {
+        Ports { udp: free_udp_port(), api: free_port(), metrics: free_port() }
+    }
+}
+
+/// betwixt's `/metrics` text.
+fn metrics(ports: &Ports) -> String {
+    Client::http(ports.metrics).get("/metrics").body
+}
+
+/// Asserts that `series` (name and labels) reads `value` in betwixt's metrics.
+fn assert_metric(ports: &Ports, series: &str, value: u64) {
+    let text = metrics(ports);
+    assert!(text.contains(&format!("{series} {value}")), "{series} is not {value}:\n{text}");
+}
+
+/// betwixt serving UDP server `s` over `backends` (see `udp_config`), with its ports.
+fn serve(backends: &[String], server: &str, udp: &str) -> (Ports, Betwixt) {
+    let ports = Ports::new();
+    let bx = start(&udp_config(&ports, backends, server, udp), &ports);
+    (ports, bx)
+}
+
+/// A UDP server `s` on `port` over `backends`; `server` and `udp` are added to the server's
+/// section and its `[udp]` table.
+fn udp_config(ports: &Ports, backends: &[String], server: &str, udp: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+    let Ports { udp: port, api, metrics } = ports;
+    format!(
+        "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n[metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n\
+         [servers.s]\nbind = \"127.0.0.1:{port}\"\nprotocol = \"udp\"\n{server}\n\
+         [servers.s.udp]\n{udp}\n[servers.s.discovery]\nkind = \"static\"\nstatic_list = [{}]\n",
+        list.join(", ")
+    )
+}
+
+/// The server's `active_connections` (its open sessions), from the API.
+fn sessions(ports: &Ports) -> u64 {
+    let reply = Client::http(ports.api).get("/servers/s/stats");
+    reply.json()["active_connections"].as_u64().unwrap_or_else(|| panic!("{}", reply.body))
+}
+
+fn start(config: &str, ports: &Ports) -> Betwixt {
+    let bx = Betwixt::start(config, &[], &[ports.udp]);
+    assert!(wait_until(Duration::from_secs(10), || Client::http(ports.api).get("/ping").status == 200));
+    bx
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real DNS server behind betwixt.
+
+/// dnsmasq on a loopback port, answering `*.example.test` with 10.9.8.7; killed on drop.
+struct Dnsmasq {
+    child: Child,
+    port: u16,
+}
+
+impl Dnsmasq {
+    fn start() -> Dnsmasq {
+        let port = free_dual_port();
+        let child = Command::new("dnsmasq")
+            .args([
+                "--no-daemon",
+                &format!("--port={port}"),
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--address=/example.test/10.9.8.7",
+                "--conf-file=/dev/null",
+                "--pid-file=",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("dnsmasq is needed for this test (apt-get install dnsmasq): {e}"));
+        let dns = Dnsmasq { child, port };
+        let socket = client();
+        assert!(
+            wait_until(Duration::from_secs(5), || ask(&socket, port, &dns_query(1, "up.example.test"))
+                .is_some()),
+            "dnsmasq did not answer on port {port}"
+        );
+        dns
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A DNS query for the A record of `name`, with transaction id `id` (RFC 1035 §4.1).
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD; one question
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]); // root, type A, class IN
+    q
+}
+
+/// The answer's id and the address in its last record (dnsmasq answers with one A record).
+fn dns_answer(reply: &[u8]) -> (u16, [u8; 4]) {
+    assert!(reply.len() > 16, "short DNS reply {reply:?}");
+    let answers = u16::from_be_bytes([reply[6], reply[7]]);
+    assert_eq!(answers, 1, "one answer expected in {reply:?}");
+    let n = reply.len();
+    (u16::from_be_bytes([reply[0], reply[1]]), [reply[n - 4], reply[n - 3], reply[n - 2], reply[n - 1]])
+}
+
+#[test]
+fn dns_through_betwixt_and_max_responses_frees_each_session_at_the_answer() {
+    let dns = Dnsmasq::start();
+    let (ports, bx) = serve(&[format!("127.0.0.1:{}", dns.port)], "", "max_responses = 1");
+    let (api, port) = (&ports, ports.udp);
+    let baseline = open_fds(bx.pid());
+
+    // dig, the everyday client, gets its answer through betwixt.
+    let dig = Command::new("dig")
+        .args(["+short", "+time=2", "+tries=3", "-p", &port.to_string(), "@127.0.0.1", "www.example.test"])
+        .output()
+        .unwrap_or_else(|e| panic!("dig is needed for this test (apt-get install dnsutils): {e}"));
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "10.9.8.7", "{dig:?}");
+
+    // 300 queries, each from its own port: every answer is right, and each session (with its
+    // socket to dnsmasq) ends at its answer: nothing else could end it, there is no timeout.
+    for i in 0..300u16 {
+        let socket = client();
+        let reply = ask(&socket, port, &dns_query(i, &format!("q{i}.example.test"))).expect("DNS answer");
+        assert_eq!(dns_answer(&reply), (i, [10, 9, 8, 7]));
+    }
+    assert!(
+        wait_until(Duration::from_secs(2), || open_fds(bx.pid()) <= baseline && sessions(api) == 0),
+        "sessions left open: {} fds (baseline {baseline}), {} sessions",
+        open_fds(bx.pid()),
+        sessions(api)
+    );
+    // Counted as gobetween counts: one connection (session) per query on server and backend.
+    let stats = Client::http(api.api).get("/servers/s/stats").json();
+    assert_eq!(stats["backends"][0]["stats"]["total_connections"].as_u64(), Some(301), "{stats:?}");
+    let metrics = metrics(api);
+    assert!(
+        metrics.contains("betwixt_udp_datagrams_total{server=\"s\",direction=\"from_client\"} 301"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("betwixt_udp_sessions{server=\"s\"} 0"), "{metrics}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many clients.
+
+#[test]
+fn ten_thousand_clients_on_two_shards_each_get_only_their_own_replies() {
+    let echo = Echo::start("echo");
+    let api = &Ports::new();
+    let port = api.udp;
+    let config = format!(
+        "[runtime]\nshards = 2\n{}",
+        udp_config(api, &[echo.line()], "client_idle_timeout = \"2s\"", "max_responses = 1")
+    );
+    let bx = start(&config, api);
+    let mut buf = vec![0; 2048];
+    let mut answered = 0;
+    // 2,000 sockets at a time keep the test (and betwixt) far below the descriptor limit.
+    for batch in 0..5 {
+        let clients: Vec<UdpSocket> = (0..2000).map(|_| client()).collect();
+        let payload =
+            |i: usize| format!("client {} of batch {batch}", clients[i].local_addr().unwrap()).into_bytes();
+        let mut pending: Vec<usize> = (0..clients.len()).collect();
+        for _round in 0..6 {
+            for &i in &pending {
+                clients[i].send_to(&payload(i), ("127.0.0.1", port)).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            pending.retain(|&i| {
+                clients[i].set_nonblocking(true).unwrap();
+                let mut got = false;
+                while let Ok(n) = clients[i].recv(&mut buf) {
+                    // Only ever this client's own payload comes back.
+                    assert_eq!(
+                        &buf[..n],
+                        [&b"echo:"[..], &payload(i)].concat(),
+                        "client {i} got another's reply"
+                    );
+                    got = true;
+                }
+                !got
+            });
+            if pending.is_empty() {
+                break;
+            }
+        }
+        assert!(pending.is_empty(), "{} clients of batch {batch} never got a reply", pending.len());
+        answered += clients.len();
+    }
+    assert_eq!(answered, 10_000);
+    // Sessions end at their reply; one whose datagram or reply was lost on the way ends when
+    // its client has been silent for 2 s.
+    assert!(wait_until(Duration::from_secs(6), || sessions(api) == 0), "{} sessions left", sessions(api));
+    // Both shards served sessions: the kernel spreads client addresses over the two sockets.
+    let metrics = metrics(api);
+    for shard in 0..2 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("betwixt_shard_connections_total{{shard=\"{shard}\"}}")))
+            .unwrap_or_else(|| panic!("{metrics}"));
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n > 1000, "shard {shard} served {n} sessions");
+    }
+    drop(bx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session expiry and limits.
+
+#[test]
+fn silent_backend_sessions_still_expire_and_their_sockets_return() {
+    let echo = Echo::silent();
+    let (ports, bx) = serve(&[echo.line()], "client_idle_timeout = \"400ms\"", "");
+    let (api, port) = (&ports, ports.udp);
+    let baseline = open_fds(bx.pid());
+    let clients: Vec<UdpSocket> = (0..50).map(|_| client()).collect();
+    for c in &clients {
+        c.send_to(b"hello?", ("127.0.0.1", port)).unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(2), || echo.received() == 50));
+    // One socket per session while they last...
+    assert_eq!(sessions(api), 50);
+    assert!(open_fds(bx.pid()) >= baseline + 50);
+    // ...and all are gone once the clients have been silent for 400 ms.
+    let started = Instant::now();
+    assert!(wait_until(Duration::from_secs(3), || sessions(api) == 0 && open_fds(bx.pid()) <= baseline));
+    assert!(started.elapsed() >= Duration::from_millis(200), "ended before their timeout");
+}
+
+#[test]
+fn backend_idle_timeout_ends_sessions_of_a_silent_backend() {
+    let echo = Echo::silent();
+    let (ports, bx) = serve(&[echo.line()], "backend_idle_timeout = \"300ms\"", "");
+    let (api, port) = (&ports, ports.udp);
+    let socket = client();
+    // The client keeps talking; the backend's silence ends the session all the same, and the
+    // client's next datagram opens a new one.
+    let deadline = Instant::now() + Duration::from_millis(900);
+    while Instant::now() < deadline {
+        socket.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = Client::http(api.api).get("/servers/s/stats").json();
+    let total = stats["backends"][0]["stats"]["total_connections"].as_u64().unwrap_or(0);
+    assert!((2..=5).contains(&total), "sessions opened: {total} ({stats:?})");
+    assert!(wait_until(Duration::from_secs(2), || sessions(api) == 0));
+    drop(bx);
+}
+
+#[test]
+fn max_requests_moves_the_client_to_a_new_session() {
+    let (a, b) = (Echo::start("a"), Echo::start("b"));
+    let server = "balance = \"roundrobin\"\nclient_idle_timeout = \"5s\"";
+    let (ports, _bx) = serve(&[a.line(), b.line()], server, "max_requests = 2");
+    let (api, port) = (&ports, ports.udp);
+    let socket = client();
+    // Two datagrams per session; each new session goes to the next backend in turn.
+    let names: Vec<String> = (0..6)
+        .map(|i| {
+            let reply = ask(&socket, port, format!("r{i}").as_bytes()).expect("reply");
+            String::from_utf8(reply).unwrap().split(':').next().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(names[0], names[1]);
+    assert_eq!(names[2], names[3]);
+    assert_ne!(names[1], names[2]);
+    assert_eq!(names[4], names[0]);
+    // The exhausted sessions wait for their client's silence (5 s): three are open.
+    assert_eq!(sessions(api), 3);
+}
+
+#[test]
+fn fire_and_forget_reuses_one_socket_per_backend() {
+    let (a, b) = (Echo::start("a"), Echo::start("b"));
+    let (ports, bx) = serve(&[a.line(), b.line()], "balance = \"roundrobin\"", "max_requests = 1");
+    let (api, port) = (&ports, ports.udp);
+    let baseline = open_fds(bx.pid());
+    let socket = client();
+    for i in 0..1000 {
+        socket.send_to(format!("log line {i}").as_bytes(), ("127.0.0.1", port)).unwrap();
+        if i % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert!(wait_until(Duration::from_secs(3), || a.received() + b.received() >= 990));
+    // Balanced per datagram, as gobetween's fire-and-forget mode...
+    assert!(a.received() >= 400 && b.received() >= 400, "{} / {}", a.received(), b.received());
+    // ...through one socket per backend (one shard here), not one per datagram; no session.
+    assert!(open_fds(bx.pid()) <= baseline + 2, "{} fds, baseline {baseline}", open_fds(bx.pid()));
+    assert_eq!(sessions(api), 0);
+    // And, as gobetween, replies are not relayed in this mode.
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    assert!(socket.recv(&mut [0; 64]).is_err());
+}
+
+#[test]
+fn max_connections_limits_sessions() {
+    let echo = Echo::start("echo");
+    let (ports, _bx) = serve(&[echo.line()], "max_connections = 3\nclient_idle_timeout = \"10s\"", "");
+    let (api, port) = (&ports, ports.udp);
+    let clients: Vec<UdpSocket> = (0..5).map(|_| client()).collect();
+    let answered: Vec<bool> = clients.iter().map(|c| ask(c, port, b"hi").is_some()).collect();
+    assert_eq!(answered, [true, true, true, false, false]);
+    assert_eq!(sessions(api), 3);
+    // A client with a session keeps being served.
+    assert!(ask(&clients[0], port, b"again").is_some());
+    assert_metric(api, "betwixt_udp_dropped_datagrams_total{server=\"s\",reason=\"limit\"}", 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile peers.
+
+#[test]
+fn reply_from_another_port_is_dropped() {
+    let echo = Echo::start("echo");
+    echo.from_other_port.store(true, Ordering::Relaxed);
+    let (ports, _bx) = serve(&[echo.line()], "client_idle_timeout = \"5s\"", "");
+    let port = ports.udp;
+    let socket = client();
+    // The session's socket is connected to the backend's address: the kernel drops a datagram
+    // from any other port, as with gobetween's connected sockets.
+    assert_eq!(ask(&socket, port, b"spoof?"), None);
+    assert!(echo.received() >= 1);
+    echo.from_other_port.store(false, Ordering::Relaxed);
+    assert_eq!(ask(&socket, port, b"real").as_deref(), Some(&b"echo:real"[..]));
+}
+
+#[test]
+fn access_rules_drop_denied_clients() {
+    let echo = Echo::start("echo");
+    let server = "client_idle_timeout = \"5s\"\n[servers.s.access]\ndefault = \"allow\"\nrules = [\"deny 127.0.0.0/8\"]";
+    let (ports, _bx) = serve(&[echo.line()], server, "max_responses = 1");
+    let (api, port) = (&ports, ports.udp);
+    let socket = client();
+    assert_eq!(ask(&socket, port, b"let me in"), None);
+    assert_eq!(echo.received(), 0);
+    assert_eq!(sessions(api), 0);
+    assert_metric(api, "betwixt_udp_dropped_datagrams_total{server=\"s\",reason=\"denied\"}", 4);
+}
+
+#[test]
+fn removing_the_server_closes_its_sessions() {
+    let echo = Echo::start("echo");
+    let (ports, bx) = serve(&[echo.line()], "client_idle_timeout = \"1m\"", "");
+    let (api, port) = (&ports, ports.udp);
+    let baseline = open_fds(bx.pid());
+    let clients: Vec<UdpSocket> = (0..20).map(|_| client()).collect();
+    for c in &clients {
+        assert!(ask(c, port, b"x").is_some());
+    }
+    assert!(open_fds(bx.pid()) >= baseline + 20);
+    assert_eq!(Client::http(api.api).send("DELETE", "/servers/s", "").status, 200);
+    // Every session socket and the server's own sockets close.
+    assert!(
+        wait_until(Duration::from_secs(3), || open_fds(bx.pid()) < baseline),
+        "{} fds, baseline {baseline}",
+        open_fds(bx.pid())
+    );
+    assert_eq!(ask(&clients[0], port, b"x"), None);
+}
