@@ -133,9 +133,6 @@ fn validate_stream_options(name: &str, server: &Server) -> Result<(), ConfigErro
     if server.protocol == Some(Protocol::Tls) && server.tls.is_none() {
         return Err(ConfigError::at_key(key("tls"), "required when protocol is \"tls\""));
     }
-    if udp && server.backends_tls.is_some() {
-        return Err(ConfigError::at_key(key("backends_tls"), "may not be used with protocol \"udp\""));
-    }
     if let Some(section) = &server.tls {
         if section.acme_hosts.is_none() {
             tls::check_server(section)
