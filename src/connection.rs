@@ -82,7 +82,7 @@ pub enum Stage {
     Admit,
     /// `[sni]`: the server name of the client's TLS ClientHello.
     PeekSni,
-    /// `protocol = "tls"`: the client's TLS handshake.
+    /// `[tls]` (`protocol = "tls"`): the client's TLS handshake.
     Handshake,
     /// Choosing a backend and connecting to it.
     Connect,
@@ -260,7 +260,7 @@ async fn within<T>(
     futures_lite::future::or(step, expired).await
 }
 
-/// The client's TLS handshake, within `limit`.
+/// The client's TLS handshake, within `HANDSHAKE_TIMEOUT`.
 async fn handshake(
     config: Arc<rustls::ServerConfig>,
     client: Rewind,
