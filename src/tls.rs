@@ -173,7 +173,13 @@ impl Half {
                 self.finished = true;
                 continue;
             }
-            let n = ready!(Pin::new(&mut *reader).poll_read(cx, &mut self.buffer)).map_err(Fault::Reader)?;
+            let n = match ready!(Pin::new(&mut *reader).poll_read(cx, &mut self.buffer)) {
+                Ok(n) => n,
+                // A TLS peer that closed its socket without `close_notify`: many clients do,
+                // and HAProxy and nginx take it as the end of the stream too.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Poll::Ready(Err(Fault::Reader(e))),
+            };
             self.moves += 1;
             (self.start, self.end) = (0, n);
             self.read_done = n == 0;

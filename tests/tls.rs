@@ -184,6 +184,15 @@ fn tls_server_echoes_byte_exact_and_passes_close_notify() {
         let mut rest = Vec::new();
         assert_eq!(tls.read_to_end(&mut rest).map_err(|e| e.to_string()), Ok(0));
     }
+    // A client that ends with a FIN and no close_notify (many do) half-closes all the same:
+    // its bytes come back, then betwixt's close_notify.
+    let mut tls = connect(port, server.tls13()).unwrap();
+    tls.write_all(b"no close_notify").unwrap();
+    tls.flush().unwrap();
+    tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    assert_eq!(tls.read_to_end(&mut back).map_err(|e| e.to_string()), Ok(15));
+    assert_eq!(back, b"no close_notify");
     openssl_echo(port, ca, &server.dir);
 }
 
