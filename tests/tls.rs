@@ -596,3 +596,16 @@ fn a_client_that_never_finishes_its_handshake_is_closed_after_10s() {
     assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(25), "{waited:?}");
     assert_eq!(echo.accepted.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn idle_timeouts_close_an_idle_tls_connection() {
+    let server = EchoServer::start("tls-idle", "", "[defaults]\nclient_idle_timeout = \"1s\"\n");
+    let mut tls = connect(server.port, server.tls13()).unwrap();
+    echo_round(&mut tls, b"then silence");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    // Closed by betwixt (without close_notify: the timeout is an abort, not an end of stream).
+    assert!(tls.read_to_end(&mut rest).is_err() || rest.is_empty());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "{waited:?}");
+}
