@@ -2,13 +2,17 @@
 //! PROXY protocol header (when accepted), admit (access rules, limits), peek at the TLS
 //! ClientHello's server name (SNI routing), connect (backend choice with bounded retries,
 //! connect timeout), send the PROXY header and the client bytes read so far, then the byte
-//! transfer with idle timeouts and faults passed on (see `transfer`). A server without
-//! `accept_proxy_protocol`, `sni` and `proxy_protocol` skips those steps without a system call.
+//! transfer with idle timeouts and faults passed on (see `transfer`). A tls server terminates
+//! the client's TLS after admitting it (`Handshake`) and routes on the handshake's server name;
+//! with `[backends_tls]` the connect step includes the TLS handshake with the backend. A server
+//! without `accept_proxy_protocol`, `sni`, `proxy_protocol`, `tls` and `backends_tls` skips
+//! those steps without a system call.
 //! Counters are released by guards, so every exit path (error, timeout, cancellation) leaves
 //! them right.
 
 use crate::client_hello::{self, Peek};
 use crate::proxy_protocol::{self, Addresses, Command, Header, Parsed};
+use crate::tls::{Rewind, Stream};
 use crate::transfer::{self, End, Meters, Side};
 use betwixt_control::balance::{Candidates, Picker};
 use betwixt_control::config::GoDuration;
@@ -16,7 +20,8 @@ use betwixt_control::config::ServerSettings;
 use betwixt_control::proxy::AcceptSettings;
 use betwixt_control::snapshot::{Backend, ServerSnapshot};
 use betwixt_control::stats::{ConnectError, Counters, Slot};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_rustls::{TlsAcceptor, TlsConnector};
 use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::io;
@@ -27,6 +32,10 @@ use std::time::{Duration, Instant};
 
 /// How many different backends one connection tries before giving up.
 const MAX_CONNECT_ATTEMPTS: usize = 3;
+
+/// How long a client of a tls server has to complete its TLS handshake, and a backend its
+/// handshake with `[backends_tls]` (within the connect timeout, when that is shorter).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Holds one place in a counter set (active count and, when limited, the cross-shard gauge).
 /// `total` is counted apart (`count_total`): for a backend only once it is connected, as
@@ -73,6 +82,8 @@ pub enum Stage {
     Admit,
     /// `[sni]`: the server name of the client's TLS ClientHello.
     PeekSni,
+    /// `[tls]` (`protocol = "tls"`): the client's TLS handshake.
+    Handshake,
     /// Choosing a backend and connecting to it.
     Connect,
     /// `[proxy_protocol]`, and the client bytes read in the steps before.
@@ -112,7 +123,7 @@ pub async fn handle(
 /// connection.
 fn report(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr, failure: Failure) {
     let Failure { stage, side, why } = failure;
-    if matches!(stage, Stage::ReadProxy | Stage::Admit | Stage::PeekSni | Stage::Connect) {
+    if matches!(stage, Stage::ReadProxy | Stage::Admit | Stage::PeekSni | Stage::Handshake | Stage::Connect) {
         Slot::add(&snapshot.counters.shard(shard).refused, 1);
     }
     let name = &snapshot.settings.name;
@@ -148,32 +159,63 @@ async fn serve(
         *source = from;
     }
     let server_place = admit(shard, snapshot, *source)?;
-    let candidates = match (&snapshot.sni, &settings.sni) {
-        (Some(routes), Some(sni)) => {
-            let name = peek_sni(&mut client, sni.read_timeout, &mut early).await?;
-            routes.candidates(name.as_deref())
+    let tls = settings.tls.as_ref();
+    // Only a PROXY header needs it: no system call otherwise.
+    let local =
+        match settings.send_proxy {
+            Some(_) => Some(client.local_addr().map_err(|e| {
+                Failure::new(Stage::SendProxy, Side::Client, format!("no local address: {e}"))
+            })?),
+            None => None,
+        };
+    let (mut downstream, candidates) = match tls.and_then(|tls| tls.server.clone()) {
+        // The ClientHello is read by the handshake; SNI routes on its server name.
+        Some(config) => {
+            let stream = handshake(config, Rewind::new(std::mem::take(&mut early), client)).await?;
+            let name = stream.get_ref().1.server_name();
+            let candidates = snapshot.sni.as_ref().map_or(Candidates::All, |routes| routes.candidates(name));
+            (Stream::Server(Box::new(stream)), candidates)
         }
-        _ => Candidates::All,
+        None => {
+            let candidates = match (&snapshot.sni, &settings.sni) {
+                (Some(routes), Some(sni)) => {
+                    let name = peek_sni(&mut client, sni.read_timeout, &mut early).await?;
+                    routes.candidates(name.as_deref())
+                }
+                _ => Candidates::All,
+            };
+            (Stream::Plain(client), candidates)
+        }
     };
+    let backends_tls = tls.and_then(|tls| tls.backends.as_ref());
     let (backend, mut upstream, backend_place) =
-        connect_backend(shard, snapshot, picker, source.ip(), &candidates)
+        connect_backend(shard, snapshot, picker, source.ip(), &candidates, backends_tls)
             .await
             .ok_or_else(|| Failure::new(Stage::Connect, Side::Backend, "no backend available"))?;
     let at = |why: String| format!("{why} (backend {})", backend.spec.address());
-    // The client's socket inherited TCP_NODELAY from the listener (see `bind`): one system call
-    // fewer per connection.
-    upstream.set_nodelay(true).map_err(|e| {
-        Failure::new(Stage::Connect, Side::Backend, at(format!("cannot set socket options: {e}")))
-    })?;
+    if let Stream::Plain(socket) = &upstream {
+        // The client's socket inherited TCP_NODELAY from the listener (see `bind`): one system
+        // call fewer per connection.
+        socket.set_nodelay(true).map_err(|e| {
+            Failure::new(Stage::Connect, Side::Backend, at(format!("cannot set socket options: {e}")))
+        })?;
+    }
     let meters = Meters { server: server_place.slot(), backend: backend_place.slot() };
-    let first = opening(settings, &client, peer, received, &early)?;
+    let first = opening(settings, local, peer, received, &early);
     if !first.is_empty() {
         send_first(&mut upstream, &first, early.len(), &meters)
             .await
             .map_err(|e| Failure::new(Stage::SendProxy, Side::Backend, at(e.to_string())))?;
     }
     let idle = [settings.client_idle_timeout, settings.backend_idle_timeout];
-    match transfer::bidirectional(&mut client, &mut upstream, meters, idle).await {
+    let end = match (&mut downstream, &mut upstream) {
+        // Plain on both sides: the splicing transfer.
+        (Stream::Plain(client), Stream::Plain(upstream)) => {
+            transfer::bidirectional(client, upstream, meters, idle).await
+        }
+        _ => crate::tls::bidirectional(&mut downstream, &mut upstream, meters, idle).await,
+    };
+    match end {
         End::Done => Ok(()),
         End::Idle(side) => Err(Failure::new(Stage::Transfer, side, at("idle timeout".into()))),
         // The other side is reset as the sockets drop here.
@@ -182,30 +224,26 @@ async fn serve(
 }
 
 /// What the backend gets before the transfer: the PROXY header (`[proxy_protocol]`), then
-/// the client bytes read early. Empty, without a system call, when there is neither.
+/// the client bytes read early. Empty when there is neither.
 fn opening(
     settings: &ServerSettings,
-    client: &TcpStream,
+    local: Option<SocketAddr>,
     peer: SocketAddr,
     received: Option<Header>,
     early: &[u8],
-) -> Result<Vec<u8>, Failure> {
+) -> Vec<u8> {
     let mut first = Vec::new();
     if let Some(version) = settings.send_proxy {
         let addresses = match received.map(|header| header.command) {
             // Passed on as received, so the backend sees the original client.
             Some(Command::Proxy(Some(addresses))) => addresses,
-            _ => {
-                let local = client.local_addr().map_err(|e| {
-                    Failure::new(Stage::SendProxy, Side::Client, format!("no local address: {e}"))
-                })?;
-                Addresses::new(peer, local)
-            }
+            // `local` is known whenever a header is sent (see `serve`).
+            _ => Addresses::new(peer, local.unwrap_or(peer)),
         };
         proxy_protocol::encode(&Header { version, command: Command::Proxy(Some(addresses)) }, &mut first);
     }
     first.extend_from_slice(early);
-    Ok(first)
+    first
 }
 
 /// Runs `step`, failing it at `stage` when it takes longer than `limit` (a bound on the whole
@@ -220,6 +258,20 @@ async fn within<T>(
         Err(Failure::new(stage, Side::Client, format!("nothing complete within {}", GoDuration(limit))))
     };
     futures_lite::future::or(step, expired).await
+}
+
+/// The client's TLS handshake, within `HANDSHAKE_TIMEOUT`.
+async fn handshake(
+    config: Arc<rustls::ServerConfig>,
+    client: Rewind,
+) -> Result<futures_rustls::server::TlsStream<Rewind>, Failure> {
+    within(HANDSHAKE_TIMEOUT, Stage::Handshake, async {
+        TlsAcceptor::from(config)
+            .accept(client)
+            .await
+            .map_err(|e| Failure::new(Stage::Handshake, Side::Client, format!("TLS handshake failed: {e}")))
+    })
+    .await
 }
 
 /// Reads the client's PROXY protocol header. Bytes read past it go to `early`.
@@ -300,12 +352,13 @@ async fn peek_sni(
 /// Writes `bytes` to the backend; the last `client_bytes` of them are the client's and are
 /// counted as such (a PROXY header is not).
 async fn send_first(
-    upstream: &mut TcpStream,
+    upstream: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
     client_bytes: usize,
     meters: &Meters<'_>,
 ) -> io::Result<()> {
     upstream.write_all(bytes).await?;
+    upstream.flush().await?;
     for slot in [meters.server, meters.backend] {
         Slot::add(&slot.tx, client_bytes as u64);
     }
@@ -341,7 +394,8 @@ async fn connect_backend<'s>(
     picker: &RefCell<Picker>,
     client: IpAddr,
     candidates: &Candidates<'_>,
-) -> Option<(&'s Arc<Backend>, TcpStream, Occupancy<'s>)> {
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Option<(&'s Arc<Backend>, Stream, Occupancy<'s>)> {
     let timeout = snapshot.settings.backend_connection_timeout;
     // On the stack: no allocation per connection.
     let mut tried = [0; MAX_CONNECT_ATTEMPTS];
@@ -353,15 +407,22 @@ async fn connect_backend<'s>(
             continue; // filled up by another shard since the pick
         };
         let started = Instant::now();
-        match connect(&backend.addrs, timeout).await {
+        let connected = match connect(&backend.addrs, timeout).await {
+            Ok(stream) => match tls {
+                None => Ok(Stream::Plain(stream)),
+                Some(config) => backend_handshake(config, backend, stream, timeout).await,
+            },
+            Err(e) => Err((ConnectError::of(&e), e)),
+        };
+        match connected {
             Ok(stream) => {
                 place.count_total();
                 place.slot().connect_latency.observe(started.elapsed());
                 return Some((backend, stream, place));
             }
-            Err(e) => {
+            Err((kind, e)) => {
                 Slot::add(&place.slot().refused, 1);
-                Slot::add(&place.slot().connect_errors[ConnectError::of(&e) as usize], 1);
+                Slot::add(&place.slot().connect_errors[kind as usize], 1);
                 // Every client of a dead backend meets this: limited, or it floods the log.
                 betwixt_control::log_limited!(
                     log::Level::Warn,
@@ -373,6 +434,34 @@ async fn connect_backend<'s>(
         }
     }
     None
+}
+
+/// `[backends_tls]`: the TLS handshake with a connected backend, verifying its certificate for
+/// its `sni=`, else its host.
+async fn backend_handshake(
+    config: &Arc<rustls::ClientConfig>,
+    backend: &Backend,
+    stream: TcpStream,
+    timeout: Option<Duration>,
+) -> Result<Stream, (ConnectError, io::Error)> {
+    let tls_error = |e: io::Error| (ConnectError::Tls, e);
+    let host = backend.spec.sni.as_deref().unwrap_or(&backend.spec.host);
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+        tls_error(io::Error::new(io::ErrorKind::InvalidInput, format!("server name {host:?}: {e}")))
+    })?;
+    // Set before the handshake so that its flights are not delayed (the plain path sets it in
+    // `serve` for the same reason).
+    stream.set_nodelay(true).map_err(|e| (ConnectError::Other, e.into()))?;
+    let limit = timeout.map_or(HANDSHAKE_TIMEOUT, |t| t.min(HANDSHAKE_TIMEOUT));
+    let handshake = TlsConnector::from(config.clone()).connect(name, stream);
+    let expired = async {
+        glommio::timer::sleep(limit).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))
+    };
+    match futures_lite::future::or(handshake, expired).await {
+        Ok(stream) => Ok(Stream::Client(Box::new(stream))),
+        Err(e) => Err(tls_error(io::Error::new(e.kind(), format!("TLS handshake: {e}")))),
+    }
 }
 
 async fn connect(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<TcpStream> {

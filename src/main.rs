@@ -16,6 +16,7 @@ mod proxy_protocol;
 mod run;
 mod shard;
 mod source;
+mod tls;
 mod transfer;
 mod udp;
 

@@ -127,7 +127,7 @@ enum Stop {
 }
 
 /// Which side a fault of the direction reading from `reader` is on.
-fn failed_side(reader: Side, fault: &Fault) -> Side {
+pub fn failed_side(reader: Side, fault: &Fault) -> Side {
     match (fault, reader) {
         (Fault::Reader(_), side) => side,
         (Fault::Writer(_), Side::Client) => Side::Backend,
@@ -191,7 +191,7 @@ fn unacknowledged(socket: &TcpStream) -> usize {
 }
 
 /// Makes closing the socket send a reset (linger 0) rather than a FIN.
-fn reset_on_close(socket: &TcpStream) {
+pub fn reset_on_close(socket: &TcpStream) {
     if let Err(e) = with_socket(socket, |s| s.set_linger(Some(Duration::ZERO))) {
         log::debug!("cannot set a reset on close: {e}");
     }

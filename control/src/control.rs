@@ -10,6 +10,7 @@ use crate::plane::{Plane, ServerSlot};
 use crate::rates::Rates;
 use crate::server::ServerHandle;
 use crate::stats::Counters;
+use crate::tls::TlsContexts;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -143,12 +144,20 @@ impl Control {
         single.servers.insert(name.to_string(), server.clone());
         refuse_unsupported(&single).map_err(ControlError::Invalid)?;
 
-        let (settings, warnings) = server.resolve(name, self.base.defaults.as_ref());
+        let (mut settings, warnings) = server.resolve(name, self.base.defaults.as_ref());
         let warnings = warnings.finish();
         enforce_strict(&warnings, self.strict()).map_err(ControlError::Invalid)?;
         if let Some(other) = self.listening_on(&settings.bind, settings.protocol == Protocol::Udp) {
             let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));
             return Err(ControlError::Bind(settings.bind.clone(), taken));
+        }
+        if server.tls.is_some() || server.backends_tls.is_some() {
+            let contexts = TlsContexts::load(server.tls.as_ref(), server.backends_tls.as_ref()).map_err(
+                |(field, message)| {
+                    ControlError::Invalid(ConfigError::at_key(format!("servers.{name}.{field}"), message))
+                },
+            )?;
+            settings.tls = Some(contexts);
         }
         let shards = self.plane.shard_count();
         let bind = if settings.protocol == Protocol::Udp { bind_udp } else { bind_tcp };

@@ -22,3 +22,4 @@ pub mod snapshot;
 pub mod sni;
 pub mod stats;
 pub mod text;
+pub mod tls;

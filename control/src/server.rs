@@ -124,7 +124,11 @@ impl ServerHandle {
         let discovery = discovery::start(self.clone());
         let handle = self.clone();
         let names = tokio::spawn(async move { handle.resolve_names().await });
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend([discovery, names.abort_handle()]);
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.extend([discovery, names.abort_handle()]);
+        if let Some(files) = self.settings.tls.as_ref().and_then(|tls| tls.cert_files.clone()) {
+            tasks.push(tokio::spawn(watch_certificates(self.name.clone(), files)).abort_handle());
+        }
     }
 
     /// Stops discovery and healthchecks; the caller closes the slots.
@@ -406,6 +410,28 @@ impl ServerHandle {
         ));
         for slot in &self.slots {
             slot.publish(snapshot.clone());
+        }
+    }
+}
+
+/// Reloads a tls server's certificate when its files change (see `tls::CertFiles`). A pair
+/// that does not load is reported once per change of the files and tried again.
+async fn watch_certificates(name: String, files: Arc<crate::tls::CertFiles>) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(crate::tls::RELOAD_CHECK).await;
+        // Small files, read at most every few seconds: blocking here is shorter than a task hop.
+        match files.reload_if_changed() {
+            Ok(true) => {
+                failing = false;
+                log::info!("server {name}: certificate reloaded from {files:?}")
+            }
+            Ok(false) => {}
+            Err(e) if !failing => {
+                failing = true;
+                log::warn!("server {name}: tls.{}: {}; serving the previous certificate", e.field, e.message)
+            }
+            Err(_) => {}
         }
     }
 }

@@ -52,12 +52,19 @@ pub enum ConnectError {
     Refused,
     Timeout,
     Unreachable,
+    /// The TLS handshake with the backend failed (`[backends_tls]`: verification, versions...).
+    Tls,
     Other,
 }
 
 impl ConnectError {
-    pub const ALL: [ConnectError; 4] =
-        [ConnectError::Refused, ConnectError::Timeout, ConnectError::Unreachable, ConnectError::Other];
+    pub const ALL: [ConnectError; 5] = [
+        ConnectError::Refused,
+        ConnectError::Timeout,
+        ConnectError::Unreachable,
+        ConnectError::Tls,
+        ConnectError::Other,
+    ];
 
     pub fn of(e: &io::Error) -> ConnectError {
         match e.kind() {
@@ -73,6 +80,7 @@ impl ConnectError {
             ConnectError::Refused => "refused",
             ConnectError::Timeout => "timeout",
             ConnectError::Unreachable => "unreachable",
+            ConnectError::Tls => "tls",
             ConnectError::Other => "other",
         }
     }
@@ -299,7 +307,7 @@ mod tests {
         let c = Counters::new(1);
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         Slot::add(&c.shard(0).connect_errors[ConnectError::of(&refused) as usize], 1);
-        assert_eq!(c.connect_errors(), [1, 0, 0, 0]);
+        assert_eq!(c.connect_errors(), [1, 0, 0, 0, 0]);
         assert_eq!(ConnectError::of(&io::Error::from(io::ErrorKind::TimedOut)), ConnectError::Timeout);
     }
 }

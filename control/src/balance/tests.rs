@@ -25,6 +25,7 @@ fn settings_with(balance: Balance, priority_groups: bool, client_bytes: ClientBy
         sni: None,
         send_proxy: None,
         accept_proxy: None,
+        tls: None,
         udp: Default::default(),
     }
 }

@@ -15,6 +15,7 @@ use crate::discovery::static_list;
 use crate::healthcheck::Probe;
 use crate::proxy::{send_version, AcceptSettings, Version as ProxyVersion};
 use crate::sni::SniSettings;
+use crate::tls::TlsContexts;
 use std::time::Duration;
 
 /// Interval used when a healthcheck names none.
@@ -56,6 +57,9 @@ pub struct ServerSettings {
     pub send_proxy: Option<ProxyVersion>,
     /// `[accept_proxy_protocol]`: read a PROXY protocol header from each client first.
     pub accept_proxy: Option<AcceptSettings>,
+    /// `[tls]` and `[backends_tls]` as rustls configurations; `None` from `resolve`, filled in
+    /// by `Control::add_server`, which reads the certificate files.
+    pub tls: Option<TlsContexts>,
     /// `[udp]`: how UDP sessions end (only read when `protocol = "udp"`).
     pub udp: UdpSettings,
 }
@@ -151,6 +155,7 @@ impl Server {
             sni,
             send_proxy,
             accept_proxy,
+            tls: None,
         };
         (settings, warnings)
     }
@@ -182,6 +187,15 @@ fn stream_options(
         }
         send_version(section).map_err(|e| log::error!("proxy_protocol.{}: {}", e.field, e.message)).ok()
     });
+    for (field, versions) in [
+        ("tls", server.tls.as_ref().map(|t| (&t.min_version, &t.max_version))),
+        ("backends_tls", server.backends_tls.as_ref().map(|t| (&t.min_version, &t.max_version))),
+    ] {
+        if let Some((min, max)) = versions {
+            let note = crate::tls::versions(min.as_deref(), max.as_deref()).ok().and_then(|(_, note)| note);
+            warnings.note(&format!("{field}.min_version"), note);
+        }
+    }
     let accept_proxy = server.accept_proxy_protocol.as_ref().and_then(|section| {
         AcceptSettings::from_section(section)
             .map_err(|e| log::error!("accept_proxy_protocol.{}: {}", e.field, e.message))

@@ -24,22 +24,21 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
     }
     for (name, server) in &config.servers {
         let at = |field: &str| format!("servers.{name}.{field}");
-        match server.protocol.unwrap_or_default() {
-            Protocol::Tcp | Protocol::Udp => {}
-            other => keys.push(format!("{} = {:?}", at("protocol"), format!("{other:?}").to_lowercase())),
-        }
-        // SNI routing and the PROXY protocol are built for tcp servers; on tls servers they
-        // wait for TLS termination (the protocol itself is refused above).
-        let tcp = server.protocol.unwrap_or_default() == Protocol::Tcp;
+        let protocol = server.protocol.unwrap_or_default();
         // UDP sessions are built; their transparent mode (client source addresses) is not.
         if server.udp.as_ref().and_then(|u| u.transparent).unwrap_or(false) {
             keys.push(format!("{} = true", at("udp.transparent")));
         }
+        // SNI routing, the PROXY protocol and TLS work on tcp and tls servers (a tcp server
+        // with `[tls]` terminates TLS, as in gobetween); ACME (`acme_hosts`) is not built.
+        let stream = matches!(protocol, Protocol::Tcp | Protocol::Tls);
+        let acme = server.tls.as_ref().is_some_and(|tls| tls.acme_hosts.is_some());
         for (field, present) in [
-            ("sni", server.sni.is_some() && !tcp),
-            ("tls", server.tls.is_some()),
-            ("backends_tls", server.backends_tls.is_some()),
-            ("proxy_protocol", server.proxy_protocol.is_some() && !tcp),
+            ("sni", server.sni.is_some() && !stream),
+            ("tls", server.tls.is_some() && !stream),
+            ("tls.acme_hosts", acme),
+            ("backends_tls", server.backends_tls.is_some() && !stream),
+            ("proxy_protocol", server.proxy_protocol.is_some() && !stream),
         ] {
             if present {
                 keys.push(at(field));

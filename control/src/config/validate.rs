@@ -8,6 +8,7 @@ use crate::healthcheck::Probe;
 use crate::proxy::{send_version, AcceptSettings};
 use crate::sni::SniSettings;
 use crate::text::is_unsafe;
+use crate::tls;
 
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     for (name, server) in &config.servers {
@@ -131,6 +132,19 @@ fn validate_stream_options(name: &str, server: &Server) -> Result<(), ConfigErro
     if let Some(section) = &server.sni {
         SniSettings::from_section(section)
             .map_err(|e| ConfigError::at_key(key(&format!("sni.{}", e.field)), e.message))?;
+    }
+    if server.protocol == Some(Protocol::Tls) && server.tls.is_none() {
+        return Err(ConfigError::at_key(key("tls"), "required when protocol is \"tls\""));
+    }
+    if let Some(section) = &server.tls {
+        if section.acme_hosts.is_none() {
+            tls::check_server(section)
+                .map_err(|e| ConfigError::at_key(key(&format!("tls.{}", e.field)), e.message))?;
+        }
+    }
+    if let Some(section) = &server.backends_tls {
+        tls::check_backends(section)
+            .map_err(|e| ConfigError::at_key(key(&format!("backends_tls.{}", e.field)), e.message))?;
     }
     Ok(())
 }

@@ -1,0 +1,513 @@
+//! TLS settings of a server: `[tls]` (terminating clients' TLS) and `[backends_tls]` (TLS to
+//! the backends), read into rustls configurations on the control thread. The shards only
+//! take the finished `Arc`s from the server's settings.
+//!
+//! Names are gobetween's (Go's): versions `tls1`, `tls1.1`, `tls1.2`, plus `tls1.3`; cipher
+//! suites as Go spells them. What rustls cannot do (TLS 1.0/1.1, RC4, 3DES, CBC, RSA key
+//! exchange) is refused with the name, where gobetween would accept it; a name gobetween does
+//! not know, which it drops silently, is refused too.
+//!
+//! The served certificate reloads from disk: `CertFiles::reload_if_changed` (called every few
+//! seconds by the control thread) loads the pair again when either file changed and swaps it
+//! in. New handshakes use the new pair; established connections are not touched.
+
+use crate::config::{BackendsTls, Tls};
+use arc_swap::ArcSwap;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
+use rustls::crypto::{ring, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// How often the control thread looks at the certificate files for a change.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
+
+/// Where Linux distributions keep the system's trusted CAs (Go reads the same files), used when
+/// `[backends_tls]` names no `root_ca_cert_path`.
+const SYSTEM_ROOTS: [&str; 3] =
+    ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+
+/// A bad value in `[tls]` or `[backends_tls]`, with its key (relative to the section).
+#[derive(Debug, PartialEq)]
+pub struct TlsError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl TlsError {
+    fn new(field: &'static str, message: impl Into<String>) -> TlsError {
+        TlsError { field, message: message.into() }
+    }
+}
+
+/// Go's names for the suites rustls offers, by version. Go spells the ChaCha20 suites both
+/// with and without `_SHA256`.
+const SUITES: [(&str, SupportedCipherSuite); 10] = [
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+    ("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+    ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+    ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+        ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+    ("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
+    ("TLS_AES_128_GCM_SHA256", ring::cipher_suite::TLS13_AES_128_GCM_SHA256),
+    ("TLS_AES_256_GCM_SHA384", ring::cipher_suite::TLS13_AES_256_GCM_SHA384),
+    ("TLS_CHACHA20_POLY1305_SHA256", ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256),
+    // Go's older spelling of the first ChaCha20 suite's full name.
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
+];
+
+/// Suites gobetween accepts that rustls does not implement.
+const OLD_SUITES: [&str; 13] = [
+    "TLS_RSA_WITH_RC4_128_SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+];
+
+/// The protocol versions from `min_version` to `max_version` (either may be left out or empty),
+/// and a note when `min_version` names a version rustls does not have (gobetween's reference
+/// configuration has `min_version = "tls1"`): such a minimum is read as tls1.2, the lowest
+/// rustls speaks. A maximum below tls1.2 leaves nothing to speak and is an error.
+pub fn versions(
+    min: Option<&str>,
+    max: Option<&str>,
+) -> Result<(Vec<&'static SupportedProtocolVersion>, Option<String>), TlsError> {
+    // 0 = TLS 1.2, 1 = TLS 1.3; `None` for the versions rustls does not have.
+    let read = |field: &'static str, value: Option<&str>, unset: usize| match value.unwrap_or("") {
+        "" => Ok(Some(unset)),
+        "tls1.2" => Ok(Some(0)),
+        "tls1.3" => Ok(Some(1)),
+        "ssl3" | "tls1" | "tls1.1" => Ok(None),
+        other => Err(TlsError::new(field, format!("unknown TLS version {other:?} (use tls1.2 or tls1.3)"))),
+    };
+    let (low, note) = match read("min_version", min, 0)? {
+        Some(low) => (low, None),
+        None => (
+            0,
+            Some(format!("{:?} read as \"tls1.2\": rustls speaks only tls1.2 and tls1.3", min.unwrap_or(""))),
+        ),
+    };
+    let high = read("max_version", max, 1)?.ok_or_else(|| {
+        TlsError::new(
+            "max_version",
+            format!(
+                "{:?} is not supported: betwixt (rustls) speaks only tls1.2 and tls1.3",
+                max.unwrap_or("")
+            ),
+        )
+    })?;
+    if low > high {
+        return Err(TlsError::new("min_version", "is above max_version"));
+    }
+    let all = [&rustls::version::TLS12, &rustls::version::TLS13];
+    Ok((all[low..=high].to_vec(), note))
+}
+
+/// The suites `ciphers` names, in rustls' order of preference. As in Go, the list restricts the
+/// TLS 1.2 suites; TLS 1.3 suites stay all enabled unless the list names some of them.
+pub fn cipher_suites(ciphers: Option<&[String]>) -> Result<Vec<SupportedCipherSuite>, TlsError> {
+    let all = ring::ALL_CIPHER_SUITES;
+    let Some(names) = ciphers.filter(|names| !names.is_empty()) else {
+        return Ok(all.to_vec());
+    };
+    let mut chosen = Vec::new();
+    for name in names {
+        match SUITES.iter().find(|(go, _)| go == name) {
+            Some((_, suite)) => chosen.push(*suite),
+            None if OLD_SUITES.contains(&name.as_str()) => {
+                return Err(TlsError::new(
+                    "ciphers",
+                    format!("{name} is not supported: rustls offers only AEAD suites with forward secrecy"),
+                ))
+            }
+            None => return Err(TlsError::new("ciphers", format!("unknown cipher suite {name:?}"))),
+        }
+    }
+    let is13 = |s: &SupportedCipherSuite| matches!(s, SupportedCipherSuite::Tls13(_));
+    let name13 = chosen.iter().any(is13);
+    Ok(all
+        .iter()
+        .filter(|s| if is13(s) { !name13 || chosen.contains(s) } else { chosen.contains(s) })
+        .copied()
+        .collect())
+}
+
+fn provider(ciphers: Option<&[String]>) -> Result<Arc<CryptoProvider>, TlsError> {
+    Ok(Arc::new(CryptoProvider { cipher_suites: cipher_suites(ciphers)?, ..ring::default_provider() }))
+}
+
+/// Checks `[tls]` without reading files (configuration validation).
+pub fn check_server(section: &Tls) -> Result<(), TlsError> {
+    versions(section.min_version.as_deref(), section.max_version.as_deref())?;
+    cipher_suites(section.ciphers.as_deref())?;
+    for (field, value) in [("cert_path", &section.cert_path), ("key_path", &section.key_path)] {
+        if value.as_deref().is_none_or(str::is_empty) {
+            return Err(TlsError::new(field, "required"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `[backends_tls]` without reading files.
+pub fn check_backends(section: &BackendsTls) -> Result<(), TlsError> {
+    versions(section.min_version.as_deref(), section.max_version.as_deref())?;
+    cipher_suites(section.ciphers.as_deref())?;
+    if section.cert_path.is_some() != section.key_path.is_some() {
+        let missing = if section.cert_path.is_none() { "cert_path" } else { "key_path" };
+        return Err(TlsError::new(missing, "cert_path and key_path go together"));
+    }
+    Ok(())
+}
+
+/// The certificate pair a tls server serves, reloaded when its files change.
+pub struct CertFiles {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: ArcSwap<CertifiedKey>,
+    /// The files' modification times and sizes at the last load.
+    stamps: Mutex<[Option<(SystemTime, u64)>; 2]>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl fmt::Debug for CertFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CertFiles({}, {})", self.cert_path.display(), self.key_path.display())
+    }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+fn read_certs(field: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs =
+        CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect::<Result<Vec<_>, _>>()).map_err(
+            |e| TlsError::new(field, format!("cannot read certificates from {}: {e}", path.display())),
+        )?;
+    if certs.is_empty() {
+        return Err(TlsError::new(field, format!("no PEM certificate in {}", path.display())));
+    }
+    Ok(certs)
+}
+
+fn read_key(field: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| TlsError::new(field, format!("cannot read a private key from {}: {e}", path.display())))
+}
+
+fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+    let chain = read_certs("cert_path", cert)?;
+    let key = read_key("key_path", key)?;
+    CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| TlsError::new("key_path", format!("does not fit the certificate: {e}")))
+}
+
+impl CertFiles {
+    fn load(cert_path: &str, key_path: &str, provider: Arc<CryptoProvider>) -> Result<CertFiles, TlsError> {
+        let (cert_path, key_path) = (PathBuf::from(cert_path), PathBuf::from(key_path));
+        let stamps = [stamp(&cert_path), stamp(&key_path)];
+        let pair = load_pair(&cert_path, &key_path, &provider)?;
+        Ok(CertFiles {
+            cert_path,
+            key_path,
+            current: ArcSwap::from_pointee(pair),
+            stamps: Mutex::new(stamps),
+            provider,
+        })
+    }
+
+    /// Loads the pair again if either file changed since the last load. A pair that does not
+    /// load (a file half written, a key that does not fit yet) leaves the served one in place
+    /// and is tried again at the next check. Returns whether a new pair is served.
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        let now = [stamp(&self.cert_path), stamp(&self.key_path)];
+        let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+        if *stamps == now {
+            return Ok(false);
+        }
+        let pair = load_pair(&self.cert_path, &self.key_path, &self.provider)?;
+        self.current.store(Arc::new(pair));
+        *stamps = now;
+        Ok(true)
+    }
+}
+
+impl ResolvesServerCert for CertFiles {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// What the shards need of a server's TLS settings, built once per server by `load`.
+#[derive(Clone)]
+pub struct TlsContexts {
+    /// `[tls]`: terminates the clients' TLS.
+    pub server: Option<Arc<ServerConfig>>,
+    /// The served certificate files, for reloads.
+    pub cert_files: Option<Arc<CertFiles>>,
+    /// `[backends_tls]`: TLS to the backends.
+    pub backends: Option<Arc<ClientConfig>>,
+}
+
+impl fmt::Debug for TlsContexts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsContexts")
+            .field("server", &self.server.is_some())
+            .field("cert_files", &self.cert_files)
+            .field("backends", &self.backends.is_some())
+            .finish()
+    }
+}
+
+/// Two servers' contexts are the same when they are the same loaded objects.
+impl PartialEq for TlsContexts {
+    fn eq(&self, other: &Self) -> bool {
+        fn same<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        same(&self.server, &other.server) && same(&self.backends, &other.backends)
+    }
+}
+
+impl TlsContexts {
+    /// Reads the certificate files and builds the configurations. Errors name the key
+    /// (`tls.cert_path`, `backends_tls.root_ca_cert_path`, ...).
+    pub fn load(tls: Option<&Tls>, backends: Option<&BackendsTls>) -> Result<TlsContexts, (String, String)> {
+        let at = |section: &str, e: TlsError| (format!("{section}.{}", e.field), e.message);
+        let (server, cert_files) = match tls {
+            Some(section) => {
+                let (config, files) = server_config(section).map_err(|e| at("tls", e))?;
+                (Some(config), Some(files))
+            }
+            None => (None, None),
+        };
+        let backends = backends.map(client_config).transpose().map_err(|e| at("backends_tls", e))?;
+        Ok(TlsContexts { server, cert_files, backends })
+    }
+}
+
+fn server_config(section: &Tls) -> Result<(Arc<ServerConfig>, Arc<CertFiles>), TlsError> {
+    check_server(section)?;
+    let provider = provider(section.ciphers.as_deref())?;
+    let (versions, _) = versions(section.min_version.as_deref(), section.max_version.as_deref())?;
+    let files = Arc::new(CertFiles::load(
+        section.cert_path.as_deref().unwrap_or_default(),
+        section.key_path.as_deref().unwrap_or_default(),
+        provider.clone(),
+    )?);
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| TlsError::new("ciphers", format!("no usable suite for the versions allowed: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(files.clone());
+    config.ignore_client_order = section.prefer_server_ciphers.unwrap_or(false);
+    if section.session_tickets.unwrap_or(false) {
+        config.ticketer = ring::Ticketer::new()
+            .map_err(|e| TlsError::new("session_tickets", format!("no ticketer: {e}")))?;
+    } else {
+        // gobetween's default: no tickets (Go's SessionTicketsDisabled).
+        config.send_tls13_tickets = 0;
+    }
+    Ok((Arc::new(config), files))
+}
+
+fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsError> {
+    check_backends(section)?;
+    let provider = provider(section.ciphers.as_deref())?;
+    let (versions, _) = versions(section.min_version.as_deref(), section.max_version.as_deref())?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|e| TlsError::new("ciphers", format!("no usable suite for the versions allowed: {e}")))?;
+    let builder = if section.ignore_verify.unwrap_or(false) {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+    } else {
+        builder.with_root_certificates(roots(section.root_ca_cert_path.as_deref())?)
+    };
+    let mut config = match (&section.cert_path, &section.key_path) {
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(
+                read_certs("cert_path", Path::new(cert))?,
+                read_key("key_path", Path::new(key))?,
+            )
+            .map_err(|e| TlsError::new("key_path", format!("does not fit the certificate: {e}")))?,
+        _ => builder.with_no_client_auth(),
+    };
+    if !section.session_tickets.unwrap_or(false) {
+        config.resumption = Resumption::disabled();
+    }
+    Ok(Arc::new(config))
+}
+
+/// The CAs backends' certificates must chain to: `root_ca_cert_path`, else the system's.
+fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
+    let mut store = RootCertStore::empty();
+    let certs = match path {
+        Some(path) => read_certs("root_ca_cert_path", Path::new(path))?,
+        None => SYSTEM_ROOTS
+            .iter()
+            .find_map(|path| read_certs("root_ca_cert_path", Path::new(path)).ok())
+            .ok_or_else(|| TlsError::new("root_ca_cert_path", "not given, and no system CA bundle found"))?,
+    };
+    let (_, ignored) = store.add_parsable_certificates(certs);
+    if store.is_empty() || (path.is_some() && ignored > 0) {
+        return Err(TlsError::new(
+            "root_ca_cert_path",
+            format!("{ignored} certificate(s) could not be parsed"),
+        ));
+    }
+    Ok(store)
+}
+
+/// `ignore_verify = true`: any certificate is taken, as Go's `InsecureSkipVerify`; the
+/// handshake's signatures are still checked, so the peer must hold the certificate's key.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn versions_map_and_old_ones_are_read_or_refused() {
+        assert_eq!(versions(None, None).unwrap().0.len(), 2);
+        assert_eq!(versions(Some("tls1.3"), None).unwrap(), (vec![&rustls::version::TLS13], None));
+        assert_eq!(versions(Some(""), Some("tls1.2")).unwrap(), (vec![&rustls::version::TLS12], None));
+        for old in ["ssl3", "tls1", "tls1.1"] {
+            let (both, note) = versions(Some(old), None).unwrap();
+            assert_eq!(both.len(), 2);
+            assert!(note.unwrap().contains("read as \"tls1.2\""));
+            let e = versions(None, Some(old)).unwrap_err();
+            assert_eq!(e.field, "max_version");
+            assert!(e.message.contains("only tls1.2 and tls1.3"), "{}", e.message);
+        }
+        assert!(versions(None, Some("tls9")).unwrap_err().message.contains("unknown TLS version"));
+        assert_eq!(versions(Some("tls1.3"), Some("tls1.2")).unwrap_err().field, "min_version");
+    }
+
+    #[test]
+    fn ciphers_map_go_names_and_refuse_the_rest() {
+        assert_eq!(cipher_suites(None).unwrap().len(), ring::ALL_CIPHER_SUITES.len());
+        let one = cipher_suites(Some(&names(&["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"]))).unwrap();
+        // The TLS 1.2 suite named, and every TLS 1.3 suite (Go does not restrict those).
+        assert!(one.contains(&ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256));
+        assert_eq!(one.iter().filter(|s| matches!(s, SupportedCipherSuite::Tls12(_))).count(), 1);
+        assert_eq!(one.iter().filter(|s| matches!(s, SupportedCipherSuite::Tls13(_))).count(), 3);
+        let t13 = cipher_suites(Some(&names(&["TLS_AES_256_GCM_SHA384"]))).unwrap();
+        assert_eq!(t13, vec![ring::cipher_suite::TLS13_AES_256_GCM_SHA384]);
+        let e = cipher_suites(Some(&names(&["TLS_RSA_WITH_RC4_128_SHA"]))).unwrap_err();
+        assert!(e.message.contains("TLS_RSA_WITH_RC4_128_SHA is not supported"), "{}", e.message);
+        let e = cipher_suites(Some(&names(&["TLS_NOPE"]))).unwrap_err();
+        assert_eq!((e.field, e.message.as_str()), ("ciphers", "unknown cipher suite \"TLS_NOPE\""));
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let section = Tls {
+            cert_path: Some("/nonexistent/cert.pem".into()),
+            key_path: Some("/nonexistent/key.pem".into()),
+            ..Tls::default()
+        };
+        let (key, message) = TlsContexts::load(Some(&section), None).unwrap_err();
+        assert_eq!(key, "tls.cert_path");
+        assert!(message.contains("/nonexistent/cert.pem"), "{message}");
+        let e = check_server(&Tls::default()).unwrap_err();
+        assert_eq!(e.field, "cert_path");
+    }
+
+    #[test]
+    fn a_pair_that_does_not_load_keeps_the_served_one() {
+        let dir = std::env::temp_dir().join(format!("betwixt-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+        let write = |name: &str| {
+            let pair = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+            (pair.cert.pem(), pair.key_pair.serialize_pem(), pair.cert.der().to_vec())
+        };
+        let (first_cert, first_key, first_der) = write("a.example");
+        std::fs::write(&cert, &first_cert).unwrap();
+        std::fs::write(&key, &first_key).unwrap();
+        let files =
+            CertFiles::load(cert.to_str().unwrap(), key.to_str().unwrap(), provider(None).unwrap()).unwrap();
+        let served = || files.current.load().cert[0].to_vec();
+        assert_eq!(files.reload_if_changed(), Ok(false));
+        // A new certificate whose key is not written yet: refused, the old pair stays.
+        let (second_cert, second_key, second_der) = write("b.example");
+        std::fs::write(&cert, format!("{second_cert}\n")).unwrap();
+        assert_eq!(files.reload_if_changed().unwrap_err().field, "key_path");
+        assert_eq!(served(), first_der);
+        std::fs::write(&key, "garbage").unwrap();
+        assert!(files.reload_if_changed().is_err());
+        assert_eq!(served(), first_der);
+        std::fs::write(&key, &second_key).unwrap();
+        assert_eq!(files.reload_if_changed(), Ok(true));
+        assert_eq!(served(), second_der);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

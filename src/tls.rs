@@ -1,0 +1,236 @@
+//! The TLS side of a connection: terminating the client's TLS (`protocol = "tls"`), TLS to the
+//! backend (`[backends_tls]`), and the byte transfer when either side speaks TLS.
+//!
+//! rustls runs over glommio's `TcpStream` through `futures-rustls`. The transfer here copies
+//! through a buffer per direction (TLS records must pass through user space to be sealed or
+//! opened, so the splice of the plain path does not apply); it keeps the plain path's rules:
+//! a direction's end of stream is passed on as a half-close (a TLS `close_notify`, then the
+//! socket's FIN), idle timeouts are the same `IdleWatch`, and a failed side gets the other
+//! reset. Plain tcp servers never come here.
+
+use crate::direction::Fault;
+use crate::idle::{IdleWatch, Motion};
+use crate::transfer::{failed_side, reset_on_close, End, Meters, Side};
+use betwixt_control::stats::Slot;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use futures_rustls::{client, server};
+use glommio::net::TcpStream;
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+/// Bytes one direction reads at a time: a TLS record's payload at most.
+const CHUNK: usize = 16 * 1024;
+
+/// A client's socket with the bytes an earlier step read from it (a PROXY header's tail)
+/// given back first, so the TLS handshake reads them.
+pub struct Rewind {
+    early: Vec<u8>,
+    at: usize,
+    inner: TcpStream,
+}
+
+impl Rewind {
+    pub fn new(early: Vec<u8>, inner: TcpStream) -> Rewind {
+        Rewind { early, at: 0, inner }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.at < this.early.len() {
+            let n = buf.len().min(this.early.len() - this.at);
+            buf[..n].copy_from_slice(&this.early[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.early.len() {
+                this.early = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// One end of a connection that has TLS on at least one side.
+pub enum Stream {
+    Plain(TcpStream),
+    /// A client whose TLS betwixt terminated.
+    Server(Box<server::TlsStream<Rewind>>),
+    /// A backend betwixt speaks TLS to.
+    Client(Box<client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The socket under the TLS.
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Server(s) => &s.get_ref().0.inner,
+            Stream::Client(s) => s.get_ref().0,
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut *$self {
+            Stream::Plain($s) => $e,
+            Stream::Server($s) => $e,
+            Stream::Client($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_close(cx))
+    }
+}
+
+/// One direction: read a chunk, write it all, flush (TLS holds written bytes until then), repeat;
+/// at the reader's end of stream, close the writer's sending side.
+struct Half {
+    buffer: Box<[u8]>,
+    start: usize,
+    end: usize,
+    unflushed: bool,
+    read_done: bool,
+    finished: bool,
+    moves: u64,
+}
+
+impl Half {
+    fn new() -> Half {
+        Half {
+            buffer: vec![0; CHUNK].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            unflushed: false,
+            read_done: false,
+            finished: false,
+            moves: 0,
+        }
+    }
+
+    fn poll_copy(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: &mut Stream,
+        writer: &mut Stream,
+        counted: [&AtomicU64; 2],
+    ) -> Poll<Result<(), Fault>> {
+        loop {
+            if self.finished {
+                return Poll::Ready(Ok(()));
+            }
+            if self.start < self.end {
+                let n = ready!(Pin::new(&mut *writer).poll_write(cx, &self.buffer[self.start..self.end]))
+                    .map_err(Fault::Writer)?;
+                if n == 0 {
+                    return Poll::Ready(Err(Fault::Writer(io::ErrorKind::WriteZero.into())));
+                }
+                self.start += n;
+                self.moves += 1;
+                counted.iter().for_each(|c| Slot::add(c, n as u64));
+                self.unflushed = true;
+                continue;
+            }
+            if self.unflushed {
+                ready!(Pin::new(&mut *writer).poll_flush(cx)).map_err(Fault::Writer)?;
+                self.unflushed = false;
+            }
+            if self.read_done {
+                ready!(Pin::new(&mut *writer).poll_close(cx)).map_err(Fault::Writer)?;
+                self.finished = true;
+                continue;
+            }
+            let n = match ready!(Pin::new(&mut *reader).poll_read(cx, &mut self.buffer)) {
+                Ok(n) => n,
+                // A TLS peer that closed its socket without `close_notify`: many clients do,
+                // and HAProxy and nginx take it as the end of the stream too.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Poll::Ready(Err(Fault::Reader(e))),
+            };
+            self.moves += 1;
+            (self.start, self.end) = (0, n);
+            self.read_done = n == 0;
+        }
+    }
+}
+
+/// Runs until both directions are done, a side fails, or an idle timeout passes (as
+/// `transfer::bidirectional` does for two plain sockets).
+pub async fn bidirectional(
+    client: &mut Stream,
+    backend: &mut Stream,
+    meters: Meters<'_>,
+    idle: [Option<Duration>; 2],
+) -> End {
+    let (mut up, mut down) = (Half::new(), Half::new());
+    let up_counted = [&meters.server.tx, &meters.backend.tx];
+    let down_counted = [&meters.server.rx, &meters.backend.rx];
+    let mut idle = IdleWatch::new(idle);
+    let end = poll_fn(|cx| {
+        let up_done = match up.poll_copy(cx, client, backend, up_counted) {
+            Poll::Ready(Err(fault)) => return Poll::Ready(failed(Side::Client, fault)),
+            other => other.is_ready(),
+        };
+        let down_done = match down.poll_copy(cx, backend, client, down_counted) {
+            Poll::Ready(Err(fault)) => return Poll::Ready(failed(Side::Backend, fault)),
+            other => other.is_ready(),
+        };
+        if up_done && down_done {
+            return Poll::Ready(End::Done);
+        }
+        if let Some(watch) = &mut idle {
+            let motion = [&up, &down].map(|d| Motion { moves: d.moves, finished: d.finished });
+            if let Poll::Ready(i) = watch.poll_expired(cx, motion) {
+                return Poll::Ready(End::Idle([Side::Client, Side::Backend][i]));
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+    if let End::Failed(side, _) = &end {
+        // The survivor sees an abort, not a clean end (see `transfer`).
+        let survivor = if *side == Side::Client { &*backend } else { &*client };
+        reset_on_close(survivor.socket());
+    }
+    end
+}
+
+/// The transfer's end for a fault of the direction reading from `reader`.
+fn failed(reader: Side, fault: Fault) -> End {
+    let side = failed_side(reader, &fault);
+    let (Fault::Reader(e) | Fault::Writer(e)) = fault;
+    End::Failed(side, e)
+}

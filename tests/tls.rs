@@ -1,0 +1,611 @@
+//! TLS through the real binary: `protocol = "tls"` terminates clients' TLS (rustls clients and
+//! `openssl s_client`), with versions, cipher suites, certificate files that reload under live
+//! connections; `[backends_tls]` speaks TLS to real rustls backends signed by a test CA.
+
+mod api_client;
+mod common;
+
+use api_client::{u64_at, Client};
+use common::backends::{pattern_byte, Backend, Behaviour};
+use common::{free_port, run_betwixt, wait_until, Betwixt, TempDir};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use sonic_rs::JsonValueTrait;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A test CA that signs leaf certificates.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// A leaf certificate and its key, as PEM, and the certificate's DER.
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // Not rcgen's default name, which the leaves also get: OpenSSL would take a leaf whose
+        // issuer equals its subject for self-signed.
+        params.distinguished_name.push(DnType::CommonName, "betwixt test CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    fn leaf(&self, name: &str) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+    }
+
+    fn der(&self) -> CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+
+    fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der()).unwrap();
+        roots
+    }
+}
+
+impl Leaf {
+    /// Writes `NAME.crt` and `NAME.key` into `dir`.
+    fn write(&self, dir: &TempDir, name: &str) -> (PathBuf, PathBuf) {
+        (dir.write(&format!("{name}.crt"), &self.cert_pem), dir.write(&format!("{name}.key"), &self.key_pem))
+    }
+
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap()
+    }
+}
+
+fn provider_with(suites: Option<Vec<rustls::SupportedCipherSuite>>) -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suites) = suites {
+        provider.cipher_suites = suites;
+    }
+    Arc::new(provider)
+}
+
+/// A rustls client for `localhost` trusting `ca`, limited to `versions` and `suites`.
+fn client_config(
+    ca: &Ca,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    suites: Option<Vec<rustls::SupportedCipherSuite>>,
+) -> Arc<rustls::ClientConfig> {
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider_with(suites))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(ca.roots())
+            .with_no_client_auth(),
+    )
+}
+
+type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// Connects and completes the handshake; `Err` with rustls' reason when it fails.
+fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> Result<TlsClient, String> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
+}
+
+/// Sends `data` in chunks and reads each chunk's echo back: the bytes must come back exactly.
+fn echo_round(tls: &mut TlsClient, data: &[u8]) {
+    for chunk in data.chunks(16 * 1024) {
+        tls.write_all(chunk).unwrap();
+        tls.flush().unwrap();
+        let mut back = vec![0u8; chunk.len()];
+        tls.read_exact(&mut back).unwrap();
+        assert!(back == chunk, "echo differs");
+    }
+}
+
+/// A tls server `s` on `port` in front of `backends`, with `tls_extra` in its `[tls]` section.
+fn tls_config(port: u16, cert: &(PathBuf, PathBuf), tls_extra: &str, backends: &[String]) -> String {
+    let list: Vec<String> = backends.iter().map(|l| format!("\"{l}\"")).collect();
+    format!(
+        "[servers.s]\nbind = \"127.0.0.1:{port}\"\nprotocol = \"tls\"\n\
+         [servers.s.tls]\ncert_path = \"{}\"\nkey_path = \"{}\"\n{tls_extra}\n\
+         [servers.s.discovery]\nkind = \"static\"\nstatic_list = [{}]\n",
+        cert.0.display(),
+        cert.1.display(),
+        list.join(", ")
+    )
+}
+
+/// A server `s` for `localhost` (a certificate from a fresh CA) in front of an echo backend,
+/// with `tls_extra` in its `[tls]` section and `extra` after the configuration.
+struct EchoServer {
+    ca: Ca,
+    dir: TempDir,
+    leaf: Leaf,
+    files: (PathBuf, PathBuf),
+    echo: Backend,
+    port: u16,
+    bx: Betwixt,
+}
+
+impl EchoServer {
+    fn start(tag: &str, tls_extra: &str, extra: &str) -> EchoServer {
+        let ca = Ca::new();
+        let dir = TempDir::new(tag);
+        let leaf = ca.leaf("localhost");
+        let files = leaf.write(&dir, "server");
+        let echo = Backend::start("echo", Behaviour::Echo);
+        let port = free_port();
+        let bx = Betwixt::start(&(tls_config(port, &files, tls_extra, &[echo.line()]) + extra), &[], &[port]);
+        EchoServer { ca, dir, leaf, files, echo, port, bx }
+    }
+
+    fn tls13(&self) -> Arc<rustls::ClientConfig> {
+        client_config(&self.ca, &[&rustls::version::TLS13], None)
+    }
+}
+
+#[test]
+fn tls_server_echoes_byte_exact_and_passes_close_notify() {
+    let server = EchoServer::start("tls-echo", "", "");
+    let (ca, port) = (&server.ca, server.port);
+
+    let all = [&rustls::version::TLS12, &rustls::version::TLS13];
+    for versions in [&all[..1], &all[1..]] {
+        let mut tls = connect(port, client_config(ca, versions, None)).unwrap();
+        let data: Vec<u8> = (0..300_007).map(pattern_byte).collect();
+        echo_round(&mut tls, &data);
+        // The client's close_notify reaches the echo backend as a FIN; its FIN comes back as
+        // betwixt's close_notify: a clean end of stream, not an error.
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(tls.read_to_end(&mut rest).map_err(|e| e.to_string()), Ok(0));
+    }
+    // A client that ends with a FIN and no close_notify (many do) half-closes all the same:
+    // its bytes come back, then betwixt's close_notify.
+    let mut tls = connect(port, server.tls13()).unwrap();
+    tls.write_all(b"no close_notify").unwrap();
+    tls.flush().unwrap();
+    tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    assert_eq!(tls.read_to_end(&mut back).map_err(|e| e.to_string()), Ok(15));
+    assert_eq!(back, b"no close_notify");
+    openssl_echo(port, ca, &server.dir);
+}
+
+/// `openssl s_client` completes a handshake trusting the test CA and gets its line echoed.
+fn openssl_echo(port: u16, ca: &Ca, dir: &TempDir) {
+    let ca_path = dir.write("ca.crt", &ca.cert.pem());
+    let Ok(mut child) = std::process::Command::new("openssl")
+        .args(["s_client", "-brief", "-ign_eof", "-verify_return_error", "-CAfile"])
+        .arg(&ca_path)
+        .args(["-connect", &format!("127.0.0.1:{port}"), "-servername", "localhost"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("openssl not installed: skipped");
+        return;
+    };
+    child.stdin.as_mut().unwrap().write_all(b"hello through tls\n").unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("hello through tls") {
+                break;
+            }
+        }
+        seen
+    });
+    let deadline = Instant::now() + LIMIT;
+    while !reader.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = reader.join().unwrap();
+    assert!(
+        String::from_utf8_lossy(&seen).contains("hello through tls"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
+#[test]
+fn versions_and_ciphers_are_enforced() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-versions");
+    let files = ca.leaf("localhost").write(&dir, "server");
+    let echo = Backend::start("echo", Behaviour::Echo);
+    let (only13, only12) = (free_port(), free_port());
+    // The second server is a tcp server with `[tls]`: it terminates TLS as well (gobetween's rule).
+    let config = tls_config(only13, &files, "min_version = \"tls1.3\"", &[echo.line()])
+        + &tls_config(
+            only12,
+            &files,
+            "max_version = \"tls1.2\"\nciphers = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]",
+            &[echo.line()],
+        )
+        .replace("servers.s", "servers.t")
+        .replace("protocol = \"tls\"", "protocol = \"tcp\"");
+    let _bx = Betwixt::start(&config, &[], &[only13, only12]);
+
+    let tls12 = client_config(&ca, &[&rustls::version::TLS12], None);
+    let tls13 = client_config(&ca, &[&rustls::version::TLS13], None);
+    let e = connect(only13, tls12.clone())
+        .map(drop)
+        .expect_err("a TLS 1.2 client must fail against min_version tls1.3");
+    assert!(e.contains("ProtocolVersion") || e.contains("protocol version"), "{e}");
+    let mut ok = connect(only13, tls13.clone()).unwrap();
+    assert_eq!(ok.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
+    echo_round(&mut ok, b"thirteen");
+
+    assert!(connect(only12, tls13).is_err(), "a TLS 1.3 client must fail against max_version tls1.2");
+    let mut ok = connect(only12, tls12).unwrap();
+    assert_eq!(ok.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(
+        ok.conn.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)
+    );
+    echo_round(&mut ok, b"twelve");
+    let other = vec![rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
+    let e = connect(only12, client_config(&ca, &[&rustls::version::TLS12], Some(other))).err();
+    assert!(e.is_some(), "a client without the allowed suite must fail");
+}
+
+#[test]
+fn bad_tls_settings_are_clear_start_up_errors() {
+    let dir = TempDir::new("tls-bad");
+    let missing = (dir.0.join("missing.crt"), dir.0.join("missing.key"));
+    let config = tls_config(free_port(), &missing, "", &["127.0.0.1:1".into()]);
+    let path = dir.write("bad.toml", &config);
+    let (status, _, stderr) = run_betwixt(&["-c", path.to_str().unwrap()]);
+    assert!(!status.success());
+    assert!(stderr.contains("servers.s.tls.cert_path") && stderr.contains("missing.crt"), "{stderr}");
+
+    let ca = Ca::new();
+    let files = ca.leaf("localhost").write(&dir, "server");
+    for (extra, key, words) in [
+        ("max_version = \"tls1.1\"", "servers.s.tls.max_version", "only tls1.2 and tls1.3"),
+        (
+            "min_version = \"tls1.3\"\nmax_version = \"tls1.2\"",
+            "servers.s.tls.min_version",
+            "above max_version",
+        ),
+        (
+            "ciphers = [\"TLS_RSA_WITH_3DES_EDE_CBC_SHA\"]",
+            "servers.s.tls.ciphers",
+            "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+        ),
+        ("ciphers = [\"TLS_BOGUS\"]", "servers.s.tls.ciphers", "unknown cipher suite"),
+    ] {
+        let path = dir.write("bad.toml", &tls_config(free_port(), &files, extra, &["127.0.0.1:1".into()]));
+        let (status, _, stderr) = run_betwixt(&["-c", path.to_str().unwrap()]);
+        assert!(!status.success(), "{extra}");
+        assert!(stderr.contains(key) && stderr.contains(words), "{extra}: {stderr}");
+    }
+    // gobetween's reference configuration has `min_version = "tls1"`: read as tls1.2, with a
+    // warning.
+    let path = dir.write(
+        "old.toml",
+        &tls_config(free_port(), &files, "min_version = \"tls1\"", &["127.0.0.1:1".into()]),
+    );
+    let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("servers.s.tls.min_version") && stderr.contains("read as \"tls1.2\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_cert_path_over_the_api_is_409() {
+    let api = free_port();
+    let _bx = Betwixt::start(&format!("[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n"), &[], &[api]);
+    let body = format!(
+        "{{\"bind\": \"127.0.0.1:{}\", \"protocol\": \"tls\", \"tls\": {{\"cert_path\": \"/nonexistent/a.crt\", \
+         \"key_path\": \"/nonexistent/a.key\"}}, \"discovery\": {{\"kind\": \"static\", \"static_list\": [\"127.0.0.1:1\"]}}}}",
+        free_port()
+    );
+    let reply = Client::http(api).send("POST", "/servers/x", &body);
+    assert_eq!(reply.status, 409, "{}", reply.message());
+    assert!(reply.message().contains("/nonexistent/a.crt"), "{}", reply.message());
+}
+
+#[test]
+fn certificate_reload_keeps_live_connections() {
+    let server = EchoServer::start("tls-reload", "", "");
+    let (ca, port, files, first, bx) = (&server.ca, server.port, &server.files, &server.leaf, &server.bx);
+    let config = server.tls13();
+    let served = |tls: &TlsClient| tls.conn.peer_certificates().unwrap()[0].clone();
+
+    let mut live = connect(port, config.clone()).unwrap();
+    assert_eq!(served(&live), first.der);
+    echo_round(&mut live, b"before");
+
+    let second = ca.leaf("localhost");
+    // The key first, then the certificate: either order must end with the new pair served.
+    std::fs::write(&files.1, &second.key_pem).unwrap();
+    std::fs::write(&files.0, &second.cert_pem).unwrap();
+    let renewed =
+        wait_until(LIMIT, || connect(port, config.clone()).is_ok_and(|tls| served(&tls) == second.der));
+    assert!(renewed, "new handshakes never saw the new certificate; log:\n{}", bx.log_text());
+    // The connection made before the reload goes on.
+    echo_round(&mut live, b"after the reload");
+    assert!(bx.log_text().contains("certificate reloaded"), "{}", bx.log_text());
+}
+
+/// A rustls TLS echo server for `leaf`; when `client_ca` is given it requires a client
+/// certificate signed by it. Counts completed handshakes.
+struct TlsBackend {
+    port: u16,
+    handshakes: Arc<AtomicUsize>,
+}
+
+impl TlsBackend {
+    fn start(leaf: &Leaf, client_ca: Option<&Ca>) -> TlsBackend {
+        let builder = rustls::ServerConfig::builder_with_provider(provider_with(None))
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match client_ca {
+            Some(ca) => builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(ca.roots()),
+                    provider_with(None),
+                )
+                .build()
+                .unwrap(),
+            ),
+            None => builder.with_no_client_auth(),
+        };
+        let config = Arc::new(builder.with_single_cert(vec![leaf.der.clone()], leaf.key()).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let counted = handshakes.clone();
+        thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(mut tcp) = tcp else { return };
+                let (config, counted) = (config.clone(), counted.clone());
+                thread::spawn(move || {
+                    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+                    let mut conn = rustls::ServerConnection::new(config).unwrap();
+                    while conn.is_handshaking() {
+                        if conn.complete_io(&mut tcp).is_err() {
+                            return;
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let mut tls = rustls::StreamOwned::new(conn, tcp);
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = tls.read(&mut buf) {
+                        if n == 0 || tls.write_all(&buf[..n]).and_then(|_| tls.flush()).is_err() {
+                            break;
+                        }
+                    }
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+        TlsBackend { port, handshakes }
+    }
+}
+
+/// Sends a line over plain TCP and returns what comes back before the connection ends.
+fn plain_exchange(port: u16, line: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let _ = tcp.write_all(line);
+    let _ = tcp.shutdown(std::net::Shutdown::Write);
+    let mut back = Vec::new();
+    let _ = tcp.read_to_end(&mut back);
+    back
+}
+
+#[test]
+fn backends_tls_verifies_presents_client_certificates_and_counts_failures() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-backends");
+    let ca_path = dir.write("ca.crt", &ca.cert.pem());
+    let client = ca.leaf("betwixt.client").write(&dir, "client");
+    // Requires a client certificate from the CA; its own is for backend.example.
+    let good = TlsBackend::start(&ca.leaf("backend.example"), Some(&ca));
+    // Its certificate is for another name than the backend line gives.
+    let wrong_name = TlsBackend::start(&ca.leaf("other.example"), None);
+    let (api, metrics) = (free_port(), free_port());
+    let (verified, insecure, failing) = (free_port(), free_port(), free_port());
+    let section = |name: &str, port: u16, line: String, extra: &str| {
+        format!(
+            "[servers.{name}]\nbind = \"127.0.0.1:{port}\"\n\
+             [servers.{name}.backends_tls]\n{extra}\n\
+             [servers.{name}.discovery]\nkind = \"static\"\nstatic_list = [\"{line}\"]\n"
+        )
+    };
+    let config = format!(
+        "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n[metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n"
+    )
+        + &section(
+            "verified",
+            verified,
+            format!("127.0.0.1:{} sni=backend.example", good.port),
+            &format!(
+                "root_ca_cert_path = \"{}\"\ncert_path = \"{}\"\nkey_path = \"{}\"",
+                ca_path.display(),
+                client.0.display(),
+                client.1.display()
+            ),
+        )
+        + &section("insecure", insecure, format!("localhost:{}", wrong_name.port), "ignore_verify = true")
+        + &section(
+            "failing",
+            failing,
+            format!("localhost:{}", wrong_name.port),
+            &format!("root_ca_cert_path = \"{}\"", ca_path.display()),
+        );
+    let bx = Betwixt::start(&config, &[], &[api, verified, insecure, failing]);
+    let client = Client::http(api);
+    // Host names resolve on the control thread after the server listens.
+    for name in ["verified", "insecure", "failing"] {
+        let path = format!("/servers/{name}/stats");
+        assert!(wait_until(LIMIT, || !client.get_json(&path)["backends"][0]["stats"].is_null()), "{name}");
+    }
+
+    // Verified for the backend's sni=, with betwixt's client certificate accepted.
+    assert_eq!(plain_exchange(verified, b"over verified tls"), b"over verified tls", "{}", bx.log_text());
+    assert_eq!(good.handshakes.load(Ordering::SeqCst), 1);
+    // ignore_verify takes the certificate for another name.
+    assert_eq!(plain_exchange(insecure, b"unverified"), b"unverified");
+
+    // Verification for "localhost" fails: refused like a dead backend, counted, logged.
+    let before = wrong_name.handshakes.load(Ordering::SeqCst);
+    assert_eq!(plain_exchange(failing, b"never delivered"), b"");
+    assert_eq!(wrong_name.handshakes.load(Ordering::SeqCst), before);
+    let counted = wait_until(LIMIT, || {
+        u64_at(&client.get_json("/servers/failing/stats")["backends"][0]["stats"], "refused_connections") == 1
+    });
+    assert!(counted, "{}", client.get_json("/servers/failing/stats"));
+    let text = Client::http(metrics).get("/metrics").body;
+    let tls_errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("betwixt_backend_connect_errors_total{") && l.contains("kind=\"tls\""))
+        .filter(|l| l.contains("server=\"failing\""))
+        .collect();
+    assert!(tls_errors.len() == 1 && tls_errors[0].ends_with(" 1"), "{text}");
+    assert!(bx.log_text().contains("TLS handshake"), "{}", bx.log_text());
+}
+
+/// A rustls client for `name` trusting `ca` (any version).
+fn connect_as(port: u16, ca: &Ca, name: &str) -> Result<TlsClient, String> {
+    let config = client_config(ca, &[&rustls::version::TLS12, &rustls::version::TLS13], None);
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let conn =
+        rustls::ClientConnection::new(config, ServerName::try_from(name.to_string()).unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
+}
+
+#[test]
+fn sni_on_a_tls_server_routes_on_the_terminated_name() {
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-sni");
+    let key = KeyPair::generate().unwrap();
+    let names = vec!["a.example".to_string(), "b.example".to_string()];
+    let cert = CertificateParams::new(names).unwrap().signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let files = (dir.write("s.crt", &cert.pem()), dir.write("s.key", &key.serialize_pem()));
+    let (a, b) = (Backend::start("a", Behaviour::Named), Backend::start("b", Behaviour::Named));
+    let port = free_port();
+    let lines = [format!("{} sni=a.example", a.line()), format!("{} sni=B.example", b.line())];
+    let config =
+        tls_config(port, &files, "", &lines) + "[servers.s.sni]\nunexpected_hostname_strategy = \"reject\"\n";
+    let _bx = Betwixt::start(&config, &[], &[port]);
+    for (name, expected) in [("a.example", "a"), ("b.example", "b")] {
+        let mut tls = connect_as(port, &ca, name).unwrap();
+        let mut line = [0u8; 2];
+        tls.read_exact(&mut line).unwrap();
+        assert_eq!(&line, format!("{expected}\n").as_bytes(), "{name}");
+    }
+}
+
+#[test]
+fn garbage_instead_of_tls_closes_only_that_connection() {
+    let server = EchoServer::start("tls-garbage", "", "");
+    let (port, echo) = (server.port, &server.echo);
+    let mut garbage = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    garbage.set_read_timeout(Some(LIMIT)).unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let mut reply = Vec::new();
+    let _ = garbage.read_to_end(&mut reply);
+    assert!(started.elapsed() < LIMIT, "the connection was not closed");
+    // Whatever came back (a TLS alert at most) carries none of the backend's bytes.
+    assert!(!reply.windows(3).any(|w| w == b"GET"), "{reply:?}");
+    assert_eq!(echo.accepted.load(Ordering::SeqCst), 0);
+    let mut tls = connect(port, server.tls13()).unwrap();
+    echo_round(&mut tls, b"still serving");
+}
+
+#[test]
+fn proxy_protocol_is_read_before_the_handshake_and_sent_inside_it() {
+    // The echo backend returns the PROXY header betwixt sends, then the client's bytes.
+    let extra =
+        "[servers.s.proxy_protocol]\nversion = \"1\"\n[servers.s.accept_proxy_protocol]\nversion = \"1\"\n";
+    let server = EchoServer::start("tls-proxy", "", extra);
+    let port = server.port;
+    let header = b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\n";
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    tcp.write_all(header).unwrap();
+    let conn =
+        rustls::ClientConnection::new(server.tls13(), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(b"payload").unwrap();
+    let mut back = vec![0u8; header.len() + b"payload".len()];
+    tls.read_exact(&mut back).unwrap();
+    assert_eq!(back, [header.as_slice(), b"payload"].concat(), "{}", String::from_utf8_lossy(&back));
+}
+
+#[test]
+fn a_client_that_never_finishes_its_handshake_is_closed_after_10s() {
+    let server = EchoServer::start("tls-slow", "", "");
+    let (port, echo) = (server.port, &server.echo);
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // A record header announcing a ClientHello that never comes.
+    stalled.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    let started = Instant::now();
+    // Others are served meanwhile.
+    let mut tls = connect(port, server.tls13()).unwrap();
+    echo_round(&mut tls, b"not blocked");
+    let _ = stalled.read_to_end(&mut Vec::new());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(25), "{waited:?}");
+    assert_eq!(echo.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn idle_timeouts_close_an_idle_tls_connection() {
+    let server = EchoServer::start("tls-idle", "", "[defaults]\nclient_idle_timeout = \"1s\"\n");
+    let mut tls = connect(server.port, server.tls13()).unwrap();
+    echo_round(&mut tls, b"then silence");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    // Closed by betwixt (without close_notify: the timeout is an abort, not an end of stream).
+    assert!(tls.read_to_end(&mut rest).is_err() || rest.is_empty());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "{waited:?}");
+}
