@@ -8,6 +8,10 @@
 //! Every socket a server holds is a session's (bounded by `max_connections`, counted in
 //! `active_connections`) or, in fire-and-forget mode (`max_requests = 1` and nothing to wait
 //! for), one per backend this shard sends to.
+//!
+//! In transparent mode (`udp.transparent`) a session's socket is bound to its client's own
+//! address and port (`IP_TRANSPARENT`) before it connects, so the backend sees the client as
+//! the sender; the host's routing must hand the backend's replies back to that socket.
 
 mod batch;
 pub mod sessions;
@@ -55,6 +59,7 @@ pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket) {
         shard,
         slot,
         socket,
+        transparent: settings.udp.transparent,
         table: RefCell::new(Sessions::new(limits)),
         picker: RefCell::new(Picker::new(shard)),
         reply: RefCell::new(vec![0; MAX_DATAGRAM].into_boxed_slice()),
@@ -102,6 +107,8 @@ struct Front {
     slot: Arc<ServerSlot>,
     /// The server's socket (non-blocking): clients' datagrams in, replies out.
     socket: UdpSocket,
+    /// Backend sockets are bound to the client's address (`udp.transparent`).
+    transparent: bool,
     table: RefCell<Sessions<Flow>>,
     picker: RefCell<Picker>,
     /// One receive buffer for every session's replies: a reply is sent on before the next
@@ -216,7 +223,7 @@ impl Front {
             else {
                 continue; // filled up by another shard since the pick
             };
-            let socket = match connect(&backend.addrs) {
+            let socket = match connect(&backend.addrs, self.transparent.then_some(client)) {
                 Ok(socket) => socket,
                 Err(e) => {
                     let slot = backend.counters.shard(self.shard);
@@ -261,6 +268,9 @@ impl Front {
             return self.drop_datagram(snapshot, Dropped::NoBackend);
         };
         let backend = &snapshot.backends[index];
+        if self.transparent {
+            return self.send_once_from(snapshot, backend, data, client);
+        }
         let mut pool = self.pool.borrow_mut();
         if pool.generation != snapshot.generation {
             pool.generation = snapshot.generation;
@@ -271,7 +281,7 @@ impl Front {
         };
         let socket = match pool.sockets.entry(addr) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => match connect(&[addr]) {
+            std::collections::hash_map::Entry::Vacant(e) => match connect(&[addr], None) {
                 Ok(socket) => {
                     // Never read: a small receive buffer keeps unwanted replies from piling up.
                     let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1);
@@ -295,6 +305,25 @@ impl Front {
                 self.send_failed(backend, &e);
                 // An ICMP error left on the socket: start afresh with a new one.
                 pool.sockets.remove(&addr);
+            }
+        }
+    }
+
+    /// Fire-and-forget in transparent mode: every datagram carries its own client's address,
+    /// so it goes out through a socket bound to that address, closed right after the send (one
+    /// socket at a time, never held).
+    fn send_once_from(&self, snapshot: &ServerSnapshot, backend: &Backend, data: &[u8], client: SocketAddr) {
+        let sent = connect(&backend.addrs, Some(client)).and_then(|socket| socket.send(data));
+        match sent {
+            Ok(n) => {
+                let server = self.server_slot(snapshot);
+                Slot::add(&server.datagrams_in, 1);
+                Slot::add(&server.tx, n as u64);
+                Slot::add(&backend.counters.shard(self.shard).tx, n as u64);
+            }
+            Err(e) => {
+                self.drop_datagram(snapshot, Dropped::SendFailed);
+                self.send_failed(backend, &e);
             }
         }
     }
@@ -447,22 +476,43 @@ fn recv(fd: RawFd, buffer: &mut [u8]) -> io::Result<usize> {
 
 /// A non-blocking UDP socket connected to the first of `addrs` that takes it: the kernel then
 /// delivers only that address's datagrams to it (a reply from another port is dropped, as
-/// with gobetween's connected sockets).
-fn connect(addrs: &[SocketAddr]) -> io::Result<UdpSocket> {
+/// with gobetween's connected sockets). With `from` (transparent mode) it is bound to that
+/// address, the client's, first.
+fn connect(addrs: &[SocketAddr], from: Option<SocketAddr>) -> io::Result<UdpSocket> {
     let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "backend has no address");
     for &addr in addrs {
-        let attempt = Socket::new(Domain::for_address(addr), Type::DGRAM.cloexec(), Some(Protocol::UDP))
-            .and_then(|socket| {
-                socket.set_nonblocking(true)?;
-                socket.connect(&addr.into())?;
-                Ok(socket)
-            });
+        let domain = Domain::for_address(addr);
+        let attempt = Socket::new(domain, Type::DGRAM.cloexec(), Some(Protocol::UDP)).and_then(|socket| {
+            socket.set_nonblocking(true)?;
+            if let Some(client) = from {
+                let client = in_family_of(client, addr)?;
+                betwixt_control::bind::set_transparent(&socket, domain)?;
+                // The client's previous session may still hold this address while it waits
+                // for its last replies (`max_requests`); both may bind it, the kernel tells
+                // them apart by the backend they are connected to.
+                socket.set_reuse_address(true)?;
+                socket.bind(&client.into())?;
+            }
+            socket.connect(&addr.into())?;
+            Ok(socket)
+        });
         match attempt {
             Ok(socket) => return Ok(socket.into()),
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// `client` in the address family of `backend`, for a socket bound to the one and connected
+/// to the other: an IPv4 client reaches a dual-stack server as `::ffff:a.b.c.d`.
+fn in_family_of(client: SocketAddr, backend: SocketAddr) -> io::Result<SocketAddr> {
+    let client = SocketAddr::new(client.ip().to_canonical(), client.port());
+    if client.is_ipv4() == backend.is_ipv4() {
+        return Ok(client);
+    }
+    let message = format!("client {client} and backend {backend} are of different address families");
+    Err(io::Error::new(io::ErrorKind::AddrNotAvailable, message))
 }
 
 /// A place a session holds in a server's or backend's counters (active, and the cross-shard

@@ -22,10 +22,6 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
         // SNI routing and the PROXY protocol are built for tcp servers; on tls servers they
         // wait for TLS termination (the protocol itself is refused above).
         let tcp = server.protocol.unwrap_or_default() == Protocol::Tcp;
-        // UDP sessions are built; their transparent mode (client source addresses) is not.
-        if server.udp.as_ref().and_then(|u| u.transparent).unwrap_or(false) {
-            keys.push(format!("{} = true", at("udp.transparent")));
-        }
         for (field, present) in [
             ("sni", server.sni.is_some() && !tcp),
             ("tls", server.tls.is_some()),
