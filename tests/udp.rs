@@ -55,12 +55,13 @@ fn open_fds(pid: i32) -> usize {
 
 /// A UDP backend on 127.0.0.1 answering every datagram with `name:` followed by the datagram,
 /// from the port it received on (or, with `other_port`, from a second socket). Counts what it
-/// received; `mute` makes it receive without answering.
+/// received; `mute` makes it receive without answering, `twice` answers again 100 ms later.
 struct Echo {
     port: u16,
     received: Arc<AtomicUsize>,
     mute: Arc<AtomicBool>,
     from_other_port: Arc<AtomicBool>,
+    twice: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -76,11 +77,17 @@ impl Echo {
             received: Arc::default(),
             mute: Arc::default(),
             from_other_port: Arc::default(),
+            twice: Arc::default(),
             stop: Arc::default(),
             thread: None,
         };
-        let (received, mute, other_port, stop) =
-            (echo.received.clone(), echo.mute.clone(), echo.from_other_port.clone(), echo.stop.clone());
+        let (received, mute, other_port, twice, stop) = (
+            echo.received.clone(),
+            echo.mute.clone(),
+            echo.from_other_port.clone(),
+            echo.twice.clone(),
+            echo.stop.clone(),
+        );
         let prefix = format!("{name}:").into_bytes();
         echo.thread = Some(std::thread::spawn(move || {
             let mut buf = vec![0; 65_536];
@@ -93,6 +100,13 @@ impl Echo {
                 let reply = [&prefix[..], &buf[..n]].concat();
                 let sender = if other_port.load(Ordering::Relaxed) { &other } else { &socket };
                 let _ = sender.send_to(&reply, from);
+                if twice.load(Ordering::Relaxed) {
+                    let again = sender.try_clone().unwrap();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_millis(100));
+                        let _ = again.send_to(&reply, from);
+                    });
+                }
             }
         }));
         echo
@@ -260,15 +274,18 @@ fn dns_through_betwixt_and_max_responses_frees_each_session_at_the_answer() {
         .unwrap_or_else(|e| panic!("dig is needed for this test (apt-get install dnsutils): {e}"));
     assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "10.9.8.7", "{dig:?}");
 
-    // 300 queries, each from its own port: every answer is right, and each session (with its
-    // socket to dnsmasq) ends at its answer: nothing else could end it, there is no timeout.
+    // 300 queries, each from its own port: every answer is right, and each session ends at its
+    // answer: nothing else could end it, there is no timeout. Its socket to dnsmasq is kept
+    // for the next query, so one socket per shard serves them all (betwixt runs a shard per
+    // CPU here, and the kernel spreads the client ports over them).
+    let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
     for i in 0..300u16 {
         let socket = client();
         let reply = ask(&socket, port, &dns_query(i, &format!("q{i}.example.test"))).expect("DNS answer");
         assert_eq!(dns_answer(&reply), (i, [10, 9, 8, 7]));
     }
     assert!(
-        wait_until(Duration::from_secs(2), || open_fds(bx.pid()) <= baseline && sessions(api) == 0),
+        wait_until(Duration::from_secs(2), || open_fds(bx.pid()) <= baseline + shards && sessions(api) == 0),
         "sessions left open: {} fds (baseline {baseline}), {} sessions",
         open_fds(bx.pid()),
         sessions(api)
@@ -467,6 +484,26 @@ fn reply_from_another_port_is_dropped() {
     assert!(echo.received() >= 1);
     echo.from_other_port.store(false, Ordering::Relaxed);
     assert_eq!(ask(&socket, port, b"real").as_deref(), Some(&b"echo:real"[..]));
+}
+
+/// A session that ends at its answer leaves its socket for the next session; a backend that
+/// answers once more after that must not reach the next client through it. The socket is
+/// drained before reuse, and one that held a stray datagram is closed instead.
+#[test]
+fn a_second_answer_on_an_idle_socket_never_reaches_the_next_client() {
+    let echo = Echo::start("echo");
+    echo.twice.store(true, Ordering::Relaxed);
+    let (ports, _bx) = serve(&[echo.line()], "", "max_responses = 1");
+    let port = ports.udp;
+    for i in 0..5 {
+        let socket = client();
+        let query = format!("query {i}");
+        assert_eq!(ask(&socket, port, query.as_bytes()), Some(format!("echo:{query}").into_bytes()));
+        // The backend's second answer arrives while the socket is idle.
+        std::thread::sleep(Duration::from_millis(200));
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        assert!(socket.recv(&mut [0; 64]).is_err(), "the session ended at its first answer");
+    }
 }
 
 #[test]

@@ -6,8 +6,14 @@
 //! and one ends idle sessions at their deadlines.
 //!
 //! Every socket a server holds is a session's (bounded by `max_connections`, counted in
-//! `active_connections`) or, in fire-and-forget mode (`max_requests = 1` and nothing to wait
-//! for), one per backend this shard sends to.
+//! `active_connections`), an idle one kept for the next session (at most `IDLE_SOCKETS` per
+//! shard), or, in fire-and-forget mode (`max_requests = 1` and nothing to wait for), one per
+//! backend this shard sends to.
+//!
+//! A session that ends at its answer (`max_responses`) with every request answered leaves its
+//! socket idle rather than closing it, and the next session to the same backend address takes
+//! it, once drained: a DNS-style query then costs no `socket`, `connect` and `close`. See
+//! `Pool::take_idle` for why that cannot hand one client's reply to another.
 //!
 //! In transparent mode (`udp.transparent`) a session's socket is bound to its client's own
 //! address and port (`IP_TRANSPARENT`) before it connects, so the backend sees the client as
@@ -25,7 +31,7 @@ use glommio::Task;
 use sessions::{Forward, Id, Limits, Reply, Sessions};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -44,6 +50,9 @@ const MAX_PICKS: usize = 3;
 
 /// Pause after a receive error on the server socket, so a persistent one cannot spin the shard.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Idle backend sockets one server keeps per shard, for all its backends together.
+const IDLE_SOCKETS: usize = 64;
 
 /// Serves one UDP server on shard `shard` until the task is dropped (the server is removed);
 /// then every session ends and its socket closes.
@@ -126,17 +135,81 @@ struct Flow {
     /// the socket closes.
     replies: Option<Task<()>>,
     socket: UdpSocket,
+    /// The backend address `socket` is connected to.
+    peer: SocketAddr,
     backend: Arc<Backend>,
     _server: Place,
     _backend: Place,
 }
 
-/// Fire-and-forget sockets, one per backend address this shard sends to. Backends that left
-/// the snapshot lose theirs when the snapshot changes.
+/// Sockets connected to backend addresses and held between uses: the fire-and-forget socket
+/// per address, and idle sockets of sessions that ended at their answer. Those of backends that
+/// left the snapshot close when the snapshot changes.
 #[derive(Default)]
 struct Pool {
     generation: u64,
     sockets: HashMap<SocketAddr, UdpSocket>,
+    /// Oldest first: the socket taken is the one that has rested longest.
+    idle: HashMap<SocketAddr, VecDeque<UdpSocket>>,
+    idle_count: usize,
+}
+
+impl Pool {
+    /// Closes the sockets of backend addresses `snapshot` no longer has.
+    fn refresh(&mut self, snapshot: &ServerSnapshot) {
+        if self.generation == snapshot.generation {
+            return;
+        }
+        self.generation = snapshot.generation;
+        let known = |addr: &SocketAddr| snapshot.backends.iter().any(|b| b.addrs.contains(addr));
+        self.sockets.retain(|addr, _| known(addr));
+        self.idle.retain(|addr, _| known(addr));
+        self.idle_count = self.idle.values().map(VecDeque::len).sum();
+    }
+
+    /// Keeps `socket`, connected to `peer`, for a later session; closes it when the pool is full.
+    /// Only the socket of a session that had a reply for each of its requests comes here:
+    /// nothing the backend was asked is still unanswered on it.
+    fn put_idle(&mut self, snapshot: &ServerSnapshot, socket: UdpSocket, peer: SocketAddr) {
+        self.refresh(snapshot);
+        if self.idle_count < IDLE_SOCKETS {
+            self.idle.entry(peer).or_default().push_back(socket);
+            self.idle_count += 1;
+        }
+    }
+
+    /// An idle socket connected to one of `addrs`, drained. Why a reply cannot reach the wrong
+    /// client through it: it comes from a session whose every request was answered, so the
+    /// backend owes nothing on it; anything that arrived while it was idle (a backend answering
+    /// twice, a duplicated datagram) is found here and the socket is closed instead of reused,
+    /// and the backend's later datagrams on it are only answers to the new session's requests.
+    /// What is left is a backend that answers one request twice with the second answer held back
+    /// until the socket's next session has begun; `docs/udp.md` says so.
+    fn take_idle(
+        &mut self,
+        snapshot: &ServerSnapshot,
+        addrs: &[SocketAddr],
+    ) -> Option<(UdpSocket, SocketAddr)> {
+        self.refresh(snapshot);
+        for &addr in addrs {
+            let Some(queue) = self.idle.get_mut(&addr) else { continue };
+            while let Some(socket) = queue.pop_front() {
+                self.idle_count -= 1;
+                match recv(socket.as_raw_fd(), &mut [0; 1]) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some((socket, addr)),
+                    // A stray datagram, or an ICMP error left on it: closed, never reused.
+                    _ => log::debug!("idle socket to {addr} was not quiet: closed"),
+                }
+            }
+        }
+        None
+    }
+
+    fn clear(&mut self) {
+        self.sockets.clear();
+        self.idle.clear();
+        self.idle_count = 0;
+    }
 }
 
 impl Front {
@@ -223,8 +296,8 @@ impl Front {
             else {
                 continue; // filled up by another shard since the pick
             };
-            let socket = match connect(&backend.addrs, self.transparent.then_some(client)) {
-                Ok(socket) => socket,
+            let (socket, peer) = match self.backend_socket(snapshot, backend, client) {
+                Ok(found) => found,
                 Err(e) => {
                     let slot = backend.counters.shard(self.shard);
                     Slot::add(&slot.refused, 1);
@@ -242,6 +315,7 @@ impl Front {
             let flow = Flow {
                 replies: None,
                 socket,
+                peer,
                 backend: backend.clone(),
                 _server: server_place,
                 _backend: backend_place,
@@ -261,6 +335,23 @@ impl Front {
         None
     }
 
+    /// A socket connected to `backend` for a new session of `client`: an idle one if the
+    /// shard has one, else a new one (always new in transparent mode, bound to the client).
+    fn backend_socket(
+        &self,
+        snapshot: &ServerSnapshot,
+        backend: &Backend,
+        client: SocketAddr,
+    ) -> io::Result<(UdpSocket, SocketAddr)> {
+        if self.transparent {
+            return connect(&backend.addrs, Some(client));
+        }
+        if let Some(idle) = self.pool.borrow_mut().take_idle(snapshot, &backend.addrs) {
+            return Ok(idle);
+        }
+        connect(&backend.addrs, None)
+    }
+
     /// gobetween's fire-and-forget mode: each datagram balanced on its own and sent through
     /// the shard's socket to that backend; replies are not relayed.
     fn fire_and_forget(&self, snapshot: &Arc<ServerSnapshot>, data: &[u8], client: SocketAddr) {
@@ -272,17 +363,14 @@ impl Front {
             return self.send_once_from(snapshot, backend, data, client);
         }
         let mut pool = self.pool.borrow_mut();
-        if pool.generation != snapshot.generation {
-            pool.generation = snapshot.generation;
-            pool.sockets.retain(|addr, _| snapshot.backends.iter().any(|b| b.addrs.contains(addr)));
-        }
+        pool.refresh(snapshot);
         let Some(&addr) = backend.addrs.first() else {
             return self.drop_datagram(snapshot, Dropped::NoBackend);
         };
         let socket = match pool.sockets.entry(addr) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => match connect(&[addr], None) {
-                Ok(socket) => {
+                Ok((socket, _)) => {
                     // Never read: a small receive buffer keeps unwanted replies from piling up.
                     let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1);
                     e.insert(socket)
@@ -313,7 +401,7 @@ impl Front {
     /// so it goes out through a socket bound to that address, closed right after the send (one
     /// socket at a time, never held).
     fn send_once_from(&self, snapshot: &ServerSnapshot, backend: &Backend, data: &[u8], client: SocketAddr) {
-        let sent = connect(&backend.addrs, Some(client)).and_then(|socket| socket.send(data));
+        let sent = connect(&backend.addrs, Some(client)).and_then(|(socket, _)| socket.send(data));
         match sent {
             Ok(n) => {
                 let server = self.server_slot(snapshot);
@@ -362,10 +450,24 @@ impl Front {
             }
         }
         if then_close {
-            self.close_from_replies(id);
+            let reusable = !self.transparent && self.table.borrow().answered_all(id);
+            self.end_at_answer(id, &snapshot, reusable);
             return false;
         }
         true
+    }
+
+    /// Ends session `id` at its last reply, from its reply task (which returns right after);
+    /// with `reusable` its socket is kept for a later session.
+    fn end_at_answer(&self, id: Id, snapshot: &ServerSnapshot, reusable: bool) {
+        let flow = self.table.borrow_mut().close(id);
+        let Some(Flow { replies, socket, peer, .. }) = flow else { return };
+        if let Some(task) = replies {
+            task.detach();
+        }
+        if reusable {
+            self.pool.borrow_mut().put_idle(snapshot, socket, peer);
+        }
     }
 
     /// Ends session `id`; its reply task, if waiting, is cancelled.
@@ -402,7 +504,7 @@ impl Front {
         drop(timer);
         let flows = self.table.borrow_mut().drain();
         drop(flows);
-        self.pool.borrow_mut().sockets.clear();
+        self.pool.borrow_mut().clear();
     }
 
     async fn receive_failed(&self, e: io::Error) {
@@ -478,7 +580,7 @@ fn recv(fd: RawFd, buffer: &mut [u8]) -> io::Result<usize> {
 /// delivers only that address's datagrams to it (a reply from another port is dropped, as
 /// with gobetween's connected sockets). With `from` (transparent mode) it is bound to that
 /// address, the client's, first.
-fn connect(addrs: &[SocketAddr], from: Option<SocketAddr>) -> io::Result<UdpSocket> {
+fn connect(addrs: &[SocketAddr], from: Option<SocketAddr>) -> io::Result<(UdpSocket, SocketAddr)> {
     let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "backend has no address");
     for &addr in addrs {
         let domain = Domain::for_address(addr);
@@ -497,7 +599,7 @@ fn connect(addrs: &[SocketAddr], from: Option<SocketAddr>) -> io::Result<UdpSock
             Ok(socket)
         });
         match attempt {
-            Ok(socket) => return Ok(socket.into()),
+            Ok(socket) => return Ok((socket.into(), addr)),
             Err(e) => last = e,
         }
     }
