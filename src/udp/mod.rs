@@ -246,13 +246,7 @@ impl Front {
             let table = self.table.borrow();
             let Some(flow) = table.get(id) else { return };
             match flow.socket.send(data) {
-                Ok(n) => {
-                    let server = self.server_slot(snapshot);
-                    let backend = flow.backend.counters.shard(self.shard);
-                    Slot::add(&server.datagrams_in, 1);
-                    Slot::add(&server.tx, n as u64);
-                    Slot::add(&backend.tx, n as u64);
-                }
+                Ok(n) => self.count_sent(snapshot, &flow.backend, n),
                 Err(e) => {
                     self.drop_datagram(snapshot, Dropped::SendFailed);
                     self.send_failed(&flow.backend, &e);
@@ -382,12 +376,7 @@ impl Front {
             },
         };
         match socket.send(data) {
-            Ok(n) => {
-                let server = self.server_slot(snapshot);
-                Slot::add(&server.datagrams_in, 1);
-                Slot::add(&server.tx, n as u64);
-                Slot::add(&backend.counters.shard(self.shard).tx, n as u64);
-            }
+            Ok(n) => self.count_sent(snapshot, backend, n),
             Err(e) => {
                 self.drop_datagram(snapshot, Dropped::SendFailed);
                 self.send_failed(backend, &e);
@@ -403,17 +392,20 @@ impl Front {
     fn send_once_from(&self, snapshot: &ServerSnapshot, backend: &Backend, data: &[u8], client: SocketAddr) {
         let sent = connect(&backend.addrs, Some(client)).and_then(|(socket, _)| socket.send(data));
         match sent {
-            Ok(n) => {
-                let server = self.server_slot(snapshot);
-                Slot::add(&server.datagrams_in, 1);
-                Slot::add(&server.tx, n as u64);
-                Slot::add(&backend.counters.shard(self.shard).tx, n as u64);
-            }
+            Ok(n) => self.count_sent(snapshot, backend, n),
             Err(e) => {
                 self.drop_datagram(snapshot, Dropped::SendFailed);
                 self.send_failed(backend, &e);
             }
         }
+    }
+
+    /// A client's datagram of `n` bytes went out to `backend`.
+    fn count_sent(&self, snapshot: &ServerSnapshot, backend: &Backend, n: usize) {
+        let server = self.server_slot(snapshot);
+        Slot::add(&server.datagrams_in, 1);
+        Slot::add(&server.tx, n as u64);
+        Slot::add(&backend.counters.shard(self.shard).tx, n as u64);
     }
 
     fn send_failed(&self, backend: &Backend, e: &io::Error) {
