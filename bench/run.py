@@ -25,7 +25,8 @@ import chart
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "bench" / "conf"
-BETWIXT = ROOT / "target" / "release" / "betwixt"
+# BETWIXT_BIN: another build of betwixt, for A/B runs of two builds in the same window.
+BETWIXT = Path(os.environ.get("BETWIXT_BIN", ROOT / "target" / "release" / "betwixt"))
 TOOL = ROOT / "target" / "release" / "betwixt-bench"
 
 LOAD_CPU = "0"

@@ -101,6 +101,41 @@ pub fn bind_udp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
 /// Receive and send buffer asked for a UDP server socket (the kernel caps it at `rmem_max`).
 const UDP_BUFFER: usize = 4 << 20;
 
+/// Lets `socket` bind an address that is not this host's (a client's, for `udp.transparent`)
+/// and receive datagrams sent to it once policy routing delivers them locally.
+pub fn set_transparent(socket: &Socket, domain: Domain) -> io::Result<()> {
+    if domain == Domain::IPV6 {
+        let on: libc::c_int = 1;
+        // SAFETY: a plain setsockopt on an open socket, with an int option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(socket),
+                libc::SOL_IPV6,
+                libc::IPV6_TRANSPARENT,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        return if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+    }
+    socket.set_ip_transparent(true)
+}
+
+/// Checks at a transparent UDP server's start that this process may set `IP_TRANSPARENT`
+/// (it needs `CAP_NET_ADMIN` or `CAP_NET_RAW`), rather than failing on each session later.
+pub fn check_transparent() -> Result<(), String> {
+    let probe = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
+        .and_then(|socket| set_transparent(&socket, Domain::IPV4));
+    match probe {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Err(format!(
+            "transparent mode needs CAP_NET_ADMIN (setting IP_TRANSPARENT was refused: {e}); \
+             run betwixt as root or grant it: setcap cap_net_admin+ep /path/to/betwixt"
+        )),
+        Err(e) => Err(format!("transparent mode: cannot set IP_TRANSPARENT: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

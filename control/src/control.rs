@@ -147,6 +147,11 @@ impl Control {
         let (mut settings, warnings) = server.resolve(name, self.base.defaults.as_ref());
         let warnings = warnings.finish();
         enforce_strict(&warnings, self.strict()).map_err(ControlError::Invalid)?;
+        if settings.protocol == Protocol::Udp && settings.udp.transparent {
+            crate::bind::check_transparent().map_err(|message| {
+                ControlError::Invalid(ConfigError::at_key(format!("servers.{name}.udp.transparent"), message))
+            })?;
+        }
         if let Some(other) = self.listening_on(&settings.bind, settings.protocol == Protocol::Udp) {
             let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));
             return Err(ControlError::Bind(settings.bind.clone(), taken));

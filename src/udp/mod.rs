@@ -6,8 +6,18 @@
 //! and one ends idle sessions at their deadlines.
 //!
 //! Every socket a server holds is a session's (bounded by `max_connections`, counted in
-//! `active_connections`) or, in fire-and-forget mode (`max_requests = 1` and nothing to wait
-//! for), one per backend this shard sends to.
+//! `active_connections`), an idle one kept for the next session (at most `IDLE_SOCKETS` per
+//! shard), or, in fire-and-forget mode (`max_requests = 1` and nothing to wait for), one per
+//! backend this shard sends to.
+//!
+//! A session that ends at its answer (`max_responses`) with every request answered leaves its
+//! socket idle rather than closing it, and the next session to the same backend address takes
+//! it, once drained: a DNS-style query then costs no `socket`, `connect` and `close`. See
+//! `Pool::take_idle` for why that cannot hand one client's reply to another.
+//!
+//! In transparent mode (`udp.transparent`) a session's socket is bound to its client's own
+//! address and port (`IP_TRANSPARENT`) before it connects, so the backend sees the client as
+//! the sender; the host's routing must hand the backend's replies back to that socket.
 
 mod batch;
 pub mod sessions;
@@ -21,7 +31,7 @@ use glommio::Task;
 use sessions::{Forward, Id, Limits, Reply, Sessions};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -41,6 +51,9 @@ const MAX_PICKS: usize = 3;
 /// Pause after a receive error on the server socket, so a persistent one cannot spin the shard.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
+/// Idle backend sockets one server keeps per shard, for all its backends together.
+const IDLE_SOCKETS: usize = 64;
+
 /// Serves one UDP server on shard `shard` until the task is dropped (the server is removed);
 /// then every session ends and its socket closes.
 pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket) {
@@ -55,6 +68,7 @@ pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket) {
         shard,
         slot,
         socket,
+        transparent: settings.udp.transparent,
         table: RefCell::new(Sessions::new(limits)),
         picker: RefCell::new(Picker::new(shard)),
         reply: RefCell::new(vec![0; MAX_DATAGRAM].into_boxed_slice()),
@@ -102,6 +116,8 @@ struct Front {
     slot: Arc<ServerSlot>,
     /// The server's socket (non-blocking): clients' datagrams in, replies out.
     socket: UdpSocket,
+    /// Backend sockets are bound to the client's address (`udp.transparent`).
+    transparent: bool,
     table: RefCell<Sessions<Flow>>,
     picker: RefCell<Picker>,
     /// One receive buffer for every session's replies: a reply is sent on before the next
@@ -119,17 +135,81 @@ struct Flow {
     /// the socket closes.
     replies: Option<Task<()>>,
     socket: UdpSocket,
+    /// The backend address `socket` is connected to.
+    peer: SocketAddr,
     backend: Arc<Backend>,
     _server: Place,
     _backend: Place,
 }
 
-/// Fire-and-forget sockets, one per backend address this shard sends to. Backends that left
-/// the snapshot lose theirs when the snapshot changes.
+/// Sockets connected to backend addresses and held between uses: the fire-and-forget socket
+/// per address, and idle sockets of sessions that ended at their answer. Those of backends that
+/// left the snapshot close when the snapshot changes.
 #[derive(Default)]
 struct Pool {
     generation: u64,
     sockets: HashMap<SocketAddr, UdpSocket>,
+    /// Oldest first: the socket taken is the one that has rested longest.
+    idle: HashMap<SocketAddr, VecDeque<UdpSocket>>,
+    idle_count: usize,
+}
+
+impl Pool {
+    /// Closes the sockets of backend addresses `snapshot` no longer has.
+    fn refresh(&mut self, snapshot: &ServerSnapshot) {
+        if self.generation == snapshot.generation {
+            return;
+        }
+        self.generation = snapshot.generation;
+        let known = |addr: &SocketAddr| snapshot.backends.iter().any(|b| b.addrs.contains(addr));
+        self.sockets.retain(|addr, _| known(addr));
+        self.idle.retain(|addr, _| known(addr));
+        self.idle_count = self.idle.values().map(VecDeque::len).sum();
+    }
+
+    /// Keeps `socket`, connected to `peer`, for a later session; closes it when the pool is full.
+    /// Only the socket of a session that had a reply for each of its requests comes here:
+    /// nothing the backend was asked is still unanswered on it.
+    fn put_idle(&mut self, snapshot: &ServerSnapshot, socket: UdpSocket, peer: SocketAddr) {
+        self.refresh(snapshot);
+        if self.idle_count < IDLE_SOCKETS {
+            self.idle.entry(peer).or_default().push_back(socket);
+            self.idle_count += 1;
+        }
+    }
+
+    /// An idle socket connected to one of `addrs`, drained. Why a reply cannot reach the wrong
+    /// client through it: it comes from a session whose every request was answered, so the
+    /// backend owes nothing on it; anything that arrived while it was idle (a backend answering
+    /// twice, a duplicated datagram) is found here and the socket is closed instead of reused,
+    /// and the backend's later datagrams on it are only answers to the new session's requests.
+    /// What is left is a backend that answers one request twice with the second answer held back
+    /// until the socket's next session has begun; `docs/udp.md` says so.
+    fn take_idle(
+        &mut self,
+        snapshot: &ServerSnapshot,
+        addrs: &[SocketAddr],
+    ) -> Option<(UdpSocket, SocketAddr)> {
+        self.refresh(snapshot);
+        for &addr in addrs {
+            let Some(queue) = self.idle.get_mut(&addr) else { continue };
+            while let Some(socket) = queue.pop_front() {
+                self.idle_count -= 1;
+                match recv(socket.as_raw_fd(), &mut [0; 1]) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some((socket, addr)),
+                    // A stray datagram, or an ICMP error left on it: closed, never reused.
+                    _ => log::debug!("idle socket to {addr} was not quiet: closed"),
+                }
+            }
+        }
+        None
+    }
+
+    fn clear(&mut self) {
+        self.sockets.clear();
+        self.idle.clear();
+        self.idle_count = 0;
+    }
 }
 
 impl Front {
@@ -166,13 +246,7 @@ impl Front {
             let table = self.table.borrow();
             let Some(flow) = table.get(id) else { return };
             match flow.socket.send(data) {
-                Ok(n) => {
-                    let server = self.server_slot(snapshot);
-                    let backend = flow.backend.counters.shard(self.shard);
-                    Slot::add(&server.datagrams_in, 1);
-                    Slot::add(&server.tx, n as u64);
-                    Slot::add(&backend.tx, n as u64);
-                }
+                Ok(n) => self.count_sent(snapshot, &flow.backend, n),
                 Err(e) => {
                     self.drop_datagram(snapshot, Dropped::SendFailed);
                     self.send_failed(&flow.backend, &e);
@@ -216,8 +290,8 @@ impl Front {
             else {
                 continue; // filled up by another shard since the pick
             };
-            let socket = match connect(&backend.addrs) {
-                Ok(socket) => socket,
+            let (socket, peer) = match self.backend_socket(snapshot, backend, client) {
+                Ok(found) => found,
                 Err(e) => {
                     let slot = backend.counters.shard(self.shard);
                     Slot::add(&slot.refused, 1);
@@ -235,6 +309,7 @@ impl Front {
             let flow = Flow {
                 replies: None,
                 socket,
+                peer,
                 backend: backend.clone(),
                 _server: server_place,
                 _backend: backend_place,
@@ -254,6 +329,23 @@ impl Front {
         None
     }
 
+    /// A socket connected to `backend` for a new session of `client`: an idle one if the
+    /// shard has one, else a new one (always new in transparent mode, bound to the client).
+    fn backend_socket(
+        &self,
+        snapshot: &ServerSnapshot,
+        backend: &Backend,
+        client: SocketAddr,
+    ) -> io::Result<(UdpSocket, SocketAddr)> {
+        if self.transparent {
+            return connect(&backend.addrs, Some(client));
+        }
+        if let Some(idle) = self.pool.borrow_mut().take_idle(snapshot, &backend.addrs) {
+            return Ok(idle);
+        }
+        connect(&backend.addrs, None)
+    }
+
     /// gobetween's fire-and-forget mode: each datagram balanced on its own and sent through
     /// the shard's socket to that backend; replies are not relayed.
     fn fire_and_forget(&self, snapshot: &Arc<ServerSnapshot>, data: &[u8], client: SocketAddr) {
@@ -261,18 +353,18 @@ impl Front {
             return self.drop_datagram(snapshot, Dropped::NoBackend);
         };
         let backend = &snapshot.backends[index];
-        let mut pool = self.pool.borrow_mut();
-        if pool.generation != snapshot.generation {
-            pool.generation = snapshot.generation;
-            pool.sockets.retain(|addr, _| snapshot.backends.iter().any(|b| b.addrs.contains(addr)));
+        if self.transparent {
+            return self.send_once_from(snapshot, backend, data, client);
         }
+        let mut pool = self.pool.borrow_mut();
+        pool.refresh(snapshot);
         let Some(&addr) = backend.addrs.first() else {
             return self.drop_datagram(snapshot, Dropped::NoBackend);
         };
         let socket = match pool.sockets.entry(addr) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => match connect(&[addr]) {
-                Ok(socket) => {
+            std::collections::hash_map::Entry::Vacant(e) => match connect(&[addr], None) {
+                Ok((socket, _)) => {
                     // Never read: a small receive buffer keeps unwanted replies from piling up.
                     let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1);
                     e.insert(socket)
@@ -284,12 +376,7 @@ impl Front {
             },
         };
         match socket.send(data) {
-            Ok(n) => {
-                let server = self.server_slot(snapshot);
-                Slot::add(&server.datagrams_in, 1);
-                Slot::add(&server.tx, n as u64);
-                Slot::add(&backend.counters.shard(self.shard).tx, n as u64);
-            }
+            Ok(n) => self.count_sent(snapshot, backend, n),
             Err(e) => {
                 self.drop_datagram(snapshot, Dropped::SendFailed);
                 self.send_failed(backend, &e);
@@ -297,6 +384,28 @@ impl Front {
                 pool.sockets.remove(&addr);
             }
         }
+    }
+
+    /// Fire-and-forget in transparent mode: every datagram carries its own client's address,
+    /// so it goes out through a socket bound to that address, closed right after the send (one
+    /// socket at a time, never held).
+    fn send_once_from(&self, snapshot: &ServerSnapshot, backend: &Backend, data: &[u8], client: SocketAddr) {
+        let sent = connect(&backend.addrs, Some(client)).and_then(|(socket, _)| socket.send(data));
+        match sent {
+            Ok(n) => self.count_sent(snapshot, backend, n),
+            Err(e) => {
+                self.drop_datagram(snapshot, Dropped::SendFailed);
+                self.send_failed(backend, &e);
+            }
+        }
+    }
+
+    /// A client's datagram of `n` bytes went out to `backend`.
+    fn count_sent(&self, snapshot: &ServerSnapshot, backend: &Backend, n: usize) {
+        let server = self.server_slot(snapshot);
+        Slot::add(&server.datagrams_in, 1);
+        Slot::add(&server.tx, n as u64);
+        Slot::add(&backend.counters.shard(self.shard).tx, n as u64);
     }
 
     fn send_failed(&self, backend: &Backend, e: &io::Error) {
@@ -333,10 +442,24 @@ impl Front {
             }
         }
         if then_close {
-            self.close_from_replies(id);
+            let reusable = !self.transparent && self.table.borrow().answered_all(id);
+            self.end_at_answer(id, &snapshot, reusable);
             return false;
         }
         true
+    }
+
+    /// Ends session `id` at its last reply, from its reply task (which returns right after);
+    /// with `reusable` its socket is kept for a later session.
+    fn end_at_answer(&self, id: Id, snapshot: &ServerSnapshot, reusable: bool) {
+        let flow = self.table.borrow_mut().close(id);
+        let Some(Flow { replies, socket, peer, .. }) = flow else { return };
+        if let Some(task) = replies {
+            task.detach();
+        }
+        if reusable {
+            self.pool.borrow_mut().put_idle(snapshot, socket, peer);
+        }
     }
 
     /// Ends session `id`; its reply task, if waiting, is cancelled.
@@ -373,7 +496,7 @@ impl Front {
         drop(timer);
         let flows = self.table.borrow_mut().drain();
         drop(flows);
-        self.pool.borrow_mut().sockets.clear();
+        self.pool.borrow_mut().clear();
     }
 
     async fn receive_failed(&self, e: io::Error) {
@@ -447,22 +570,43 @@ fn recv(fd: RawFd, buffer: &mut [u8]) -> io::Result<usize> {
 
 /// A non-blocking UDP socket connected to the first of `addrs` that takes it: the kernel then
 /// delivers only that address's datagrams to it (a reply from another port is dropped, as
-/// with gobetween's connected sockets).
-fn connect(addrs: &[SocketAddr]) -> io::Result<UdpSocket> {
+/// with gobetween's connected sockets). With `from` (transparent mode) it is bound to that
+/// address, the client's, first.
+fn connect(addrs: &[SocketAddr], from: Option<SocketAddr>) -> io::Result<(UdpSocket, SocketAddr)> {
     let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "backend has no address");
     for &addr in addrs {
-        let attempt = Socket::new(Domain::for_address(addr), Type::DGRAM.cloexec(), Some(Protocol::UDP))
-            .and_then(|socket| {
-                socket.set_nonblocking(true)?;
-                socket.connect(&addr.into())?;
-                Ok(socket)
-            });
+        let domain = Domain::for_address(addr);
+        let attempt = Socket::new(domain, Type::DGRAM.cloexec(), Some(Protocol::UDP)).and_then(|socket| {
+            socket.set_nonblocking(true)?;
+            if let Some(client) = from {
+                let client = in_family_of(client, addr)?;
+                betwixt_control::bind::set_transparent(&socket, domain)?;
+                // The client's previous session may still hold this address while it waits
+                // for its last replies (`max_requests`); both may bind it, the kernel tells
+                // them apart by the backend they are connected to.
+                socket.set_reuse_address(true)?;
+                socket.bind(&client.into())?;
+            }
+            socket.connect(&addr.into())?;
+            Ok(socket)
+        });
         match attempt {
-            Ok(socket) => return Ok(socket.into()),
+            Ok(socket) => return Ok((socket.into(), addr)),
             Err(e) => last = e,
         }
     }
     Err(last)
+}
+
+/// `client` in the address family of `backend`, for a socket bound to the one and connected
+/// to the other: an IPv4 client reaches a dual-stack server as `::ffff:a.b.c.d`.
+fn in_family_of(client: SocketAddr, backend: SocketAddr) -> io::Result<SocketAddr> {
+    let client = SocketAddr::new(client.ip().to_canonical(), client.port());
+    if client.is_ipv4() == backend.is_ipv4() {
+        return Ok(client);
+    }
+    let message = format!("client {client} and backend {backend} are of different address families");
+    Err(io::Error::new(io::ErrorKind::AddrNotAvailable, message))
 }
 
 /// A place a session holds in a server's or backend's counters (active, and the cross-shard

@@ -190,6 +190,12 @@ impl<T> Sessions<T> {
         self.session_mut(id).map(|s| &mut s.data)
     }
 
+    /// Whether session `id` has had a reply for each of its requests: nothing it sent can
+    /// still be answered, unless its backend answers twice.
+    pub fn answered_all(&self, id: Id) -> bool {
+        self.session(id).is_some_and(|s| s.responses >= s.requests)
+    }
+
     /// Ends session `id` and hands back what it held.
     pub fn close(&mut self, id: Id) -> Option<T> {
         self.session(id)?;
@@ -328,7 +334,9 @@ mod tests {
         let t0 = Instant::now();
         let mut table = Sessions::new(Limits { max_responses: 2, ..Limits::default() });
         let a = table.open(client(1), (), t0);
+        assert!(!table.answered_all(a.id));
         assert_eq!(table.reply(a.id, t0), Reply::Relay { client: client(1), then_close: false });
+        assert!(table.answered_all(a.id));
         assert_eq!(table.reply(a.id, t0), Reply::Relay { client: client(1), then_close: true });
         table.close(a.id).unwrap();
         assert_eq!(table.reply(a.id, t0), Reply::Gone);
@@ -351,8 +359,11 @@ mod tests {
         assert_eq!(table.request(client(1), t0), None);
         let b = table.open(client(1), "b", t0);
         assert_eq!(table.len(), 2);
+        assert!(!table.answered_all(a.id), "two requests, one reply");
         assert_eq!(table.reply(a.id, t0), Reply::Relay { client: client(1), then_close: true });
+        assert!(!table.answered_all(a.id));
         assert_eq!(table.close(a.id), Some("a"));
+        assert!(!table.answered_all(a.id), "ended");
         assert_eq!(table.request(client(1), t0).map(|f| f.id), Some(b.id));
     }
 

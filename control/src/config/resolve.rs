@@ -72,6 +72,8 @@ pub struct UdpSettings {
     pub max_requests: u64,
     /// Replies a session relays to its client before it ends.
     pub max_responses: u64,
+    /// Send to backends from the client's own address and port (`IP_TRANSPARENT`).
+    pub transparent: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -143,6 +145,7 @@ impl Server {
             udp: UdpSettings {
                 max_requests: s.udp.as_ref().and_then(|u| u.max_requests).unwrap_or(0),
                 max_responses: s.udp.as_ref().and_then(|u| u.max_responses).unwrap_or(0),
+                transparent: s.udp.as_ref().and_then(|u| u.transparent).unwrap_or(false),
             },
             access: s.access.as_ref().map(|section| {
                 // Validation rejects bad rules before a server starts; should one get here

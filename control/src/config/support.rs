@@ -25,10 +25,6 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
     for (name, server) in &config.servers {
         let at = |field: &str| format!("servers.{name}.{field}");
         let protocol = server.protocol.unwrap_or_default();
-        // UDP sessions are built; their transparent mode (client source addresses) is not.
-        if server.udp.as_ref().and_then(|u| u.transparent).unwrap_or(false) {
-            keys.push(format!("{} = true", at("udp.transparent")));
-        }
         // SNI routing, the PROXY protocol and TLS work on tcp and tls servers (a tcp server
         // with `[tls]` terminates TLS, as in gobetween); ACME (`acme_hosts`) is not built.
         let stream = matches!(protocol, Protocol::Tcp | Protocol::Tls);
