@@ -233,9 +233,11 @@ impl ServerHandle {
             let published = self.generation.load(Ordering::Relaxed) > 1;
             if published
                 && backends.len() == specs.len()
-                && backends.iter().zip(&specs).all(|(b, s)| b.spec == *s)
+                && backends.iter().zip(&specs).all(|(b, s)| b.discovered && b.spec == *s)
             {
-                // The same list again (every round of a stable source): nothing to rebuild.
+                // The same list again (every round of a stable source): nothing to rebuild. A
+                // backend kept only for its open connections (`discovered` false) is not in the
+                // list: finding it again must install it again.
                 return;
             }
             let mut old: HashMap<(String, u16), BackendState> = std::mem::take(&mut *backends)
