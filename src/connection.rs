@@ -152,7 +152,9 @@ async fn serve(
     // Client bytes read by the steps before the transfer; the backend gets them first.
     let mut early = Vec::new();
     let received = match &settings.accept_proxy {
-        Some(accept) => Some(read_proxy(&mut client, accept, &mut early).await?),
+        // Boxed, as every step only some servers take: an async fn's future is as large as its
+        // largest step, and every idle connection of every server would carry that size.
+        Some(accept) => Some(Box::pin(read_proxy(&mut client, accept, &mut early)).await?),
         None => None,
     };
     if let Some(from) = received.and_then(|header| header.source()) {
@@ -171,7 +173,7 @@ async fn serve(
     let (mut downstream, candidates) = match tls.and_then(|tls| tls.server.clone()) {
         // The ClientHello is read by the handshake; SNI routes on its server name.
         Some(config) => {
-            let stream = handshake(config, Rewind::new(std::mem::take(&mut early), client)).await?;
+            let stream = Box::pin(handshake(config, Rewind::new(std::mem::take(&mut early), client))).await?;
             let name = stream.get_ref().1.server_name();
             let candidates = snapshot.sni.as_ref().map_or(Candidates::All, |routes| routes.candidates(name));
             (Stream::Server(Box::new(stream)), candidates)
@@ -179,7 +181,7 @@ async fn serve(
         None => {
             let candidates = match (&snapshot.sni, &settings.sni) {
                 (Some(routes), Some(sni)) => {
-                    let name = peek_sni(&mut client, sni.read_timeout, &mut early).await?;
+                    let name = Box::pin(peek_sni(&mut client, sni.read_timeout, &mut early)).await?;
                     routes.candidates(name.as_deref())
                 }
                 _ => Candidates::All,
@@ -213,7 +215,7 @@ async fn serve(
         (Stream::Plain(client), Stream::Plain(upstream)) => {
             transfer::bidirectional(client, upstream, meters, idle).await
         }
-        _ => crate::tls::bidirectional(&mut downstream, &mut upstream, meters, idle).await,
+        _ => Box::pin(crate::tls::bidirectional(&mut downstream, &mut upstream, meters, idle)).await,
     };
     match end {
         End::Done => Ok(()),
@@ -410,7 +412,7 @@ async fn connect_backend<'s>(
         let connected = match connect(&backend.addrs, timeout).await {
             Ok(stream) => match tls {
                 None => Ok(Stream::Plain(stream)),
-                Some(config) => backend_handshake(config, backend, stream, timeout).await,
+                Some(config) => Box::pin(backend_handshake(config, backend, stream, timeout)).await,
             },
             Err(e) => Err((ConnectError::of(&e), e)),
         };
