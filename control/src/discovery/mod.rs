@@ -5,6 +5,7 @@
 //! `runner` is the one loop around them all (interval, timeout, failpolicy, retry), as
 //! gobetween's `discovery.go` is around its fetch functions.
 
+pub mod docker;
 pub mod exec;
 pub mod http;
 pub mod json;
@@ -86,6 +87,7 @@ pub fn check_section(discovery: &Discovery) -> Result<(), SectionError> {
         DiscoveryKind::Plaintext => plaintext::Plaintext::from_section(discovery).map(drop),
         DiscoveryKind::Json => json::Json::from_section(discovery).map(drop),
         DiscoveryKind::Srv => srv::Srv::from_section(discovery).map(drop),
+        DiscoveryKind::Docker => docker::Docker::from_section(discovery).map(drop),
         _ => Ok(()),
     }
 }
@@ -98,6 +100,7 @@ pub fn start(server: Arc<ServerHandle>) -> AbortHandle {
         DiscoveryKind::Plaintext => runner::spawn(server, plaintext::Plaintext::from_section(&discovery)),
         DiscoveryKind::Json => runner::spawn(server, json::Json::from_section(&discovery)),
         DiscoveryKind::Srv => runner::spawn(server, srv::Srv::from_section(&discovery)),
+        DiscoveryKind::Docker => runner::spawn(server, docker::Docker::from_section(&discovery)),
         // Every other kind is refused before a server starts; static is the fallback.
         _ => runner::spawn(server, Ok(static_list::StaticList::from_section(&discovery))),
     }

@@ -114,6 +114,20 @@ impl Address {
     }
 }
 
+/// `text` for a URL's path segment or query value: every byte but the unreserved ones
+/// (`A-Z a-z 0-9 - . _ ~`) as `%XX`.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +176,12 @@ mod tests {
         let e = Address::parse("unix:///s", &[Scheme::Http, Scheme::Https]).unwrap_err();
         assert!(e.contains("only http://, https:// URLs"), "{e}");
         assert!(Address::parse("https://x/", &[Scheme::Http]).is_err());
+    }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(percent_encode("{\"label\":[\"a=b c\"]}"), "%7B%22label%22%3A%5B%22a%3Db%20c%22%5D%7D");
+        assert_eq!(percent_encode("Az09-._~/é"), "Az09-._~%2F%C3%A9");
     }
 
     #[test]

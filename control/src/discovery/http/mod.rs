@@ -11,7 +11,7 @@ pub mod address;
 mod lines;
 pub mod tls;
 
-pub use address::{Address, Scheme, Target};
+pub use address::{percent_encode, Address, Scheme, Target};
 pub use lines::LineStream;
 
 use super::SectionError;
