@@ -4,21 +4,21 @@
 //! busybox httpd containers whose published ports are the backends. Podman runs with runc and
 //! cgroupfs, no cgroup limits and low rlimits, because crun refuses this machine's hybrid
 //! cgroup layout and raising rlimits is not permitted here. A hostile endpoint (a small HTTP
-//! server on a unix socket) covers what a real daemon never sends.
+//! server on a unix socket, `common::unix_http`) covers what a real daemon never sends.
 
 mod api_client;
 mod common;
 
 use api_client::Client;
 use common::backends::{Backend, Behaviour};
+use common::unix_http::UnixDocument;
 use common::{free_port, wait_until, Betwixt, TempDir};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(10);
@@ -215,58 +215,6 @@ fn labelled_containers_are_backends_and_starts_and_stops_show_at_once() {
     assert!(wait_until(LONG, || http_name(port).as_deref() == Some("c")), "c takes traffic by its name");
 }
 
-/// A Docker endpoint that answers `/containers/json` with the current document, keeps
-/// `/events` open without a word, and can be taken down.
-#[derive(Clone)]
-struct FakeDocker {
-    document: Arc<Mutex<Vec<u8>>>,
-    socket: PathBuf,
-}
-
-impl FakeDocker {
-    fn serve(dir: &TempDir, document: &str) -> FakeDocker {
-        let socket = dir.0.join("docker.sock");
-        let fake = FakeDocker { document: Arc::new(Mutex::new(document.as_bytes().to_vec())), socket };
-        fake.listen();
-        fake
-    }
-
-    fn listen(&self) {
-        let listener = UnixListener::bind(&self.socket).unwrap();
-        let document = self.document.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { break };
-                let document = document.clone();
-                std::thread::spawn(move || {
-                    let mut head = String::new();
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut line = String::new();
-                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                        head.push_str(&line);
-                        line.clear();
-                    }
-                    if head.starts_with("GET /events") {
-                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-                        std::thread::sleep(Duration::from_secs(30));
-                        return;
-                    }
-                    let body = document.lock().unwrap().clone();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
-                });
-            }
-        });
-    }
-
-    fn set(&self, document: Vec<u8>) {
-        *self.document.lock().unwrap() = document;
-    }
-}
-
 fn container_list(ports: &[u16]) -> String {
     let containers: Vec<String> = ports
         .iter()
@@ -284,7 +232,7 @@ fn container_list(ports: &[u16]) -> String {
 fn hostile_answers_and_a_dead_endpoint_fail_the_fetch_and_follow_the_failpolicy() {
     let (a, b) = (Backend::start("a", Behaviour::Named), Backend::start("b", Behaviour::Named));
     let dir = TempDir::new("docker-hostile");
-    let fake = FakeDocker::serve(&dir, &container_list(&[a.port]));
+    let fake = UnixDocument::serve(dir.0.join("docker.sock"), &container_list(&[a.port]), "/events");
     let (port, api) = (free_port(), free_port());
     let discovery = format!(
         "interval = \"200ms\"\ntimeout = \"2s\"\ndocker_endpoint = \"unix://{}\"\n\

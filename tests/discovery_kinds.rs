@@ -314,7 +314,7 @@ fn invalid_sections_are_refused_when_read() {
         ("kind = \"exec\"\nexec_command = []", "discovery.exec_command"),
         ("kind = \"plaintext\"", "discovery.plaintext_endpoint"),
         (
-            "kind = \"plaintext\"\nplaintext_endpoint = \"https://example.com/\"",
+            "kind = \"plaintext\"\nplaintext_endpoint = \"unix:///run/x.sock\"",
             "discovery.plaintext_endpoint",
         ),
         (

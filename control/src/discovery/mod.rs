@@ -10,6 +10,7 @@ pub mod exec;
 pub mod http;
 pub mod json;
 pub mod lines;
+pub mod lxd;
 pub mod plaintext;
 pub mod runner;
 pub mod srv;
@@ -88,6 +89,7 @@ pub fn check_section(discovery: &Discovery) -> Result<(), SectionError> {
         DiscoveryKind::Json => json::Json::from_section(discovery).map(drop),
         DiscoveryKind::Srv => srv::Srv::from_section(discovery).map(drop),
         DiscoveryKind::Docker => docker::Docker::from_section(discovery).map(drop),
+        DiscoveryKind::Lxd => lxd::Lxd::from_section(discovery).map(drop),
         _ => Ok(()),
     }
 }
@@ -101,6 +103,7 @@ pub fn start(server: Arc<ServerHandle>) -> AbortHandle {
         DiscoveryKind::Json => runner::spawn(server, json::Json::from_section(&discovery)),
         DiscoveryKind::Srv => runner::spawn(server, srv::Srv::from_section(&discovery)),
         DiscoveryKind::Docker => runner::spawn(server, docker::Docker::from_section(&discovery)),
+        DiscoveryKind::Lxd => runner::spawn(server, lxd::Lxd::from_section(&discovery)),
         // Every other kind is refused before a server starts; static is the fallback.
         _ => runner::spawn(server, Ok(static_list::StaticList::from_section(&discovery))),
     }
