@@ -313,10 +313,7 @@ fn invalid_sections_are_refused_when_read() {
         ("kind = \"exec\"", "discovery.exec_command"),
         ("kind = \"exec\"\nexec_command = []", "discovery.exec_command"),
         ("kind = \"plaintext\"", "discovery.plaintext_endpoint"),
-        (
-            "kind = \"plaintext\"\nplaintext_endpoint = \"https://example.com/\"",
-            "discovery.plaintext_endpoint",
-        ),
+        ("kind = \"plaintext\"\nplaintext_endpoint = \"unix:///run/x.sock\"", "discovery.plaintext_endpoint"),
         (
             "kind = \"plaintext\"\nplaintext_endpoint = \"http://a/\"\nplaintext_regex_pattern = \"(\"",
             "discovery.plaintext_regex_pattern",
