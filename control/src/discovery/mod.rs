@@ -5,6 +5,7 @@
 //! `runner` is the one loop around them all (interval, timeout, failpolicy, retry), as
 //! gobetween's `discovery.go` is around its fetch functions.
 
+pub mod consul;
 pub mod exec;
 pub mod http;
 pub mod json;
