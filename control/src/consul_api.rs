@@ -41,9 +41,15 @@ impl Address {
                     if after.is_empty() {
                         return Err(format!("missing socket path in Consul address {address:?}"));
                     }
-                    return Ok(Address { scheme: Scheme::Unix, host: after.to_string(), prefix: String::new() });
+                    return Ok(Address {
+                        scheme: Scheme::Unix,
+                        host: after.to_string(),
+                        prefix: String::new(),
+                    });
                 }
-                other => return Err(format!("unknown protocol scheme {other:?} in Consul address {address:?}")),
+                other => {
+                    return Err(format!("unknown protocol scheme {other:?} in Consul address {address:?}"))
+                }
             }
             rest = after;
         }

@@ -93,8 +93,12 @@ impl Settings {
                     ca: given(&d.consul_tls_cacert_path).map(String::from),
                 };
                 if files.cert.is_some() != files.key.is_some() {
-                    let field = if files.cert.is_some() { "consul_tls_key_path" } else { "consul_tls_cert_path" };
-                    return Err(SectionError::new(field, "a client certificate needs both its cert and key files"));
+                    let field =
+                        if files.cert.is_some() { "consul_tls_key_path" } else { "consul_tls_cert_path" };
+                    return Err(SectionError::new(
+                        field,
+                        "a client certificate needs both its cert and key files",
+                    ));
                 }
                 Some(files)
             }
@@ -190,7 +194,8 @@ fn backend(entry: &Value) -> Result<BackendSpec, String> {
         return Err(format!("address {host:?} is no host name"));
     }
     let port = service.get("Port").and_then(|p| p.as_u64()).unwrap_or(0);
-    let port = u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| format!("port {port} is not usable"))?;
+    let port =
+        u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| format!("port {port} is not usable"))?;
     let mut spec = BackendSpec::new(host, port);
     // gobetween: the last tag `sni=NAME` gives the backend's sni.
     let tags = service.get("Tags").and_then(|t| t.as_array());

@@ -9,6 +9,7 @@ pub mod consul;
 pub mod exec;
 pub mod http;
 pub mod json;
+pub mod kubernetes;
 pub mod lines;
 pub mod plaintext;
 pub mod runner;
@@ -92,6 +93,7 @@ pub fn kind_name(kind: DiscoveryKind) -> &'static str {
         DiscoveryKind::Plaintext => "plaintext",
         DiscoveryKind::Consul => "consul",
         DiscoveryKind::Lxd => "lxd",
+        DiscoveryKind::Kubernetes => "kubernetes",
     }
 }
 
