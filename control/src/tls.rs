@@ -339,7 +339,9 @@ fn server_config(section: &Tls) -> Result<(Arc<ServerConfig>, Arc<CertFiles>), T
     Ok((Arc::new(config), files))
 }
 
-fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsError> {
+/// A client configuration from a `[backends_tls]`-like section; discovery builds its HTTPS
+/// client from one too.
+pub fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsError> {
     check_backends(section)?;
     let provider = provider(section.ciphers.as_deref())?;
     let (versions, _) = versions(section.min_version.as_deref(), section.max_version.as_deref())?;

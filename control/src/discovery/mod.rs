@@ -35,13 +35,36 @@ pub struct Found {
 
 /// One discovery kind: fetches the whole backend list once. The runner bounds each fetch in
 /// time (dropping the future cancels it, so a fetch must hold nothing that outlives a drop).
+///
+/// A source that can wait for its list to change (a Consul blocking query, Docker's event
+/// stream, a Kubernetes watch) sets `WATCHES` and implements `fetch_changed`; it keeps what it
+/// needs between fetches (the last index, an open stream) behind interior mutability, since
+/// the runner holds it as `&self` and calls it from one task, one call at a time.
 pub trait Source: Send + Sync + 'static {
     /// gobetween's bound on one fetch of this kind, used when `timeout` is unset or `"0"`.
     const DEFAULT_TIMEOUT: Duration;
     /// gobetween's wait before trying again after a failed fetch.
     const RETRY_WAIT: Duration;
+    /// `false`: the runner sleeps `interval` between fetches. `true`: after a successful fetch
+    /// the runner calls `fetch_changed` at once, and again as soon as that returns.
+    const WATCHES: bool = false;
 
+    /// The whole list, answered promptly: the first fetch, and each one after a failure (a
+    /// watching source starts afresh here: no index, a new stream).
     fn fetch(&self) -> impl Future<Output = Result<Found, String>> + Send;
+
+    /// For a source that `WATCHES`, the fetch after a successful one: returns the list once it
+    /// may have changed, or after `wait` (the `interval`) at the latest. `timeout` is for the
+    /// steps that must answer promptly (connecting, an answer's head), which the source bounds
+    /// itself; the runner bounds the whole call by `wait` plus twice `timeout`.
+    fn fetch_changed(
+        &self,
+        wait: Duration,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Found, String>> + Send {
+        let _ = (wait, timeout);
+        self.fetch()
+    }
 }
 
 /// A key of the discovery section that cannot work, and why.

@@ -5,13 +5,21 @@
 //!
 //! Each fetch is bounded by `timeout` (the kind's default when unset or `"0"`), and each server
 //! has its own task, so a source that hangs delays nothing but its own next round.
+//!
+//! A watching source (`Source::WATCHES`) is not slept for: after a successful fetch the runner
+//! asks it at once for the list after the next change (`fetch_changed`, which may wait up to
+//! `interval` for one, bounded by `interval` plus twice `timeout`), and installs each answer
+//! as it comes; rounds still start at least `MIN_INTERVAL` apart. Failures are handled as for
+//! any source, and the round after one is a plain `fetch`.
 
 use super::{kind_name, Found, SectionError, Source};
+use crate::backend::BackendSpec;
 use crate::config::{Discovery, GoDuration};
 use crate::server::ServerHandle;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 /// Rounds closer together than this would only load the control thread and the source.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -38,60 +46,105 @@ impl Plan {
     }
 }
 
+/// Where the loop's outcomes go: the server's backend list.
+pub trait Report: Send + Sync + 'static {
+    fn discovered(&self, backends: Vec<BackendSpec>);
+    fn failed(&self, error: String, set_empty: bool);
+}
+
+impl Report for Arc<ServerHandle> {
+    fn discovered(&self, backends: Vec<BackendSpec>) {
+        ServerHandle::discovered(self, backends);
+    }
+
+    fn failed(&self, error: String, set_empty: bool) {
+        self.discovery_failed(error, set_empty);
+    }
+}
+
 /// Spawns the loop for `source`; a source whose settings did not read (which validation
 /// refuses before a server starts) leaves the server without backends and says why.
 pub fn spawn<S: Source>(server: Arc<ServerHandle>, source: Result<S, SectionError>) -> AbortHandle {
     let plan = Plan::of::<S>(&server.config.discovery);
     let task = tokio::spawn(async move {
         match source {
-            Ok(source) => run(&server, &source, &plan).await,
+            Ok(source) => {
+                let about =
+                    format!("server {}: {} discovery", server.name, kind_name(server.config.discovery.kind));
+                run(&about, &server, &source, &plan).await
+            }
             Err(e) => server.discovery_failed(format!("discovery.{}: {}", e.field, e.message), true),
         }
     });
     task.abort_handle()
 }
 
-async fn run<S: Source>(server: &Arc<ServerHandle>, source: &S, plan: &Plan) {
-    let kind = kind_name(server.config.discovery.kind);
+/// The loop; `about` starts its log lines.
+async fn run<S: Source>(about: &str, report: &impl Report, source: &S, plan: &Plan) {
     let mut failing = false;
+    // Set after a successful round of a watching source: the next one waits for a change.
+    let mut watching = false;
     loop {
-        let outcome = match tokio::time::timeout(plan.timeout, source.fetch()).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(format!("no answer within {}", GoDuration(plan.timeout))),
+        let started = Instant::now();
+        let outcome = match (watching, plan.interval) {
+            (true, Some(wait)) => {
+                let bound = wait + plan.timeout * 2;
+                bounded(bound, source.fetch_changed(wait, plan.timeout)).await
+            }
+            _ => bounded(plan.timeout, source.fetch()).await,
         };
         match outcome {
             Ok(Found { backends, notes }) => {
                 for note in notes {
                     // A source can send a million bad lines every round.
-                    crate::log_limited!(log::Level::Warn, "server {}: {kind} discovery: {note}", server.name);
+                    crate::log_limited!(log::Level::Warn, "{about}: {note}");
                 }
                 if std::mem::take(&mut failing) {
-                    log::info!(
-                        "server {}: {kind} discovery works again: {} backends",
-                        server.name,
-                        backends.len()
-                    );
+                    log::info!("{about} works again: {} backends", backends.len());
                 } else {
-                    log::debug!("server {}: {kind} discovery found {} backends", server.name, backends.len());
+                    log::debug!("{about} found {} backends", backends.len());
                 }
-                server.discovered(backends);
+                report.discovered(backends);
                 match plan.interval {
+                    Some(_) if S::WATCHES => {
+                        watching = true;
+                        // A source that answers "changed" at once, every time, must not spin.
+                        tokio::time::sleep_until(started + MIN_INTERVAL).await;
+                    }
                     Some(interval) => tokio::time::sleep(interval).await,
                     None => return,
                 }
             }
             Err(error) => {
+                watching = false;
                 if !std::mem::replace(&mut failing, true) {
                     log::warn!(
-                        "server {}: {kind} discovery failed: {error}; {}, trying again every {} until it works",
-                        server.name,
-                        if plan.set_empty { "no backends meanwhile (setempty)" } else { "keeping the last backends (keeplast)" },
+                        "{about} failed: {error}; {}, trying again every {} until it works",
+                        if plan.set_empty {
+                            "no backends meanwhile (setempty)"
+                        } else {
+                            "keeping the last backends (keeplast)"
+                        },
                         GoDuration(plan.retry)
                     );
                 }
-                server.discovery_failed(error, plan.set_empty);
+                report.failed(error, plan.set_empty);
                 tokio::time::sleep(plan.retry).await;
             }
         }
     }
 }
+
+/// `fetch` bounded by `limit`.
+async fn bounded(
+    limit: Duration,
+    fetch: impl std::future::Future<Output = Result<Found, String>>,
+) -> Result<Found, String> {
+    match tokio::time::timeout(limit, fetch).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!("no answer within {}", GoDuration(limit))),
+    }
+}
+
+#[cfg(test)]
+mod tests;

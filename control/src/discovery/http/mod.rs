@@ -1,0 +1,215 @@
+//! The HTTP client of discovery: GETs over `http://`, `https://` (rustls with ring) and
+//! `unix://` sockets, one connection per request, with extra headers (tokens, basic auth), the
+//! body bounded in size ([`MAX_BODY`]); and a streaming GET ([`Endpoint::stream`]) that yields
+//! a long-lived answer line by line, for watch endpoints (Docker's `/events`, Kubernetes'
+//! `?watch=1`).
+//!
+//! Nothing here bounds time: the runner bounds a whole fetch, and a watching source bounds its
+//! own steps. Dropping a request's future, or a [`LineStream`], closes its connection.
+
+pub mod address;
+mod lines;
+pub mod tls;
+
+pub use address::{Address, Scheme, Target};
+pub use lines::LineStream;
+
+use super::SectionError;
+use base64::Engine;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, HOST, USER_AGENT};
+use hyper::{HeaderMap, Request, Response};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::task::JoinHandle;
+
+/// Bodies beyond this fail the fetch: no useful backend list is that long.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// How much of an error answer's body goes into the message.
+const ERROR_SNIPPET: usize = 200;
+
+/// A discovery endpoint: where it is, how to speak TLS to it, what to send along.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    address: Address,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// A successful (2xx) answer: its headers (Consul's `X-Consul-Index`) and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Endpoint {
+    /// An `http://` or `https://` endpoint (`https` with the system's CAs), as plaintext and
+    /// json discovery take (Go's `http.Get`, which gobetween uses, speaks both).
+    pub fn parse(field: &'static str, text: &str) -> Result<Endpoint, SectionError> {
+        Endpoint::parse_with(field, text, &[Scheme::Http, Scheme::Https])
+    }
+
+    /// An endpoint of one of the `allowed` schemes; an `https://` one verifies the server
+    /// against the system's CAs until [`Endpoint::with_tls`] says otherwise.
+    pub fn parse_with(field: &'static str, text: &str, allowed: &[Scheme]) -> Result<Endpoint, SectionError> {
+        if text.is_empty() {
+            let schemes: Vec<_> = allowed.iter().map(|s| s.prefix()).collect();
+            return Err(SectionError::new(
+                field,
+                format!("required: the {} URL to fetch", schemes.join(" or ")),
+            ));
+        }
+        let address = Address::parse(text, allowed).map_err(|e| SectionError::new(field, e))?;
+        let tls = match address.scheme {
+            Scheme::Https => Some(tls::client(&tls::Files::default(), &tls::Keys::same(field))?),
+            Scheme::Http | Scheme::Unix => None,
+        };
+        Ok(Endpoint { address, tls, headers: Vec::new() })
+    }
+
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Speaks TLS with `config` (on a `http://` or socket endpoint too: Docker's
+    /// `docker_tls_enabled` turns its `http://` endpoint into HTTPS).
+    pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Endpoint {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Sends `name: value` with every request; a value that is no header value (control
+    /// characters) is refused, naming `field`.
+    pub fn with_header(
+        mut self,
+        field: &'static str,
+        name: HeaderName,
+        value: &str,
+    ) -> Result<Endpoint, SectionError> {
+        let mut value = HeaderValue::from_str(value)
+            .map_err(|_| SectionError::new(field, "holds characters no HTTP header may carry"))?;
+        value.set_sensitive(true);
+        self.headers.push((name, value));
+        Ok(self)
+    }
+
+    /// `Authorization: Bearer <token>`.
+    pub fn with_bearer(self, field: &'static str, token: &str) -> Result<Endpoint, SectionError> {
+        self.with_header(field, AUTHORIZATION, &format!("Bearer {token}"))
+    }
+
+    /// `Authorization: Basic ...` (HTTP basic authentication).
+    pub fn with_basic_auth(
+        self,
+        field: &'static str,
+        user: &str,
+        password: &str,
+    ) -> Result<Endpoint, SectionError> {
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.with_header(field, AUTHORIZATION, &format!("Basic {credentials}"))
+    }
+
+    /// GETs the endpoint's own URL: the body of a 2xx answer, at most `MAX_BODY` bytes.
+    pub async fn get(&self) -> Result<Bytes, String> {
+        Ok(self.get_at(&self.address.path).await?.body)
+    }
+
+    /// GETs `path_and_query` (below the endpoint's path, see [`Address::join`]).
+    pub async fn get_path(&self, path_and_query: &str) -> Result<Answer, String> {
+        self.get_at(&self.address.join(path_and_query)).await
+    }
+
+    /// GETs `path_and_query` below the endpoint's path and returns the answer as a stream of
+    /// lines, each at most `max_line` bytes. Returns once the answer's head is in.
+    pub async fn stream(&self, path_and_query: &str, max_line: usize) -> Result<LineStream, String> {
+        let path = self.address.join(path_and_query);
+        let (response, connection) = self.request(&path).await?;
+        Ok(LineStream::new(response.into_body(), connection, max_line, self.address.url(&path)))
+    }
+
+    async fn get_at(&self, path: &str) -> Result<Answer, String> {
+        let (response, _connection) = self.request(path).await?;
+        let (head, body) = response.into_parts();
+        let body = Limited::new(body, MAX_BODY).collect().await;
+        let body = body.map(|b| b.to_bytes()).map_err(|e| self.fail("reading the answer of", path, &e))?;
+        Ok(Answer { headers: head.headers, body })
+    }
+
+    /// Connects, sends the GET and waits for the answer's head; a non-2xx status fails with
+    /// the start of its body (daemons explain themselves there).
+    async fn request(&self, path: &str) -> Result<(Response<Incoming>, Connection), String> {
+        let io = self.connect().await.map_err(|e| self.fail("cannot connect to", path, &e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| self.fail("GET", path, &e))?;
+        let connection = Connection(tokio::spawn(async move {
+            // Its errors show in the request's result.
+            let _ = connection.await;
+        }));
+        let mut request = Request::get(path)
+            .header(HOST, self.address.authority.as_str())
+            .header(USER_AGENT, concat!("betwixt/", env!("CARGO_PKG_VERSION")));
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(Empty::<Bytes>::new()).map_err(|e| self.fail("GET", path, &e))?;
+        let response = sender.send_request(request).await.map_err(|e| self.fail("GET", path, &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let start = Limited::new(response.into_body(), 4096).collect().await.map(|b| b.to_bytes());
+            let start = start.map(|b| snippet(&b)).unwrap_or_default();
+            let said = if start.is_empty() { String::new() } else { format!(": {start}") };
+            return Err(self.fail("GET", path, &format!("answered {status}{said}")));
+        }
+        Ok((response, connection))
+    }
+
+    async fn connect(&self) -> std::io::Result<Box<dyn Io>> {
+        let stream: Box<dyn Io> = match &self.address.target {
+            Target::Tcp { host, port } => Box::new(TcpStream::connect((host.as_str(), *port)).await?),
+            Target::Unix(path) => Box::new(UnixStream::connect(path).await?),
+        };
+        let Some(config) = &self.tls else { return Ok(stream) };
+        // SNI and verification name the URL's host; a socket has none, so "localhost".
+        let host = self.address.host().unwrap_or("localhost");
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await?;
+        Ok(Box::new(tls))
+    }
+
+    fn fail(&self, what: &str, path: &str, e: &dyn std::fmt::Display) -> String {
+        format!("{what} {}: {e}", self.address.url(path))
+    }
+}
+
+/// The start of a body, printable, for a message.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text: String =
+        text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(ERROR_SNIPPET).collect();
+    text.trim().to_string()
+}
+
+/// A connection's task; dropping this closes the connection.
+#[derive(Debug)]
+struct Connection(JoinHandle<()>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A byte stream hyper can speak over: TCP, a unix socket, TLS over either.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+#[cfg(test)]
+mod tests;
