@@ -5,12 +5,14 @@ use super::error::ConfigError;
 use super::model::{Config, DiscoveryKind, Protocol};
 
 /// The discovery kinds that run.
-const BUILT_DISCOVERY: [DiscoveryKind; 5] = [
+const BUILT_DISCOVERY: [DiscoveryKind; 7] = [
     DiscoveryKind::Static,
     DiscoveryKind::Exec,
     DiscoveryKind::Plaintext,
     DiscoveryKind::Json,
     DiscoveryKind::Srv,
+    DiscoveryKind::Consul,
+    DiscoveryKind::Kubernetes,
 ];
 
 /// Every key in use whose feature is not built yet, as dotted paths with the offending value.

@@ -9,18 +9,16 @@
 //! costs one request per wait. The index is kept by the rules of Consul's blocking-query
 //! documentation ([`BlockingIndex`]).
 
-use super::{Found, SectionError};
+use super::http::{self, tls, Endpoint};
+use super::{own_tls, Found, SectionError, Source};
 use crate::backend::{is_host_name, BackendSpec};
 use crate::config::depth::check_json_depth;
 use crate::config::Discovery;
-use crate::consul_api::{encode, env, env_token, Address, DEFAULT_ADDRESS};
-use base64::Engine;
+use crate::consul_api::{encode, env, env_token, Address, Scheme, DEFAULT_ADDRESS};
+use hyper::header::HeaderName;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
+use std::sync::Mutex;
 use std::time::Duration;
-
-/// How long Consul holds a blocking query (it adds up to 1/16 of it at random). Short enough
-/// that a Consul or a network path that silently lost the connection is noticed soon.
-pub const BLOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// The client certificate files of `consul_tls_*`.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,8 +34,10 @@ pub struct Settings {
     pub address: Address,
     /// Path and query of the health request, without the blocking part.
     pub query: String,
-    /// `X-Consul-Token` and `Authorization`, as they are sent.
-    pub headers: Vec<(&'static str, String)>,
+    /// Sent as `X-Consul-Token`.
+    pub token: Option<String>,
+    /// User and password, sent as HTTP basic authentication.
+    pub basic_auth: Option<(String, String)>,
     pub tls: Option<TlsFiles>,
 }
 
@@ -68,25 +68,15 @@ impl Settings {
         if !params.is_empty() {
             query = format!("{query}?{}", params.join("&"));
         }
-        let mut headers = Vec::new();
         let token = match given(&d.consul_acl_token) {
             Some(token) => Some(token.to_string()),
             None => env_token().map_err(|e| SectionError::new("consul_acl_token", e))?,
         };
-        if let Some(token) = token {
-            if token.contains(|c: char| c.is_control()) {
-                return Err(SectionError::new("consul_acl_token", "holds a control character"));
-            }
-            headers.push(("X-Consul-Token", token));
-        }
         let (user, password) = (given(&d.consul_auth_username), given(&d.consul_auth_password));
-        if user.is_some() || password.is_some() {
-            let pair = format!("{}:{}", user.unwrap_or(""), password.unwrap_or(""));
-            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-            headers.push(("Authorization", format!("Basic {encoded}")));
-        }
+        let basic_auth = (user.is_some() || password.is_some())
+            .then(|| (user.unwrap_or("").to_string(), password.unwrap_or("").to_string()));
         let tls = match address.scheme {
-            crate::consul_api::Scheme::Https => {
+            Scheme::Https => {
                 let files = TlsFiles {
                     cert: given(&d.consul_tls_cert_path).map(String::from),
                     key: given(&d.consul_tls_key_path).map(String::from),
@@ -104,16 +94,97 @@ impl Settings {
             }
             _ => None,
         };
-        Ok(Settings { address, query, headers, tls })
+        Ok(Settings { address, query, token, basic_auth, tls })
     }
 
-    /// The request's path and query for the current `index` (0: answer at once).
-    pub fn path(&self, index: u64) -> String {
+    /// The request's path and query: answered at once with `index` 0, else held by Consul
+    /// until the service changes past `index` or about `wait` passes.
+    pub fn path(&self, index: u64, wait: Duration) -> String {
         if index == 0 {
             return self.query.clone();
         }
         let separator = if self.query.contains('?') { '&' } else { '?' };
-        format!("{}{separator}index={index}&wait={}s", self.query, BLOCK_WAIT.as_secs())
+        // Consul adds up to 1/16 of the wait at random: ask for 16/17 of it, so the answer
+        // comes within `wait`.
+        let wait = (wait.as_millis() * 16 / 17).max(1);
+        format!("{}{separator}index={index}&wait={wait}ms", self.query)
+    }
+}
+
+/// The source: the endpoint with its headers, and the index of the last answer.
+pub struct Consul {
+    settings: Settings,
+    endpoint: Endpoint,
+    index: Mutex<(BlockingIndex, Update)>,
+}
+
+impl Consul {
+    pub fn from_section(d: &Discovery) -> Result<Consul, SectionError> {
+        let settings = Settings::from_section(d)?;
+        let address = &settings.address;
+        let url = match address.scheme {
+            Scheme::Unix => format!("unix://{}", address.host),
+            Scheme::Http | Scheme::Https => address.base(),
+        };
+        let allowed = [http::Scheme::Http, http::Scheme::Https, http::Scheme::Unix];
+        let mut endpoint = match &settings.tls {
+            Some(files) => {
+                let files = tls::Files {
+                    ca: files.ca.as_deref(),
+                    cert: files.cert.as_deref(),
+                    key: files.key.as_deref(),
+                    ignore_verify: false,
+                };
+                let keys = tls::Keys {
+                    ca: "consul_tls_cacert_path",
+                    cert: "consul_tls_cert_path",
+                    key: "consul_tls_key_path",
+                };
+                own_tls::endpoint("consul_host", &url, &allowed, tls::client(&files, &keys)?)?
+            }
+            None => Endpoint::parse_with("consul_host", &url, &allowed)?,
+        };
+        if let Some(token) = &settings.token {
+            endpoint =
+                endpoint.with_header("consul_acl_token", HeaderName::from_static("x-consul-token"), token)?;
+        }
+        if let Some((user, password)) = &settings.basic_auth {
+            endpoint = endpoint.with_basic_auth("consul_auth_username", user, password)?;
+        }
+        Ok(Consul { settings, endpoint, index: Mutex::new((BlockingIndex::default(), Update::NoIndex)) })
+    }
+
+    /// One query at `index`; keeps the answer's index for the next.
+    async fn query(&self, index: u64, wait: Duration) -> Result<Found, String> {
+        let answer = self.endpoint.get_path(&self.settings.path(index, wait)).await?;
+        let header = answer.headers.get("x-consul-index").and_then(|v| v.to_str().ok());
+        {
+            let mut state = self.index.lock().unwrap_or_else(|e| e.into_inner());
+            let update = state.0.update(header);
+            state.1 = update;
+        }
+        let body = std::str::from_utf8(&answer.body).map_err(|_| "answer is not UTF-8".to_string())?;
+        read_entries(body)
+    }
+}
+
+impl Source for Consul {
+    /// gobetween's HTTP timeout for Consul.
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    const RETRY_WAIT: Duration = Duration::from_secs(2);
+    const WATCHES: bool = true;
+
+    async fn fetch(&self) -> Result<Found, String> {
+        self.query(0, Duration::ZERO).await
+    }
+
+    async fn fetch_changed(&self, wait: Duration, _timeout: Duration) -> Result<Found, String> {
+        let (index, update) = *self.index.lock().unwrap_or_else(|e| e.into_inner());
+        if update == Update::NoIndex {
+            // Nothing to block on (something between drops the header): the interval paces.
+            tokio::time::sleep(wait).await;
+        }
+        self.query(index.get(), wait).await
     }
 }
 
@@ -238,8 +309,8 @@ mod tests {
     fn the_request_as_gobetweens_client_makes_it() {
         let s = Settings::from_section(&section(&[("host", "c:8500")])).unwrap();
         assert_eq!(s.address.base(), "http://c:8500");
-        assert_eq!(s.path(0), "/v1/health/service/web");
-        assert_eq!(s.path(7), "/v1/health/service/web?index=7&wait=60s");
+        assert_eq!(s.path(0, Duration::from_secs(17)), "/v1/health/service/web");
+        assert_eq!(s.path(7, Duration::from_secs(17)), "/v1/health/service/web?index=7&wait=16000ms");
         let s = Settings::from_section(&section(&[
             ("host", "https://c:8501/api"),
             ("name", "a b"),
@@ -252,18 +323,22 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(s.address.base(), "https://c:8501/api");
-        assert_eq!(s.path(3), "/api/v1/health/service/a%20b?passing=1&tag=v1%26x&dc=dc%202&index=3&wait=60s");
-        assert_eq!(s.headers, [("X-Consul-Token", "secret".into()), ("Authorization", "Basic dTpw".into())]);
+        assert_eq!(
+            s.path(3, Duration::from_millis(170)),
+            "/api/v1/health/service/a%20b?passing=1&tag=v1%26x&dc=dc%202&index=3&wait=160ms"
+        );
+        assert_eq!((s.token.as_deref(), s.basic_auth), (Some("secret"), Some(("u".into(), "p".into()))));
         assert_eq!(s.tls, Some(TlsFiles { cert: None, key: None, ca: None }));
     }
 
     #[test]
     fn sections_that_cannot_work() {
-        let field = |keys: &[(&str, &str)]| Settings::from_section(&section(keys)).unwrap_err().field;
+        let field = |keys: &[(&str, &str)]| Consul::from_section(&section(keys)).err().unwrap().field;
         assert_eq!(field(&[("name", "")]), "consul_service_name");
         assert_eq!(field(&[("host", "ftp://x")]), "consul_host");
         assert_eq!(field(&[("tls", ""), ("cert", "/c.pem")]), "consul_tls_key_path");
         assert_eq!(field(&[("token", "a\nX-Evil: 1")]), "consul_acl_token");
+        assert_eq!(field(&[("user", "a\r\nX-Evil: 1")]), "consul_auth_username");
     }
 
     #[test]

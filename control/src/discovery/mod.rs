@@ -11,6 +11,7 @@ pub mod http;
 pub mod json;
 pub mod kubernetes;
 pub mod lines;
+pub mod own_tls;
 pub mod plaintext;
 pub mod runner;
 pub mod srv;
@@ -88,6 +89,8 @@ pub fn check_section(discovery: &Discovery) -> Result<(), SectionError> {
         DiscoveryKind::Plaintext => plaintext::Plaintext::from_section(discovery).map(drop),
         DiscoveryKind::Json => json::Json::from_section(discovery).map(drop),
         DiscoveryKind::Srv => srv::Srv::from_section(discovery).map(drop),
+        DiscoveryKind::Consul => consul::Consul::from_section(discovery).map(drop),
+        DiscoveryKind::Kubernetes => kubernetes::Kubernetes::from_section(discovery).map(drop),
         _ => Ok(()),
     }
 }
@@ -100,6 +103,8 @@ pub fn start(server: Arc<ServerHandle>) -> AbortHandle {
         DiscoveryKind::Plaintext => runner::spawn(server, plaintext::Plaintext::from_section(&discovery)),
         DiscoveryKind::Json => runner::spawn(server, json::Json::from_section(&discovery)),
         DiscoveryKind::Srv => runner::spawn(server, srv::Srv::from_section(&discovery)),
+        DiscoveryKind::Consul => runner::spawn(server, consul::Consul::from_section(&discovery)),
+        DiscoveryKind::Kubernetes => runner::spawn(server, kubernetes::Kubernetes::from_section(&discovery)),
         // Every other kind is refused before a server starts; static is the fallback.
         _ => runner::spawn(server, Ok(static_list::StaticList::from_section(&discovery))),
     }
