@@ -198,14 +198,20 @@ impl Kubernetes {
                     state.watch = None;
                     continue;
                 }
-                Ok(Err(e)) => return Err(format!("watch: {e}")),
+                // A cut connection (an API server restarting) or a line too long: a new list
+                // says whether the API is really unreachable.
+                Ok(Err(_)) => return self.relist(state, prompt).await,
             };
-            let line = String::from_utf8(line).map_err(|_| "watch event is not UTF-8".to_string())?;
+            let line = String::from_utf8_lossy(&line);
             match state.slices.apply(&line) {
                 Ok(Event::Changed) => return Ok(state.slices.found()),
                 Ok(Event::Bookmark) => {}
-                Err(WatchEnd::Gone) => return self.relist(state, prompt).await,
-                Err(WatchEnd::Failed(e)) => return Err(format!("watch: {e}")),
+                Err(end) => {
+                    if let WatchEnd::Failed(why) = end {
+                        log::debug!("kubernetes watch of {}: {why}; listing again", self.settings.service);
+                    }
+                    return self.relist(state, prompt).await;
+                }
             }
         }
     }
