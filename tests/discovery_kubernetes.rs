@@ -85,7 +85,7 @@ fn answer(shared: &Shared<Api>, request: &Request, stream: &mut impl Write) {
     {
         return respond(stream, "404 Not Found", "", r#"{"kind":"Status","code":404}"#);
     }
-    if request.query.get("watch").is_none() {
+    if !request.query.contains_key("watch") {
         let api = shared.lock();
         let items: Vec<&str> = api.slices.iter().map(|(_, json)| json.as_str()).collect();
         let body = format!(
@@ -165,7 +165,7 @@ impl Cluster {
             let connection = rustls::ServerConnection::new(config.clone()).ok()?;
             Some(rustls::StreamOwned::new(connection, tcp))
         };
-        let port = serve(shared.clone(), wrap, |shared, request, stream| answer(shared, request, stream));
+        let port = serve(shared.clone(), wrap, answer);
         let dir = TempDir::new("kubernetes");
         dir.write("ca.crt", &ca.pem());
         let kubeconfig = format!(
