@@ -4,6 +4,8 @@
 //! environment variables. Its TLS settings (`CONSUL_CACERT` and friends) are not supported yet
 //! and refused rather than ignored.
 
+use betwixt_control::consul_api::{encode, env, env_token, Address, Scheme};
+
 /// The request that reads the raw value of a key.
 #[derive(Debug, PartialEq, Eq)]
 pub struct KvRead {
@@ -15,54 +17,17 @@ pub struct KvRead {
 const TLS_VARIABLES: [&str; 5] =
     ["CONSUL_CACERT", "CONSUL_CAPATH", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY", "CONSUL_TLS_SERVER_NAME"];
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// Percent-encodes what Go's URL writer would: everything but unreserved characters, the
-/// sub-delimiters Go leaves in paths, and `/` when `path`.
-fn encode(text: &str, path: bool) -> String {
-    let keep = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b) || path && b"/$&+,:;=@".contains(&b);
-    text.bytes().map(|b| if keep(b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
-}
-
-/// Consul's client: `CONSUL_HTTP_TOKEN_FILE` wins over `CONSUL_HTTP_TOKEN`; a file holding
-/// only whitespace means no token.
-fn token() -> Result<Option<String>, String> {
-    match env("CONSUL_HTTP_TOKEN_FILE") {
-        Some(file) => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| format!("cannot read CONSUL_HTTP_TOKEN_FILE {file}: {e}"))?;
-            Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
-        }
-        None => Ok(env("CONSUL_HTTP_TOKEN")),
-    }
-}
-
 pub fn kv_read(address: &str, key: &str, scheme: &str) -> Result<KvRead, String> {
-    let mut scheme = match scheme {
-        "http" | "https" => scheme,
+    let tls = match scheme {
+        "http" => false,
+        "https" => true,
         other => return Err(format!("unknown consul scheme {other:?} (use http or https)")),
     };
-    let mut address = address;
-    if let Some((prefix, rest)) = address.split_once("://") {
-        match prefix {
-            // An explicit `-s https` is never turned back into http, as in Consul's client.
-            "http" => {}
-            "https" => scheme = "https",
-            "unix" => return Err("not supported yet: a unix:// Consul address".into()),
-            other => return Err(format!("unknown protocol scheme {other:?} in Consul address {address:?}")),
-        }
-        address = rest;
+    let address = Address::parse(address, tls)?;
+    if address.scheme == Scheme::Unix {
+        return Err("not supported yet: a unix:// Consul address".into());
     }
-    let (host, prefix) = match address.split_once('/') {
-        Some((host, prefix)) => (host, format!("/{}", prefix.trim_end_matches('/'))),
-        None => (address, String::new()),
-    };
-    if host.is_empty() {
-        return Err(format!("missing host in Consul address {address:?} (expected host:port)"));
-    }
-    if scheme == "https" {
+    if address.scheme == Scheme::Https {
         if let Some(name) = TLS_VARIABLES.iter().find(|name| env(name).is_some()) {
             return Err(format!("not supported yet: {name} (TLS settings for from-consul)"));
         }
@@ -81,8 +46,8 @@ pub fn kv_read(address: &str, key: &str, scheme: &str) -> Result<KvRead, String>
         }
     }
     let path = encode(key.trim_start_matches('/'), true);
-    let headers = token()?.map(|t| ("X-Consul-Token", t)).into_iter().collect();
-    Ok(KvRead { url: format!("{scheme}://{host}{prefix}/v1/kv/{path}?{query}"), headers })
+    let headers = env_token()?.map(|t| ("X-Consul-Token", t)).into_iter().collect();
+    Ok(KvRead { url: format!("{}/v1/kv/{path}?{query}", address.base()), headers })
 }
 
 #[cfg(test)]

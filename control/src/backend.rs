@@ -37,6 +37,12 @@ impl BackendSpec {
     }
 }
 
+/// Whether a host from a source's answer can name a backend: not empty, no whitespace and no
+/// character that would forge log lines.
+pub fn is_host_name(host: &str) -> bool {
+    !host.is_empty() && !host.contains(is_unsafe) && !host.contains(char::is_whitespace)
+}
+
 /// Splits `host:port` or `[v6]:port`.
 pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {

@@ -8,6 +8,7 @@ pub mod balance;
 pub mod bind;
 pub mod command;
 pub mod config;
+pub mod consul_api;
 pub mod control;
 pub mod discovery;
 pub mod healthcheck;

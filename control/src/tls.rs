@@ -388,6 +388,56 @@ fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
+/// A client configuration from PEM held in memory (a kubeconfig's `*-data`): the server's
+/// certificate must chain to `ca` (the system's CAs when `None`) unless `ignore_verify`, and
+/// `pair` (certificate chain, key) is presented when given.
+pub fn client_config_pem(
+    ca: Option<&[u8]>,
+    pair: Option<(&[u8], &[u8])>,
+    ignore_verify: bool,
+) -> Result<Arc<ClientConfig>, String> {
+    let provider = provider(None).map_err(|e| e.message)?;
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let certs = |pem: &[u8], what: &str| -> Result<Vec<CertificateDer<'static>>, String> {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cannot read the {what}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("no PEM certificate in the {what}"));
+        }
+        Ok(certs)
+    };
+    let builder = match (ignore_verify, ca) {
+        (true, _) => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
+        (false, Some(ca)) => {
+            let mut store = RootCertStore::empty();
+            let (_, ignored) = store.add_parsable_certificates(certs(ca, "certificate authority")?);
+            if store.is_empty() || ignored > 0 {
+                return Err(format!(
+                    "{ignored} certificate(s) of the certificate authority could not be parsed"
+                ));
+            }
+            builder.with_root_certificates(store)
+        }
+        (false, None) => builder.with_root_certificates(roots(None).map_err(|e| e.message)?),
+    };
+    let mut config = match pair {
+        Some((cert, key)) => {
+            let key =
+                PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("cannot read the client key: {e}"))?;
+            builder
+                .with_client_auth_cert(certs(cert, "client certificate")?, key)
+                .map_err(|e| format!("the client key does not fit its certificate: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.resumption = Resumption::disabled();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// `ignore_verify = true`: any certificate is taken, as Go's `InsecureSkipVerify`; the
 /// handshake's signatures are still checked, so the peer must hold the certificate's key.
 #[derive(Debug)]

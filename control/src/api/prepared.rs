@@ -257,8 +257,9 @@ enum Unset {
 const TEXT: Unset = Unset::Text("");
 
 /// gobetween's kind-specific discovery keys: one group per embedded struct of its
-/// `DiscoveryConfig`, in its order, each key with what gobetween shows when it is left out.
-const DISCOVERY_GROUPS: [&[(&str, Unset)]; 8] = [
+/// `DiscoveryConfig`, in its order, each key with what gobetween shows when it is left out;
+/// then betwixt's own kinds.
+const DISCOVERY_GROUPS: [&[(&str, Unset)]; 9] = [
     &[("static_list", Unset::List)],
     &[("srv_lookup_server", TEXT), ("srv_lookup_pattern", TEXT), ("srv_dns_protocol", Unset::Text("udp"))],
     &[
@@ -311,6 +312,12 @@ const DISCOVERY_GROUPS: [&[(&str, Unset)]; 8] = [
         ("lxd_container_interface_key", TEXT),
         ("lxd_container_sni_key", TEXT),
         ("lxd_container_address_type", Unset::Text("IPv4")),
+    ],
+    &[
+        ("kubernetes_service_name", TEXT),
+        ("kubernetes_namespace", TEXT),
+        ("kubernetes_port_name", TEXT),
+        ("kubernetes_kubeconfig_path", TEXT),
     ],
 ];
 

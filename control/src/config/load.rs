@@ -314,7 +314,8 @@ mod tests {
         let text = "[logging]\nlevel = \"WARNING\"\nformat = \"xml\"\n[defaults]\nbackend_idle_timeout = \"\"\n\
             [servers.a]\nbind = \":1\"\n[servers.a.discovery]\nkind = \"static\"\n\
             [servers.a.healthcheck]\nkind = \"ping\"\nfails = -2\npasses = 0\n\
-            [servers.b]\nbind = \":2\"\n[servers.b.discovery]\nkind = \"consul\"\nconsul_service_datacenter = \"dc1\"\n";
+            [servers.b]\nbind = \":2\"\n[servers.b.discovery]\nkind = \"consul\"\nconsul_service_datacenter = \"dc1\"\n\
+            consul_service_name = \"web\"\n";
         let (config, warnings) = parse_config(text, Format::Toml).unwrap();
         let keys: Vec<(&str, usize)> =
             warnings.iter().map(|w| (w.key.as_deref().unwrap(), w.position.unwrap().0)).collect();

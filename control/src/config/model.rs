@@ -254,6 +254,8 @@ pub enum DiscoveryKind {
     Plaintext,
     Consul,
     Lxd,
+    /// A betwixt addition.
+    Kubernetes,
 }
 
 /// One flat table as in gobetween: `kind` picks which of the kind-specific keys apply.
@@ -327,6 +329,12 @@ pub struct Discovery {
     pub lxd_container_interface_key: Option<String>,
     pub lxd_container_sni_key: Option<String>,
     pub lxd_container_address_type: Option<String>,
+
+    /// `kubernetes_*`: betwixt additions (`discovery::kubernetes`).
+    pub kubernetes_service_name: Option<String>,
+    pub kubernetes_namespace: Option<String>,
+    pub kubernetes_port_name: Option<String>,
+    pub kubernetes_kubeconfig_path: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use super::error::ConfigError;
 use super::model::{Config, DiscoveryKind, Protocol};
 
 /// The discovery kinds that run.
-const BUILT_DISCOVERY: [DiscoveryKind; 7] = [
+const BUILT_DISCOVERY: [DiscoveryKind; 9] = [
     DiscoveryKind::Static,
     DiscoveryKind::Exec,
     DiscoveryKind::Plaintext,
@@ -13,6 +13,8 @@ const BUILT_DISCOVERY: [DiscoveryKind; 7] = [
     DiscoveryKind::Srv,
     DiscoveryKind::Docker,
     DiscoveryKind::Lxd,
+    DiscoveryKind::Consul,
+    DiscoveryKind::Kubernetes,
 ];
 
 /// Every key in use whose feature is not built yet, as dotted paths with the offending value.

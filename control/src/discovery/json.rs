@@ -11,7 +11,7 @@
 
 use super::http::Endpoint;
 use super::{Found, SectionError, Source};
-use crate::backend::BackendSpec;
+use crate::backend::{is_host_name, BackendSpec};
 use crate::config::depth::check_json_depth;
 use crate::config::Discovery;
 use crate::text::is_unsafe;
@@ -133,7 +133,7 @@ impl Json {
         let host = host.as_str().ok_or_else(|| Fail(format!("{:?} is not a string", p.host.text)))?;
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         let port = p.port.find(element).ok_or_else(|| Fail(format!("no {:?}", p.port.text)))?;
-        if host.is_empty() || host.contains(is_unsafe) || host.contains(char::is_whitespace) {
+        if !is_host_name(host) {
             return Err(Skip(format!("host {host:?} is no host name")));
         }
         let port = port_of(port).ok_or_else(|| Skip(format!("port {port} is not a port number")))?;

@@ -6,11 +6,14 @@
 //! gobetween's `discovery.go` is around its fetch functions.
 
 pub mod docker;
+pub mod consul;
 pub mod exec;
 pub mod http;
 pub mod json;
+pub mod kubernetes;
 pub mod lines;
 pub mod lxd;
+pub mod own_tls;
 pub mod plaintext;
 pub mod runner;
 pub mod srv;
@@ -90,6 +93,8 @@ pub fn check_section(discovery: &Discovery) -> Result<(), SectionError> {
         DiscoveryKind::Srv => srv::Srv::from_section(discovery).map(drop),
         DiscoveryKind::Docker => docker::Docker::from_section(discovery).map(drop),
         DiscoveryKind::Lxd => lxd::Lxd::from_section(discovery).map(drop),
+        DiscoveryKind::Consul => consul::Consul::from_section(discovery).map(drop),
+        DiscoveryKind::Kubernetes => kubernetes::Kubernetes::from_section(discovery).map(drop),
         _ => Ok(()),
     }
 }
@@ -104,6 +109,8 @@ pub fn start(server: Arc<ServerHandle>) -> AbortHandle {
         DiscoveryKind::Srv => runner::spawn(server, srv::Srv::from_section(&discovery)),
         DiscoveryKind::Docker => runner::spawn(server, docker::Docker::from_section(&discovery)),
         DiscoveryKind::Lxd => runner::spawn(server, lxd::Lxd::from_section(&discovery)),
+        DiscoveryKind::Consul => runner::spawn(server, consul::Consul::from_section(&discovery)),
+        DiscoveryKind::Kubernetes => runner::spawn(server, kubernetes::Kubernetes::from_section(&discovery)),
         // Every other kind is refused before a server starts; static is the fallback.
         _ => runner::spawn(server, Ok(static_list::StaticList::from_section(&discovery))),
     }
@@ -120,6 +127,7 @@ pub fn kind_name(kind: DiscoveryKind) -> &'static str {
         DiscoveryKind::Plaintext => "plaintext",
         DiscoveryKind::Consul => "consul",
         DiscoveryKind::Lxd => "lxd",
+        DiscoveryKind::Kubernetes => "kubernetes",
     }
 }
 
