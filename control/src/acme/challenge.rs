@@ -95,10 +95,11 @@ impl Challenges {
         params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
         let cert = params.self_signed(&key).map_err(|e| format!("challenge certificate: {e}"))?;
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let certified =
-            CertifiedKey::from_der(vec![CertificateDer::from(cert.der().to_vec())], der, provider)
-                .map_err(|e| format!("challenge certificate: {e}"))?;
-        let certified = Arc::new(certified);
+        // Not `CertifiedKey::from_der`: its check parses the certificate, and webpki refuses the
+        // critical acmeIdentifier extension this certificate exists for.
+        let signer =
+            provider.key_provider.load_private_key(der).map_err(|e| format!("challenge key: {e}"))?;
+        let certified = Arc::new(CertifiedKey::new(vec![CertificateDer::from(cert.der().to_vec())], signer));
         self.alpn.rcu(|map| {
             let mut map = HashMap::clone(map);
             map.insert(host.to_string(), certified.clone());
