@@ -3,8 +3,10 @@
 //! dnsmasq that resolves the test host name to 127.0.0.1. Clients are rustls clients that
 //! trust only pebble's root, for the host name.
 
+mod api_client;
 mod common;
 
+use api_client::Client;
 use common::backends::{Backend, Behaviour};
 use common::{free_port, run_betwixt, wait_for_port, wait_until, Betwixt, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -251,19 +253,24 @@ fn http01_issues_serves_and_a_restart_reuses_the_cache() {
     let mut pebble = Pebble::start(http, port, 3600);
     let backend = Backend::start("b", Behaviour::Echo);
     let cache = TempDir::new("acme-cache");
-    let text = config(
-        &pebble,
-        &cache,
-        &format!("challenge = \"http\"\nhttp_bind = \"127.0.0.1:{http}\"\n"),
-        port,
-        &backend,
-    );
-    let bx = Betwixt::start(&text, &[], &[port]);
+    let metrics = free_port();
+    let acme = format!("challenge = \"http\"\nhttp_bind = \"127.0.0.1:{http}\"\n");
+    let text = config(&pebble, &cache, &acme, port, &backend)
+        + &format!("[metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n");
+    let bx = Betwixt::start(&text, &[], &[port, metrics]);
     let connect = host_client(&pebble.root(), Vec::new());
     let mut tls = first_certificate(port, &connect, &bx, &pebble);
     let issued = leaf(&tls);
     echo(&mut tls, b"through an ACME certificate");
     assert!(bx.log_text().contains(&format!("new certificate for {HOST}")), "{}", bx.log_text());
+    let scraped = Client::http(metrics).get("/metrics").body;
+    for line in
+        ["betwixt_acme_orders_total 1", "betwixt_acme_certificates_total 1", "betwixt_acme_failures_total 0"]
+    {
+        assert!(scraped.lines().any(|l| l == line), "no {line:?} in:\n{scraped}");
+    }
+    let expiry = format!("betwixt_acme_certificate_expiry_seconds{{server=\"site\",host=\"{HOST}\"}} ");
+    assert!(scraped.lines().any(|l| l.starts_with(&expiry) && !l.ends_with(" 0")), "{scraped}");
 
     // The cache: the host's key and chain, and the account, readable by betwixt's user only.
     for name in [HOST, "betwixt-acme-account.json"] {
@@ -276,12 +283,14 @@ fn http01_issues_serves_and_a_restart_reuses_the_cache() {
     drop(bx);
     let root = pebble.root();
     pebble.stop();
-    let bx = Betwixt::start(&text, &[], &[port]);
+    let bx = Betwixt::start(&text, &[], &[port, metrics]);
     let connect = host_client(&root, Vec::new());
     let tls = connect(port).unwrap_or_else(|e| panic!("{e}; log:\n{}", bx.log_text()));
     assert_eq!(leaf(&tls), issued);
     let log = bx.log_text();
     assert!(log.contains("serving the cached certificate") && !log.contains("new certificate"), "{log}");
+    let scraped = Client::http(metrics).get("/metrics").body;
+    assert!(scraped.lines().any(|l| l == "betwixt_acme_orders_total 0"), "{scraped}");
 }
 
 #[test]
