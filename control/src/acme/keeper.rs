@@ -258,7 +258,7 @@ impl AcmeCerts {
     }
 
     /// The cached certificate of host `index`, served if still valid.
-    fn from_cache(&self, index: usize) -> Option<Issued> {
+    fn serve_cached(&self, index: usize) -> Option<Issued> {
         let (host, server) = (&self.hosts[index].0, &self.server);
         let cached = match store::load_cert(&self.service.settings.cache_dir, host) {
             Ok(cached) => cached?,
@@ -291,7 +291,7 @@ impl AcmeCerts {
     async fn keep(self: Arc<Self>, index: usize) {
         let (host, server) = (&self.hosts[index].0, &self.server);
         let service = &self.service;
-        let mut current = self.from_cache(index);
+        let mut current = self.serve_cached(index);
         let mut retry = FIRST_RETRY;
         let mut failing = false;
         loop {
