@@ -8,7 +8,7 @@ mod common;
 
 use api_client::Client;
 use common::backends::{Backend, Behaviour};
-use common::{free_port, run_betwixt, wait_for_port, wait_until, Betwixt, TempDir};
+use common::{dnsmasq_command, free_port, run_betwixt, wait_for_port, wait_until, Betwixt, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -44,21 +44,8 @@ impl Drop for Process {
 
 /// dnsmasq answering 127.0.0.1 for `HOST` (and nothing for anything else).
 fn dnsmasq(port: u16) -> Process {
-    let child = Command::new("dnsmasq")
-        .args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--pid-file=",
-            &format!("--port={port}"),
-            &format!("--address=/{HOST}/127.0.0.1"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let child = dnsmasq_command(port)
+        .arg(format!("--address=/{HOST}/127.0.0.1"))
         .spawn()
         .expect("dnsmasq (scripts/test installs it)");
     assert!(wait_for_port(port, LIMIT), "dnsmasq did not start on {port}");
