@@ -21,8 +21,9 @@ use betwixt_control::proxy::AcceptSettings;
 use betwixt_control::snapshot::{Backend, ServerSnapshot};
 use betwixt_control::stats::{ConnectError, Counters, Slot};
 use futures_lite::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use futures_rustls::{TlsAcceptor, TlsConnector};
+use futures_rustls::{LazyConfigAcceptor, TlsAcceptor, TlsConnector};
 use glommio::net::TcpStream;
+use rustls::server::Acceptor;
 use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -173,7 +174,9 @@ async fn serve(
     let (mut downstream, candidates) = match tls.and_then(|tls| tls.server.clone()) {
         // The ClientHello is read by the handshake; SNI routes on its server name.
         Some(config) => {
-            let stream = Box::pin(handshake(config, Rewind::new(std::mem::take(&mut early), client))).await?;
+            let challenge = tls.and_then(|tls| tls.acme_challenge.clone());
+            let client = Rewind::new(std::mem::take(&mut early), client);
+            let stream = Box::pin(handshake(config, challenge, client)).await?;
             let name = stream.get_ref().1.server_name();
             let candidates = snapshot.sni.as_ref().map_or(Candidates::All, |routes| routes.candidates(name));
             (Stream::Server(Box::new(stream)), candidates)
@@ -262,16 +265,28 @@ async fn within<T>(
     futures_lite::future::or(step, expired).await
 }
 
-/// The client's TLS handshake, within `HANDSHAKE_TIMEOUT`.
+/// The client's TLS handshake, within `HANDSHAKE_TIMEOUT`. With `challenge` (a server whose
+/// ACME certificates are validated by TLS-ALPN-01), the ClientHello is read first: one offering
+/// ALPN `acme-tls/1` is the CA's validation, answered with `challenge`'s certificate and then
+/// closed; any other goes on with `config`.
 async fn handshake(
     config: Arc<rustls::ServerConfig>,
+    challenge: Option<Arc<rustls::ServerConfig>>,
     client: Rewind,
 ) -> Result<futures_rustls::server::TlsStream<Rewind>, Failure> {
+    let failed = |e: std::io::Error| {
+        Failure::new(Stage::Handshake, Side::Client, format!("TLS handshake failed: {e}"))
+    };
     within(HANDSHAKE_TIMEOUT, Stage::Handshake, async {
-        TlsAcceptor::from(config)
-            .accept(client)
-            .await
-            .map_err(|e| Failure::new(Stage::Handshake, Side::Client, format!("TLS handshake failed: {e}")))
+        let Some(challenge) = challenge else {
+            return TlsAcceptor::from(config).accept(client).await.map_err(failed);
+        };
+        let start = LazyConfigAcceptor::new(Acceptor::default(), client).await.map_err(failed)?;
+        if !betwixt_control::acme::wants_challenge(&start.client_hello()) {
+            return start.into_stream(config).await.map_err(failed);
+        }
+        start.into_stream(challenge).await.map_err(failed)?;
+        Err(Failure::new(Stage::Handshake, Side::Client, "ACME TLS-ALPN-01 validation answered".to_string()))
     })
     .await
 }

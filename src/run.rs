@@ -73,6 +73,7 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
 
     tokio.block_on(async {
         let control = Control::new(plane, &config, loaded.source);
+        control.start_acme()?;
         for (name, server) in &config.servers {
             // Its warnings were logged above, with their lines.
             control.add_server(name, server.clone()).map_err(|e| format!("server {name}: {e}"))?;

@@ -7,10 +7,10 @@ mod common;
 
 use api_client::Client;
 use common::backends::{Backend, Behaviour};
-use common::{ask_name, closed_without_data, free_port, wait_for_port, wait_until, Betwixt};
+use common::{ask_name, closed_without_data, dnsmasq_command, free_port, wait_for_port, wait_until, Betwixt};
 use sonic_rs::JsonValueTrait;
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(10);
@@ -28,22 +28,12 @@ impl Dnsmasq {
     /// `address` gives each target's address (`{target}`, `{ip}` filled in): `--host-record`
     /// also puts it in the SRV answer's additional section, `--address` does not.
     fn start_with(port: u16, records: &[(String, Ipv4Addr, u16, u16, u16)], address: &str) -> Dnsmasq {
-        let mut command = Command::new("dnsmasq");
-        command.args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--pid-file=",
-            &format!("--port={port}"),
-        ]);
+        let mut command = dnsmasq_command(port);
         for (target, ip, target_port, priority, weight) in records {
             command.arg(format!("--srv-host={SERVICE},{target},{target_port},{priority},{weight}"));
             command.arg(address.replace("{target}", target).replace("{ip}", &ip.to_string()));
         }
-        let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let child = command.spawn().unwrap();
         assert!(wait_for_port(port, LONG), "dnsmasq did not start on {port}");
         Dnsmasq(child)
     }

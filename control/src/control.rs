@@ -1,6 +1,7 @@
 //! The control plane's state: the running servers and the configuration they came from.
 //! Adding or removing a server touches only that server's listeners and tasks.
 
+use crate::acme::AcmeService;
 use crate::bind::{bind_tcp, bind_udp, overlaps, resolve_bind};
 use crate::config::{
     enforce_strict, refuse_unsupported, validate::validate_server, Config, ConfigError, ConfigWarning,
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A shard puts a removal into effect within one inbox poll (20 ms); one that has not after
@@ -87,6 +88,8 @@ pub struct Control {
     /// Removed servers whose connections may still be open; shutdown waits for them too.
     draining: Mutex<Vec<Draining>>,
     shutting_down: AtomicBool,
+    /// `[acme]`, once `start_acme` has run.
+    acme: OnceLock<Arc<AcmeService>>,
 }
 
 /// A removed server, kept until its last connection has closed.
@@ -110,7 +113,24 @@ impl Control {
             servers: Mutex::new(BTreeMap::new()),
             draining: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
+            acme: OnceLock::new(),
         })
+    }
+
+    /// With an `[acme]` section: checks `cache_dir`, listens on `http_bind` for HTTP-01, and
+    /// makes the service servers with `acme_hosts` get their certificates from. Must run
+    /// inside the control runtime, before those servers are added.
+    pub fn start_acme(&self) -> Result<(), String> {
+        if let Some(section) = &self.base.acme {
+            let service = AcmeService::start(section)?;
+            let _ = self.acme.set(service);
+        }
+        Ok(())
+    }
+
+    /// The ACME service, when `[acme]` is configured and started.
+    pub fn acme(&self) -> Option<&Arc<AcmeService>> {
+        self.acme.get()
     }
 
     fn servers_lock(&self) -> MutexGuard<'_, BTreeMap<String, Arc<ServerHandle>>> {
@@ -157,11 +177,20 @@ impl Control {
             return Err(ControlError::Bind(settings.bind.clone(), taken));
         }
         if server.tls.is_some() || server.backends_tls.is_some() {
-            let contexts = TlsContexts::load(server.tls.as_ref(), server.backends_tls.as_ref()).map_err(
-                |(field, message)| {
-                    ControlError::Invalid(ConfigError::at_key(format!("servers.{name}.{field}"), message))
-                },
-            )?;
+            let invalid = |field: &str, message: String| {
+                ControlError::Invalid(ConfigError::at_key(format!("servers.{name}.{field}"), message))
+            };
+            let acme = match server.tls.as_ref().and_then(crate::tls::acme_hosts) {
+                Some(hosts) => {
+                    let service = self
+                        .acme()
+                        .ok_or_else(|| invalid("tls.acme_hosts", "needs the [acme] section".to_string()))?;
+                    Some(service.certs_for(name, hosts).map_err(|e| invalid("tls.acme_hosts", e))?)
+                }
+                None => None,
+            };
+            let contexts = TlsContexts::load(server.tls.as_ref(), server.backends_tls.as_ref(), acme)
+                .map_err(|(field, message)| invalid(&field, message))?;
             settings.tls = Some(contexts);
         }
         let shards = self.plane.shard_count();

@@ -2,6 +2,7 @@
 //! immutable snapshots the data-plane shards route with.
 
 pub mod access;
+pub mod acme;
 pub mod api;
 pub mod backend;
 pub mod balance;

@@ -129,6 +129,9 @@ impl ServerHandle {
         if let Some(files) = self.settings.tls.as_ref().and_then(|tls| tls.cert_files.clone()) {
             tasks.push(tokio::spawn(watch_certificates(self.name.clone(), files)).abort_handle());
         }
+        if let Some(certs) = self.settings.tls.as_ref().and_then(|tls| tls.acme.clone()) {
+            tasks.push(tokio::spawn(certs.run()).abort_handle());
+        }
     }
 
     /// Stops discovery and healthchecks; the caller closes the slots.

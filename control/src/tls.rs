@@ -11,6 +11,7 @@
 //! seconds by the control thread) loads the pair again when either file changed and swaps it
 //! in. New handshakes use the new pair; established connections are not touched.
 
+use crate::acme::{AcmeCerts, ChallengeResolver};
 use crate::config::{BackendsTls, Tls};
 use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -159,13 +160,32 @@ fn provider(ciphers: Option<&[String]>) -> Result<Arc<CryptoProvider>, TlsError>
     Ok(Arc::new(CryptoProvider { cipher_suites: cipher_suites(ciphers)?, ..ring::default_provider() }))
 }
 
+/// The section's `acme_hosts`, when it has some: its certificate then comes from ACME.
+pub fn acme_hosts(section: &Tls) -> Option<&[String]> {
+    section.acme_hosts.as_deref().filter(|hosts| !hosts.is_empty())
+}
+
 /// Checks `[tls]` without reading files (configuration validation).
 pub fn check_server(section: &Tls) -> Result<(), TlsError> {
     versions(section.min_version.as_deref(), section.max_version.as_deref())?;
     cipher_suites(section.ciphers.as_deref())?;
+    let given = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+    if let Some(hosts) = acme_hosts(section) {
+        for host in hosts {
+            crate::acme::host_name(host).map_err(|message| TlsError::new("acme_hosts", message))?;
+        }
+        if given(&section.cert_path) || given(&section.key_path) {
+            let field = if given(&section.cert_path) { "cert_path" } else { "key_path" };
+            return Err(TlsError::new(
+                field,
+                "the certificate comes either from files or from acme_hosts, not both",
+            ));
+        }
+        return Ok(());
+    }
     for (field, value) in [("cert_path", &section.cert_path), ("key_path", &section.key_path)] {
-        if value.as_deref().is_none_or(str::is_empty) {
-            return Err(TlsError::new(field, "required"));
+        if !given(value) {
+            return Err(TlsError::new(field, "required (or acme_hosts)"));
         }
     }
     Ok(())
@@ -269,6 +289,11 @@ pub struct TlsContexts {
     pub server: Option<Arc<ServerConfig>>,
     /// The served certificate files, for reloads.
     pub cert_files: Option<Arc<CertFiles>>,
+    /// The served certificates when they come from ACME (`acme_hosts`), for their keeper task.
+    pub acme: Option<Arc<AcmeCerts>>,
+    /// With TLS-ALPN-01: the configuration for handshakes offering ALPN `acme-tls/1`, which
+    /// serves the challenge certificates (see `acme::challenge`).
+    pub acme_challenge: Option<Arc<ServerConfig>>,
     /// `[backends_tls]`: TLS to the backends.
     pub backends: Option<Arc<ClientConfig>>,
 }
@@ -278,6 +303,7 @@ impl fmt::Debug for TlsContexts {
         f.debug_struct("TlsContexts")
             .field("server", &self.server.is_some())
             .field("cert_files", &self.cert_files)
+            .field("acme", &self.acme)
             .field("backends", &self.backends.is_some())
             .finish()
     }
@@ -298,36 +324,59 @@ impl PartialEq for TlsContexts {
 }
 
 impl TlsContexts {
-    /// Reads the certificate files and builds the configurations. Errors name the key
-    /// (`tls.cert_path`, `backends_tls.root_ca_cert_path`, ...).
-    pub fn load(tls: Option<&Tls>, backends: Option<&BackendsTls>) -> Result<TlsContexts, (String, String)> {
+    /// Reads the certificate files and builds the configurations. With `acme`, the served
+    /// certificates are those instead of files. Errors name the key (`tls.cert_path`,
+    /// `backends_tls.root_ca_cert_path`, ...).
+    pub fn load(
+        tls: Option<&Tls>,
+        backends: Option<&BackendsTls>,
+        acme: Option<Arc<AcmeCerts>>,
+    ) -> Result<TlsContexts, (String, String)> {
         let at = |section: &str, e: TlsError| (format!("{section}.{}", e.field), e.message);
-        let (server, cert_files) = match tls {
-            Some(section) => {
-                let (config, files) = server_config(section).map_err(|e| at("tls", e))?;
-                (Some(config), Some(files))
-            }
-            None => (None, None),
-        };
-        let backends = backends.map(client_config).transpose().map_err(|e| at("backends_tls", e))?;
-        Ok(TlsContexts { server, cert_files, backends })
+        let mut contexts =
+            TlsContexts { server: None, cert_files: None, acme: None, acme_challenge: None, backends: None };
+        if let Some(section) = tls {
+            check_server(section).map_err(|e| at("tls", e))?;
+            let resolver: Arc<dyn ResolvesServerCert> = match &acme {
+                Some(certs) => {
+                    if let Some(challenges) = certs.challenges() {
+                        let challenge = Arc::new(ChallengeResolver(challenges));
+                        let mut config = server_config(section, challenge).map_err(|e| at("tls", e))?;
+                        config.alpn_protocols = vec![crate::acme::ACME_TLS_ALPN.to_vec()];
+                        contexts.acme_challenge = Some(Arc::new(config));
+                    }
+                    certs.clone()
+                }
+                None => {
+                    let provider = provider(section.ciphers.as_deref()).map_err(|e| at("tls", e))?;
+                    let files = Arc::new(
+                        CertFiles::load(
+                            section.cert_path.as_deref().unwrap_or_default(),
+                            section.key_path.as_deref().unwrap_or_default(),
+                            provider,
+                        )
+                        .map_err(|e| at("tls", e))?,
+                    );
+                    contexts.cert_files = Some(files.clone());
+                    files
+                }
+            };
+            contexts.server = Some(Arc::new(server_config(section, resolver).map_err(|e| at("tls", e))?));
+            contexts.acme = acme;
+        }
+        contexts.backends = backends.map(client_config).transpose().map_err(|e| at("backends_tls", e))?;
+        Ok(contexts)
     }
 }
 
-fn server_config(section: &Tls) -> Result<(Arc<ServerConfig>, Arc<CertFiles>), TlsError> {
-    check_server(section)?;
+fn server_config(section: &Tls, resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, TlsError> {
     let provider = provider(section.ciphers.as_deref())?;
     let (versions, _) = versions(section.min_version.as_deref(), section.max_version.as_deref())?;
-    let files = Arc::new(CertFiles::load(
-        section.cert_path.as_deref().unwrap_or_default(),
-        section.key_path.as_deref().unwrap_or_default(),
-        provider.clone(),
-    )?);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions)
         .map_err(|e| TlsError::new("ciphers", format!("no usable suite for the versions allowed: {e}")))?
         .with_no_client_auth()
-        .with_cert_resolver(files.clone());
+        .with_cert_resolver(resolver);
     config.ignore_client_order = section.prefer_server_ciphers.unwrap_or(false);
     if section.session_tickets.unwrap_or(false) {
         config.ticketer = ring::Ticketer::new()
@@ -336,7 +385,7 @@ fn server_config(section: &Tls) -> Result<(Arc<ServerConfig>, Arc<CertFiles>), T
         // gobetween's default: no tickets (Go's SessionTicketsDisabled).
         config.send_tls13_tickets = 0;
     }
-    Ok((Arc::new(config), files))
+    Ok(config)
 }
 
 /// A client configuration from a `[backends_tls]`-like section; discovery builds its HTTPS
@@ -368,8 +417,9 @@ pub fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsErro
     Ok(Arc::new(config))
 }
 
-/// The CAs backends' certificates must chain to: `root_ca_cert_path`, else the system's.
-fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
+/// The CAs backends' certificates (and the ACME directory's) must chain to:
+/// `root_ca_cert_path`, else the system's.
+pub fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     let certs = match path {
         Some(path) => read_certs("root_ca_cert_path", Path::new(path))?,
@@ -526,7 +576,7 @@ mod tests {
             key_path: Some("/nonexistent/key.pem".into()),
             ..Tls::default()
         };
-        let (key, message) = TlsContexts::load(Some(&section), None).unwrap_err();
+        let (key, message) = TlsContexts::load(Some(&section), None, None).unwrap_err();
         assert_eq!(key, "tls.cert_path");
         assert!(message.contains("/nonexistent/cert.pem"), "{message}");
         let e = check_server(&Tls::default()).unwrap_err();

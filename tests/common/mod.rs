@@ -344,3 +344,21 @@ pub fn serve_http(body: String) -> (u16, std::sync::mpsc::Receiver<String>) {
     });
     (port, rx)
 }
+
+/// dnsmasq in the foreground on 127.0.0.1:`port` (UDP and TCP), answering only from its
+/// command line (no configuration file, resolv.conf or /etc/hosts); add the records and spawn.
+pub fn dnsmasq_command(port: u16) -> Command {
+    let mut command = Command::new("dnsmasq");
+    command.args([
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--pid-file=",
+        &format!("--port={port}"),
+    ]);
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    command
+}

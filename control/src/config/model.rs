@@ -94,6 +94,14 @@ pub struct Acme {
     pub challenge: Option<String>,
     pub http_bind: Option<String>,
     pub cache_dir: Option<String>,
+    /// betwixt: the CA's ACME v2 directory; default Let's Encrypt's production one.
+    pub directory_url: Option<String>,
+    /// betwixt: the account's contact address, without `mailto:`.
+    pub email: Option<String>,
+    /// betwixt: the CAs the directory's HTTPS certificate must chain to (else the system's).
+    pub root_ca_cert_path: Option<String>,
+    /// betwixt: how long before a certificate expires it is renewed.
+    pub renew_before: Option<GoDuration>,
 }
 
 /// betwixt additions: `[runtime] shards = N`, `shutdown_grace = "30s"`, `splice = true`,

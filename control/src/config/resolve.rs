@@ -312,6 +312,9 @@ impl Config {
             warnings.note("logging.level", note);
             warnings.note("logging.format", logging.format().1);
         }
+        if let Some(acme) = &self.acme {
+            warnings.note("acme.challenge", crate::acme::challenge_note(acme));
+        }
         if let Some(defaults) = &self.defaults {
             for (field, value) in [
                 ("client_idle_timeout", &defaults.client_idle_timeout),

@@ -23,20 +23,15 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
     if config.profiler.as_ref().is_some_and(|p| p.enabled) {
         keys.push("profiler.enabled = true".to_string());
     }
-    if config.acme.is_some() {
-        keys.push("acme".to_string());
-    }
     for (name, server) in &config.servers {
         let at = |field: &str| format!("servers.{name}.{field}");
         let protocol = server.protocol.unwrap_or_default();
         // SNI routing, the PROXY protocol and TLS work on tcp and tls servers (a tcp server
-        // with `[tls]` terminates TLS, as in gobetween); ACME (`acme_hosts`) is not built.
+        // with `[tls]` terminates TLS, as in gobetween).
         let stream = matches!(protocol, Protocol::Tcp | Protocol::Tls);
-        let acme = server.tls.as_ref().is_some_and(|tls| tls.acme_hosts.is_some());
         for (field, present) in [
             ("sni", server.sni.is_some() && !stream),
             ("tls", server.tls.is_some() && !stream),
-            ("tls.acme_hosts", acme),
             ("backends_tls", server.backends_tls.is_some() && !stream),
             ("proxy_protocol", server.proxy_protocol.is_some() && !stream),
         ] {

@@ -3,20 +3,52 @@
 use super::error::ConfigError;
 use super::model::{Config, HealthcheckKind, Protocol, Server};
 use crate::access::AccessRules;
+use crate::acme::{host_name, AcmeSettings};
 use crate::backend::split_host_port;
 use crate::healthcheck::Probe;
 use crate::proxy::{send_version, AcceptSettings};
 use crate::sni::SniSettings;
 use crate::text::is_unsafe;
 use crate::tls;
+use std::collections::BTreeMap;
 
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     for (name, server) in &config.servers {
         validate_server(name, server)?;
     }
+    validate_acme(config)?;
     if let Some(runtime) = &config.runtime {
         if runtime.shards == Some(0) {
             return Err(ConfigError::at_key("runtime.shards", "must be at least 1"));
+        }
+    }
+    Ok(())
+}
+
+/// `[acme]` and the servers' `acme_hosts`: the section is needed by them, and a host belongs to
+/// one server (gobetween: "Acme host X is already configured").
+fn validate_acme(config: &Config) -> Result<(), ConfigError> {
+    if let Some(section) = &config.acme {
+        AcmeSettings::from_section(section)
+            .map_err(|e| ConfigError::at_key(format!("acme.{}", e.field), e.message))?;
+    }
+    let mut owners: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, server) in &config.servers {
+        let Some(hosts) = server.tls.as_ref().and_then(tls::acme_hosts) else { continue };
+        let key = format!("servers.{name}.tls.acme_hosts");
+        if config.acme.is_none() {
+            return Err(ConfigError::at_key(key, "needs the [acme] section"));
+        }
+        for host in hosts {
+            let host = host_name(host).map_err(|e| ConfigError::at_key(key.clone(), e))?;
+            if let Some(other) = owners.insert(host.clone(), name) {
+                if other != name {
+                    return Err(ConfigError::at_key(
+                        key,
+                        format!("acme host {host} is already configured for server {other:?}"),
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -137,10 +169,8 @@ fn validate_stream_options(name: &str, server: &Server) -> Result<(), ConfigErro
         return Err(ConfigError::at_key(key("tls"), "required when protocol is \"tls\""));
     }
     if let Some(section) = &server.tls {
-        if section.acme_hosts.is_none() {
-            tls::check_server(section)
-                .map_err(|e| ConfigError::at_key(key(&format!("tls.{}", e.field)), e.message))?;
-        }
+        tls::check_server(section)
+            .map_err(|e| ConfigError::at_key(key(&format!("tls.{}", e.field)), e.message))?;
     }
     if let Some(section) = &server.backends_tls {
         tls::check_backends(section)

@@ -1,6 +1,7 @@
 //! betwixt's own metrics: what a thread-per-core proxy adds to gobetween's view.
 
 use super::exposition::{Exposition, Histogram, Labels};
+use crate::acme::AcmeService;
 use crate::config::Protocol;
 use crate::control::Control;
 use crate::server::ServerHandle;
@@ -85,6 +86,9 @@ pub fn write(e: &mut Exposition, control: &Control) {
     );
 
     write_udp(e, &servers);
+    if let Some(acme) = control.acme() {
+        write_acme(e, acme);
+    }
 
     e.counters(
         "betwixt_healthcheck_state_changes",
@@ -110,6 +114,33 @@ pub fn write(e: &mut Exposition, control: &Control) {
             sum: b.latency.sum_seconds,
             buckets: b.latency.cumulative_buckets(),
         }),
+    );
+}
+
+/// `[acme]`: orders, their outcomes, and when each host's certificate expires.
+fn write_acme(e: &mut Exposition, acme: &AcmeService) {
+    let stats = &acme.stats;
+    e.counters(
+        "betwixt_acme_orders",
+        "Certificate orders the ACME CA accepted.",
+        [(Vec::new(), stats.orders.load(Relaxed))],
+    );
+    e.counters(
+        "betwixt_acme_certificates",
+        "Certificates obtained from the ACME CA and served.",
+        [(Vec::new(), stats.issued.load(Relaxed))],
+    );
+    e.counters(
+        "betwixt_acme_failures",
+        "Failed attempts to obtain a certificate (each is retried after a doubling wait).",
+        [(Vec::new(), stats.failures.load(Relaxed))],
+    );
+    e.gauges(
+        "betwixt_acme_certificate_expiry_seconds",
+        "When the host's served ACME certificate expires (Unix time; 0 while it has none).",
+        acme.expiries()
+            .into_iter()
+            .map(|(server, host, seconds)| (vec![("server", server), ("host", host)], seconds)),
     );
 }
 
