@@ -1,5 +1,5 @@
-//! `recvmmsg`: many datagrams from the server socket per system call. The only unsafe code of
-//! the UDP path is here.
+//! `recvmmsg` and `sendmmsg`: many datagrams per system call, from the server socket and a
+//! session's, and to them. The only unsafe code of the UDP path is here.
 
 use socket2::SockAddr;
 use std::io;
@@ -80,6 +80,61 @@ impl RecvBatch {
     }
 }
 
+/// Sends up to this many datagrams per call of [`send`].
+pub const SEND_SLOTS: usize = 32;
+
+/// Sends `datagrams` through `fd` with `sendmmsg`, to `to` (`None`: the socket's connected
+/// peer), and tells `each` how each one went, in order: the bytes sent or the error. A
+/// datagram the kernel refuses is passed over and the rest still go; once the socket's
+/// buffer is full (`WouldBlock`) the remaining ones are reported so without more calls.
+pub fn send(fd: RawFd, datagrams: &[&[u8]], to: Option<&SockAddr>, mut each: impl FnMut(io::Result<usize>)) {
+    for chunk in datagrams.chunks(SEND_SLOTS) {
+        let mut iovecs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; SEND_SLOTS];
+        // SAFETY: all-zero is a valid (empty) value of this plain C struct.
+        let mut headers: [libc::mmsghdr; SEND_SLOTS] = unsafe { std::mem::zeroed() };
+        for (i, data) in chunk.iter().enumerate() {
+            // The kernel only reads through `iov_base` for a send.
+            iovecs[i] = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
+            let header = &mut headers[i].msg_hdr;
+            if let Some(to) = to {
+                header.msg_name = to.as_ptr().cast_mut().cast();
+                header.msg_namelen = to.len();
+            }
+            header.msg_iov = &mut iovecs[i];
+            header.msg_iovlen = 1;
+        }
+        let mut start = 0;
+        while start < chunk.len() {
+            // SAFETY: headers `start..chunk.len()` point at `iovecs`, `chunk`'s slices and `to`,
+            // all alive for the call; the kernel writes only `msg_len`.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    headers[start..].as_mut_ptr(),
+                    (chunk.len() - start) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                for header in &headers[start..start + n as usize] {
+                    each(Ok(header.msg_len as usize));
+                }
+                start += n as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                for _ in start..chunk.len() {
+                    each(Err(io::ErrorKind::WouldBlock.into()));
+                }
+                break;
+            }
+            each(Err(e));
+            start += 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +156,42 @@ mod tests {
         assert_eq!(batch.datagram(0), (&b"one"[..], from));
         assert_eq!(batch.datagram(1), (&b""[..], from));
         assert_eq!(batch.datagram(2), (&big[..], from));
+    }
+
+    #[test]
+    fn sends_several_datagrams_in_order_and_reports_each() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = SockAddr::from(server.local_addr().unwrap());
+        let big = vec![9u8; 50_000];
+        let many: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 10]).collect();
+        let mut datagrams: Vec<&[u8]> = vec![b"a", b"", &big];
+        datagrams.extend(many.iter().map(Vec::as_slice));
+        let mut results = Vec::new();
+        send(client.as_raw_fd(), &datagrams, Some(&to), |r| results.push(r.unwrap()));
+        assert_eq!(results, datagrams.iter().map(|d| d.len()).collect::<Vec<_>>());
+        let mut buffer = vec![0; 65_536];
+        for expected in &datagrams {
+            let (n, from) = server.recv_from(&mut buffer).unwrap();
+            assert_eq!((&buffer[..n], from), (*expected, client.local_addr().unwrap()));
+        }
+    }
+
+    #[test]
+    fn a_refused_datagram_is_reported_and_the_rest_still_go() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        let too_big = vec![0u8; 70_000];
+        let mut results = Vec::new();
+        send(client.as_raw_fd(), &[b"one", &too_big, b"three"], None, |r| {
+            results.push(r.map_err(|e| e.kind()))
+        });
+        assert_eq!(results[0], Ok(3));
+        assert!(results[1].is_err());
+        assert_eq!(results[2], Ok(5));
+        let mut buffer = [0; 16];
+        assert_eq!(server.recv(&mut buffer).unwrap(), 3);
+        assert_eq!(server.recv(&mut buffer).unwrap(), 5);
     }
 }
