@@ -88,6 +88,10 @@ pub const SEND_SLOTS: usize = 32;
 /// datagram the kernel refuses is passed over and the rest still go; once the socket's
 /// buffer is full (`WouldBlock`) the remaining ones are reported so without more calls.
 pub fn send(fd: RawFd, datagrams: &[&[u8]], to: Option<&SockAddr>, mut each: impl FnMut(io::Result<usize>)) {
+    let datagrams = match send_segmented(fd, datagrams, to, &mut each) {
+        Some(rest) => rest,
+        None => return,
+    };
     for chunk in datagrams.chunks(SEND_SLOTS) {
         let mut iovecs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; SEND_SLOTS];
         // SAFETY: all-zero is a valid (empty) value of this plain C struct.
@@ -135,6 +139,99 @@ pub fn send(fd: RawFd, datagrams: &[&[u8]], to: Option<&SockAddr>, mut each: imp
     }
 }
 
+/// `UDP_SEGMENT` (linux/udp.h; not in the libc crate for glibc targets).
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// The kernel's cap on segments per GSO send (`UDP_MAX_SEGMENTS`).
+const MAX_SEGMENTS: usize = 64;
+
+/// The largest payload of one GSO send: the datagrams together must fit one IP packet.
+const MAX_SEGMENTED_PAYLOAD: usize = 65_507 - 8;
+
+thread_local! {
+    /// Cleared when the kernel refuses `UDP_SEGMENT` outright, so it is not asked again.
+    static SEGMENTING: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// UDP GSO: datagrams of one size (the last may be shorter) leave in one `sendmsg`, the
+/// kernel cutting them apart, so the stack is walked once for all of them. Returns the
+/// datagrams still to send (all of them when GSO does not apply, the rest after a datagram the
+/// kernel refused), or `None` when every one has been reported to `each`.
+fn send_segmented<'d>(
+    fd: RawFd,
+    datagrams: &'d [&'d [u8]],
+    to: Option<&SockAddr>,
+    each: &mut impl FnMut(io::Result<usize>),
+) -> Option<&'d [&'d [u8]]> {
+    let size = datagrams.first().map_or(0, |d| d.len());
+    let (last, whole) = datagrams.split_last()?;
+    let applies = datagrams.len() >= 2
+        && datagrams.len() <= MAX_SEGMENTS
+        && size > 0
+        && whole.iter().all(|d| d.len() == size)
+        && last.len() <= size
+        && datagrams.iter().map(|d| d.len()).sum::<usize>() <= MAX_SEGMENTED_PAYLOAD
+        && SEGMENTING.get();
+    if !applies {
+        return Some(datagrams);
+    }
+    let mut iovecs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEGMENTS];
+    for (iovec, data) in iovecs.iter_mut().zip(datagrams) {
+        // The kernel only reads through `iov_base` for a send.
+        *iovec = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
+    }
+    // One cmsg carrying the segment size as a u16, in a buffer aligned for `cmsghdr`.
+    let mut control = [0u64; 4];
+    // SAFETY: all-zero is a valid (empty) value of this plain C struct.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some(to) = to {
+        header.msg_name = to.as_ptr().cast_mut().cast();
+        header.msg_namelen = to.len();
+    }
+    header.msg_iov = iovecs.as_mut_ptr();
+    header.msg_iovlen = datagrams.len();
+    header.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    header.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+    // SAFETY: `control` is 32 bytes, aligned, and CMSG_SPACE(2) is at most that; the first
+    // cmsg header and its 2 data bytes lie within it.
+    let sent = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&header);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
+        // Every pointer in `header` is to memory alive for the call.
+        libc::sendmsg(fd, &header, libc::MSG_DONTWAIT)
+    };
+    if sent >= 0 {
+        for data in datagrams {
+            each(Ok(data.len()));
+        }
+        return None;
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => {
+            for _ in datagrams {
+                each(Err(io::ErrorKind::WouldBlock.into()));
+            }
+            None
+        }
+        // No UDP GSO on this kernel or path: plain batches from now on.
+        Some(libc::ENOPROTOOPT | libc::EINVAL | libc::EOPNOTSUPP | libc::EIO) => {
+            SEGMENTING.set(false);
+            Some(datagrams)
+        }
+        // An error the socket held (an ICMP report) is the first datagram's, as with one
+        // send each; the others still go.
+        _ => {
+            each(Err(e));
+            Some(&datagrams[1..])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,15 +259,25 @@ mod tests {
     fn sends_several_datagrams_in_order_and_reports_each() {
         let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let to = SockAddr::from(server.local_addr().unwrap());
         let big = vec![9u8; 50_000];
         let many: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 10]).collect();
+        // Equal sizes and a shorter last one: one segmented send.
+        let segmented: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; if i == 4 { 700 } else { 1_400 }]).collect();
+        let mut results = Vec::new();
+        let to = SockAddr::from(server.local_addr().unwrap());
+        let segments: Vec<&[u8]> = segmented.iter().map(Vec::as_slice).collect();
+        send(client.as_raw_fd(), &segments, Some(&to), |r| results.push(r.unwrap()));
+        assert_eq!(results, vec![1_400, 1_400, 1_400, 1_400, 700]);
+        let mut buffer = vec![0; 65_536];
+        for expected in &segments {
+            let (n, from) = server.recv_from(&mut buffer).unwrap();
+            assert_eq!((&buffer[..n], from), (*expected, client.local_addr().unwrap()));
+        }
         let mut datagrams: Vec<&[u8]> = vec![b"a", b"", &big];
         datagrams.extend(many.iter().map(Vec::as_slice));
         let mut results = Vec::new();
         send(client.as_raw_fd(), &datagrams, Some(&to), |r| results.push(r.unwrap()));
         assert_eq!(results, datagrams.iter().map(|d| d.len()).collect::<Vec<_>>());
-        let mut buffer = vec![0; 65_536];
         for expected in &datagrams {
             let (n, from) = server.recv_from(&mut buffer).unwrap();
             assert_eq!((&buffer[..n], from), (*expected, client.local_addr().unwrap()));
