@@ -149,8 +149,10 @@ const MAX_SEGMENTS: usize = 64;
 const MAX_SEGMENTED_PAYLOAD: usize = 65_507 - 8;
 
 thread_local! {
-    /// Cleared when the kernel refuses `UDP_SEGMENT` outright, so it is not asked again.
-    static SEGMENTING: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+    /// The largest segment size worth trying: lowered below a size the kernel refused (a
+    /// segment must fit the path's MTU, and a device may lack checksum offload), zero when it
+    /// has no UDP GSO at all, so a refused send is not tried again on every batch.
+    static SEGMENT_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
 
 /// UDP GSO: datagrams of one size (the last may be shorter) leave in one `sendmsg`, the
@@ -171,7 +173,7 @@ fn send_segmented<'d>(
         && whole.iter().all(|d| d.len() == size)
         && last.len() <= size
         && datagrams.iter().map(|d| d.len()).sum::<usize>() <= MAX_SEGMENTED_PAYLOAD
-        && SEGMENTING.get();
+        && size <= SEGMENT_LIMIT.get();
     if !applies {
         return Some(datagrams);
     }
@@ -218,9 +220,14 @@ fn send_segmented<'d>(
             }
             None
         }
-        // No UDP GSO on this kernel or path: plain batches from now on.
-        Some(libc::ENOPROTOOPT | libc::EINVAL | libc::EOPNOTSUPP | libc::EIO) => {
-            SEGMENTING.set(false);
+        // No UDP GSO on this kernel: plain batches from now on.
+        Some(libc::ENOPROTOOPT | libc::EOPNOTSUPP) => {
+            SEGMENT_LIMIT.set(0);
+            Some(datagrams)
+        }
+        // Segments this large do not fit the path (or the device cannot checksum them).
+        Some(libc::EINVAL | libc::EIO) => {
+            SEGMENT_LIMIT.set(size - 1);
             Some(datagrams)
         }
         // An error the socket held (an ICMP report) is the first datagram's, as with one
