@@ -1,5 +1,5 @@
-//! `recvmmsg`: many datagrams from the server socket per system call. The only unsafe code of
-//! the UDP path is here.
+//! `recvmmsg` and `sendmmsg`: many datagrams per system call, from the server socket and a
+//! session's, and to them. The only unsafe code of the UDP path is here.
 
 use socket2::SockAddr;
 use std::io;
@@ -80,6 +80,165 @@ impl RecvBatch {
     }
 }
 
+/// Sends up to this many datagrams per call of [`send`].
+pub const SEND_SLOTS: usize = 32;
+
+/// Sends `datagrams` through `fd` with `sendmmsg`, to `to` (`None`: the socket's connected
+/// peer), and tells `each` how each one went, in order: the bytes sent or the error. A
+/// datagram the kernel refuses is passed over and the rest still go; once the socket's
+/// buffer is full (`WouldBlock`) the remaining ones are reported so without more calls.
+pub fn send(fd: RawFd, datagrams: &[&[u8]], to: Option<&SockAddr>, mut each: impl FnMut(io::Result<usize>)) {
+    let datagrams = match send_segmented(fd, datagrams, to, &mut each) {
+        Some(rest) => rest,
+        None => return,
+    };
+    for chunk in datagrams.chunks(SEND_SLOTS) {
+        let mut iovecs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; SEND_SLOTS];
+        // SAFETY: all-zero is a valid (empty) value of this plain C struct.
+        let mut headers: [libc::mmsghdr; SEND_SLOTS] = unsafe { std::mem::zeroed() };
+        for (i, data) in chunk.iter().enumerate() {
+            // The kernel only reads through `iov_base` for a send.
+            iovecs[i] = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
+            let header = &mut headers[i].msg_hdr;
+            if let Some(to) = to {
+                header.msg_name = to.as_ptr().cast_mut().cast();
+                header.msg_namelen = to.len();
+            }
+            header.msg_iov = &mut iovecs[i];
+            header.msg_iovlen = 1;
+        }
+        let mut start = 0;
+        while start < chunk.len() {
+            // SAFETY: headers `start..chunk.len()` point at `iovecs`, `chunk`'s slices and `to`,
+            // all alive for the call; the kernel writes only `msg_len`.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    headers[start..].as_mut_ptr(),
+                    (chunk.len() - start) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                for header in &headers[start..start + n as usize] {
+                    each(Ok(header.msg_len as usize));
+                }
+                start += n as usize;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                for _ in start..chunk.len() {
+                    each(Err(io::ErrorKind::WouldBlock.into()));
+                }
+                break;
+            }
+            each(Err(e));
+            start += 1;
+        }
+    }
+}
+
+/// `UDP_SEGMENT` (linux/udp.h; not in the libc crate for glibc targets).
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// The kernel's cap on segments per GSO send (`UDP_MAX_SEGMENTS`).
+const MAX_SEGMENTS: usize = 64;
+
+/// The largest payload of one GSO send: the datagrams together must fit one IP packet.
+const MAX_SEGMENTED_PAYLOAD: usize = 65_507 - 8;
+
+thread_local! {
+    /// The largest segment size worth trying: lowered below a size the kernel refused (a
+    /// segment must fit the path's MTU, and a device may lack checksum offload), zero when it
+    /// has no UDP GSO at all, so a refused send is not tried again on every batch.
+    static SEGMENT_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// UDP GSO: datagrams of one size (the last may be shorter) leave in one `sendmsg`, the
+/// kernel cutting them apart, so the stack is walked once for all of them. Returns the
+/// datagrams still to send (all of them when GSO does not apply, the rest after a datagram the
+/// kernel refused), or `None` when every one has been reported to `each`.
+fn send_segmented<'d>(
+    fd: RawFd,
+    datagrams: &'d [&'d [u8]],
+    to: Option<&SockAddr>,
+    each: &mut impl FnMut(io::Result<usize>),
+) -> Option<&'d [&'d [u8]]> {
+    let size = datagrams.first().map_or(0, |d| d.len());
+    let (last, whole) = datagrams.split_last()?;
+    let applies = datagrams.len() >= 2
+        && datagrams.len() <= MAX_SEGMENTS
+        && size > 0
+        && whole.iter().all(|d| d.len() == size)
+        && last.len() <= size
+        && datagrams.iter().map(|d| d.len()).sum::<usize>() <= MAX_SEGMENTED_PAYLOAD
+        && size <= SEGMENT_LIMIT.get();
+    if !applies {
+        return Some(datagrams);
+    }
+    let mut iovecs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_SEGMENTS];
+    for (iovec, data) in iovecs.iter_mut().zip(datagrams) {
+        // The kernel only reads through `iov_base` for a send.
+        *iovec = libc::iovec { iov_base: data.as_ptr().cast_mut().cast(), iov_len: data.len() };
+    }
+    // One cmsg carrying the segment size as a u16, in a buffer aligned for `cmsghdr`.
+    let mut control = [0u64; 4];
+    // SAFETY: all-zero is a valid (empty) value of this plain C struct.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some(to) = to {
+        header.msg_name = to.as_ptr().cast_mut().cast();
+        header.msg_namelen = to.len();
+    }
+    header.msg_iov = iovecs.as_mut_ptr();
+    header.msg_iovlen = datagrams.len();
+    header.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    header.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+    // SAFETY: `control` is 32 bytes, aligned, and CMSG_SPACE(2) is at most that; the first
+    // cmsg header and its 2 data bytes lie within it.
+    let sent = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&header);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
+        // Every pointer in `header` is to memory alive for the call.
+        libc::sendmsg(fd, &header, libc::MSG_DONTWAIT)
+    };
+    if sent >= 0 {
+        for data in datagrams {
+            each(Ok(data.len()));
+        }
+        return None;
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => {
+            for _ in datagrams {
+                each(Err(io::ErrorKind::WouldBlock.into()));
+            }
+            None
+        }
+        // No UDP GSO on this kernel: plain batches from now on.
+        Some(libc::ENOPROTOOPT | libc::EOPNOTSUPP) => {
+            SEGMENT_LIMIT.set(0);
+            Some(datagrams)
+        }
+        // Segments this large do not fit the path (or the device cannot checksum them).
+        Some(libc::EINVAL | libc::EIO) => {
+            SEGMENT_LIMIT.set(size - 1);
+            Some(datagrams)
+        }
+        // An error the socket held (an ICMP report) is the first datagram's, as with one
+        // send each; the others still go.
+        _ => {
+            each(Err(e));
+            Some(&datagrams[1..])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +260,52 @@ mod tests {
         assert_eq!(batch.datagram(0), (&b"one"[..], from));
         assert_eq!(batch.datagram(1), (&b""[..], from));
         assert_eq!(batch.datagram(2), (&big[..], from));
+    }
+
+    #[test]
+    fn sends_several_datagrams_in_order_and_reports_each() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let big = vec![9u8; 50_000];
+        let many: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 10]).collect();
+        // Equal sizes and a shorter last one: one segmented send.
+        let segmented: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; if i == 4 { 700 } else { 1_400 }]).collect();
+        let mut results = Vec::new();
+        let to = SockAddr::from(server.local_addr().unwrap());
+        let segments: Vec<&[u8]> = segmented.iter().map(Vec::as_slice).collect();
+        send(client.as_raw_fd(), &segments, Some(&to), |r| results.push(r.unwrap()));
+        assert_eq!(results, vec![1_400, 1_400, 1_400, 1_400, 700]);
+        let mut buffer = vec![0; 65_536];
+        for expected in &segments {
+            let (n, from) = server.recv_from(&mut buffer).unwrap();
+            assert_eq!((&buffer[..n], from), (*expected, client.local_addr().unwrap()));
+        }
+        let mut datagrams: Vec<&[u8]> = vec![b"a", b"", &big];
+        datagrams.extend(many.iter().map(Vec::as_slice));
+        let mut results = Vec::new();
+        send(client.as_raw_fd(), &datagrams, Some(&to), |r| results.push(r.unwrap()));
+        assert_eq!(results, datagrams.iter().map(|d| d.len()).collect::<Vec<_>>());
+        for expected in &datagrams {
+            let (n, from) = server.recv_from(&mut buffer).unwrap();
+            assert_eq!((&buffer[..n], from), (*expected, client.local_addr().unwrap()));
+        }
+    }
+
+    #[test]
+    fn a_refused_datagram_is_reported_and_the_rest_still_go() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        let too_big = vec![0u8; 70_000];
+        let mut results = Vec::new();
+        send(client.as_raw_fd(), &[b"one", &too_big, b"three"], None, |r| {
+            results.push(r.map_err(|e| e.kind()))
+        });
+        assert_eq!(results[0], Ok(3));
+        assert!(results[1].is_err());
+        assert_eq!(results[2], Ok(5));
+        let mut buffer = [0; 16];
+        assert_eq!(server.recv(&mut buffer).unwrap(), 3);
+        assert_eq!(server.recv(&mut buffer).unwrap(), 5);
     }
 }

@@ -22,14 +22,14 @@
 mod batch;
 pub mod sessions;
 
-use batch::{RecvBatch, MAX_DATAGRAM};
+use batch::RecvBatch;
 use betwixt_control::balance::Picker;
 use betwixt_control::plane::ServerSlot;
 use betwixt_control::snapshot::{Backend, ServerSnapshot};
 use betwixt_control::stats::{ConnectError, Counters, Dropped, Slot};
 use glommio::Task;
 use sessions::{Forward, Id, Limits, Reply, Sessions};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -42,8 +42,11 @@ use std::time::{Duration, Instant};
 /// Datagrams taken from the server socket per system call.
 const BATCH: usize = 32;
 
-/// Replies one session relays before it lets the shard's other work run.
-const REPLY_BURST: usize = 64;
+/// Replies taken from a session's socket per system call.
+const REPLY_BATCH: usize = 32;
+
+/// Batches of replies one session relays before it lets the shard's other work run.
+const REPLY_ROUNDS: usize = 2;
 
 /// Backends one new session tries before its datagram is dropped.
 const MAX_PICKS: usize = 3;
@@ -71,7 +74,7 @@ pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket) {
         transparent: settings.udp.transparent,
         table: RefCell::new(Sessions::new(limits)),
         picker: RefCell::new(Picker::new(shard)),
-        reply: RefCell::new(vec![0; MAX_DATAGRAM].into_boxed_slice()),
+        replies: RefCell::new(RecvBatch::new(REPLY_BATCH)),
         pool: RefCell::new(Pool::default()),
         timer: RefCell::new(None),
         stopped: Cell::new(false),
@@ -89,16 +92,40 @@ pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket) {
             Ok(n) => {
                 let snapshot = front.slot.snapshot();
                 let now = Instant::now();
+                // A session's datagrams in a row go to its backend in one `sendmmsg`.
+                let mut run = Run::default();
                 for i in 0..n {
-                    if let (data, Some(client)) = batch.datagram(i) {
-                        front.on_datagram(&snapshot, data, client, now);
+                    let (data, Some(client)) = batch.datagram(i) else { continue };
+                    let Some(Forward { id, then_close }) = front.on_datagram(&snapshot, data, client, now)
+                    else {
+                        continue;
+                    };
+                    if run.id != Some(id) {
+                        front.forward(&snapshot, &mut run);
+                        run.id = Some(id);
+                    }
+                    run.datagrams[run.len] = data;
+                    run.len += 1;
+                    if then_close {
+                        front.forward(&snapshot, &mut run);
+                        front.close(id);
                     }
                 }
+                front.forward(&snapshot, &mut run);
                 glommio::yield_if_needed().await;
             }
             Err(e) => front.receive_failed(e).await,
         }
     }
+}
+
+/// Datagrams of one session received in a row (of one batch), to be sent to its backend
+/// together.
+#[derive(Default)]
+struct Run<'a> {
+    id: Option<Id>,
+    datagrams: [&'a [u8]; BATCH],
+    len: usize,
 }
 
 /// Ends every session when the serving task is dropped.
@@ -120,9 +147,9 @@ struct Front {
     transparent: bool,
     table: RefCell<Sessions<Flow>>,
     picker: RefCell<Picker>,
-    /// One receive buffer for every session's replies: a reply is sent on before the next
-    /// is read, and nothing holds it across an await.
-    reply: RefCell<Box<[u8]>>,
+    /// One receive batch for every session's replies: replies are sent on before the next
+    /// are read, and nothing holds it across an await.
+    replies: RefCell<RecvBatch>,
     pool: RefCell<Pool>,
     /// The task ending idle sessions; runs only while some session has a deadline.
     timer: RefCell<Option<Task<()>>>,
@@ -221,41 +248,44 @@ impl Front {
         Slot::add(&self.server_slot(snapshot).dropped[why as usize], 1);
     }
 
-    /// A datagram from `client`: to its session, a new session, or (fire-and-forget) straight
-    /// to a backend.
+    /// A datagram from `client`: counted against its session, or a new session. Returns the
+    /// session it is to be sent on (see `forward`); `None` when it was dropped or, in
+    /// fire-and-forget mode, already sent straight to a backend.
     fn on_datagram(
         self: &Rc<Self>,
         snapshot: &Arc<ServerSnapshot>,
         data: &[u8],
         client: SocketAddr,
         now: Instant,
-    ) {
+    ) -> Option<Forward> {
         let settings = &snapshot.settings;
         if settings.access.as_ref().is_some_and(|rules| !rules.allows(client.ip())) {
             log::debug!("server {}: {client} denied by access rules", settings.name);
-            return self.drop_datagram(snapshot, Dropped::Denied);
+            self.drop_datagram(snapshot, Dropped::Denied);
+            return None;
         }
         if self.table.borrow().limits().fire_and_forget() {
-            return self.fire_and_forget(snapshot, data, client);
+            self.fire_and_forget(snapshot, data, client);
+            return None;
         }
         let known = self.table.borrow_mut().request(client, now);
-        let Some(Forward { id, then_close }) = known.or_else(|| self.open(snapshot, client, now)) else {
-            return;
-        };
-        {
-            let table = self.table.borrow();
-            let Some(flow) = table.get(id) else { return };
-            match flow.socket.send(data) {
+        known.or_else(|| self.open(snapshot, client, now))
+    }
+
+    /// Sends `run`'s datagrams to its session's backend, and empties it.
+    fn forward(&self, snapshot: &ServerSnapshot, run: &mut Run) {
+        let Some(id) = run.id.take() else { return };
+        let table = self.table.borrow();
+        if let Some(flow) = table.get(id) {
+            batch::send(flow.socket.as_raw_fd(), &run.datagrams[..run.len], None, |sent| match sent {
                 Ok(n) => self.count_sent(snapshot, &flow.backend, n),
                 Err(e) => {
                     self.drop_datagram(snapshot, Dropped::SendFailed);
                     self.send_failed(&flow.backend, &e);
                 }
-            }
+            });
         }
-        if then_close {
-            self.close(id);
-        }
+        run.len = 0;
     }
 
     /// Picks a backend for a new session of `client` and connects a socket to it. `None` (the
@@ -417,19 +447,34 @@ impl Front {
         );
     }
 
-    /// A reply on session `id`'s socket: relayed to its client from the server's socket.
-    /// Returns false once the session has ended.
-    fn on_reply(&self, id: Id, data: &[u8]) -> bool {
-        let reply = self.table.borrow_mut().reply(id, Instant::now());
-        let Reply::Relay { client, then_close } = reply else { return false };
+    /// Replies on session `id`'s socket: relayed to its client from the server's socket, in
+    /// one `sendmmsg`. Returns false once the session has ended.
+    fn on_replies(&self, id: Id, datagrams: &[&[u8]]) -> bool {
+        let now = Instant::now();
+        let mut client = None;
+        let mut relayed = 0;
+        let mut then_close = false;
+        {
+            let mut table = self.table.borrow_mut();
+            while relayed < datagrams.len() && !then_close {
+                let Reply::Relay { client: to, then_close: last } = table.reply(id, now) else { break };
+                client = Some(to);
+                then_close = last;
+                relayed += 1;
+            }
+        }
+        let Some(client) = client else { return false };
         let snapshot = self.slot.snapshot();
         let server = self.server_slot(&snapshot);
-        match self.socket.send_to(data, client) {
+        let table = self.table.borrow();
+        let backend = table.get(id).map(|flow| flow.backend.counters.shard(self.shard));
+        let to = SockAddr::from(client);
+        batch::send(self.socket.as_raw_fd(), &datagrams[..relayed], Some(&to), |sent| match sent {
             Ok(n) => {
                 Slot::add(&server.datagrams_out, 1);
                 Slot::add(&server.rx, n as u64);
-                if let Some(flow) = self.table.borrow().get(id) {
-                    Slot::add(&flow.backend.counters.shard(self.shard).rx, n as u64);
+                if let Some(backend) = backend {
+                    Slot::add(&backend.rx, n as u64);
                 }
             }
             Err(e) => {
@@ -440,13 +485,14 @@ impl Front {
                     self.slot.name
                 );
             }
-        }
+        });
+        drop(table);
         if then_close {
             let reusable = !self.transparent && self.table.borrow().answered_all(id);
             self.end_at_answer(id, &snapshot, reusable);
             return false;
         }
-        true
+        relayed == datagrams.len()
     }
 
     /// Ends session `id` at its last reply, from its reply task (which returns right after);
@@ -512,22 +558,22 @@ async fn relay_replies(front: Rc<Front>, id: Id, fd: RawFd) {
             log::debug!("server {}: session socket: {e}", front.slot.name);
             return front.close_from_replies(id);
         }
-        for _ in 0..REPLY_BURST {
-            let mut buffer = front.reply.borrow_mut();
+        for _ in 0..REPLY_ROUNDS {
+            let mut replies = front.replies.borrow_mut();
             // `fd` is the session's socket, open as long as the session (and so this task).
-            let received = recv(fd, &mut buffer);
-            let n = match received {
+            let n = match replies.recv(fd) {
+                Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     // An ICMP error (port unreachable: nothing listens there), as gobetween
                     // ends the session when its read fails.
-                    drop(buffer);
+                    drop(replies);
                     log::debug!("server {}: backend failed: {e}", front.slot.name);
                     return front.close_from_replies(id);
                 }
             };
-            if !front.on_reply(id, &buffer[..n]) {
+            let datagrams: [&[u8]; REPLY_BATCH] = std::array::from_fn(|i| replies.datagram(i.min(n - 1)).0);
+            if !front.on_replies(id, &datagrams[..n]) {
                 return;
             }
         }
