@@ -50,7 +50,8 @@ pub fn start(reading: Reading, interval: Option<Duration>, changed: Arc<Notify>)
                 std::thread::sleep(interval.unwrap_or(FILE_INTERVAL));
             },
             Origin::Url(_) => poll_url(&reading, interval.unwrap_or(URL_INTERVAL), observe),
-            Origin::Consul { .. } => block_on_consul(&reading, interval.unwrap_or(MIN_GAP), observe),
+            // Consul answers when the key changes: no interval to wait between questions.
+            Origin::Consul { .. } => block_on_consul(&reading, observe),
         }
     })?;
     Ok(())
@@ -126,7 +127,7 @@ fn poll_url(reading: &Reading, interval: Duration, mut observe: impl FnMut(&[u8]
 
 /// Consul's blocking query: `?index=N&wait=...` returns when the key's index passes N (or the
 /// wait ends). An index that goes back (Consul restored, the key recreated) starts over from 0.
-fn block_on_consul(reading: &Reading, gap: Duration, mut observe: impl FnMut(&[u8])) -> ! {
+fn block_on_consul(reading: &Reading, mut observe: impl FnMut(&[u8])) -> ! {
     let agent = agent(CONSUL_WAIT + SLACK);
     let mut index: u64 = 0;
     loop {
@@ -157,7 +158,7 @@ fn block_on_consul(reading: &Reading, gap: Duration, mut observe: impl FnMut(&[u
             }
         }
         // A failing or non-blocking answer must not turn this into a busy loop.
-        let pause = if failed { gap.max(MIN_GAP) * 5 } else { gap.max(MIN_GAP) };
+        let pause = if failed { MIN_GAP * 5 } else { MIN_GAP };
         std::thread::sleep(pause.saturating_sub(started.elapsed()));
     }
 }
