@@ -323,7 +323,7 @@ fn watch_source(
     let source = ConfigServer::start(&(head.clone() + &server("stay", stay, &[n1.line()], "")));
     let args: Vec<String> = args(source.port);
     let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    let betwixt = Betwixt::start_args(&args, TempDir::new(kind));
+    let betwixt = Betwixt::start_args(&args, &[], TempDir::new(kind));
     betwixt.wait_listening(stay);
     assert_eq!(ask_name(stay).as_deref(), Some("n1"));
     thread::sleep(Duration::from_millis(1500));

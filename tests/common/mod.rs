@@ -101,15 +101,17 @@ impl Betwixt {
     pub fn start_file(path: &Path, extra_args: &[&str], dir: TempDir) -> Betwixt {
         let mut args = vec![std::ffi::OsStr::new("-c"), path.as_os_str()];
         args.extend(extra_args.iter().map(|a| std::ffi::OsStr::new(*a)));
-        Betwixt::start_args(&args, dir)
+        Betwixt::start_args(&args, &[], dir)
     }
 
-    /// Starts betwixt with exactly `args` (e.g. `from-url URL`), its log in `dir`.
-    pub fn start_args(args: &[&std::ffi::OsStr], dir: TempDir) -> Betwixt {
+    /// Starts betwixt with exactly `args` (e.g. `from-url URL`) and the environment variables
+    /// `env` added, its log in `dir`.
+    pub fn start_args(args: &[&std::ffi::OsStr], env: &[(&str, String)], dir: TempDir) -> Betwixt {
         let log = dir.0.join("betwixt.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(binary())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", std::env::var("BETWIXT_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
