@@ -91,8 +91,9 @@ async fn ping() -> Response {
 #[derive(Serialize)]
 struct Info<'a> {
     configuration: Source<'a>,
-    /// betwixt: the last reload's time, cause and result; `null` before the first.
-    #[serde(rename = "lastReload")]
+    /// betwixt: the last reload's time, cause and result; left out before the first, so that
+    /// until then the answer has gobetween's keys only.
+    #[serde(rename = "lastReload", skip_serializing_if = "Option::is_none")]
     last_reload: Option<LastReload>,
     pid: u32,
     #[serde(rename = "startTime")]
