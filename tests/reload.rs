@@ -363,3 +363,46 @@ fn a_watched_consul_key_is_reloaded_by_blocking_query() {
     assert!(log.contains("reload (watch): added added; changed stay"), "{log}");
     assert!(counts.held.load(Ordering::Relaxed) >= 1, "no query was held");
 }
+
+/// Total connections of each backend of `server`, by `host:port`.
+fn backend_totals(client: &Client, server: &str) -> Vec<(String, u64)> {
+    let stats = client.get_json(&format!("/servers/{server}/stats"));
+    let backends = stats["backends"].as_array().unwrap();
+    backends
+        .iter()
+        .map(|b| {
+            let name = format!("{}:{}", b["host"].as_str().unwrap(), b["port"].as_str().unwrap_or_default());
+            (name, api_client::u64_at(&b["stats"], "total_connections"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_changed_server_keeps_its_counters_and_the_backends_that_stay() {
+    let (n1, n2) = (Backend::start("n1", Behaviour::Named), Backend::start("n2", Behaviour::Named));
+    let (api_port, stay) = (free_port(), free_port());
+    let both = [n1.line(), n2.line()];
+    let betwixt = Betwixt::start(&(api(api_port) + &server("stay", stay, &both, "")), &[], &[stay]);
+    let path = betwixt.dir.0.join("betwixt.toml");
+    let client = Client::http(api_port);
+    assert!(wait_until(Duration::from_secs(3), || ask_name(stay).is_some()));
+    for _ in 0..9 {
+        assert!(ask_name(stay).is_some());
+    }
+    let before = backend_totals(&client, "stay");
+    assert_eq!(before.iter().map(|(_, n)| n).sum::<u64>(), 10, "{before:?}");
+
+    // Another strategy and n2 gone: n1 keeps its count, the server its listeners.
+    std::fs::write(&path, api(api_port) + &server("stay", stay, &[n1.line()], "balance = \"leastconn\""))
+        .unwrap();
+    let reply = client.send("POST", "/reload", "");
+    assert_eq!(names(&reply.json(), "changed"), ["stay"]);
+    assert!(wait_until(Duration::from_secs(3), || backend_totals(&client, "stay").len() == 1));
+    let after = backend_totals(&client, "stay");
+    assert_eq!(
+        after[0],
+        before.iter().find(|(name, _)| name.ends_with(&n1.port.to_string())).unwrap().clone()
+    );
+    assert_eq!(client.get_json("/servers/stay")["balance"].as_str(), Some("leastconn"));
+    assert_eq!(betwixt.log_text().matches("server stay: listening on").count(), 1);
+}
