@@ -406,3 +406,34 @@ fn a_changed_server_keeps_its_counters_and_the_backends_that_stay() {
     assert_eq!(client.get_json("/servers/stay")["balance"].as_str(), Some("leastconn"));
     assert_eq!(betwixt.log_text().matches("server stay: listening on").count(), 1);
 }
+
+#[test]
+fn a_changed_bind_rebinds_and_the_old_connections_finish() {
+    let e1 = Backend::start("e1", Behaviour::Echo);
+    let (api_port, old, new) = (free_port(), free_port(), free_port());
+    let betwixt = Betwixt::start(&(api(api_port) + &server("moved", old, &[e1.line()], "")), &[], &[old]);
+    let path = betwixt.dir.0.join("betwixt.toml");
+    let mut live = TcpStream::connect(("127.0.0.1", old)).unwrap();
+    live.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut echo = |conn: &mut TcpStream| {
+        conn.write_all(b"abc").unwrap();
+        let mut back = [0u8; 3];
+        conn.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"abc");
+    };
+    echo(&mut live);
+
+    std::fs::write(&path, api(api_port) + &server("moved", new, &[e1.line()], "")).unwrap();
+    let reply = Client::http(api_port).send("POST", "/reload", "");
+    assert_eq!(names(&reply.json(), "rebound"), ["moved"], "{}", reply.body);
+    betwixt.wait_listening(new);
+    assert!(wait_until(Duration::from_secs(3), || TcpStream::connect(("127.0.0.1", old)).is_err()));
+    // The connection made through the old listener goes on.
+    echo(&mut live);
+    assert!(wait_until(Duration::from_secs(3), || {
+        TcpStream::connect(("127.0.0.1", new)).is_ok_and(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            c.write_all(b"x").is_ok() && c.read(&mut [0u8; 1]).is_ok_and(|n| n == 1)
+        })
+    }));
+}

@@ -137,10 +137,11 @@ impl ServerHandle {
     /// Starts discovery (and through it the healthchecks) and the resolution of backend host
     /// names. Must run inside the control runtime.
     pub fn start(self: &Arc<Self>) {
+        // Discovery first: its first round (a static list) is then the first task to run.
+        self.restart_discovery();
         let handle = self.clone();
         let names = tokio::spawn(async move { handle.resolve_names().await });
         self.tasks().names = Some(names.abort_handle());
-        self.restart_discovery();
         self.restart_certificate_watch();
     }
 
