@@ -415,7 +415,7 @@ fn a_changed_bind_rebinds_and_the_old_connections_finish() {
     let path = betwixt.dir.0.join("betwixt.toml");
     let mut live = TcpStream::connect(("127.0.0.1", old)).unwrap();
     live.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut echo = |conn: &mut TcpStream| {
+    let echo = |conn: &mut TcpStream| {
         conn.write_all(b"abc").unwrap();
         let mut back = [0u8; 3];
         conn.read_exact(&mut back).unwrap();
