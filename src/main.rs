@@ -19,6 +19,7 @@ mod source;
 mod tls;
 mod transfer;
 mod udp;
+mod watch;
 
 use betwixt_control::config::{self, Format};
 use clap::{CommandFactory, Parser};

@@ -5,8 +5,10 @@ use crate::shard;
 use crate::source::Loaded;
 use betwixt_control::control::Control;
 use betwixt_control::plane::Plane;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::Notify;
 
 /// Live connections may finish for this long after SIGTERM/SIGINT unless `[runtime]` says otherwise.
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -74,6 +76,13 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
     tokio.block_on(async {
         let control = Control::new(plane, &config, loaded.source);
         control.start_acme()?;
+        control.reload.set_loader(Arc::new(loaded.reading.clone()));
+        let changed = Arc::new(Notify::new());
+        if runtime.watch_config.unwrap_or(false) {
+            let interval = runtime.watch_interval.map(|d| d.0);
+            crate::watch::start(loaded.reading, interval, changed.clone())
+                .map_err(|e| format!("cannot watch the configuration: {e}"))?;
+        }
         for (name, server) in &config.servers {
             // Its warnings were logged above, with their lines.
             control.add_server(name, server.clone()).map_err(|e| format!("server {name}: {e}"))?;
@@ -81,13 +90,13 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
         betwixt_control::rates::spawn_sampler(control.clone());
         betwixt_control::api::start(&control)?;
         betwixt_control::metrics::start(&control)?;
-        let signal = signals.stop_requested().await;
+        let signal = signals.stop_requested(&control, &changed).await;
         log::info!("{signal}: no longer accepting; waiting up to {grace:?} for live connections");
         control.shut_down();
         // A second SIGTERM or SIGINT cuts the wait short, as an impatient operator wants.
         tokio::select! {
             () = drain(&control, grace) => {}
-            again = signals.stop_requested() => log::warn!(
+            again = signals.stop_requested(&control, &changed) => log::warn!(
                 "{again} during shutdown: closing {} live connection(s) now",
                 control.draining_connections()
             ),
@@ -108,8 +117,7 @@ fn shard_failed(id: usize, e: &std::io::Error) -> String {
     format!("cannot start shard {id}: {e}{hint}")
 }
 
-/// The signals betwixt acts on: SIGTERM and SIGINT stop it; SIGHUP, whose default action would
-/// kill it, is logged and ignored until reloading exists.
+/// The signals betwixt acts on: SIGTERM and SIGINT stop it; SIGHUP reloads the configuration.
 struct Signals {
     term: Signal,
     int: Signal,
@@ -126,14 +134,22 @@ impl Signals {
         })
     }
 
-    /// Waits for SIGTERM or SIGINT and names it.
-    async fn stop_requested(&mut self) -> &'static str {
+    /// Waits for SIGTERM or SIGINT and names it. Meanwhile SIGHUP, and a change of the watched
+    /// source (`changed`), start a reload (one at a time; see `Control::reload_from_source`).
+    async fn stop_requested(&mut self, control: &Arc<Control>, changed: &Notify) -> &'static str {
         loop {
-            tokio::select! {
+            let trigger = tokio::select! {
                 _ = self.term.recv() => return "SIGTERM",
                 _ = self.int.recv() => return "SIGINT",
-                _ = self.hup.recv() => log::warn!("SIGHUP: reload is not supported yet; ignoring"),
+                _ = self.hup.recv() => "SIGHUP",
+                () = changed.notified() => "watch",
+            };
+            if control.is_shutting_down() {
+                log::warn!("{trigger}: shutting down; no reload");
+                continue;
             }
+            let control = control.clone();
+            tokio::spawn(async move { control.reload_from_source(trigger).await });
         }
     }
 }

@@ -5,7 +5,8 @@ use crate::cli::{Cli, Command};
 use crate::consul;
 use betwixt_control::config::{self, Config, ConfigError, ConfigWarning, Format};
 use betwixt_control::control::ConfigSource;
-use std::path::Path;
+use betwixt_control::reload::ConfigLoader;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A configuration server that has not answered by then fails the start instead of hanging it.
@@ -17,6 +18,8 @@ pub struct Loaded {
     /// prints them; a start logs them once logging is set up (or refuses them, in strict mode).
     pub warnings: Vec<ConfigWarning>,
     pub source: ConfigSource,
+    /// How to read it again (reload, watch).
+    pub reading: Reading,
 }
 
 impl Loaded {
@@ -26,10 +29,104 @@ impl Loaded {
     }
 }
 
-fn format_for(cli: &Cli, name: &str) -> Result<Format, ConfigError> {
-    match &cli.format {
-        Some(f) => Format::parse(f).map_err(ConfigError::new),
-        None => Ok(Format::from_path(Path::new(name))),
+/// Where the configuration is read from, kept to read it again on a reload.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    File(PathBuf),
+    Url(String),
+    Consul { host: String, key: String, scheme: String },
+}
+
+/// How the text is read: `-f` and `-e`, as given on the command line.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    pub origin: Origin,
+    format: Option<String>,
+    env_vars: bool,
+}
+
+impl Reading {
+    pub fn of(cli: &Cli) -> Result<Reading, ConfigError> {
+        let origin = match &cli.command {
+            Some(Command::FromUrl { url }) => Origin::Url(url.clone()),
+            Some(Command::FromConsul { host, key, scheme }) => {
+                Origin::Consul { host: host.clone(), key: key.clone(), scheme: scheme.clone() }
+            }
+            Some(Command::FromFile { file }) | Some(Command::Check { file }) => Origin::File(file.clone()),
+            None => match &cli.config {
+                Some(file) => Origin::File(file.clone()),
+                None => return Err(ConfigError::new("no configuration: give -c FILE or a subcommand")),
+            },
+        };
+        Ok(Reading { origin, format: cli.format.clone(), env_vars: cli.env_vars })
+    }
+
+    /// The format given with `-f`, else the one the name (path, URL or key) suggests.
+    pub fn format(&self) -> Result<Format, ConfigError> {
+        let name = match &self.origin {
+            Origin::File(file) => file.to_string_lossy().into_owned(),
+            Origin::Url(url) => url.clone(),
+            Origin::Consul { key, .. } => key.clone(),
+        };
+        match &self.format {
+            Some(f) => Format::parse(f).map_err(ConfigError::new),
+            None => Ok(Format::from_path(Path::new(&name))),
+        }
+    }
+
+    /// `GET /` shows the path as it was given, as gobetween does.
+    pub fn source(&self) -> ConfigSource {
+        let (kind, path) = match &self.origin {
+            Origin::File(file) => ("file", file.display().to_string()),
+            Origin::Url(url) => ("url", url.clone()),
+            Origin::Consul { host, key, .. } => ("consul", format!("{host}/{key}")),
+        };
+        ConfigSource { kind: kind.into(), path }
+    }
+
+    /// The request that reads the source over HTTP (`None` for a file).
+    pub fn request(&self) -> Result<Option<consul::KvRead>, ConfigError> {
+        match &self.origin {
+            Origin::File(_) => Ok(None),
+            Origin::Url(url) => Ok(Some(consul::KvRead { url: url.clone(), headers: Vec::new() })),
+            Origin::Consul { host, key, scheme } => {
+                consul::kv_read(host, key, scheme).map(Some).map_err(ConfigError::new)
+            }
+        }
+    }
+
+    /// Reads and parses the source: blocking, bounded by `FETCH_TIMEOUT` for the network.
+    pub fn read(&self) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let format = self.format()?;
+        match (&self.origin, self.request()?) {
+            (_, Some(read)) => self.parse_fetched(&fetch(&read.url, &read.headers)?, format, &read.url),
+            (Origin::File(file), None) => config::load_file(file, Some(format), self.env_vars),
+            (_, None) => unreachable!("only a file has no request"),
+        }
+    }
+
+    /// Parses fetched text; errors and warnings name `origin` (the URL).
+    fn parse_fetched(
+        &self,
+        text: &str,
+        format: Format,
+        origin: &str,
+    ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let origin = Path::new(origin);
+        let (config, warnings) =
+            config::parse_text(text, format, self.env_vars).map_err(|e| e.in_file(origin))?;
+        Ok((config, warnings.into_iter().map(|w| w.in_file(origin)).collect()))
+    }
+}
+
+/// A reload reads the source again and parses an API body as the source's text is parsed.
+impl ConfigLoader for Reading {
+    fn load(&self) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        self.read()
+    }
+
+    fn parse(&self, text: &str, format: Format) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        config::parse_text(text, format, self.env_vars)
     }
 }
 
@@ -43,48 +140,8 @@ fn fetch(url: &str, headers: &[(&str, String)]) -> Result<String, ConfigError> {
     response.into_body().read_to_string().map_err(|e| ConfigError::new(format!("cannot read {url}: {e}")))
 }
 
-/// Parses fetched text; errors and warnings name `origin` (the URL).
-fn parse_fetched(
-    cli: &Cli,
-    text: &str,
-    format: Format,
-    origin: &str,
-) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-    let origin = Path::new(origin);
-    let (config, warnings) = config::parse_text(text, format, cli.env_vars).map_err(|e| e.in_file(origin))?;
-    Ok((config, warnings.into_iter().map(|w| w.in_file(origin)).collect()))
-}
-
 pub fn load(cli: &Cli) -> Result<Loaded, ConfigError> {
-    match &cli.command {
-        Some(Command::FromUrl { url }) => {
-            let format = format_for(cli, url)?;
-            let (config, warnings) = parse_fetched(cli, &fetch(url, &[])?, format, url)?;
-            Ok(Loaded { config, warnings, source: ConfigSource { kind: "url".into(), path: url.clone() } })
-        }
-        Some(Command::FromConsul { host, key, scheme }) => {
-            let read = consul::kv_read(host, key, scheme).map_err(ConfigError::new)?;
-            let format = format_for(cli, key)?;
-            let (config, warnings) =
-                parse_fetched(cli, &fetch(&read.url, &read.headers)?, format, &read.url)?;
-            Ok(Loaded {
-                config,
-                warnings,
-                source: ConfigSource { kind: "consul".into(), path: format!("{host}/{key}") },
-            })
-        }
-        Some(Command::FromFile { file }) | Some(Command::Check { file }) => load_file(cli, file),
-        None => match &cli.config {
-            Some(file) => load_file(cli, file),
-            None => Err(ConfigError::new("no configuration: give -c FILE or a subcommand")),
-        },
-    }
-}
-
-fn load_file(cli: &Cli, file: &Path) -> Result<Loaded, ConfigError> {
-    let format = format_for(cli, &file.to_string_lossy())?;
-    let (config, warnings) = config::load_file(file, Some(format), cli.env_vars)?;
-    // `GET /` shows the path as it was given, as gobetween does.
-    let source = ConfigSource { kind: "file".into(), path: file.display().to_string() };
-    Ok(Loaded { config, warnings, source })
+    let reading = Reading::of(cli)?;
+    let (config, warnings) = reading.read()?;
+    Ok(Loaded { config, warnings, source: reading.source(), reading })
 }

@@ -5,13 +5,15 @@ use crate::acme::AcmeService;
 use crate::bind::{bind_tcp, bind_udp, overlaps, resolve_bind};
 use crate::config::{
     enforce_strict, refuse_unsupported, validate::validate_server, Config, ConfigError, ConfigWarning,
-    GoDuration, Protocol, Server,
+    GoDuration, Protocol, Server, ServerSettings,
 };
-use crate::plane::{Plane, ServerSlot};
+use crate::plane::{Listener, Plane, ServerSlot};
 use crate::rates::Rates;
+use crate::reload::ReloadState;
 use crate::server::ServerHandle;
 use crate::stats::Counters;
 use crate::tls::TlsContexts;
+use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -66,6 +68,31 @@ impl ConfigSource {
     }
 }
 
+fn is_udp(settings: &ServerSettings) -> bool {
+    settings.protocol == Protocol::Udp
+}
+
+/// The error for a bind another server's listener overlaps.
+pub(crate) fn taken(bind: &str, other: &str) -> ControlError {
+    let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));
+    ControlError::Bind(bind.to_string(), taken)
+}
+
+/// The first of `servers` whose address overlaps `bind` (UDP servers among UDP servers, TCP
+/// among TCP: the two never share a port).
+pub(crate) fn overlapping<'a>(
+    servers: impl IntoIterator<Item = (&'a str, &'a ServerSettings)>,
+    bind: &str,
+    udp: bool,
+) -> Option<String> {
+    let wanted = resolve_bind(bind).ok()?;
+    servers
+        .into_iter()
+        .filter(|(_, s)| is_udp(s) == udp)
+        .find(|(_, s)| resolve_bind(&s.bind).is_ok_and(|a| overlaps(a, wanted)))
+        .map(|(name, _)| name.to_string())
+}
+
 /// What happens to a removed server's live connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Drain {
@@ -82,14 +109,28 @@ pub struct Control {
     pub source: ConfigSource,
     /// Bytes per second of every server and backend, kept by `rates::spawn_sampler`.
     pub rates: Rates,
-    /// Everything but `servers`, which live in `servers` below.
-    base: Config,
+    /// Everything but `servers`, which live in `servers` below. A reload replaces its
+    /// `[defaults]` (see `reload`).
+    base: ArcSwap<Config>,
     servers: Mutex<BTreeMap<String, Arc<ServerHandle>>>,
     /// Removed servers whose connections may still be open; shutdown waits for them too.
     draining: Mutex<Vec<Draining>>,
     shutting_down: AtomicBool,
     /// `[acme]`, once `start_acme` has run.
     acme: OnceLock<Arc<AcmeService>>,
+    /// Reloads: the source to read, one at a time, and how the last one went.
+    pub reload: ReloadState,
+}
+
+/// A server section checked, its settings resolved, its certificates read and (unless it
+/// replaces a running server's settings only) its listeners bound: all that can fail before a
+/// server serves. Dropped unused, it closes its listeners, so nothing of it was ever seen.
+pub(crate) struct Prepared {
+    pub name: String,
+    pub config: Server,
+    pub settings: ServerSettings,
+    pub listeners: Vec<Listener>,
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// A removed server, kept until its last connection has closed.
@@ -109,11 +150,12 @@ impl Control {
             started: SystemTime::now(),
             source,
             rates: Rates::default(),
-            base,
+            base: ArcSwap::from_pointee(base),
             servers: Mutex::new(BTreeMap::new()),
             draining: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
             acme: OnceLock::new(),
+            reload: ReloadState::default(),
         })
     }
 
@@ -121,7 +163,7 @@ impl Control {
     /// makes the service servers with `acme_hosts` get their certificates from. Must run
     /// inside the control runtime, before those servers are added.
     pub fn start_acme(&self) -> Result<(), String> {
-        if let Some(section) = &self.base.acme {
+        if let Some(section) = &self.base.load().acme {
             let service = AcmeService::start(section)?;
             let _ = self.acme.set(service);
         }
@@ -137,13 +179,17 @@ impl Control {
         self.servers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn base_config(&self) -> &Config {
-        &self.base
+    pub fn base_config(&self) -> Arc<Config> {
+        self.base.load_full()
+    }
+
+    pub(crate) fn set_base(&self, base: Config) {
+        self.base.store(Arc::new(Config { servers: BTreeMap::new(), ..base }));
     }
 
     /// Strict mode (`[runtime] strict`): what gobetween tolerates is refused.
     pub fn strict(&self) -> bool {
-        self.base.runtime.as_ref().and_then(|r| r.strict).unwrap_or(false)
+        self.base_config().runtime.as_ref().and_then(|r| r.strict).unwrap_or(false)
     }
 
     /// Validates, binds on every shard and starts discovery. Must run inside the control runtime.
@@ -159,12 +205,33 @@ impl Control {
         if self.servers_lock().contains_key(name) {
             return Err(ControlError::Exists(name.to_string()));
         }
+        let defaults = self.base_config().defaults.clone();
+        let mut prepared = self.prepare(name, server, defaults.as_ref(), None)?;
+        if let Some(other) = self.listening_on(&prepared.settings.bind, is_udp(&prepared.settings), &[]) {
+            return Err(taken(&prepared.settings.bind, &other));
+        }
+        self.bind(&mut prepared)?;
+        let warnings = std::mem::take(&mut prepared.warnings);
+        Ok((self.install(prepared)?, warnings))
+    }
+
+    /// Everything `add_server` checks and loads, without binding: validation, settings, strict
+    /// mode, transparent UDP, certificates. `keep_tls` are the TLS contexts of a running server
+    /// whose `[tls]` and `[backends_tls]` did not change: they are kept rather than read again,
+    /// so its certificate watch stays attached to them.
+    pub(crate) fn prepare(
+        &self,
+        name: &str,
+        server: Server,
+        defaults: Option<&crate::config::ConnectionOptions>,
+        keep_tls: Option<TlsContexts>,
+    ) -> Result<Prepared, ControlError> {
         validate_server(name, &server).map_err(ControlError::Invalid)?;
         let mut single = Config { servers: BTreeMap::new(), ..Config::default() };
         single.servers.insert(name.to_string(), server.clone());
         refuse_unsupported(&single).map_err(ControlError::Invalid)?;
 
-        let (mut settings, warnings) = server.resolve(name, self.base.defaults.as_ref());
+        let (mut settings, warnings) = server.resolve(name, defaults);
         let warnings = warnings.finish();
         enforce_strict(&warnings, self.strict()).map_err(ControlError::Invalid)?;
         if settings.protocol == Protocol::Udp && settings.udp.transparent {
@@ -172,14 +239,12 @@ impl Control {
                 ControlError::Invalid(ConfigError::at_key(format!("servers.{name}.udp.transparent"), message))
             })?;
         }
-        if let Some(other) = self.listening_on(&settings.bind, settings.protocol == Protocol::Udp) {
-            let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));
-            return Err(ControlError::Bind(settings.bind.clone(), taken));
-        }
-        if server.tls.is_some() || server.backends_tls.is_some() {
-            let invalid = |field: &str, message: String| {
-                ControlError::Invalid(ConfigError::at_key(format!("servers.{name}.{field}"), message))
-            };
+        let invalid = |field: &str, message: String| {
+            ControlError::Invalid(ConfigError::at_key(format!("servers.{name}.{field}"), message))
+        };
+        if keep_tls.is_some() {
+            settings.tls = keep_tls;
+        } else if server.tls.is_some() || server.backends_tls.is_some() {
             let acme = match server.tls.as_ref().and_then(crate::tls::acme_hosts) {
                 Some(hosts) => {
                     let service = self
@@ -193,16 +258,28 @@ impl Control {
                 .map_err(|(field, message)| invalid(&field, message))?;
             settings.tls = Some(contexts);
         }
-        let shards = self.plane.shard_count();
-        let bind = if settings.protocol == Protocol::Udp { bind_udp } else { bind_tcp };
-        let listeners =
-            bind(&settings.bind, shards).map_err(|e| ControlError::Bind(settings.bind.clone(), e))?;
-        let counters = Arc::new(Counters::new(shards));
+        Ok(Prepared { name: name.to_string(), config: server, settings, listeners: Vec::new(), warnings })
+    }
+
+    /// Binds a prepared server's listeners, one per shard.
+    pub(crate) fn bind(&self, prepared: &mut Prepared) -> Result<(), ControlError> {
+        let settings = &prepared.settings;
+        let bind = if is_udp(settings) { bind_udp } else { bind_tcp };
+        prepared.listeners = bind(&settings.bind, self.plane.shard_count())
+            .map_err(|e| ControlError::Bind(settings.bind.clone(), e))?;
+        Ok(())
+    }
+
+    /// Hands a prepared and bound server to the shards and starts its discovery.
+    pub(crate) fn install(&self, prepared: Prepared) -> Result<Arc<ServerHandle>, ControlError> {
+        let Prepared { name, config, settings, listeners, .. } = prepared;
+        let name = name.as_str();
+        let counters = Arc::new(Counters::new(self.plane.shard_count()));
         let settings_arc = Arc::new(settings.clone());
         let empty = ServerHandle::empty_snapshot(&settings_arc, &counters);
         let slots: Vec<Arc<ServerSlot>> =
             listeners.into_iter().map(|l| ServerSlot::new(name, l, empty.clone())).collect();
-        let handle = ServerHandle::new(name, server, settings, counters, slots);
+        let handle = ServerHandle::new(name, config, settings, counters, slots);
 
         let mut servers = self.servers_lock();
         // Checked again under the lock `shut_down` takes: a server added during the drain
@@ -216,8 +293,8 @@ impl Control {
         handle.start();
         self.plane.add_server(&handle.slots);
         servers.insert(name.to_string(), handle.clone());
-        log::info!("server {name}: listening on {}", handle.settings.bind);
-        Ok((handle, warnings))
+        log::info!("server {name}: listening on {}", handle.settings().bind);
+        Ok(handle)
     }
 
     /// Stops accepting on every shard; live connections are closed at once or after `drain`.
@@ -254,6 +331,12 @@ impl Control {
         Ok(())
     }
 
+    /// A server a reload rebinds: the old listeners close, its connections may finish.
+    pub(crate) fn retire_draining(&self, handle: Arc<ServerHandle>) {
+        log::info!("server {}: listeners replaced; its connections may finish", handle.name);
+        self.retire(handle);
+    }
+
     /// Stops a server's listeners and discovery, and keeps it among the draining until its
     /// last connection has closed.
     fn retire(&self, handle: Arc<ServerHandle>) {
@@ -279,14 +362,21 @@ impl Control {
     /// The running server whose address overlaps `bind` (UDP servers among UDP servers, TCP
     /// among TCP: the two never share a port). `SO_REUSEPORT` would let both bind and silently
     /// split the connections between them, so the overlap is refused here.
-    fn listening_on(&self, bind: &str, udp: bool) -> Option<String> {
-        let wanted = resolve_bind(bind).ok()?;
+    /// `except` names servers a reload is about to remove or rebind.
+    pub(crate) fn listening_on(&self, bind: &str, udp: bool, except: &[String]) -> Option<String> {
         let servers = self.servers_lock();
-        servers
+        let running = servers
             .values()
-            .filter(|h| (h.settings.protocol == Protocol::Udp) == udp)
-            .find(|h| resolve_bind(&h.settings.bind).is_ok_and(|a| overlaps(a, wanted)))
-            .map(|h| h.name.clone())
+            .filter(|h| !except.contains(&h.name))
+            .map(|h| (h.name.as_str(), h.settings()))
+            .collect::<Vec<_>>();
+        overlapping(running.iter().map(|(name, s)| (*name, s.as_ref())), bind, udp)
+    }
+
+    /// Takes a running server out of the table (a reload replacing it), then retires it as
+    /// `remove_server` does, its connections left to finish.
+    pub(crate) fn take_server(&self, name: &str) -> Option<Arc<ServerHandle>> {
+        self.servers_lock().remove(name)
     }
 
     pub fn server(&self, name: &str) -> Option<Arc<ServerHandle>> {

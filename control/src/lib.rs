@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod plane;
 pub mod proxy;
 pub mod rates;
+pub mod reload;
 pub mod server;
 pub mod snapshot;
 pub mod sni;

@@ -8,6 +8,7 @@ use crate::healthcheck::{self, Tracker};
 use crate::plane::ServerSlot;
 use crate::snapshot::{Backend, ServerSnapshot};
 use crate::stats::Counters;
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,9 +69,10 @@ impl BackendState {
 #[derive(Debug)]
 pub struct ServerHandle {
     pub name: String,
-    /// The server section as given (without `[defaults]` folded in), for `/dump`.
-    pub config: Server,
-    pub settings: Arc<ServerSettings>,
+    /// The server section as given (without `[defaults]` folded in), for `/dump`. A reload
+    /// swaps it together with `settings` (see `update`).
+    config: ArcSwap<Server>,
+    settings: ArcSwap<ServerSettings>,
     pub counters: Arc<Counters>,
     pub slots: Vec<Arc<ServerSlot>>,
     /// Discovery rounds or backend name lookups that failed.
@@ -79,7 +81,7 @@ pub struct ServerHandle {
     /// Wakes the name resolver: backends with names were installed.
     names_to_resolve: Notify,
     backends: Mutex<Vec<BackendState>>,
-    tasks: Mutex<Vec<AbortHandle>>,
+    tasks: Mutex<Tasks>,
     generation: AtomicU64,
     /// A rebuild is scheduled (`publish_soon`).
     publish_pending: AtomicBool,
@@ -95,15 +97,15 @@ impl ServerHandle {
     ) -> Arc<ServerHandle> {
         Arc::new(ServerHandle {
             name: name.to_string(),
-            config,
-            settings: Arc::new(settings),
+            config: ArcSwap::from_pointee(config),
+            settings: ArcSwap::from_pointee(settings),
             counters,
             slots,
             discovery_failures: AtomicU64::new(0),
             discovery: Mutex::new(DiscoveryStatus::default()),
             names_to_resolve: Notify::new(),
             backends: Mutex::new(Vec::new()),
-            tasks: Mutex::new(Vec::new()),
+            tasks: Mutex::new(Tasks::default()),
             generation: AtomicU64::new(1),
             publish_pending: AtomicBool::new(false),
         })
@@ -118,32 +120,92 @@ impl ServerHandle {
         self.backends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The server section as given (without `[defaults]` folded in).
+    pub fn config(&self) -> Arc<Server> {
+        self.config.load_full()
+    }
+
+    /// The effective settings the current snapshot is built from.
+    pub fn settings(&self) -> Arc<ServerSettings> {
+        self.settings.load_full()
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, Tasks> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Starts discovery (and through it the healthchecks) and the resolution of backend host
     /// names. Must run inside the control runtime.
     pub fn start(self: &Arc<Self>) {
-        let discovery = discovery::start(self.clone());
+        // Discovery first: its first round (a static list) is then the first task to run.
+        self.restart_discovery();
         let handle = self.clone();
         let names = tokio::spawn(async move { handle.resolve_names().await });
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.extend([discovery, names.abort_handle()]);
-        if let Some(files) = self.settings.tls.as_ref().and_then(|tls| tls.cert_files.clone()) {
-            tasks.push(tokio::spawn(watch_certificates(self.name.clone(), files)).abort_handle());
+        self.tasks().names = Some(names.abort_handle());
+        self.restart_certificate_watch();
+    }
+
+    fn restart_discovery(self: &Arc<Self>) {
+        let discovery = discovery::start(self.clone());
+        if let Some(old) = self.tasks().discovery.replace(discovery) {
+            old.abort();
         }
-        if let Some(certs) = self.settings.tls.as_ref().and_then(|tls| tls.acme.clone()) {
-            tasks.push(tokio::spawn(certs.run()).abort_handle());
+    }
+
+    fn restart_certificate_watch(self: &Arc<Self>) {
+        let files = self.settings().tls.as_ref().and_then(|tls| tls.cert_files.clone());
+        let watch =
+            files.map(|files| tokio::spawn(watch_certificates(self.name.clone(), files)).abort_handle());
+        if let Some(old) = std::mem::replace(&mut self.tasks().certificates, watch) {
+            old.abort();
+        }
+        let acme = self.settings().tls.as_ref().and_then(|tls| tls.acme.clone());
+        let acme = acme.map(|certs| tokio::spawn(certs.run()).abort_handle());
+        if let Some(old) = std::mem::replace(&mut self.tasks().acme, acme) {
+            old.abort();
         }
     }
 
     /// Stops discovery and healthchecks; the caller closes the slots.
     pub fn stop(&self) {
-        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-            task.abort();
-        }
+        self.tasks().abort_all();
+        self.stop_checks();
+    }
+
+    fn stop_checks(&self) {
         for backend in self.backends().iter_mut() {
             if let Some(check) = backend.check.take() {
                 check.abort();
             }
         }
+    }
+
+    /// A reload changed this server's section without changing what its listeners are: the
+    /// new settings go to the shards in the next snapshot, so connections open now keep the
+    /// snapshot they started with and new ones take the new one. Backends keep their counters,
+    /// health and drain; discovery restarts only if its section changed, the healthchecks
+    /// only if theirs did (a backend keeps its health until a new check decides otherwise), the
+    /// certificate watch only if `[tls]` did. Must run inside the control runtime.
+    pub fn update(self: &Arc<Self>, config: Server, settings: ServerSettings) {
+        let (old_config, old_settings) = (self.config(), self.settings());
+        self.config.store(Arc::new(config));
+        self.settings.store(Arc::new(settings));
+        let (config, settings) = (self.config(), self.settings());
+        if old_settings.healthcheck != settings.healthcheck {
+            self.stop_checks();
+            if settings.healthcheck.is_none() {
+                // Nothing checks them any more: every backend is live, as at a start without checks.
+                self.backends().iter_mut().for_each(|b| b.live = true);
+            }
+        }
+        if old_config.discovery != config.discovery {
+            self.restart_discovery();
+        }
+        if old_config.tls != config.tls {
+            self.restart_certificate_watch();
+        }
+        self.start_missing_checks();
+        self.publish();
     }
 
     /// What discovery reports, for the API.
@@ -255,7 +317,7 @@ impl ServerHandle {
                         kept
                     }
                     None => BackendState {
-                        live: self.settings.healthcheck.as_ref().is_none_or(|c| c.initially_healthy),
+                        live: self.settings().healthcheck.as_ref().is_none_or(|c| c.initially_healthy),
                         addrs: spec
                             .host
                             .parse()
@@ -304,7 +366,7 @@ impl ServerHandle {
     }
 
     fn start_missing_checks(self: &Arc<Self>) {
-        let Some(settings) = self.settings.healthcheck.clone() else { return };
+        let Some(settings) = self.settings().healthcheck.clone() else { return };
         for backend in
             self.backends().iter_mut().filter(|b| b.discovered && b.check.is_none() && !b.addrs.is_empty())
         {
@@ -408,13 +470,32 @@ impl ServerHandle {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let snapshot = Arc::new(ServerSnapshot::build(
             generation,
-            self.settings.clone(),
+            self.settings(),
             self.counters.clone(),
             backends,
             &down,
         ));
         for slot in &self.slots {
             slot.publish(snapshot.clone());
+        }
+    }
+}
+
+/// A server's background tasks besides the healthchecks (which each backend holds).
+#[derive(Debug, Default)]
+struct Tasks {
+    discovery: Option<AbortHandle>,
+    names: Option<AbortHandle>,
+    certificates: Option<AbortHandle>,
+    /// Obtaining and renewing the certificates of `acme_hosts`.
+    acme: Option<AbortHandle>,
+}
+
+impl Tasks {
+    fn abort_all(&mut self) {
+        let all = [self.discovery.take(), self.names.take(), self.certificates.take(), self.acme.take()];
+        for task in all.into_iter().flatten() {
+            task.abort();
         }
     }
 }

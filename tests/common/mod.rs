@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod backends;
+pub mod config_server;
 pub mod unix_http;
 pub mod replay;
 
@@ -93,27 +94,25 @@ impl Betwixt {
         // Wait for the "listening" log line rather than probing with a connection, which would
         // itself be proxied and could occupy a limited backend.
         for &port in ports {
-            let listening = format!(":{port}");
-            let ready = wait_until(Duration::from_secs(10), || {
-                betwixt
-                    .log_text()
-                    .lines()
-                    .any(|l| l.contains("listening on") && l.trim_end().ends_with(&listening))
-            });
-            if !ready {
-                panic!("betwixt did not listen on {port}; log:\n{}", betwixt.log_text());
-            }
+            betwixt.wait_listening(port);
         }
         betwixt
     }
 
     pub fn start_file(path: &Path, extra_args: &[&str], dir: TempDir) -> Betwixt {
+        let mut args = vec![std::ffi::OsStr::new("-c"), path.as_os_str()];
+        args.extend(extra_args.iter().map(|a| std::ffi::OsStr::new(*a)));
+        Betwixt::start_args(&args, &[], dir)
+    }
+
+    /// Starts betwixt with exactly `args` (e.g. `from-url URL`) and the environment variables
+    /// `env` added, its log in `dir`.
+    pub fn start_args(args: &[&std::ffi::OsStr], env: &[(&str, String)], dir: TempDir) -> Betwixt {
         let log = dir.0.join("betwixt.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(binary())
-            .arg("-c")
-            .arg(path)
-            .args(extra_args)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", std::env::var("BETWIXT_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -125,6 +124,15 @@ impl Betwixt {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Waits until the log says betwixt listens on `port`.
+    pub fn wait_listening(&self, port: u16) {
+        let listening = format!(":{port}");
+        let ready = wait_until(Duration::from_secs(10), || {
+            self.log_text().lines().any(|l| l.contains("listening on") && l.trim_end().ends_with(&listening))
+        });
+        assert!(ready, "betwixt did not listen on {port}; log:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {

@@ -10,8 +10,8 @@
 use super::prepared::Prepared;
 use super::reply::to_json;
 use crate::config::model::{Acme, Api, CertPair, ConnectionOptions, Logging, Metrics, Profiler, Runtime};
+use crate::config::Server;
 use crate::config::{Config, Format, GoDuration};
-use crate::server::ServerHandle;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,7 +84,7 @@ struct DefaultsView<'a> {
 }
 
 impl<'a> Dump<'a> {
-    fn of(base: &'a Config, servers: &'a [Arc<ServerHandle>]) -> Dump<'a> {
+    fn of(base: &'a Config, servers: &'a [(String, Arc<Server>)]) -> Dump<'a> {
         let logging = base.logging.as_ref();
         let text = |field: fn(&'a Logging) -> &'a Option<String>| {
             logging.and_then(|l| field(l).as_deref()).unwrap_or("")
@@ -116,7 +116,10 @@ impl<'a> Dump<'a> {
             acme: base.acme.as_ref(),
             profiler: base.profiler.as_ref(),
             runtime: base.runtime.as_ref(),
-            servers: servers.iter().map(|h| (h.name.as_str(), Prepared::of(&h.config, defaults))).collect(),
+            servers: servers
+                .iter()
+                .map(|(name, config)| (name.as_str(), Prepared::of(config, defaults)))
+                .collect(),
         }
     }
 }
@@ -153,8 +156,9 @@ impl<'a> ApiView<'a> {
     }
 }
 
-/// The dump of `base` (the configuration without its servers) and the running `servers`.
-pub fn render(base: &Config, servers: &[Arc<ServerHandle>], format: Format) -> Result<String, String> {
+/// The dump of `base` (the configuration without its servers) and the running `servers`
+/// (name and section).
+pub fn render(base: &Config, servers: &[(String, Arc<Server>)], format: Format) -> Result<String, String> {
     let dump = Dump::of(base, servers);
     match format {
         Format::Json => to_json(&dump).map_err(|e| e.to_string()),

@@ -8,6 +8,7 @@ pub mod dump;
 pub mod extract;
 pub mod gofmt;
 pub mod prepared;
+pub mod reload;
 pub mod reply;
 pub mod routes;
 pub mod serve;

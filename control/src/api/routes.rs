@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -41,6 +41,8 @@ pub fn protected(control: Arc<Control>, guard: impl Fn(Route) -> Route) -> Route
         .route("/servers/{name}", guard(get(show).post(create).delete(remove)))
         .route("/servers/{name}/stats", guard(get(stats)))
         .route("/servers/{name}/backends/{backend}/drain", guard(post(drain_backend).delete(undrain_backend)))
+        .route("/reload", guard(post(super::reload::reload)))
+        .route("/config", guard(put(super::reload::put_config)))
         .method_not_allowed_fallback(not_found)
         .with_state(control)
 }
@@ -89,12 +91,50 @@ async fn ping() -> Response {
 #[derive(Serialize)]
 struct Info<'a> {
     configuration: Source<'a>,
+    /// betwixt: the last reload's time, cause and result; left out before the first, so that
+    /// until then the answer has gobetween's keys only.
+    #[serde(rename = "lastReload", skip_serializing_if = "Option::is_none")]
+    last_reload: Option<LastReload>,
     pid: u32,
     #[serde(rename = "startTime")]
     start_time: String,
     time: String,
     uptime: String,
     version: &'static str,
+}
+
+/// `GET /`'s `lastReload`.
+#[derive(Serialize)]
+struct LastReload {
+    time: String,
+    trigger: String,
+    /// `ok` or `rejected`.
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<crate::reload::Summary>,
+    /// When a reload last succeeded (this one or an earlier one).
+    #[serde(rename = "lastSuccess")]
+    last_success: Option<String>,
+}
+
+impl LastReload {
+    fn of(control: &Control) -> Option<LastReload> {
+        let last = control.reload.last()?;
+        let (result, error, summary) = match last.result {
+            Ok(summary) => ("ok", None, Some(summary)),
+            Err(reason) => ("rejected", Some(reason), None),
+        };
+        Some(LastReload {
+            time: gofmt::rfc3339_local(last.at),
+            trigger: last.trigger,
+            result,
+            error,
+            summary,
+            last_success: control.reload.last_success().map(gofmt::rfc3339_local),
+        })
+    }
 }
 
 /// Where the configuration came from, with gobetween's fields for each kind.
@@ -124,6 +164,7 @@ async fn root(State(control): Shared) -> Response {
     let now = SystemTime::now();
     let info = Info {
         configuration: Source::of(&control.source),
+        last_reload: LastReload::of(&control),
         pid: std::process::id(),
         start_time: gofmt::rfc3339_local(control.started),
         time: gofmt::rfc3339_local(now),
@@ -151,29 +192,32 @@ async fn dump(
             return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Unknown format {other}")))
         }
     };
-    let servers = control.servers();
-    let dump = super::dump::render(control.base_config(), &servers, format)
+    let servers = sections(&control.servers());
+    let dump = super::dump::render(&control.base_config(), &servers, format)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(text(StatusCode::OK, TEXT, dump))
 }
 
-/// A running server's configuration as gobetween shows it.
-fn prepared<'a>(control: &'a Control, server: &'a ServerHandle) -> Prepared<'a> {
-    Prepared::of(&server.config, control.base_config().defaults.as_ref())
+/// The running servers' names and sections, read once (a reload may swap them meanwhile).
+fn sections(servers: &[Arc<ServerHandle>]) -> Vec<(String, Arc<Server>)> {
+    servers.iter().map(|h| (h.name.clone(), h.config())).collect()
 }
 
-/// `GET /servers`: every running server's configuration, by name.
+/// `GET /servers`: every running server's configuration, by name, as gobetween shows it.
 async fn list(State(control): Shared) -> Response {
-    let servers = control.servers();
+    let servers = sections(&control.servers());
+    let base = control.base_config();
+    let defaults = base.defaults.as_ref();
     let prepared: BTreeMap<&str, Prepared> =
-        servers.iter().map(|h| (h.name.as_str(), prepared(&control, h))).collect();
+        servers.iter().map(|(name, config)| (name.as_str(), Prepared::of(config, defaults))).collect();
     json(StatusCode::OK, &prepared)
 }
 
 /// `GET /servers/NAME`; an unknown name answers `null`, as in gobetween.
 async fn show(State(control): Shared, Params(name): Params<String>) -> Response {
-    let server = control.server(&name);
-    json(StatusCode::OK, &server.as_deref().map(|server| prepared(&control, server)))
+    let config = control.server(&name).map(|server| server.config());
+    let base = control.base_config();
+    json(StatusCode::OK, &config.as_deref().map(|config| Prepared::of(config, base.defaults.as_ref())))
 }
 
 /// `GET /servers/NAME/stats`; an unknown name answers `null`, as in gobetween.
@@ -295,7 +339,7 @@ fn shutting_down() -> ApiError {
 }
 
 /// The part of a server section that makes betwixt run commands, if any.
-fn runs_commands(server: &Server) -> Option<&'static str> {
+pub(super) fn runs_commands(server: &Server) -> Option<&'static str> {
     if server.healthcheck.as_ref().is_some_and(|check| check.kind == HealthcheckKind::Exec) {
         Some("healthcheck kind \"exec\"")
     } else if server.discovery.kind == DiscoveryKind::Exec {

@@ -82,7 +82,7 @@ impl ServerStats {
             rx_second: rate.rx,
             tx_second: rate.tx,
             discovery: DiscoveryEntry {
-                kind: crate::discovery::kind_name(server.config.discovery.kind),
+                kind: crate::discovery::kind_name(server.config().discovery.kind),
                 state: match (status.ran, status.failing) {
                     (false, _) => "starting",
                     (true, false) => "ok",

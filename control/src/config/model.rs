@@ -117,6 +117,11 @@ pub struct Runtime {
     pub splice: Option<bool>,
     /// Refuse what gobetween tolerates (every configuration warning becomes an error).
     pub strict: Option<bool>,
+    /// Reload when the configuration source changes: a file's content, a URL's answer (ETag
+    /// and Last-Modified honoured), a Consul key (by blocking query). Default off.
+    pub watch_config: Option<bool>,
+    /// How often a watched file or URL is looked at (default 1s for a file, 10s for a URL).
+    pub watch_interval: Option<GoDuration>,
 }
 
 /// The four options `[defaults]` supplies to every server.

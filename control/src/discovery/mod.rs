@@ -101,7 +101,7 @@ pub fn check_section(discovery: &Discovery) -> Result<(), SectionError> {
 
 /// Starts the discovery loop of `server` on the control runtime.
 pub fn start(server: Arc<ServerHandle>) -> AbortHandle {
-    let discovery = server.config.discovery.clone();
+    let discovery = server.config().discovery.clone();
     match discovery.kind {
         DiscoveryKind::Exec => runner::spawn(server, exec::Exec::from_section(&discovery)),
         DiscoveryKind::Plaintext => runner::spawn(server, plaintext::Plaintext::from_section(&discovery)),

@@ -65,12 +65,15 @@ impl Report for Arc<ServerHandle> {
 /// Spawns the loop for `source`; a source whose settings did not read (which validation
 /// refuses before a server starts) leaves the server without backends and says why.
 pub fn spawn<S: Source>(server: Arc<ServerHandle>, source: Result<S, SectionError>) -> AbortHandle {
-    let plan = Plan::of::<S>(&server.config.discovery);
+    let plan = Plan::of::<S>(&server.config().discovery);
     let task = tokio::spawn(async move {
         match source {
             Ok(source) => {
-                let about =
-                    format!("server {}: {} discovery", server.name, kind_name(server.config.discovery.kind));
+                let about = format!(
+                    "server {}: {} discovery",
+                    server.name,
+                    kind_name(server.config().discovery.kind)
+                );
                 run(&about, &server, &source, &plan).await
             }
             Err(e) => server.discovery_failed(format!("discovery.{}: {}", e.field, e.message), true),

@@ -89,6 +89,7 @@ pub fn write(e: &mut Exposition, control: &Control) {
     if let Some(acme) = control.acme() {
         write_acme(e, acme);
     }
+    write_reloads(e, control);
 
     e.counters(
         "betwixt_healthcheck_state_changes",
@@ -144,12 +145,38 @@ fn write_acme(e: &mut Exposition, acme: &AcmeService) {
     );
 }
 
+/// Configuration reloads: how many went into effect or were rejected, and when the last one
+/// succeeded (0 before any; the process start is `process_start_time_seconds`).
+fn write_reloads(e: &mut Exposition, control: &Control) {
+    let reload = &control.reload;
+    e.counters(
+        "betwixt_config_reloads",
+        "Configuration reloads, by result (ok: applied; rejected: the running configuration stayed).",
+        [
+            (vec![("result", "ok".to_string())], reload.ok.load(Relaxed)),
+            (vec![("result", "rejected".to_string())], reload.rejected.load(Relaxed)),
+        ],
+    );
+    let last = reload.last_success().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    e.gauges(
+        "betwixt_config_last_reload_success_timestamp_seconds",
+        "When a configuration reload last went into effect, in seconds since the epoch (0: never).",
+        [(Vec::new(), last.map_or(0.0, |t| t.as_secs_f64()))],
+    );
+    let failed = reload.last().is_some_and(|last| last.result.is_err());
+    e.gauges(
+        "betwixt_config_last_reload_successful",
+        "Whether the last configuration reload went into effect (1) or was rejected (0); 1 before any.",
+        [(Vec::new(), u64::from(!failed))],
+    );
+}
+
 /// UDP servers: sessions, datagrams each way and datagrams dropped. Their bytes are in
 /// gobetween's `server_rx_total` / `server_tx_total` like any server's.
 fn write_udp(e: &mut Exposition, servers: &[Arc<ServerHandle>]) {
     let udp: Vec<(Labels, u64, Datagrams)> = servers
         .iter()
-        .filter(|s| s.settings.protocol == Protocol::Udp)
+        .filter(|s| s.settings().protocol == Protocol::Udp)
         .map(|s| (vec![("server", s.name.clone())], s.counters.totals().active, s.counters.datagrams()))
         .collect();
     e.gauges(
