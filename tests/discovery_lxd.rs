@@ -74,11 +74,12 @@ impl Lxd {
         let lxd =
             Lxd { dir, daemon, bridge: format!("bxt{pid}"), subnet: free_subnet(pid), containers: vec![] };
         lxd.command("lxd", &["waitready", "--timeout", "30"], "");
-        // No NAT, DHCP, DNS or firewall rules: the bridge only carries the test's traffic.
+        // No NAT, forwarding, DHCP, DNS or firewall rules: the bridge only carries the test's
+        // traffic, and the host's settings stay as they are.
         let preseed = format!(
             "networks:\n- name: {bridge}\n  type: bridge\n  config: {{ipv4.address: {subnet}1/24, \
-             ipv4.nat: \"false\", ipv4.dhcp: \"false\", ipv4.firewall: \"false\", \
-             ipv6.address: none, dns.mode: none}}\n\
+             ipv4.nat: \"false\", ipv4.routing: \"false\", ipv4.dhcp: \"false\", \
+             ipv4.firewall: \"false\", ipv6.address: none, dns.mode: none}}\n\
              storage_pools:\n- {{name: default, driver: dir}}\n\
              profiles:\n- name: default\n  devices:\n    root: {{path: /, pool: default, type: disk}}\n    \
              eth0: {{name: eth0, network: {bridge}, type: nic}}\n",
