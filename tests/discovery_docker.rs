@@ -12,10 +12,8 @@ mod common;
 use api_client::Client;
 use common::backends::{Backend, Behaviour};
 use common::unix_http::UnixDocument;
-use common::{free_port, wait_until, Betwixt, TempDir};
-use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use common::{free_port, http_name, wait_until, Betwixt, TempDir};
+use sonic_rs::{JsonValueTrait, Value};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -123,16 +121,6 @@ impl Drop for Podman {
     }
 }
 
-/// The name the HTTP server behind `port` answers, through one GET.
-fn http_name(port: u16) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    reply.lines().last().map(String::from).filter(|l| !l.is_empty())
-}
-
 fn config(api: u16, port: u16, discovery: &str) -> String {
     format!(
         "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n\
@@ -140,22 +128,8 @@ fn config(api: u16, port: u16, discovery: &str) -> String {
     )
 }
 
-/// The server's discovered backends as `host:port`, sorted.
 fn backends(api: u16) -> Vec<String> {
-    let stats = Client::http(api).get_json("/servers/s/stats");
-    let mut list: Vec<String> = stats
-        .get("backends")
-        .and_then(|b| b.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter(|b| b.pointer(["stats", "discovered"]).and_then(|d| d.as_bool()) == Some(true))
-        .map(|b| {
-            let host = b.get("host").and_then(|h| h.as_str()).unwrap_or_default().to_string();
-            format!("{host}:{}", b.get("port").and_then(|p| p.as_str()).unwrap_or_default())
-        })
-        .collect();
-    list.sort();
-    list
+    Client::http(api).discovered("s")
 }
 
 fn sorted(list: &[String]) -> Vec<String> {

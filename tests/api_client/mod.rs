@@ -102,6 +102,24 @@ impl Client {
         assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
         reply.json()
     }
+
+    /// The backends discovery found for `server`, as `host:port`, sorted.
+    pub fn discovered(&self, server: &str) -> Vec<String> {
+        let stats = self.get_json(&format!("/servers/{server}/stats"));
+        let mut list: Vec<String> = stats
+            .get("backends")
+            .and_then(|b| b.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|b| b.pointer(["stats", "discovered"]).and_then(|d| d.as_bool()) == Some(true))
+            .map(|b| {
+                let host = b.get("host").and_then(|h| h.as_str()).unwrap_or_default().to_string();
+                format!("{host}:{}", b.get("port").and_then(|p| p.as_str()).unwrap_or_default())
+            })
+            .collect();
+        list.sort();
+        list
+    }
 }
 
 /// The value at `key` as u64, with a readable failure.

@@ -4,8 +4,8 @@
 
 pub mod backends;
 pub mod config_server;
-pub mod unix_http;
 pub mod replay;
+pub mod unix_http;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -246,6 +246,16 @@ pub fn ask_name(port: u16) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     read_line(&mut stream)
+}
+
+/// The name an HTTP server behind `port` answers (its body's last line), through one GET.
+pub fn http_name(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.lines().last().map(String::from).filter(|l| !l.is_empty())
 }
 
 pub fn read_line(stream: &mut TcpStream) -> Option<String> {

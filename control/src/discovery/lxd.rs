@@ -1,10 +1,13 @@
 //! `kind = "lxd"`: the running containers of an LXD server (`lxd_server_address`: its
 //! `unix://` socket or `https://`), as gobetween reads them: those with the setting
 //! `lxd_container_label_key` (equal to `lxd_container_label_value` when that is set), at the
-//! first address of family `lxd_container_address_type` (`IPv4` or `IPv6`) on the interface
+//! first usable address of family `lxd_container_address_type` (`IPv4` or `IPv6`) on the interface
 //! `lxd_container_interface` (or the one a container's `lxd_container_interface_key` setting
 //! names), port `lxd_container_port` (or a container's `lxd_container_port_key` setting), SNI
-//! from a container's `lxd_container_sni_key` setting.
+//! from a container's `lxd_container_sni_key` setting. Usable means not link- or host-scoped:
+//! LXD lists every interface's `fe80::` address (scope `link`), which cannot be dialled without
+//! naming the interface, and is the only IPv6 one until a global address is configured;
+//! gobetween took it as the first `inet6` address.
 //!
 //! One request per round: `/1.0/containers?recursion=2` carries each container's state (its
 //! addresses) along. Over HTTPS betwixt authenticates with the client certificate of the `lxc`
@@ -117,7 +120,7 @@ impl Lxd {
                 .as_ref()
                 .and_then(|s| s.network.as_ref())
                 .and_then(|n| n.get(interface))
-                .and_then(|i| i.addresses.iter().find(|a| a.family == self.family))
+                .and_then(|i| i.addresses.iter().find(|a| a.family == self.family && a.usable()))
                 .map(|a| a.address.as_str());
             let Some(address) = address.filter(|a| !a.is_empty() && !a.contains(is_unsafe)) else {
                 found.notes.push(skip(format!("no {} address on {interface:?}", self.family)));
@@ -212,6 +215,16 @@ struct Address {
     family: String,
     #[serde(default)]
     address: String,
+    /// `global`, `link` or `local` (host).
+    #[serde(default)]
+    scope: String,
+}
+
+impl Address {
+    /// Reachable from the load balancer's host: see the module comment.
+    fn usable(&self) -> bool {
+        self.scope != "link" && self.scope != "local"
+    }
 }
 
 #[cfg(test)]
@@ -248,13 +261,15 @@ mod tests {
         {"name":"web1","status":"Running","status_code":103,"type":"container",
          "config":{"user.label":"web","user.port":"8081","user.sni":"a.example","image.os":"Debian"},
          "state":{"status":"Running","status_code":103,"network":{
-           "eth0":{"addresses":[{"family":"inet6","address":"fd42::5","netmask":"64","scope":"global"},
+           "eth0":{"addresses":[{"family":"inet6","address":"fe80::216:3eff:fe00:5","netmask":"64","scope":"link"},
+                                {"family":"inet6","address":"fd42::5","netmask":"64","scope":"global"},
                                 {"family":"inet","address":"10.0.3.5","netmask":"24","scope":"global"}],
                    "host_name":"veth1","mtu":1500,"state":"up","type":"broadcast"},
            "lo":{"addresses":[{"family":"inet","address":"127.0.0.1","netmask":"8","scope":"local"}]}}}},
         {"name":"web2","status":"Stopped","status_code":102,"config":{"user.label":"web"},"state":null},
         {"name":"db","status":"Running","config":{"user.label":"db"},
-         "state":{"network":{"eth0":{"addresses":[{"family":"inet","address":"10.0.3.6"}]}}}},
+         "state":{"network":{"eth0":{"addresses":[{"family":"inet","address":"10.0.3.6"},
+           {"family":"inet6","address":"fe80::216:3eff:fe00:6","netmask":"64","scope":"link"}]}}}},
         {"name":"bad","status":"Running","config":{"user.label":"web","user.port":"http"},"state":null}
       ]}"#;
 
@@ -274,8 +289,20 @@ mod tests {
             ("10.0.3.5:8081".into(), Some("a.example"))
         );
         assert_eq!(found.notes.len(), 1, "bad port: {:?}", found.notes);
-        let v6 = lxd(&[("type", "IPv6"), ("label", "user.label"), ("value", "web")]).unwrap();
-        assert_eq!(v6.read(LIST.as_bytes()).unwrap().backends[0].address(), "[fd42::5]:80");
+    }
+
+    /// A real LXD lists each interface's `fe80::` address, first when it was configured
+    /// first; it cannot be dialled without the interface, so it is no backend.
+    #[test]
+    fn link_local_addresses_are_not_backends() {
+        let found = lxd(&[("type", "IPv6")]).unwrap().read(LIST.as_bytes()).unwrap();
+        let hosts: Vec<_> = found.backends.iter().map(|b| b.address()).collect();
+        assert_eq!(hosts, ["[fd42::5]:80"]);
+        assert!(
+            found.notes.iter().any(|n| n.contains("\"db\"") && n.contains("no inet6")),
+            "{:?}",
+            found.notes
+        );
     }
 
     #[test]
