@@ -295,6 +295,22 @@ fn tls_alpn01_issues_on_the_servers_own_port() {
     let mut tls = first_certificate(port, &connect, &bx, &pebble);
     assert_eq!(tls.conn.alpn_protocol(), None);
     echo(&mut tls, b"after TLS-ALPN-01");
+    let issued = leaf(&tls);
+
+    // A reload that changes the server's [tls] section keeps its ACME host and the
+    // certificate it has: no new order, no handshake refused.
+    let path = bx.dir.0.join("betwixt.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let changed = text.replace("acme_hosts = ", "min_version = \"tls1.2\"\nacme_hosts = ");
+    assert_ne!(text, changed);
+    std::fs::write(&path, changed).unwrap();
+    bx.signal(libc::SIGHUP);
+    let reloaded = wait_until(LIMIT, || bx.log_text().contains("reload (SIGHUP)"));
+    assert!(reloaded, "{}", bx.log_text());
+    let log = bx.log_text();
+    assert!(!log.contains("rejected"), "{log}");
+    let tls = connect(port).unwrap_or_else(|e| panic!("{e}; log:\n{log}"));
+    assert_eq!(leaf(&tls), issued);
 }
 
 #[test]

@@ -117,15 +117,28 @@ impl AcmeService {
             }
         }
         let mut claimed = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        for host in &names {
-            if let Some(other) = claimed.get(host).and_then(Weak::upgrade) {
-                return Err(format!("acme host {host} is already configured for server {:?}", other.server));
-            }
+        let mut hosts = Vec::with_capacity(names.len());
+        for host in names {
+            // A reload replacing this server's section takes over its hosts and keeps serving
+            // the certificates they have until the new set renews them.
+            let served = match claimed.get(&host).and_then(Weak::upgrade) {
+                Some(other) if other.server != server => {
+                    return Err(format!(
+                        "acme host {host} is already configured for server {:?}",
+                        other.server
+                    ));
+                }
+                Some(same) => {
+                    same.hosts.iter().find(|(h, _)| *h == host).and_then(|(_, cert)| cert.load_full())
+                }
+                None => None,
+            };
+            hosts.push((host, ArcSwapOption::new(served)));
         }
         let certs = Arc::new(AcmeCerts {
             service: self.clone(),
             server: server.to_string(),
-            hosts: names.into_iter().map(|h| (h, ArcSwapOption::empty())).collect(),
+            hosts,
             expiry: Mutex::new(HashMap::new()),
         });
         for (host, _) in &certs.hosts {
