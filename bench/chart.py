@@ -68,6 +68,8 @@ def value(medians, target, key):
 
 def ratio(medians, key, other):
     mine, theirs = value(medians, "betwixt", key), value(medians, other, key)
+    if key in NO_RATIO:
+        return "–"
     if key in LATENCY:  # compare the latency each proxy adds over the direct path
         direct = value(medians, "direct", key)
         if direct is None or other == "direct":
@@ -76,6 +78,10 @@ def ratio(medians, key, other):
     if mine is None or not theirs:
         return "–"
     return f"{mine / theirs:.2f}×"
+
+
+# Differences between two figures: a ratio of two small differences means nothing.
+NO_RATIO = {"sni_added_cpu_us"}
 
 
 def better_peer(medians, key, higher):

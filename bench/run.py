@@ -3,8 +3,9 @@
 same load tools. Called by scripts/bench once everything is installed and built.
 
 Layout of the machine during a run: every proxy under test is pinned to PROXY_CPU, the load tools
-and the backends (nginx http, iperf3 server) to LOAD_CPU. Targets run one after the other inside
-each round; rounds repeat the whole sequence, and the report shows the median of the rounds.
+and the backends (nginx http, iperf3 server, betwixt-bench udp-echo and stream-backend) to
+LOAD_CPU. Targets run one after the other inside each round; rounds repeat the whole sequence,
+and the report shows the median of the rounds.
 """
 
 import argparse
