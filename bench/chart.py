@@ -149,10 +149,10 @@ def markdown(medians, info, args):
         "--seconds {s}` against `betwixt-bench udp-echo` (closed loop: a datagram unanswered for 200 ms "
         "counts as lost); a datagram = one request and its reply",
         "- TLS handshakes: `taskset -c 0 betwixt-bench handshakes 127.0.0.1:PORT --conns 32 --seconds {s} "
-        "--resume 0|1 --name bench.test` (TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate; "
-        "one HTTP request per connection through to the nginx backend)",
+        "--resume 0|1 --name bench.test --ca ca.pem` (TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 "
+        "certificate issued by the run's CA; one HTTP request per connection through to the nginx backend)",
         "- TLS bulk: `taskset -c 0 betwixt-bench tls-bulk 127.0.0.1:PORT --conns 4 --bytes 268435456 "
-        "--direction down|up` against `betwixt-bench stream-backend`",
+        "--direction down|up --ca ca.pem` against `betwixt-bench stream-backend`",
         "- SNI: `taskset -c 0 betwixt-bench hello 127.0.0.1:PORT --conns 32 --seconds {s} --name bench.test` "
         "(a rustls ClientHello, echoed by `betwixt-bench stream-backend`), through an SNI-routed listener "
         "and through a plain tcp one",

@@ -264,7 +264,7 @@ def tool_json(argv):
 
 def closed_loop(what, port, args, **options):
     """A `betwixt-bench` closed loop (handshakes or hellos); refuses a run with more than 0.1% errors."""
-    argv = [what, f"127.0.0.1:{port}", "--seconds", args.seconds, "--name", TLS_NAME]
+    argv = [what, f"127.0.0.1:{port}", "--seconds", args.seconds, "--name", TLS_NAME, "--ca", args.ca]
     for key, value in options.items():
         argv += [f"--{key}", value]
     result = tool_json(argv)
@@ -292,7 +292,8 @@ def measure_tls(proxy, args):
         for direction in ("down", "up"):
             cpu0 = proxy.cpu()
             result = tool_json(["tls-bulk", f"127.0.0.1:{proxy.tls_bulk}", "--conns", TLS_BULK_CONNS,
-                                "--bytes", TLS_BULK_BYTES, "--direction", direction, "--name", TLS_NAME])
+                                "--bytes", TLS_BULK_BYTES, "--direction", direction, "--name", TLS_NAME,
+                                "--ca", args.ca])
             r[f"tls_{direction}_gbit"] = result["gbit_per_s"]
             r[f"tls_{direction}_cpu_s_per_gib"] = (proxy.cpu() - cpu0) / (result["bytes"] / 2**30)
     for key, port in (("sni", proxy.sni), ("sni_plain", proxy.sni_plain)):
@@ -348,13 +349,22 @@ def measure(proxy, args):
 
 
 def certificate(run_dir):
-    """The one certificate every TLS listener serves: ECDSA P-256, self-signed, for TLS_NAME.
-    HAProxy reads certificate and key from one file."""
-    cert, key = Path(run_dir) / "cert.pem", Path(run_dir) / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "30", "-subj", f"/CN={TLS_NAME}",
-                    "-addext", f"subjectAltName=DNS:{TLS_NAME}"], check=True, capture_output=True)
-    (Path(run_dir) / "haproxy.pem").write_text(cert.read_text() + key.read_text())
+    """The one certificate every TLS listener serves: ECDSA P-256 for TLS_NAME, issued by a CA
+    made for the run (ECDSA P-256 too), which the load client verifies it against. HAProxy reads
+    certificate and key from one file."""
+    d = Path(run_dir)
+    p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    (d / "leaf.ext").write_text(f"subjectAltName=DNS:{TLS_NAME}\nbasicConstraints=CA:FALSE\n")
+    for argv in (
+        ["req", "-x509", *p256, "-keyout", d / "ca-key.pem", "-out", d / "ca.pem", "-days", "30",
+         "-subj", "/CN=betwixt bench CA"],
+        ["req", *p256, "-keyout", d / "key.pem", "-out", d / "leaf.csr", "-subj", f"/CN={TLS_NAME}"],
+        ["x509", "-req", "-in", d / "leaf.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca-key.pem",
+         "-CAcreateserial", "-out", d / "cert.pem", "-days", "30", "-extfile", d / "leaf.ext"],
+    ):
+        subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
+    (d / "haproxy.pem").write_text((d / "cert.pem").read_text() + (d / "key.pem").read_text())
+    return d / "ca.pem"
 
 
 def versions():
@@ -402,7 +412,7 @@ def main():
     run_dir = tempfile.mkdtemp(prefix="betwixt-bench-")
     log(f"work files in {run_dir}")
     backend = iperf_server = stream_backend = None
-    certificate(run_dir)
+    args.ca = str(certificate(run_dir))
     if "tcp" in args.scenarios or "tls" in args.scenarios:
         backend = pinned(LOAD_CPU, ["nginx", "-p", run_dir, "-c", render("backend-nginx.conf", run_dir)])
         iperf_server = pinned(LOAD_CPU, ["iperf3", "-s", "-B", "127.0.0.1", "-p", BACKEND_BULK],

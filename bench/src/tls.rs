@@ -1,5 +1,6 @@
 //! TLS load, the same client for every target: TLS 1.3 only, `TLS_AES_128_GCM_SHA256`, key
-//! exchange X25519 only (rustls with ring), so every proxy negotiates exactly that.
+//! exchange X25519 only (rustls with ring), so every proxy negotiates exactly that. The
+//! proxies' certificate is verified against `--ca` (chain and name), as a real client would.
 //!
 //! - `handshakes ADDR --conns C --seconds S --resume 0|1 --name N`: C threads, each in a loop
 //!   opens a connection, completes the handshake, makes one HTTP request (`Connection: close`),
@@ -14,13 +15,11 @@
 
 use crate::args::Args;
 use crate::http::response_length;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
 use rustls::crypto::{ring, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, SignatureScheme, StreamOwned,
-};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -40,13 +39,26 @@ fn provider() -> Arc<CryptoProvider> {
     })
 }
 
-fn client_config(resume: bool) -> Result<Arc<ClientConfig>, String> {
-    let provider = provider();
-    let mut config = ClientConfig::builder_with_provider(provider.clone())
+/// The CA the proxies' certificate chains to (`--ca`, PEM): the client verifies the chain and
+/// the name as a real client does.
+fn roots(args: &Args) -> Result<RootCertStore, String> {
+    let path: String = args.get("ca", String::new())?;
+    let certs = CertificateDer::pem_file_iter(&path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--ca {path}: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(certs);
+    if roots.is_empty() {
+        return Err(format!("--ca {path}: no usable certificate"));
+    }
+    Ok(roots)
+}
+
+fn client_config(roots: &RootCertStore, resume: bool) -> Result<Arc<ClientConfig>, String> {
+    let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_root_certificates(roots.clone())
         .with_no_client_auth();
     config.resumption = if resume { Resumption::in_memory_sessions(4096) } else { Resumption::disabled() };
     Ok(Arc::new(config))
@@ -136,20 +148,22 @@ where
 
 pub fn handshakes(args: &Args) -> Result<(), String> {
     let resume = args.get("resume", 0u8)? == 1;
-    client_config(resume)?;
+    let roots = roots(args)?;
+    client_config(&roots, resume)?;
     let name = server_name(args)?;
     let addr = args.addr;
     // A session store per thread, as each real client has its own: rustls keeps at most 8
     // tickets per server name, which threads sharing one store would use up.
     closed_loop(args.get("conns", 32)?, args.get("seconds", 5.0)?, &["full", "resumed"], || {
-        let config = client_config(resume).expect("built once above");
+        let config = client_config(&roots, resume).expect("built once above");
         let name = name.clone();
         move || one_exchange(addr, &config, &name).map(usize::from)
     })
 }
 
 pub fn hello(args: &Args) -> Result<(), String> {
-    let config = client_config(false)?;
+    // The hello is only sent, never answered by a TLS server: no CA needed.
+    let config = client_config(&RootCertStore::empty(), false)?;
     let mut conn = ClientConnection::new(config, server_name(args)?).map_err(|e| e.to_string())?;
     let mut hello = Vec::new();
     conn.write_tls(&mut hello).map_err(|e| e.to_string())?;
@@ -171,7 +185,7 @@ pub fn hello(args: &Args) -> Result<(), String> {
 }
 
 pub fn bulk(args: &Args) -> Result<(), String> {
-    let config = client_config(false)?;
+    let config = client_config(&roots(args)?, false)?;
     let name = server_name(args)?;
     let conns: usize = args.get("conns", 4)?;
     let bytes: u64 = args.get("bytes", 1u64 << 30)?;
@@ -229,44 +243,4 @@ fn one_bulk(
         tls.read_exact(&mut ack).map_err(|e| format!("upload acknowledgement: {e}"))?;
     }
     Ok(bytes)
-}
-
-/// Takes any certificate, but checks the handshake's signatures (the client still does a
-/// real client's work per handshake, bar the chain walk).
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
