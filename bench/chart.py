@@ -29,6 +29,20 @@ METRICS = [
     ("udp_small_one_loss_pct", "UDP loss, 64 B, 1 client", "%", False),
     ("udp_big_many_loss_pct", "UDP loss, 1,400 B, 64 clients", "%", False),
     ("udp_big_one_loss_pct", "UDP loss, 1,400 B, 1 client", "%", False),
+    ("tls_full_per_s", "TLS handshakes, full", "hs/s", True),
+    ("tls_resumed_per_s", "TLS handshakes, resumed", "hs/s", True),
+    ("tls_resumed_pct", "Handshakes resumed in the resumed test", "%", True),
+    ("tls_full_cpu_us", "Proxy CPU per full TLS handshake (and request)", "µs", False),
+    ("tls_resumed_cpu_us", "Proxy CPU per resumed TLS handshake (and request)", "µs", False),
+    ("tls_down_gbit", "TLS bulk download, 4 conns", "Gbit/s", True),
+    ("tls_up_gbit", "TLS bulk upload, 4 conns", "Gbit/s", True),
+    ("tls_down_cpu_s_per_gib", "Proxy CPU per GiB, TLS download (encrypt)", "s", False),
+    ("tls_up_cpu_s_per_gib", "Proxy CPU per GiB, TLS upload (decrypt)", "s", False),
+    ("sni_per_s", "SNI passthrough connections", "conn/s", True),
+    ("sni_plain_per_s", "Same exchange, plain tcp (no SNI)", "conn/s", True),
+    ("sni_cpu_us", "Proxy CPU per SNI-routed connection", "µs", False),
+    ("sni_plain_cpu_us", "Proxy CPU per plain tcp connection (same exchange)", "µs", False),
+    ("sni_added_cpu_us", "SNI cost: CPU per connection over plain tcp", "µs", False),
 ]
 LATENCY = ("p50_us", "p99_us", "p999_us")
 TARGETS = ["direct", "betwixt", "haproxy", "nginx"]
@@ -54,6 +68,8 @@ def value(medians, target, key):
 
 def ratio(medians, key, other):
     mine, theirs = value(medians, "betwixt", key), value(medians, other, key)
+    if key in NO_RATIO:
+        return "–"
     if key in LATENCY:  # compare the latency each proxy adds over the direct path
         direct = value(medians, "direct", key)
         if direct is None or other == "direct":
@@ -62,6 +78,25 @@ def ratio(medians, key, other):
     if mine is None or not theirs:
         return "–"
     return f"{mine / theirs:.2f}×"
+
+
+# Differences between two figures: a ratio of two small differences means nothing.
+NO_RATIO = {"sni_added_cpu_us"}
+
+
+def better_peer(medians, key, higher):
+    """betwixt against the better of HAProxy and nginx for this figure (the one it has to beat)."""
+    peers = [p for p in ("haproxy", "nginx") if value(medians, p, key) is not None]
+    if not peers or value(medians, "betwixt", key) is None:
+        return "–"
+    pick = max if higher else min
+    best = pick(peers, key=lambda p: value(medians, p, key))
+    return ratio(medians, key, best)
+
+
+def measured(medians, targets):
+    """The figures this run has a value for (a run of some scenarios leaves the others out)."""
+    return [m for m in METRICS if any(value(medians, t, m[0]) is not None for t in targets)]
 
 
 def cell(medians, target, key):
@@ -81,13 +116,14 @@ def markdown(medians, info, args):
         "Each proxy pinned to CPU 1; load tools and backends on CPU 0.",
         "",
         "| Figure | unit | " + " | ".join(NAMES[t] for t in targets)
-        + " | betwixt ÷ HAProxy | betwixt ÷ nginx | betwixt ÷ direct |",
-        "|---|---|" + "---:|" * (len(targets) + 3),
+        + " | betwixt ÷ HAProxy | betwixt ÷ nginx | betwixt ÷ better peer | betwixt ÷ direct |",
+        "|---|---|" + "---:|" * (len(targets) + 4),
     ]
-    for key, label, unit, higher in METRICS:
+    for key, label, unit, higher in measured(medians, targets):
         arrow = "↑" if higher else "↓"
         row = [f"{label} {arrow}", unit] + [cell(medians, t, key) for t in targets]
-        row += [ratio(medians, key, "haproxy"), ratio(medians, key, "nginx"), ratio(medians, key, "direct")]
+        row += [ratio(medians, key, "haproxy"), ratio(medians, key, "nginx"), better_peer(medians, key, higher),
+                ratio(medians, key, "direct")]
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
@@ -112,6 +148,14 @@ def markdown(medians, info, args):
         "- UDP: `taskset -c 0 betwixt-bench udp 127.0.0.1:PORT --size 64|1400 --clients N --window W "
         "--seconds {s}` against `betwixt-bench udp-echo` (closed loop: a datagram unanswered for 200 ms "
         "counts as lost); a datagram = one request and its reply",
+        "- TLS handshakes: `taskset -c 0 betwixt-bench handshakes 127.0.0.1:PORT --conns 32 --seconds {s} "
+        "--resume 0|1 --name bench.test --ca ca.pem` (TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 "
+        "certificate issued by the run's CA; one HTTP request per connection through to the nginx backend)",
+        "- TLS bulk: `taskset -c 0 betwixt-bench tls-bulk 127.0.0.1:PORT --conns 4 --bytes 268435456 "
+        "--direction down|up --ca ca.pem` against `betwixt-bench stream-backend`",
+        "- SNI: `taskset -c 0 betwixt-bench hello 127.0.0.1:PORT --conns 32 --seconds {s} --name bench.test` "
+        "(a rustls ClientHello, echoed by `betwixt-bench stream-backend`), through an SNI-routed listener "
+        "and through a plain tcp one",
         "- proxy CPU: utime + stime from /proc/PID/stat around each load test",
         "",
     ]
@@ -123,7 +167,8 @@ def svg(medians):
     targets = [t for t in TARGETS if t in medians]
     panel_w, bar_h, gap, label_w = 440, 16, 4, 70
     panel_h = 34 + len(targets) * (bar_h + gap)
-    cols, rows = 2, (len(METRICS) + 1) // 2
+    metrics = measured(medians, targets)
+    cols, rows = 2, (len(metrics) + 1) // 2
     width, height = cols * panel_w + 20, rows * panel_h + 60
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -136,7 +181,7 @@ def svg(medians):
         x = 10 + t_index * 110
         out.append(f'<rect x="{x}" y="34" width="12" height="12" fill="{COLORS[t]}"/>'
                    f'<text x="{x + 16}" y="44">{NAMES[t]}</text>')
-    for i, (key, label, unit, higher) in enumerate(METRICS):
+    for i, (key, label, unit, higher) in enumerate(metrics):
         px, py = 10 + (i % cols) * panel_w, 60 + (i // cols) * panel_h
         values = [value(medians, t, key) for t in targets]
         top = max((v for v in values if v is not None), default=0) or 1

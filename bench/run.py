@@ -3,8 +3,9 @@
 same load tools. Called by scripts/bench once everything is installed and built.
 
 Layout of the machine during a run: every proxy under test is pinned to PROXY_CPU, the load tools
-and the backends (nginx http, iperf3 server) to LOAD_CPU. Targets run one after the other inside
-each round; rounds repeat the whole sequence, and the report shows the median of the rounds.
+and the backends (nginx http, iperf3 server, betwixt-bench udp-echo and stream-backend) to
+LOAD_CPU. Targets run one after the other inside each round; rounds repeat the whole sequence,
+and the report shows the median of the rounds.
 """
 
 import argparse
@@ -34,6 +35,7 @@ PROXY_CPU = "1"
 BACKEND_HTTP = 18080
 BACKEND_BULK = 18201
 BACKEND_UDP = 18202
+BACKEND_STREAM = 18203  # betwixt-bench stream-backend: downloads, uploads, echo (TLS scenarios)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Port pair (http, bulk) each target listens on; direct goes straight to the backends.
@@ -43,6 +45,21 @@ TARGETS = {
     "haproxy": (18110, 18111),
     "nginx": (18120, 18121),
 }
+
+# TLS scenario ports of each target: (TLS terminated to the http backend, TLS terminated to the
+# stream backend for bulk, SNI passthrough to the echo backend, plain tcp to the same backend).
+# direct has no TLS listener (the backends are plain); its SNI pair is the echo backend itself.
+TLS_TARGETS = {
+    "direct": (None, None, BACKEND_STREAM, BACKEND_STREAM),
+    "betwixt": (18104, 18105, 18106, 18107),
+    "haproxy": (18114, 18115, 18116, 18117),
+    "nginx": (18124, 18125, 18126, 18127),
+}
+# Every TLS figure uses one certificate and name: ECDSA P-256, self-signed, for bench.test.
+TLS_NAME = "bench.test"
+# Bulk over TLS: this many connections, each moving this many bytes (1 GiB in all) per direction.
+TLS_BULK_CONNS = 4
+TLS_BULK_BYTES = 256 * 2**20
 
 # UDP port pair (per-query sessions, long sessions) of each target; HAProxy has no UDP proxy.
 # nginx serves both on one port: `proxy_responses 1` ends its session once every datagram has
@@ -69,7 +86,8 @@ def log(message):
 
 def render(template, run_dir, **ports):
     text = (CONF / template).read_text()
-    fixed = {"run": run_dir, "backend_http": BACKEND_HTTP, "backend_bulk": BACKEND_BULK, "backend_udp": BACKEND_UDP}
+    fixed = {"run": run_dir, "backend_http": BACKEND_HTTP, "backend_bulk": BACKEND_BULK, "backend_udp": BACKEND_UDP,
+             "backend_stream": BACKEND_STREAM}
     for key, value in {**fixed, **ports}.items():
         text = text.replace("{" + key + "}", str(value))
     path = Path(run_dir) / template
@@ -159,8 +177,10 @@ class Proxy:
         self.udp = UDP_TARGETS.get(name)
         self.proc = None
         self.pids = []
+        self.tls, self.tls_bulk, self.sni, self.sni_plain = TLS_TARGETS[name]
         ports = {"http": self.http, "bulk": self.bulk, "udp_dns": UDP_TARGETS["betwixt"][0],
-                 "udp_stream": UDP_TARGETS["betwixt"][1], "udp_nginx": UDP_TARGETS["nginx"][0]}
+                 "udp_stream": UDP_TARGETS["betwixt"][1], "udp_nginx": UDP_TARGETS["nginx"][0],
+                 "tls": self.tls, "tls_bulk": self.tls_bulk, "sni": self.sni, "sni_plain": self.sni_plain}
         out = open(Path(run_dir) / f"{name}.out", "ab")
         if name == "betwixt":
             conf = render("betwixt.toml", run_dir, **ports)
@@ -172,8 +192,8 @@ class Proxy:
             conf = render("nginx-stream.conf", run_dir, **ports)
             self.proc = pinned(PROXY_CPU, ["nginx", "-p", run_dir, "-c", conf], stdout=out, stderr=out)
         if self.proc is not None:
-            wait_port(self.http, self.proc)
-            wait_port(self.bulk, self.proc)
+            for port in (self.http, self.bulk, self.tls, self.tls_bulk, self.sni, self.sni_plain):
+                wait_port(port, self.proc)
             self.pids = children(self.proc.pid) if name == "nginx" else [self.proc.pid]
 
     def cpu(self):
@@ -250,11 +270,67 @@ def measure_udp(proxy, args):
     return r
 
 
+def tool_json(argv):
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, TOOL, *map(str, argv)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"betwixt-bench {argv[0]} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def closed_loop(what, port, args, **options):
+    """A `betwixt-bench` closed loop (handshakes or hellos); refuses a run with more than 0.1% errors."""
+    argv = [what, f"127.0.0.1:{port}", "--seconds", args.seconds, "--name", TLS_NAME, "--ca", args.ca]
+    for key, value in options.items():
+        argv += [f"--{key}", value]
+    result = tool_json(argv)
+    done = sum(v for k, v in result.items() if k in ("full", "resumed", "conns"))
+    if result["errors"] > done / 1000:
+        raise RuntimeError(f"{what} on port {port}: {result['errors']} errors, first: {result['first_error']}")
+    return result, done
+
+
+def measure_tls(proxy, args):
+    """TLS handshakes (full, resumed), bulk over TLS, SNI passthrough against plain tcp."""
+    r = {}
+    conns = args.tls_conns
+    if proxy.tls is not None:
+        for kind, resume in (("full", 0), ("resumed", 1)):
+            cpu0 = proxy.cpu()
+            result, done = closed_loop("handshakes", proxy.tls, args, conns=conns, resume=resume)
+            r[f"tls_{kind}_per_s"] = result["per_s"]
+            r[f"tls_{kind}_cpu_us"] = (proxy.cpu() - cpu0) / done * 1e6
+            if resume:
+                # The proof that the peer resumes: rustls' own account of each handshake.
+                r["tls_resumed_pct"] = 100.0 * result["resumed"] / max(done, 1)
+            elif result["resumed"]:
+                raise RuntimeError(f"{result['resumed']} handshakes resumed in the full-handshake test")
+        for direction in ("down", "up"):
+            cpu0 = proxy.cpu()
+            result = tool_json(["tls-bulk", f"127.0.0.1:{proxy.tls_bulk}", "--conns", TLS_BULK_CONNS,
+                                "--bytes", TLS_BULK_BYTES, "--direction", direction, "--name", TLS_NAME,
+                                "--ca", args.ca])
+            r[f"tls_{direction}_gbit"] = result["gbit_per_s"]
+            r[f"tls_{direction}_cpu_s_per_gib"] = (proxy.cpu() - cpu0) / (result["bytes"] / 2**30)
+    for key, port in (("sni", proxy.sni), ("sni_plain", proxy.sni_plain)):
+        cpu0 = proxy.cpu()
+        result, done = closed_loop("hello", port, args, conns=conns)
+        r[f"{key}_per_s"] = result["per_s"]
+        r[f"{key}_cpu_us"] = (proxy.cpu() - cpu0) / done * 1e6 if proxy.pids else None
+    r["sni_added_cpu_us"] = r["sni_cpu_us"] - r["sni_plain_cpu_us"] if proxy.pids else None
+    if not proxy.pids:
+        for key in list(r):
+            if "cpu" in key:
+                r[key] = None
+    return r
+
+
 def measure(proxy, args):
     """One round of every figure for one target."""
     r = {}
     if "udp" in args.scenarios and proxy.udp:
         r.update(measure_udp(proxy, args))
+    if "tls" in args.scenarios:
+        r.update(measure_tls(proxy, args))
     if "tcp" not in args.scenarios:
         return r
     d = args.seconds
@@ -287,6 +363,25 @@ def measure(proxy, args):
     return r
 
 
+def certificate(run_dir):
+    """The one certificate every TLS listener serves: ECDSA P-256 for TLS_NAME, issued by a CA
+    made for the run (ECDSA P-256 too), which the load client verifies it against. HAProxy reads
+    certificate and key from one file."""
+    d = Path(run_dir)
+    p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    (d / "leaf.ext").write_text(f"subjectAltName=DNS:{TLS_NAME}\nbasicConstraints=CA:FALSE\n")
+    for argv in (
+        ["req", "-x509", *p256, "-keyout", d / "ca-key.pem", "-out", d / "ca.pem", "-days", "30",
+         "-subj", "/CN=betwixt bench CA"],
+        ["req", *p256, "-keyout", d / "key.pem", "-out", d / "leaf.csr", "-subj", f"/CN={TLS_NAME}"],
+        ["x509", "-req", "-in", d / "leaf.csr", "-CA", d / "ca.pem", "-CAkey", d / "ca-key.pem",
+         "-CAcreateserial", "-out", d / "cert.pem", "-days", "30", "-extfile", d / "leaf.ext"],
+    ):
+        subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
+    (d / "haproxy.pem").write_text((d / "cert.pem").read_text() + (d / "key.pem").read_text())
+    return d / "ca.pem"
+
+
 def versions():
     def first_line(argv):
         try:
@@ -306,6 +401,7 @@ def versions():
         "nginx": first_line(["nginx", "-v"]),
         "wrk": first_line(["wrk", "-v"]),
         "iperf3": first_line(["iperf3", "-v"]),
+        "openssl": first_line(["openssl", "version"]),
         "rustc": first_line(["rustc", "-V"]),
     }
 
@@ -317,29 +413,35 @@ def main():
     parser.add_argument("--rate", type=int, default=5000, help="requests/s of the latency test")
     parser.add_argument("--idle-conns", type=int, default=8000)
     parser.add_argument("--targets", default="direct,betwixt,haproxy,nginx")
-    parser.add_argument("--scenarios", default="tcp,udp", help="tcp (connections, requests, bulk, latency, "
-                        "idle), udp (datagrams through a UDP proxy; HAProxy has none), or both")
+    parser.add_argument("--scenarios", default="tcp,udp,tls", help="comma-separated: tcp (connections, "
+                        "requests, bulk, latency, idle), udp (datagrams through a UDP proxy; HAProxy has none), "
+                        "tls (handshakes full and resumed, bulk over TLS, SNI passthrough against plain tcp)")
+    parser.add_argument("--tls-conns", type=int, default=32, help="client threads of the handshake and SNI loops")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--command", default="scripts/bench", help="how this run was started (for the report)")
     args = parser.parse_args()
     targets = args.targets.split(",")
-    if "tcp" not in args.scenarios:
+    if "tcp" not in args.scenarios and "tls" not in args.scenarios:
         targets = [t for t in targets if t in UDP_TARGETS]
 
     run_dir = tempfile.mkdtemp(prefix="betwixt-bench-")
     log(f"work files in {run_dir}")
-    backend = iperf_server = None
-    if "tcp" in args.scenarios:
+    backend = iperf_server = stream_backend = None
+    args.ca = str(certificate(run_dir))
+    if "tcp" in args.scenarios or "tls" in args.scenarios:
         backend = pinned(LOAD_CPU, ["nginx", "-p", run_dir, "-c", render("backend-nginx.conf", run_dir)])
         iperf_server = pinned(LOAD_CPU, ["iperf3", "-s", "-B", "127.0.0.1", "-p", BACKEND_BULK],
                               stdout=subprocess.DEVNULL)
     udp_echo = pinned(LOAD_CPU, [TOOL, "udp-echo", f"127.0.0.1:{BACKEND_UDP}"])
+    stream_backend = pinned(LOAD_CPU, [TOOL, "stream-backend", f"127.0.0.1:{BACKEND_STREAM}", "--threads",
+                                       args.tls_conns + 2 * TLS_BULK_CONNS])
     rounds = {t: [] for t in targets}
     started = time.time()
     try:
         if backend is not None:
             wait_port(BACKEND_HTTP, backend)
             wait_port(BACKEND_BULK, iperf_server)
+        wait_port(BACKEND_STREAM, stream_backend)
         for i in range(args.rounds):
             for name in targets:
                 log(f"round {i + 1}/{args.rounds}: {name}")
@@ -353,6 +455,7 @@ def main():
                 time.sleep(1)  # let TIME_WAIT sockets and closing connections settle
     finally:
         stop(udp_echo)
+        stop(stream_backend)
         stop(iperf_server)
         stop(backend)
 

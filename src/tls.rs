@@ -22,37 +22,67 @@ use std::sync::atomic::AtomicU64;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-/// Bytes one direction reads at a time: a TLS record's payload at most.
+/// Bytes one direction reads at a time to begin with: a TLS record's payload at most.
 const CHUNK: usize = 16 * 1024;
+/// What a direction's buffer grows to once a read fills it (a bulk transfer): the plain side is
+/// then read in fewer receives, and the TLS side gets several records per `writev`.
+const BULK_CHUNK: usize = 64 * 1024;
 
-/// A client's socket with the bytes an earlier step read from it (a PROXY header's tail)
-/// given back first, so the TLS handshake reads them.
+/// A client's socket as rustls reads and writes it.
+///
+/// Reads: the bytes an earlier step read from the client (a PROXY header's tail) come first.
+/// After that, rustls asks for 4 KiB at a time, which would take four receives per 16 KiB
+/// record; once a read fills rustls' buffer (more is waiting), the socket is read ahead into
+/// `BULK_CHUNK` bytes here, and the buffer is let go again when the socket runs dry, so
+/// handshakes and idle connections never hold it.
+///
+/// Writes: rustls hands over its queued records as a vector, which goes out in one `writev`
+/// (glommio's stream would send only the first record per call).
 pub struct Rewind {
-    early: Vec<u8>,
-    at: usize,
+    ahead: Box<[u8]>,
+    start: usize,
+    end: usize,
+    reading_ahead: bool,
     inner: TcpStream,
 }
 
 impl Rewind {
     pub fn new(early: Vec<u8>, inner: TcpStream) -> Rewind {
-        Rewind { early, at: 0, inner }
+        let end = early.len();
+        Rewind { ahead: early.into_boxed_slice(), start: 0, end, reading_ahead: false, inner }
     }
 }
 
 impl AsyncRead for Rewind {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        if this.at < this.early.len() {
-            let n = buf.len().min(this.early.len() - this.at);
-            buf[..n].copy_from_slice(&this.early[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.early.len() {
-                this.early = Vec::new();
-                this.at = 0;
+        if this.start == this.end {
+            if !this.reading_ahead {
+                let n = ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                this.reading_ahead = n == buf.len() && n > 0;
+                return Poll::Ready(Ok(n));
             }
-            return Poll::Ready(Ok(n));
+            if this.ahead.len() < BULK_CHUNK {
+                this.ahead = vec![0; BULK_CHUNK].into_boxed_slice();
+            }
+            match Pin::new(&mut this.inner).poll_read(cx, &mut this.ahead) {
+                Poll::Ready(Ok(n)) => (this.start, this.end) = (0, n),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    // The client paused: back to reading straight into rustls' buffer.
+                    this.ahead = Box::default();
+                    this.reading_ahead = false;
+                    return Poll::Pending;
+                }
+            }
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        let n = buf.len().min(this.end - this.start);
+        buf[..n].copy_from_slice(&this.ahead[this.start..this.start + n]);
+        this.start += n;
+        if this.start == this.end && !this.reading_ahead {
+            this.ahead = Box::default();
+        }
+        Poll::Ready(Ok(n))
     }
 }
 
@@ -60,12 +90,36 @@ impl AsyncWrite for Rewind {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.inner.poll_write_with(cx, |fd| send_gathered(fd, bufs))
+    }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_close(cx)
     }
+}
+
+/// One gathered, non-blocking send (`sendmsg` with `MSG_DONTWAIT`: glommio's sockets are in
+/// blocking mode); `None` when the socket cannot take more now.
+fn send_gathered(fd: std::os::fd::RawFd, bufs: &[io::IoSlice<'_>]) -> Option<io::Result<usize>> {
+    // SAFETY: an all-zero msghdr is valid (no address, no control data).
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is ABI-compatible with `iovec`; sendmsg only reads through the pointer.
+    message.msg_iov = bufs.as_ptr().cast::<libc::iovec>().cast_mut();
+    message.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+    // SAFETY: `message` points at `bufs`, which outlive the call.
+    let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if sent >= 0 {
+        return Some(Ok(sent as usize));
+    }
+    let e = io::Error::last_os_error();
+    (e.kind() != io::ErrorKind::WouldBlock).then_some(Err(e))
 }
 
 /// One end of a connection that has TLS on at least one side.
@@ -117,9 +171,11 @@ impl AsyncWrite for Stream {
 }
 
 /// One direction: read a chunk, write it all, flush (TLS holds written bytes until then), repeat;
-/// at the reader's end of stream, close the writer's sending side.
+/// at the reader's end of stream, close the writer's sending side. The buffer starts at
+/// `CHUNK` and grows to `BULK_CHUNK` the first time a read fills it.
 struct Half {
     buffer: Box<[u8]>,
+    filled: bool,
     start: usize,
     end: usize,
     unflushed: bool,
@@ -132,6 +188,7 @@ impl Half {
     fn new() -> Half {
         Half {
             buffer: vec![0; CHUNK].into_boxed_slice(),
+            filled: false,
             start: 0,
             end: 0,
             unflushed: false,
@@ -173,16 +230,30 @@ impl Half {
                 self.finished = true;
                 continue;
             }
-            let n = match ready!(Pin::new(&mut *reader).poll_read(cx, &mut self.buffer)) {
-                Ok(n) => n,
-                // A TLS peer that closed its socket without `close_notify`: many clients do,
-                // and HAProxy and nginx take it as the end of the stream too.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
-                Err(e) => return Poll::Ready(Err(Fault::Reader(e))),
-            };
+            if self.filled && self.buffer.len() < BULK_CHUNK {
+                self.buffer = vec![0; BULK_CHUNK].into_boxed_slice();
+            }
+            // Take all the reader has at hand, up to the buffer's size: TLS gives out one
+            // record (16 KiB at most) per read, and the writer is better off with them in one go.
+            let mut end = 0;
+            while end < self.buffer.len() {
+                match Pin::new(&mut *reader).poll_read(cx, &mut self.buffer[end..]) {
+                    Poll::Ready(Ok(0)) => self.read_done = true,
+                    Poll::Ready(Ok(n)) => end += n,
+                    // A TLS peer that closed its socket without `close_notify`: many clients
+                    // do, and HAProxy and nginx take it as the end of the stream too.
+                    Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => self.read_done = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Fault::Reader(e))),
+                    Poll::Pending if end == 0 => return Poll::Pending,
+                    Poll::Pending => break,
+                }
+                if self.read_done {
+                    break;
+                }
+            }
             self.moves += 1;
-            (self.start, self.end) = (0, n);
-            self.read_done = n == 0;
+            (self.start, self.end) = (0, end);
+            self.filled = end == self.buffer.len();
         }
     }
 }

@@ -116,7 +116,12 @@ fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> Result<TlsClient, St
 
 /// Sends `data` in chunks and reads each chunk's echo back: the bytes must come back exactly.
 fn echo_round(tls: &mut TlsClient, data: &[u8]) {
-    for chunk in data.chunks(16 * 1024) {
+    echo_in_chunks(tls, data, 16 * 1024);
+}
+
+/// `echo_round` with chunks of `size` bytes, each written whole before its echo is read.
+fn echo_in_chunks(tls: &mut TlsClient, data: &[u8], size: usize) {
+    for chunk in data.chunks(size) {
         tls.write_all(chunk).unwrap();
         tls.flush().unwrap();
         let mut back = vec![0u8; chunk.len()];
@@ -194,6 +199,25 @@ fn tls_server_echoes_byte_exact_and_passes_close_notify() {
     assert_eq!(tls.read_to_end(&mut back).map_err(|e| e.to_string()), Ok(15));
     assert_eq!(back, b"no close_notify");
     openssl_echo(port, ca, &server.dir);
+}
+
+/// Bulk both ways: the client writes 128 KiB at a time (eight records in one go) before it
+/// reads the echo back, so betwixt reads ahead of rustls, reads several records per buffer,
+/// grows its buffers and sends several records per gathered write. Every byte must come back
+/// in order, and a clean close must still follow.
+#[test]
+fn bulk_transfer_through_a_tls_server_is_byte_exact() {
+    let server = EchoServer::start("tls-bulk", "", "");
+    let all = [&rustls::version::TLS12, &rustls::version::TLS13];
+    for versions in [&all[..1], &all[1..]] {
+        let mut tls = connect(server.port, client_config(&server.ca, versions, None)).unwrap();
+        let data: Vec<u8> = (0..8 * 1024 * 1024 + 13).map(pattern_byte).collect();
+        echo_in_chunks(&mut tls, &data, 128 * 1024);
+        tls.conn.send_close_notify();
+        tls.flush().unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(tls.read_to_end(&mut rest).map_err(|e| e.to_string()), Ok(0));
+    }
 }
 
 /// `openssl s_client` completes a handshake trusting the test CA and gets its line echoed.

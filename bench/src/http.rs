@@ -38,7 +38,7 @@ impl Client {
 }
 
 /// Length of the whole response once its headers are complete.
-fn response_length(bytes: &[u8]) -> Option<usize> {
+pub fn response_length(bytes: &[u8]) -> Option<usize> {
     let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = std::str::from_utf8(&bytes[..head_end]).ok()?;
     let body = head

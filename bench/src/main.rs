@@ -7,11 +7,16 @@
 //! - `udp ADDR --clients N --window W --size B --seconds S`: UDP datagrams kept in flight from
 //!   N sockets; prints replies per second and losses as one JSON line. `udp-echo ADDR`: the
 //!   UDP backend.
+//! - `handshakes`, `tls-bulk`, `hello`: TLS handshake loops (full or resumed), bulk transfers
+//!   over TLS, and ClientHellos for SNI passthrough (see `tls`); `stream-backend ADDR`: their
+//!   plain backend (see `backend`).
 
 mod args;
+mod backend;
 mod http;
 mod idle;
 mod latency;
+mod tls;
 mod udp;
 
 use std::process::ExitCode;
@@ -23,7 +28,13 @@ fn main() -> ExitCode {
         Some("idle") => args::Args::parse(&argv[1..]).and_then(|a| idle::run(&a)),
         Some("udp") => args::Args::parse(&argv[1..]).and_then(|a| udp::run(&a)),
         Some("udp-echo") => args::Args::parse(&argv[1..]).and_then(|a| udp::echo(&a)),
-        _ => Err("usage: betwixt-bench latency|idle|udp|udp-echo ADDR [--option value]...".into()),
+        Some("handshakes") => args::Args::parse(&argv[1..]).and_then(|a| tls::handshakes(&a)),
+        Some("tls-bulk") => args::Args::parse(&argv[1..]).and_then(|a| tls::bulk(&a)),
+        Some("hello") => args::Args::parse(&argv[1..]).and_then(|a| tls::hello(&a)),
+        Some("stream-backend") => args::Args::parse(&argv[1..]).and_then(|a| backend::run(&a)),
+        _ => Err("usage: betwixt-bench latency|idle|udp|udp-echo|handshakes|tls-bulk|hello|stream-backend \
+                  ADDR [--option value]..."
+            .into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
