@@ -24,3 +24,4 @@ pub mod sni;
 pub mod stats;
 pub mod text;
 pub mod tls;
+pub mod upgrade;
