@@ -14,8 +14,7 @@
 
 use super::Handed;
 use nix::sys::socket::{
-    getsockopt, recvmsg, sendmsg, sockopt::PeerCredentials, ControlMessage, ControlMessageOwned,
-    MsgFlags,
+    getsockopt, recvmsg, sendmsg, sockopt::PeerCredentials, ControlMessage, ControlMessageOwned, MsgFlags,
 };
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{self, IoSlice, IoSliceMut};
@@ -61,7 +60,8 @@ fn seqpacket() -> io::Result<Socket> {
 
 fn send(socket: &Socket, text: &str, fd: Option<RawFd>) -> io::Result<()> {
     let fds = fd.map(|fd| [fd]);
-    let cmsgs: Vec<ControlMessage> = fds.as_ref().map(|fds| ControlMessage::ScmRights(fds)).into_iter().collect();
+    let cmsgs: Vec<ControlMessage> =
+        fds.as_ref().map(|fds| ControlMessage::ScmRights(fds)).into_iter().collect();
     sendmsg::<()>(socket.as_raw_fd(), &[IoSlice::new(text.as_bytes())], &cmsgs, MsgFlags::MSG_NOSIGNAL, None)
         .map_err(errno)?;
     Ok(())
