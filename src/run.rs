@@ -73,6 +73,20 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
     tokio.block_on(async {
         // A successor receives the sockets before it binds anything, so that binding takes them.
         let takeover = upgrade_from.as_deref().map(Takeover::begin).transpose()?;
+        let start_shards = || -> Result<(), String> {
+            for (id, inbox) in plane.inboxes.iter().enumerate() {
+                let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
+                shard::spawn(id, cpu, inbox.clone(), splice).map_err(|e| shard_failed(id, &e))?;
+            }
+            log::info!("betwixt {} started {shards} shard(s) on cpus {cpus:?}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        };
+        // A successor starts its shards once everything is bound: a configuration that fails to
+        // bind has then accepted no connection on the predecessor's sockets that its exit would
+        // drop. Otherwise they run before anything listens, so a "listening" line means served.
+        if takeover.is_none() {
+            start_shards()?;
+        }
         let control = Control::new(plane.clone(), &config, loaded.source);
         for (name, server) in &config.servers {
             // Its warnings were logged above, with their lines.
@@ -81,13 +95,9 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
         betwixt_control::rates::spawn_sampler(control.clone());
         betwixt_control::api::start(&control)?;
         betwixt_control::metrics::start(&control)?;
-        // The shards start once everything is bound: a configuration that fails to bind has
-        // accepted no connection (on a predecessor's sockets, say) that its exit would drop.
-        for (id, inbox) in plane.inboxes.iter().enumerate() {
-            let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
-            shard::spawn(id, cpu, inbox.clone(), splice).map_err(|e| shard_failed(id, &e))?;
+        if takeover.is_some() {
+            start_shards()?;
         }
-        log::info!("betwixt {} started {shards} shard(s) on cpus {cpus:?}", env!("CARGO_PKG_VERSION"));
         let offer_path = cli.upgrade_socket.clone().or_else(|| takeover.as_ref().map(|t| t.path().into()));
         let replace = takeover.is_some();
         // Held until exit; removed then if it still names this process.
