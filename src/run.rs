@@ -78,7 +78,7 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
                 let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
                 shard::spawn(id, cpu, inbox.clone(), splice).map_err(|e| shard_failed(id, &e))?;
             }
-            log::info!("betwixt {} started {shards} shard(s) on cpus {cpus:?}", env!("CARGO_PKG_VERSION"));
+            log::info!("betwixt {} starting {shards} shard(s) on cpus {cpus:?}", env!("CARGO_PKG_VERSION"));
             Ok(())
         };
         // A successor starts its shards once everything is bound: a configuration that fails to
