@@ -40,6 +40,16 @@ pub struct Cli {
     #[arg(long = "strict", global = true)]
     pub strict: bool,
 
+    /// Offer this process's listening sockets to a successor on this unix socket: on SIGUSR2
+    /// betwixt starts its successor itself (see docs/upgrade.md).
+    #[arg(long = "upgrade-socket", value_name = "PATH", global = true)]
+    pub upgrade_socket: Option<PathBuf>,
+
+    /// Take over from the betwixt offering its sockets on this unix socket: serve on them, then
+    /// let it drain and exit (see docs/upgrade.md).
+    #[arg(long = "upgrade-from", value_name = "PATH", global = true)]
+    pub upgrade_from: Option<PathBuf>,
+
     /// Print the version number and exit.
     #[arg(short = 'v', long = "version")]
     pub version: bool,

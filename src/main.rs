@@ -19,6 +19,7 @@ mod source;
 mod tls;
 mod transfer;
 mod udp;
+mod upgrade;
 mod watch;
 
 use betwixt_control::config::{self, Format};
@@ -46,9 +47,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let checking = matches!(cli.command, Some(cli::Command::Check { .. }));
+    let upgrade_from = upgrade::upgrade_from(cli.upgrade_from.as_deref());
     // Claimed before the configuration is read, as gobetween does, and released on every exit.
+    // A successor claims it once it has taken over, while the pidfile still names the old one.
     let _pidfile = match &cli.pidfile {
-        Some(path) if !checking => match pidfile::Pidfile::claim(path) {
+        Some(path) if !checking && upgrade_from.is_none() => match pidfile::Pidfile::claim(path) {
             Ok(claimed) => Some(claimed),
             Err(e) => {
                 eprintln!("betwixt: {e}");
@@ -75,7 +78,7 @@ fn main() -> ExitCode {
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
-    match run::run(&cli, loaded) {
+    match run::run(&cli, loaded, upgrade_from) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");

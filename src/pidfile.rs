@@ -56,6 +56,12 @@ fn names_running_instance(pid: i32, written: Option<SystemTime>) -> bool {
 
 impl Pidfile {
     pub fn claim(path: &Path) -> Result<Pidfile, String> {
+        Pidfile::claim_after(path, None)
+    }
+
+    /// Claims a pidfile that may name `predecessor`, the running instance this process has
+    /// taken over from (a binary upgrade): it is replaced like a stale one.
+    pub fn claim_after(path: &Path, predecessor: Option<i32>) -> Result<Pidfile, String> {
         let shown = path.display();
         match std::fs::read_to_string(path) {
             Ok(text) if !text.trim().is_empty() => {
@@ -63,7 +69,7 @@ impl Pidfile {
                     format!("cannot write pidfile {shown}: it holds {:?}, not a pid", text.trim())
                 })?;
                 let written = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-                if names_running_instance(pid, written) {
+                if Some(pid) != predecessor && names_running_instance(pid, written) {
                     return Err(format!(
                         "cannot write pidfile {shown}: process with pid {pid} is still running"
                     ));

@@ -3,8 +3,10 @@
 use crate::cli::Cli;
 use crate::shard;
 use crate::source::Loaded;
+use crate::upgrade::{self, Offering, Takeover};
 use betwixt_control::control::Control;
 use betwixt_control::plane::Plane;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -41,7 +43,9 @@ fn shard_count(cli: &Cli, configured: Option<usize>, cpus: usize) -> Result<usiz
     Ok(count)
 }
 
-pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
+/// Runs until SIGTERM/SIGINT or until a successor takes over. `upgrade_from`: take over from
+/// the betwixt offering its sockets there (`--upgrade-from`).
+pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(), String> {
     let config = loaded.config;
     betwixt_control::logging::init(config.logging.as_ref())?;
     for warning in &loaded.warnings {
@@ -67,14 +71,25 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
         log::debug!("open-file limit {files}: room for about {} proxied connections", files / 2);
     }
     let plane = Plane::new(shards);
-    for (id, inbox) in plane.inboxes.iter().enumerate() {
-        let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
-        shard::spawn(id, cpu, inbox.clone(), splice).map_err(|e| shard_failed(id, &e))?;
-    }
-    log::info!("betwixt {} starting {shards} shard(s) on cpus {cpus:?}", env!("CARGO_PKG_VERSION"));
 
     tokio.block_on(async {
-        let control = Control::new(plane, &config, loaded.source);
+        // A successor receives the sockets before it binds anything, so that binding takes them.
+        let takeover = upgrade_from.as_deref().map(Takeover::begin).transpose()?;
+        let start_shards = || -> Result<(), String> {
+            for (id, inbox) in plane.inboxes.iter().enumerate() {
+                let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
+                shard::spawn(id, cpu, inbox.clone(), splice).map_err(|e| shard_failed(id, &e))?;
+            }
+            log::info!("betwixt {} starting {shards} shard(s) on cpus {cpus:?}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        };
+        // A successor starts its shards once everything is bound: a configuration that fails to
+        // bind has then accepted no connection on the predecessor's sockets that its exit would
+        // drop. Otherwise they run before anything listens, so a "listening" line means served.
+        if takeover.is_none() {
+            start_shards()?;
+        }
+        let control = Control::new(plane.clone(), &config, loaded.source);
         control.start_acme()?;
         control.reload.set_loader(Arc::new(loaded.reading.clone()));
         let changed = Arc::new(Notify::new());
@@ -90,8 +105,25 @@ pub fn run(cli: &Cli, loaded: Loaded) -> Result<(), String> {
         betwixt_control::rates::spawn_sampler(control.clone());
         betwixt_control::api::start(&control)?;
         betwixt_control::metrics::start(&control)?;
-        let signal = signals.stop_requested(&control, &changed).await;
-        log::info!("{signal}: no longer accepting; waiting up to {grace:?} for live connections");
+        if takeover.is_some() {
+            start_shards()?;
+        }
+        let offer_path = cli.upgrade_socket.clone().or_else(|| takeover.as_ref().map(|t| t.path().into()));
+        let replace = takeover.is_some();
+        // Held until exit; removed then if it still names this process.
+        let _pidfile = match takeover {
+            Some(takeover) => takeover.complete(&plane, cli.pidfile.as_deref()).await?,
+            None => None,
+        };
+        let mut offering = match offer_path {
+            Some(path) => Some(Offering::start(&path, control.clone(), replace)?),
+            None => None,
+        };
+        let reason = tokio::select! {
+            signal = signals.stop_requested(&control, &changed) => signal.to_string(),
+            taken = upgrade::taken_over(&mut offering, &control) => taken,
+        };
+        log::info!("{reason}: no longer accepting; waiting up to {grace:?} for live connections");
         control.shut_down();
         // A second SIGTERM or SIGINT cuts the wait short, as an impatient operator wants.
         tokio::select! {

@@ -71,9 +71,14 @@ impl Serving {
     /// queued in io_uring keeps the socket listening until the kernel cancels it, and meanwhile
     /// new clients would be let in. `shutdown` on a listener ends that immediately.
     /// The server's live connections go on (see `Retired`).
+    /// A socket handed over to a successor is not shut down: the successor accepts on it now.
+    /// Dropping the accept task is then enough, as it waits only for readiness (`accept4` runs
+    /// when the socket is readable), so no connection is taken and lost.
     fn stop(self) -> Retired {
-        // SAFETY: the descriptor stays open until `self.accept` is dropped below.
-        unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        if !self.slot.is_handed_over() {
+            // SAFETY: the descriptor stays open until `self.accept` is dropped below.
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        }
         drop(self.accept);
         Retired { slot: self.slot, connections: self.connections }
     }

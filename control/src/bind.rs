@@ -2,6 +2,7 @@
 //! the control thread so that a busy port is reported to the caller at once.
 
 use crate::plane::Listener;
+use crate::upgrade;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -66,10 +67,16 @@ fn reuseport_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Res
 }
 
 /// Binds `count` TCP listeners sharing one address. Port 0 is resolved once and then reused.
+/// Listeners a predecessor handed over (`upgrade`) are taken rather than bound, and any it had
+/// beyond `count` are returned too.
 pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
     let mut addr = resolve_bind(bind)?;
     let mut listeners = Vec::with_capacity(count);
-    for _ in 0..count {
+    for shard in 0..count {
+        if let Some(inherited) = upgrade::take_server(false, addr, shard) {
+            listeners.push(inherited);
+            continue;
+        }
         let socket = reuseport_socket(addr, Type::STREAM, Protocol::TCP)?;
         // Accepted sockets inherit it, so connections need no setsockopt of their own.
         socket.set_nodelay(true)?;
@@ -78,15 +85,21 @@ pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
         addr = listener.local_addr()?;
         listeners.push(Listener::Tcp(listener));
     }
+    listeners.extend(upgrade::take_extra_servers(false, addr));
     Ok(listeners)
 }
 
 /// Binds `count` UDP sockets sharing one address: the kernel hashes each client address to one
 /// of them, so a client's datagrams always reach the same shard. Port 0 is resolved once.
+/// Sockets handed over are taken as in `bind_tcp`.
 pub fn bind_udp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
     let mut addr = resolve_bind(bind)?;
     let mut sockets = Vec::with_capacity(count);
-    for _ in 0..count {
+    for shard in 0..count {
+        if let Some(inherited) = upgrade::take_server(true, addr, shard) {
+            sockets.push(inherited);
+            continue;
+        }
         let socket = reuseport_socket(addr, Type::DGRAM, Protocol::UDP)?;
         // Bursts of datagrams wait here while the shard works; the kernel caps the request.
         let _ = socket.set_recv_buffer_size(UDP_BUFFER);
@@ -95,6 +108,7 @@ pub fn bind_udp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
         addr = socket.local_addr()?;
         sockets.push(Listener::Udp(socket));
     }
+    sockets.extend(upgrade::take_extra_servers(true, addr));
     Ok(sockets)
 }
 

@@ -26,3 +26,4 @@ pub mod sni;
 pub mod stats;
 pub mod text;
 pub mod tls;
+pub mod upgrade;

@@ -20,10 +20,24 @@ pub enum Listener {
     Udp(std::net::UdpSocket),
 }
 
+impl std::os::fd::AsRawFd for Listener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Udp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ServerSlot {
     pub name: String,
     listener: Mutex<Option<Listener>>,
+    /// The listener's descriptor, which keeps its number in the shard that takes it: a
+    /// successor is handed a duplicate (`upgrade::listeners`).
+    fd: std::os::fd::RawFd,
+    /// A successor serves on this socket now: stopping must leave it open (see `hand_over`).
+    handed_over: AtomicBool,
     snapshot: ArcSwap<ServerSnapshot>,
     closed: AtomicBool,
     /// The connections this slot accepted are to be closed now (see `abort`).
@@ -34,6 +48,8 @@ impl ServerSlot {
     pub fn new(name: &str, listener: Listener, snapshot: Arc<ServerSnapshot>) -> Arc<ServerSlot> {
         Arc::new(ServerSlot {
             name: name.to_string(),
+            fd: std::os::fd::AsRawFd::as_raw_fd(&listener),
+            handed_over: AtomicBool::new(false),
             listener: Mutex::new(Some(listener)),
             snapshot: ArcSwap::new(snapshot),
             closed: AtomicBool::new(false),
@@ -69,6 +85,21 @@ impl ServerSlot {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn listener_fd(&self) -> std::os::fd::RawFd {
+        self.fd
+    }
+
+    /// The socket is shared with a successor process that accepts on it now: when the shard
+    /// stops, it closes its descriptor but must not `shutdown(2)` the socket, which would stop
+    /// it for the successor too.
+    pub fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::Release);
+    }
+
+    pub fn is_handed_over(&self) -> bool {
+        self.handed_over.load(Ordering::Acquire)
     }
 
     /// Closes the connections accepted through this slot, at once and wherever they are (as
@@ -129,10 +160,16 @@ impl Plane {
         self.inboxes.len()
     }
 
-    /// Hands one slot to each shard (slots[i] goes to shard i).
+    /// The inbox of the shard that serves `slots[i]`: shard i, and the shards in turn for slots
+    /// beyond the shard count (sockets a predecessor with more shards handed over).
+    fn shard_of(&self, i: usize) -> &Inbox {
+        &self.inboxes[i % self.inboxes.len()]
+    }
+
+    /// Hands the slots to the shards (slots[i] goes to shard i; see `shard_of`).
     pub fn add_server(&self, slots: &[Arc<ServerSlot>]) {
-        for (inbox, slot) in self.inboxes.iter().zip(slots) {
-            inbox.change(|servers| servers.push(slot.clone()));
+        for (i, slot) in slots.iter().enumerate() {
+            self.shard_of(i).change(|servers| servers.push(slot.clone()));
         }
     }
 
@@ -148,9 +185,9 @@ impl Plane {
 
     /// Closes the slots and takes them out of every inbox.
     pub fn remove_server(&self, slots: &[Arc<ServerSlot>]) {
-        for (inbox, slot) in self.inboxes.iter().zip(slots) {
+        for (i, slot) in slots.iter().enumerate() {
             slot.close();
-            inbox.change(|servers| servers.retain(|s| !Arc::ptr_eq(s, slot)));
+            self.shard_of(i).change(|servers| servers.retain(|s| !Arc::ptr_eq(s, slot)));
         }
     }
 }

@@ -17,8 +17,11 @@ use hyper_util::service::TowerToHyperService;
 use socket2::{Domain, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 /// A TLS client that has not finished its handshake by then is dropped.
@@ -57,9 +60,14 @@ impl Default for Limits {
     }
 }
 
-/// Binds a gobetween bind string (`":8888"` = every interface). Must run inside the runtime.
+/// Binds a gobetween bind string (`":8888"` = every interface), or takes the listener a
+/// predecessor handed over for it (`upgrade`). Must run inside the runtime.
 pub fn listen(bind: &str) -> io::Result<TcpListener> {
     let addr = resolve_bind(bind)?;
+    if let Some(inherited) = crate::upgrade::take_http(addr) {
+        inherited.set_nonblocking(true)?;
+        return TcpListener::from_std(inherited);
+    }
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         socket.set_only_v6(false)?;
@@ -76,8 +84,33 @@ pub fn spawn(what: &'static str, listener: TcpListener, tls: Option<TlsAcceptor>
     spawn_with(what, listener, tls, app, Limits::default());
 }
 
-/// Accepts connections for as long as the runtime runs. A connection over a limit is closed at
-/// once, before any byte is read from it.
+/// The listeners accepting now, by name, for a successor to take over (`upgrade`).
+static ACCEPTING: Mutex<Vec<(&'static str, RawFd)>> = Mutex::new(Vec::new());
+
+/// Set once a successor has taken the listeners over: every accept loop ends.
+static STOP: OnceLock<watch::Sender<bool>> = OnceLock::new();
+
+fn stop_signal() -> &'static watch::Sender<bool> {
+    STOP.get_or_init(|| watch::channel(false).0)
+}
+
+fn accepting() -> MutexGuard<'static, Vec<(&'static str, RawFd)>> {
+    ACCEPTING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Duplicates of the listeners accepting now, named, for a successor.
+pub fn handed_listeners() -> io::Result<Vec<(&'static str, OwnedFd)>> {
+    // Under the lock an accept loop takes before it drops its listener: every fd is still open.
+    accepting().iter().map(|&(what, fd)| Ok((what, crate::upgrade::dup(fd)?))).collect()
+}
+
+/// Ends every accept loop (a successor accepts from here on); requests in progress finish.
+pub fn stop_accepting() {
+    stop_signal().send_replace(true);
+}
+
+/// Accepts connections for as long as the runtime runs, or until `stop_accepting`. A
+/// connection over a limit is closed at once, before any byte is read from it.
 pub fn spawn_with(
     what: &'static str,
     listener: TcpListener,
@@ -86,9 +119,17 @@ pub fn spawn_with(
     limits: Limits,
 ) {
     let admission = Admission::new(limits.connections);
+    let fd = listener.as_raw_fd();
+    accepting().push((what, fd));
+    let mut stop = stop_signal().subscribe();
     tokio::spawn(async move {
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                // Dropping a pending accept loses no connection: it waits for readiness only.
+                _ = stop.wait_for(|&stop| stop) => break,
+            };
+            match accepted {
                 Ok((stream, peer)) => match admission.admit(peer.ip()) {
                     Some(place) => {
                         let served = connection(what, stream, peer, tls.clone(), app.clone(), limits);
@@ -105,6 +146,9 @@ pub fn spawn_with(
                 }
             }
         }
+        accepting().retain(|&(_, open)| open != fd);
+        drop(listener);
+        log::info!("{what}: no longer accepting");
     });
 }
 
