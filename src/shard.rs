@@ -106,6 +106,8 @@ impl Retired {
 async fn supervise(id: usize, inbox: Arc<Inbox>) {
     let mut running: Vec<Serving> = Vec::new();
     let mut retired: Vec<Retired> = Vec::new();
+    // Slots of servers that do not know their backends yet (see `ServerSlot::is_ready`).
+    let mut waiting: Vec<Arc<ServerSlot>> = Vec::new();
     let mut seen = 0;
     loop {
         // What the last round applied is in effect now: this shard has slept since, so the
@@ -123,47 +125,52 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
                 .partition(|s| wanted.iter().any(|w| Arc::ptr_eq(w, &s.slot)) && !s.slot.is_closed());
             retired.extend(stop.into_iter().map(Serving::stop));
             running = keep;
-            for slot in wanted {
-                if running.iter().any(|s| Arc::ptr_eq(&s.slot, &slot)) {
-                    continue;
-                }
-                match slot.take_listener() {
-                    Some(Listener::Tcp(listener)) => {
-                        // Non-blocking, for `accept_with_peer`.
-                        if let Err(e) = listener.set_nonblocking(true) {
-                            log::error!("shard {id}: server {}: {e}", slot.name);
-                            continue;
-                        }
-                        let fd = listener.into_raw_fd();
-                        // SAFETY: the fd comes from a bound, listening socket we own.
-                        let listener = unsafe { TcpListener::from_raw_fd(fd) };
-                        let connections = Rc::new(Connections::default());
-                        let accept = glommio::spawn_local(accept_loop(
-                            id,
-                            slot.clone(),
-                            listener,
-                            connections.clone(),
-                        ));
-                        running.push(Serving { slot, accept, fd, connections });
-                    }
-                    Some(Listener::Udp(socket)) => {
-                        if let Err(e) = socket.set_nonblocking(true) {
-                            log::error!("shard {id}: server {}: {e}", slot.name);
-                            continue;
-                        }
-                        let fd = socket.as_raw_fd();
-                        // UDP sessions live inside the serve task and end with it: a removed
-                        // server's sessions close at once, drain or not (as in gobetween).
-                        let serve = glommio::spawn_local(crate::udp::serve(id, slot.clone(), socket));
-                        let connections = Rc::new(Connections::default());
-                        running.push(Serving { slot, accept: serve, fd, connections });
-                    }
-                    None => log::error!("shard {id}: server {} has no listener", slot.name),
-                }
-            }
+            waiting =
+                wanted.into_iter().filter(|w| !running.iter().any(|s| Arc::ptr_eq(&s.slot, w))).collect();
         }
+        // Until a server's first discovery round is in, its clients wait in the listen queue
+        // rather than being accepted and closed for want of a backend (a server just added, or
+        // a successor taking over from a predecessor that is still serving them).
+        let (ready, not_yet): (Vec<_>, Vec<_>) = waiting.into_iter().partition(|slot| slot.is_ready());
+        waiting = not_yet;
+        running.extend(ready.into_iter().filter_map(|slot| serve(id, slot)));
         retired.retain(Retired::watch);
         glommio::timer::sleep(INBOX_POLL).await;
+    }
+}
+
+/// Starts accepting (TCP) or receiving (UDP) on the slot's listener.
+fn serve(id: usize, slot: Arc<ServerSlot>) -> Option<Serving> {
+    let Some(listener) = slot.take_listener() else {
+        if !slot.is_closed() {
+            log::error!("shard {id}: server {} has no listener", slot.name);
+        }
+        return None;
+    };
+    let nonblocking = match &listener {
+        Listener::Tcp(listener) => listener.set_nonblocking(true),
+        Listener::Udp(socket) => socket.set_nonblocking(true),
+    };
+    if let Err(e) = nonblocking {
+        log::error!("shard {id}: server {}: {e}", slot.name);
+        return None;
+    }
+    let connections = Rc::new(Connections::default());
+    match listener {
+        Listener::Tcp(listener) => {
+            let fd = listener.into_raw_fd();
+            // SAFETY: the fd comes from a bound, listening socket we own.
+            let listener = unsafe { TcpListener::from_raw_fd(fd) };
+            let accept = glommio::spawn_local(accept_loop(id, slot.clone(), listener, connections.clone()));
+            Some(Serving { slot, accept, fd, connections })
+        }
+        Listener::Udp(socket) => {
+            let fd = socket.as_raw_fd();
+            // UDP sessions live inside the serve task and end with it: a removed server's
+            // sessions close at once, drain or not (as in gobetween).
+            let serve = glommio::spawn_local(crate::udp::serve(id, slot.clone(), socket));
+            Some(Serving { slot, accept: serve, fd, connections })
+        }
     }
 }
 

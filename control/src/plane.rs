@@ -42,6 +42,8 @@ pub struct ServerSlot {
     closed: AtomicBool,
     /// The connections this slot accepted are to be closed now (see `abort`).
     aborted: AtomicBool,
+    /// The server's first discovery round has been published (see `is_ready`).
+    ready: AtomicBool,
 }
 
 impl ServerSlot {
@@ -54,6 +56,7 @@ impl ServerSlot {
             snapshot: ArcSwap::new(snapshot),
             closed: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
         })
     }
 
@@ -81,6 +84,17 @@ impl ServerSlot {
         let mut listener = self.listener.lock().unwrap_or_else(|e| e.into_inner());
         self.closed.store(true, Ordering::Release);
         drop(listener.take());
+    }
+
+    /// A shard starts accepting on the slot once it is ready: the server's first discovery
+    /// round (found or failed) is in its snapshot. Before that every client would be accepted
+    /// only to be closed for want of a backend; they wait in the listen queue instead.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Release);
     }
 
     pub fn is_closed(&self) -> bool {

@@ -232,6 +232,10 @@ impl ServerHandle {
         }
         if set_empty {
             self.replace_backends(Vec::new());
+        } else if !self.slots.iter().all(|slot| slot.is_ready()) {
+            // The first round failed and keeps nothing: the shards may accept now, to tell
+            // clients there is no backend rather than keep them queued.
+            self.publish();
         }
     }
 
@@ -475,8 +479,12 @@ impl ServerHandle {
             backends,
             &down,
         ));
+        let ran = self.discovery.lock().unwrap_or_else(|e| e.into_inner()).ran;
         for slot in &self.slots {
             slot.publish(snapshot.clone());
+            if ran {
+                slot.mark_ready();
+            }
         }
     }
 }
