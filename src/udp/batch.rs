@@ -20,32 +20,34 @@ pub struct RecvBatch {
 
 impl RecvBatch {
     pub fn new(slots: usize) -> RecvBatch {
-        RecvBatch {
+        let mut batch = RecvBatch {
             buffers: vec![0; slots * MAX_DATAGRAM],
             // SAFETY: all-zero is a valid (empty) value of these plain C structs.
             addrs: vec![unsafe { std::mem::zeroed() }; slots],
             iovecs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; slots],
             headers: vec![unsafe { std::mem::zeroed() }; slots],
+        };
+        // The headers point into the vectors' heap blocks, which never move (the vectors are
+        // never resized), so they are set up once; `recv` only resets what the kernel writes.
+        let base = batch.buffers.as_mut_ptr();
+        for i in 0..slots {
+            // SAFETY: slot `i` lies within `buffers` (slots * MAX_DATAGRAM bytes).
+            batch.iovecs[i] =
+                libc::iovec { iov_base: unsafe { base.add(i * MAX_DATAGRAM) }.cast(), iov_len: MAX_DATAGRAM };
+            let header = &mut batch.headers[i].msg_hdr;
+            header.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_iov = &mut batch.iovecs[i];
+            header.msg_iovlen = 1;
         }
+        batch
     }
 
     /// Receives the datagrams queued on `fd` (up to the number of slots) without waiting.
     /// `Ok(0)`: none is queued.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let slots = self.headers.len();
-        let base = self.buffers.as_mut_ptr();
-        for i in 0..slots {
-            // SAFETY: slot `i` lies within `buffers` (slots * MAX_DATAGRAM bytes).
-            self.iovecs[i] =
-                libc::iovec { iov_base: unsafe { base.add(i * MAX_DATAGRAM) }.cast(), iov_len: MAX_DATAGRAM };
-            let header = &mut self.headers[i].msg_hdr;
-            header.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_iov = &mut self.iovecs[i];
-            header.msg_iovlen = 1;
-            header.msg_control = std::ptr::null_mut();
-            header.msg_controllen = 0;
-            header.msg_flags = 0;
+        for header in &mut self.headers {
+            header.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         }
         // SAFETY: every header points into buffers owned by `self`, alive for the call.
         let n = unsafe {
@@ -68,15 +70,19 @@ impl RecvBatch {
         }
     }
 
+    /// The payload of datagram `i` of the last `recv`.
+    pub fn payload(&self, i: usize) -> &[u8] {
+        let len = (self.headers[i].msg_len as usize).min(MAX_DATAGRAM);
+        let start = i * MAX_DATAGRAM;
+        &self.buffers[start..start + len]
+    }
+
     /// Datagram `i` of the last `recv` and its sender (`None` for a sender that is no IP
     /// address, which a UDP socket never reports).
     pub fn datagram(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
-        let header = &self.headers[i];
-        let len = (header.msg_len as usize).min(MAX_DATAGRAM);
-        let start = i * MAX_DATAGRAM;
         // SAFETY: the kernel filled `msg_namelen` bytes of this `sockaddr_storage`.
-        let addr = unsafe { SockAddr::new(self.addrs[i], header.msg_hdr.msg_namelen) };
-        (&self.buffers[start..start + len], addr.as_socket())
+        let addr = unsafe { SockAddr::new(self.addrs[i], self.headers[i].msg_hdr.msg_namelen) };
+        (self.payload(i), addr.as_socket())
     }
 }
 

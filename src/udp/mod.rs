@@ -54,8 +54,14 @@ const MAX_PICKS: usize = 3;
 /// Pause after a receive error on the server socket, so a persistent one cannot spin the shard.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
-/// Idle backend sockets one server keeps per shard, for all its backends together.
-const IDLE_SOCKETS: usize = 64;
+/// Idle backend sockets one server keeps per shard, for all its backends together (and never
+/// more than its `max_connections`): room for the sessions a busy DNS server has in flight at
+/// once, so that each query does not cost a `socket`, `connect` and `close`.
+const IDLE_SOCKETS: usize = 1024;
+
+/// An idle socket unused for this long is closed when its queue is next touched: the pool
+/// follows the traffic down after a burst.
+const IDLE_REST: Duration = Duration::from_secs(10);
 
 /// Serves one UDP server on shard `shard` until the task is dropped (the server is removed);
 /// then every session ends and its socket closes.
@@ -176,8 +182,9 @@ struct Flow {
 struct Pool {
     generation: u64,
     sockets: HashMap<SocketAddr, UdpSocket>,
-    /// Oldest first: the socket taken is the one that has rested longest.
-    idle: HashMap<SocketAddr, VecDeque<UdpSocket>>,
+    /// Oldest first: the socket taken is the one that has rested longest; with the time it
+    /// was put there.
+    idle: HashMap<SocketAddr, VecDeque<(UdpSocket, Instant)>>,
     idle_count: usize,
 }
 
@@ -197,10 +204,19 @@ impl Pool {
     /// Keeps `socket`, connected to `peer`, for a later session; closes it when the pool is full.
     /// Only the socket of a session that had a reply for each of its requests comes here:
     /// nothing the backend was asked is still unanswered on it.
-    fn put_idle(&mut self, snapshot: &ServerSnapshot, socket: UdpSocket, peer: SocketAddr) {
+    fn put_idle(&mut self, snapshot: &ServerSnapshot, socket: UdpSocket, peer: SocketAddr, now: Instant) {
         self.refresh(snapshot);
-        if self.idle_count < IDLE_SOCKETS {
-            self.idle.entry(peer).or_default().push_back(socket);
+        let limit = match snapshot.settings.max_connections {
+            0 => IDLE_SOCKETS,
+            sessions => IDLE_SOCKETS.min(sessions as usize),
+        };
+        let queue = self.idle.entry(peer).or_default();
+        while queue.front().is_some_and(|(_, since)| now.duration_since(*since) > IDLE_REST) {
+            queue.pop_front();
+            self.idle_count -= 1;
+        }
+        if self.idle_count < limit {
+            queue.push_back((socket, now));
             self.idle_count += 1;
         }
     }
@@ -216,12 +232,16 @@ impl Pool {
         &mut self,
         snapshot: &ServerSnapshot,
         addrs: &[SocketAddr],
+        now: Instant,
     ) -> Option<(UdpSocket, SocketAddr)> {
         self.refresh(snapshot);
         for &addr in addrs {
             let Some(queue) = self.idle.get_mut(&addr) else { continue };
-            while let Some(socket) = queue.pop_front() {
+            while let Some((socket, since)) = queue.pop_front() {
                 self.idle_count -= 1;
+                if now.duration_since(since) > IDLE_REST {
+                    continue; // rested too long: closed
+                }
                 match recv(socket.as_raw_fd(), &mut [0; 1]) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some((socket, addr)),
                     // A stray datagram, or an ICMP error left on it: closed, never reused.
@@ -320,7 +340,7 @@ impl Front {
             else {
                 continue; // filled up by another shard since the pick
             };
-            let (socket, peer) = match self.backend_socket(snapshot, backend, client) {
+            let (socket, peer) = match self.backend_socket(snapshot, backend, client, now) {
                 Ok(found) => found,
                 Err(e) => {
                     let slot = backend.counters.shard(self.shard);
@@ -366,11 +386,12 @@ impl Front {
         snapshot: &ServerSnapshot,
         backend: &Backend,
         client: SocketAddr,
+        now: Instant,
     ) -> io::Result<(UdpSocket, SocketAddr)> {
         if self.transparent {
             return connect(&backend.addrs, Some(client));
         }
-        if let Some(idle) = self.pool.borrow_mut().take_idle(snapshot, &backend.addrs) {
+        if let Some(idle) = self.pool.borrow_mut().take_idle(snapshot, &backend.addrs, now) {
             return Ok(idle);
         }
         connect(&backend.addrs, None)
@@ -504,7 +525,7 @@ impl Front {
             task.detach();
         }
         if reusable {
-            self.pool.borrow_mut().put_idle(snapshot, socket, peer);
+            self.pool.borrow_mut().put_idle(snapshot, socket, peer, Instant::now());
         }
     }
 
@@ -572,7 +593,10 @@ async fn relay_replies(front: Rc<Front>, id: Id, fd: RawFd) {
                     return front.close_from_replies(id);
                 }
             };
-            let datagrams: [&[u8]; REPLY_BATCH] = std::array::from_fn(|i| replies.datagram(i.min(n - 1)).0);
+            let mut datagrams: [&[u8]; REPLY_BATCH] = [&[]; REPLY_BATCH];
+            for (i, datagram) in datagrams.iter_mut().enumerate().take(n) {
+                *datagram = replies.payload(i);
+            }
             if !front.on_replies(id, &datagrams[..n]) {
                 return;
             }
