@@ -52,7 +52,7 @@ fn built(cut: usize, name: &[u8]) {
         wire.extend_from_slice(&(record.len() as u16).to_be_bytes());
         wire.extend_from_slice(record);
     }
-    let valid = !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic()) && !name.ends_with(b".");
+    let valid = !name.is_empty() && name.len() <= 255 && name.iter().all(|b| b.is_ascii_graphic()) && !name.ends_with(b".");
     match peek(&wire) {
         Peek::Done(Some(read)) => assert!(valid && read.as_bytes() == name, "{name:?} read as {read:?}"),
         other => assert!(!valid, "{name:?} cut every {cut} bytes: {other:?}"),

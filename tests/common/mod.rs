@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 pub mod backends;
-pub mod unix_http;
 pub mod replay;
+pub mod unix_http;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

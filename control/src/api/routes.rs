@@ -10,8 +10,8 @@ use crate::backend::split_host_port;
 use crate::config::depth::check_json_depth;
 use crate::config::validate::server_name;
 use crate::config::{
-    duration, enforce_strict, parse_as, ConfigError, ConfigWarning, DiscoveryKind, Format, GoDuration, HealthcheckKind,
-    Server,
+    duration, enforce_strict, parse_as, ConfigError, ConfigWarning, DiscoveryKind, Format, GoDuration,
+    HealthcheckKind, Server,
 };
 use crate::control::{Control, ControlError, Drain};
 use crate::server::ServerHandle;

@@ -5,8 +5,8 @@
 //! `runner` is the one loop around them all (interval, timeout, failpolicy, retry), as
 //! gobetween's `discovery.go` is around its fetch functions.
 
-pub mod docker;
 pub mod consul;
+pub mod docker;
 pub mod exec;
 pub mod http;
 pub mod json;
