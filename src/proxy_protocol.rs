@@ -132,6 +132,11 @@ pub fn parse_v1(bytes: &[u8]) -> Parsed {
     if end == 0 || window[end - 1] != b'\r' {
         return Parsed::Invalid("v1 header does not end with CRLF");
     }
+    // The same test as on a prefix above, so that a header refused when it comes in two reads
+    // is not accepted when it comes in one (an `UNKNOWN` line may hold anything after it).
+    if window[..end - 1].iter().any(|b| !b.is_ascii_graphic() && *b != b' ') {
+        return Parsed::Invalid("v1 header is not text");
+    }
     let Ok(line) = std::str::from_utf8(&window[V1_PREFIX.len()..end - 1]) else {
         return Parsed::Invalid("v1 header is not text");
     };
@@ -298,6 +303,16 @@ fn encode_v2(local: bool, addresses: Option<Addresses>, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing: a NUL after `UNKNOWN` was refused in a prefix but accepted in a whole
+    /// line, so the answer depended on how the bytes were cut into reads.
+    #[test]
+    fn v1_control_bytes_are_refused_whole_as_in_a_prefix() {
+        let line = b"PROXY UNKNOWN UNKNO\0\0\r\n";
+        assert_eq!(parse(&line[..20]), Parsed::Invalid("v1 header is not text"));
+        assert_eq!(parse(line), Parsed::Invalid("v1 header is not text"));
+        assert!(matches!(parse(b"PROXY UNKNOWN anything here\r\n"), Parsed::Done { .. }));
+    }
 
     fn addrs(source: &str, destination: &str) -> Addresses {
         Addresses { source: source.parse().unwrap(), destination: destination.parse().unwrap() }

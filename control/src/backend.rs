@@ -86,6 +86,10 @@ impl BackendSpec {
         }
         let port: u16 = port.parse().map_err(|_| format!("port {port} out of range in backend {line:?}"))?;
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        // `[]:443` (found by fuzzing) would be a backend with no host at all.
+        if host.is_empty() {
+            return Err(format!("expected host:port at the start of backend {line:?}"));
+        }
         // No host name holds one, and the host is written into logs and metric labels.
         if host.contains(is_unsafe) {
             return Err(format!("control character in the host of backend {line:?}"));
@@ -168,6 +172,12 @@ impl fmt::Display for BackendSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_brackets_are_no_host() {
+        assert!(BackendSpec::read_line("[]:443").is_err());
+        assert_eq!(BackendSpec::read_line("[::1]:443").unwrap().0.host, "::1");
+    }
 
     #[test]
     fn parses_full_line() {

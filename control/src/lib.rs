@@ -12,6 +12,8 @@ pub mod config;
 pub mod consul_api;
 pub mod control;
 pub mod discovery;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod healthcheck;
 pub mod log_limit;
 pub mod logging;

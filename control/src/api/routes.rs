@@ -10,8 +10,8 @@ use crate::backend::split_host_port;
 use crate::config::depth::check_json_depth;
 use crate::config::validate::server_name;
 use crate::config::{
-    duration, enforce_strict, parse_as, ConfigError, DiscoveryKind, Format, GoDuration, HealthcheckKind,
-    Server,
+    duration, enforce_strict, parse_as, ConfigError, ConfigWarning, DiscoveryKind, Format, GoDuration,
+    HealthcheckKind, Server,
 };
 use crate::control::{Control, ControlError, Drain};
 use crate::server::ServerHandle;
@@ -72,7 +72,7 @@ pub async fn not_found(method: Method, uri: Uri) -> Response {
 }
 
 /// Whether gobetween has a route for `method` on `path`.
-fn is_route(method: &Method, path: &str) -> bool {
+pub(crate) fn is_route(method: &Method, path: &str) -> bool {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let get = method == Method::GET;
     match segments[..] {
@@ -234,20 +234,7 @@ async fn create(
     Params(name): Params<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
-    undecodable(body).map_or(Ok(()), Err)?;
-    server_name(&name).map_err(|e| ApiError::conflict(format!("invalid server name: {}", e.message)))?;
-    let invalid = |e: ConfigError| {
-        let message = format!("invalid server config: {e}");
-        // A value of the wrong JSON type is a decoding error to gobetween.
-        if e.message.starts_with("invalid type") {
-            ApiError::bad_request(message)
-        } else {
-            ApiError::conflict(message)
-        }
-    };
-    let (server, mut warnings): (Server, _) = parse_as(body, Format::Json).map_err(invalid)?;
-    enforce_strict(&warnings, control.strict()).map_err(invalid)?;
+    let (server, mut warnings) = read_server(&name, &body, control.strict())?;
     let allow_exec = control.base_config().api.as_ref().and_then(|api| api.allow_exec).unwrap_or(false);
     if let (Some(what), false) = (runs_commands(&server), allow_exec) {
         return Err(ApiError::new(
@@ -265,6 +252,26 @@ async fn create(
         log::warn!("server {name}: {warning}");
     }
     Ok(json(StatusCode::OK, &()))
+}
+
+/// The server section a `POST /servers/NAME` body holds, with its warnings (refused in strict
+/// mode), before the control plane checks it against the running servers.
+pub fn read_server(name: &str, body: &[u8], strict: bool) -> Result<(Server, Vec<ConfigWarning>), ApiError> {
+    let body = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
+    undecodable(body).map_or(Ok(()), Err)?;
+    server_name(name).map_err(|e| ApiError::conflict(format!("invalid server name: {}", e.message)))?;
+    let invalid = |e: ConfigError| {
+        let message = format!("invalid server config: {e}");
+        // A value of the wrong JSON type is a decoding error to gobetween.
+        if e.message.starts_with("invalid type") {
+            ApiError::bad_request(message)
+        } else {
+            ApiError::conflict(message)
+        }
+    };
+    let (server, warnings): (Server, _) = parse_as(body, Format::Json).map_err(invalid)?;
+    enforce_strict(&warnings, strict).map_err(invalid)?;
+    Ok((server, warnings))
 }
 
 /// Why `body` is not JSON at all (too deep, malformed, empty), if it is not.
@@ -339,7 +346,7 @@ fn shutting_down() -> ApiError {
 }
 
 /// The part of a server section that makes betwixt run commands, if any.
-pub(super) fn runs_commands(server: &Server) -> Option<&'static str> {
+pub(crate) fn runs_commands(server: &Server) -> Option<&'static str> {
     if server.healthcheck.as_ref().is_some_and(|check| check.kind == HealthcheckKind::Exec) {
         Some("healthcheck kind \"exec\"")
     } else if server.discovery.kind == DiscoveryKind::Exec {

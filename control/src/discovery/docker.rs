@@ -232,7 +232,7 @@ impl Events {
 }
 
 /// A container event that may change the list: `Action` (`status` before API 1.22).
-fn is_change(event: &sonic_rs::Value) -> bool {
+pub(crate) fn is_change(event: &sonic_rs::Value) -> bool {
     use sonic_rs::JsonValueTrait;
     let kind = event.get("Type").and_then(|t| t.as_str()).unwrap_or("container");
     let action = event.get("Action").or_else(|| event.get("status")).and_then(|a| a.as_str()).unwrap_or("");
@@ -285,7 +285,7 @@ impl Source for Docker {
 }
 
 /// JSON of the daemon, its nesting bounded before it is read.
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, String> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8], what: &str) -> Result<T, String> {
     let text = std::str::from_utf8(body).map_err(|_| format!("{what} is not UTF-8"))?;
     check_json_depth(text).map_err(|e| format!("{what} is no usable JSON: {}", e.message))?;
     sonic_rs::from_str(text).map_err(|e| format!("{what} is no usable JSON: {e}"))
@@ -298,7 +298,7 @@ fn short(id: &str) -> &str {
 
 /// The parts of `/containers/json` discovery reads.
 #[derive(Deserialize)]
-struct Container {
+pub(crate) struct Container {
     #[serde(rename = "Id")]
     id: String,
     #[serde(rename = "Ports", default)]
@@ -317,7 +317,7 @@ struct Port {
 
 /// The part of `/containers/{id}/json` discovery reads.
 #[derive(Deserialize)]
-struct Inspected {
+pub(crate) struct Inspected {
     #[serde(rename = "Config", default)]
     config: Option<InspectedConfig>,
 }

@@ -44,7 +44,7 @@ impl Source for Exec {
 }
 
 /// The backends of a command's output.
-fn read_output(output: &str) -> Found {
+pub(crate) fn read_output(output: &str) -> Found {
     let (backends, notes) = collect(document_lines(output), &BackendSpec::read_line);
     // The notes quote the line; its number among the non-empty ones would mislead.
     Found { backends, notes: notes.into_iter().map(|(_, note)| note).collect() }

@@ -112,7 +112,7 @@ impl Json {
         Ok(Json { endpoint, paths })
     }
 
-    fn read(&self, body: &str) -> Result<Found, String> {
+    pub(crate) fn read(&self, body: &str) -> Result<Found, String> {
         check_json_depth(body).map_err(|e| format!("unreadable answer: {}", e.message))?;
         let document: Value = sonic_rs::from_str(body).map_err(|e| format!("answer is not JSON: {e}"))?;
         let elements = document.as_array().ok_or("answer is not a JSON array")?;

@@ -79,7 +79,7 @@ impl Lxd {
         })
     }
 
-    fn read(&self, body: &[u8]) -> Result<Found, String> {
+    pub(crate) fn read(&self, body: &[u8]) -> Result<Found, String> {
         let text = std::str::from_utf8(body).map_err(|_| "the container list is not UTF-8".to_string())?;
         check_json_depth(text).map_err(|e| format!("the container list is no usable JSON: {}", e.message))?;
         let answer: Answer =

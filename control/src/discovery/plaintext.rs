@@ -47,7 +47,7 @@ impl Plaintext {
         Ok(Plaintext { endpoint, pattern })
     }
 
-    fn read(&self, body: &str) -> Found {
+    pub(crate) fn read(&self, body: &str) -> Found {
         let (backends, notes) = match &self.pattern {
             None => collect(document_lines(body), &BackendSpec::read_line),
             Some(pattern) => collect(document_lines(body), &|line| read_with(pattern, line)),

@@ -133,7 +133,7 @@ fn question(id: u16, name: &Name, kind: RecordType) -> Message {
 }
 
 /// Reads an answer; one for another query, or no answer at all, is an error.
-fn answer_to(id: u16, bytes: &[u8]) -> Result<Message, String> {
+pub(crate) fn answer_to(id: u16, bytes: &[u8]) -> Result<Message, String> {
     let message = Message::from_vec(bytes).map_err(|e| format!("unreadable answer: {e}"))?;
     if message.id() != id || message.message_type() != MessageType::Response {
         return Err("answer to another query".into());
@@ -170,7 +170,7 @@ async fn over_tcp(server: SocketAddr, query: &[u8], id: u16) -> Result<Message, 
 
 /// One SRV record of an answer.
 #[derive(Debug, PartialEq)]
-struct SrvRecord {
+pub(crate) struct SrvRecord {
     target: Name,
     port: u16,
     priority: u16,
@@ -180,7 +180,7 @@ struct SrvRecord {
 /// The SRV records of an answer. As in gobetween, a record of another type in the answer fails
 /// the fetch and an empty answer (NXDOMAIN included) is an empty list; unlike gobetween, an
 /// answer with another error code (SERVFAIL, REFUSED) fails the fetch rather than empty the list.
-fn srv_records(answer: &Message) -> Result<Vec<SrvRecord>, String> {
+pub(crate) fn srv_records(answer: &Message) -> Result<Vec<SrvRecord>, String> {
     match answer.response_code() {
         ResponseCode::NoError | ResponseCode::NXDomain => {}
         code => return Err(format!("the DNS server answered {code}")),
@@ -201,12 +201,12 @@ fn srv_records(answer: &Message) -> Result<Vec<SrvRecord>, String> {
 }
 
 /// Names compare without case and final dot.
-fn key(name: &Name) -> String {
+pub(crate) fn key(name: &Name) -> String {
     name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// The A and AAAA addresses among `records`, by name (the first of each name).
-fn addresses(records: &[Record]) -> HashMap<String, IpAddr> {
+pub(crate) fn addresses(records: &[Record]) -> HashMap<String, IpAddr> {
     let mut found = HashMap::new();
     for record in records {
         let ip = match record.data() {
@@ -221,7 +221,7 @@ fn addresses(records: &[Record]) -> HashMap<String, IpAddr> {
 
 /// The backends of SRV records whose targets have addresses in `hosts`; a target `.` (the
 /// service is not offered, RFC 2782) or without address is noted and skipped.
-fn backends(records: &[SrvRecord], hosts: &HashMap<String, IpAddr>) -> Found {
+pub(crate) fn backends(records: &[SrvRecord], hosts: &HashMap<String, IpAddr>) -> Found {
     let mut found = Found::default();
     for record in records {
         let name = key(&record.target);

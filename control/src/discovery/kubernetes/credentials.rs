@@ -147,12 +147,17 @@ fn find<'a, T>(items: &'a [Named<T>], name: &str, what: &str) -> Result<Option<&
 
 /// The current context of the kubeconfig at `path`.
 pub fn from_kubeconfig(path: &Path) -> Result<Credentials, String> {
-    let text = read_text(path)?;
+    from_kubeconfig_text(&read_text(path)?, path)
+}
+
+/// The current context of `text`, a kubeconfig read from `path` (which names it in errors, and
+/// against whose folder relative file names are read).
+pub fn from_kubeconfig_text(text: &str, path: &Path) -> Result<Credentials, String> {
     if text.bytes().filter(|b| matches!(b, b'[' | b'{')).count() > MAX_FLOW_COLLECTIONS {
         return Err(format!("{} has more than {MAX_FLOW_COLLECTIONS} [ and {{", path.display()));
     }
     let config: Kubeconfig =
-        serde_norway::from_str(&text).map_err(|e| format!("{} is not a kubeconfig: {e}", path.display()))?;
+        serde_norway::from_str(text).map_err(|e| format!("{} is not a kubeconfig: {e}", path.display()))?;
     let at = |e: String| format!("{}: {e}", path.display());
     if config.current_context.is_empty() {
         return Err(at("no current-context".into()));

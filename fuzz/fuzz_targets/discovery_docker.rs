@@ -1,0 +1,4 @@
+#![no_main]
+//! See `betwixt_control::fuzzing::discovery_docker`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| betwixt_control::fuzzing::discovery_docker(data));
