@@ -74,12 +74,14 @@ fn watchdog_interval() -> Option<Duration> {
 /// When systemd asks for a watchdog: sends WATCHDOG=1 every half interval, as long as every
 /// shard answers — each ping first asks every shard to acknowledge a new inbox generation, and
 /// a shard that does not within the half interval (stuck) withholds the ping, so systemd
-/// restarts the service. Must run inside the control runtime.
-pub fn start_watchdog(plane: Arc<Plane>) {
-    let Some(interval) = watchdog_interval() else { return };
+/// restarts the service. Must run inside the control runtime. The pings stop when the returned
+/// handle is aborted: at shutdown, when systemd no longer watches, and at an upgrade's handover,
+/// when the successor pings instead.
+pub fn start_watchdog(plane: Arc<Plane>) -> Option<tokio::task::AbortHandle> {
+    let interval = watchdog_interval()?;
     let half = interval / 2;
     log::info!("systemd watchdog: pinging every {half:?} while every shard answers");
-    tokio::spawn(async move {
+    let pings = tokio::spawn(async move {
         loop {
             let marks = plane.poke();
             tokio::time::sleep(half).await;
@@ -90,4 +92,5 @@ pub fn start_watchdog(plane: Arc<Plane>) {
             }
         }
     });
+    Some(pings.abort_handle())
 }

@@ -119,7 +119,7 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
             }
         };
         crate::notify::ready();
-        crate::notify::start_watchdog(plane.clone());
+        let watchdog = crate::notify::start_watchdog(plane.clone());
         let mut offering = match offer_path {
             Some(path) => Some(Offering::start(&path, control.clone(), replace)?),
             None => None,
@@ -132,6 +132,9 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
             }
             taken = upgrade::taken_over(&mut offering, &control) => taken,
         };
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         log::info!("{reason}: no longer accepting; waiting up to {grace:?} for live connections");
         control.shut_down();
         // A second SIGTERM or SIGINT cuts the wait short, as an impatient operator wants.

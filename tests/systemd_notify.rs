@@ -85,6 +85,10 @@ fn betwixt_speaks_the_systemd_notify_protocol() {
     systemd.until("STOPPING=1", Duration::from_secs(10));
     let mut betwixt = betwixt;
     assert!(betwixt.wait_exit(Duration::from_secs(10)).is_some(), "did not exit");
+    // systemd no longer watches a stopping service: the pings ended with STOPPING=1.
+    while let Some(message) = systemd.next(Duration::from_millis(300)) {
+        assert!(!message.contains("WATCHDOG=1"), "pinged after STOPPING=1: {message:?}");
+    }
 }
 
 #[test]
