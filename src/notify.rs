@@ -8,6 +8,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +28,14 @@ pub fn send(message: &str) {
         datagram.set_nonblocking(true)?;
         datagram.send_to_addr(message.as_bytes(), &addr)
     });
-    if let Err(e) = sent {
-        log::warn!("cannot notify systemd at {}: {e}", socket.to_string_lossy());
+    // Logged once per run of failures: a full queue fails every ping until systemd reads again.
+    static FAILING: AtomicBool = AtomicBool::new(false);
+    match sent {
+        Err(e) if !FAILING.swap(true, Ordering::Relaxed) => {
+            log::warn!("cannot notify systemd at {}: {e}", socket.to_string_lossy())
+        }
+        Err(_) => {}
+        Ok(_) => FAILING.store(false, Ordering::Relaxed),
     }
 }
 
@@ -72,9 +79,10 @@ fn watchdog_interval() -> Option<Duration> {
 }
 
 /// When systemd asks for a watchdog: sends WATCHDOG=1 every half interval, as long as every
-/// shard answers — each ping first asks every shard to acknowledge a new inbox generation, and
-/// a shard that does not within the half interval (stuck) withholds the ping, so systemd
-/// restarts the service. Must run inside the control runtime. The pings stop when the returned
+/// shard answers — each ping needs every shard to have acknowledged the inbox generation asked
+/// for at the previous one, and a stuck shard withholds the pings, so systemd restarts the
+/// service. (A shard answers within its inbox poll, 20 ms when idle: `WatchdogSec` is meant in
+/// seconds.) Must run inside the control runtime. The pings stop when the returned
 /// handle is aborted: at shutdown, when systemd no longer watches, and at an upgrade's handover,
 /// when the successor pings instead.
 pub fn start_watchdog(plane: Arc<Plane>) -> Option<tokio::task::AbortHandle> {
@@ -82,14 +90,25 @@ pub fn start_watchdog(plane: Arc<Plane>) -> Option<tokio::task::AbortHandle> {
     let half = interval / 2;
     log::info!("systemd watchdog: pinging every {half:?} while every shard answers");
     let pings = tokio::spawn(async move {
+        let mut marks = plane.poke();
+        let mut stuck = false;
         loop {
-            let marks = plane.poke();
             tokio::time::sleep(half).await;
-            if plane.applied(&marks) {
-                send("WATCHDOG=1");
-            } else {
-                log::error!("systemd watchdog: a shard did not answer within {half:?}; no ping");
+            // Not answered yet: no ping, and the same question stays open, so a shard slow
+            // rather than stuck is pinged for as soon as it answers.
+            if !plane.applied(&marks) {
+                if !std::mem::replace(&mut stuck, true) {
+                    log::error!(
+                        "systemd watchdog: a shard has not answered for {half:?}; no ping until it does"
+                    );
+                }
+                continue;
             }
+            if std::mem::replace(&mut stuck, false) {
+                log::info!("systemd watchdog: every shard answers again");
+            }
+            send("WATCHDOG=1");
+            marks = plane.poke();
         }
     });
     Some(pings.abort_handle())

@@ -117,3 +117,24 @@ fn nothing_is_sent_to_a_watchdog_meant_for_another_process() {
         }
     }
 }
+
+#[test]
+fn a_notify_socket_nobody_reads_does_not_stall_betwixt() {
+    let backend = Backend::start("b1", Behaviour::Named);
+    let port = free_port();
+    let dir = TempDir::new("notify-full");
+    let (_systemd, notify_socket) = Listener::bind(&dir);
+    let config = dir.write("betwixt.toml", &static_server(port, "roundrobin", &[backend.line()], ""));
+    // A ping every 50 ms fills the socket's queue (net.unix.max_dgram_qlen, 10 by default) soon.
+    let env = [("NOTIFY_SOCKET", notify_socket), ("WATCHDOG_USEC", "100000".to_string())];
+    let mut betwixt =
+        Betwixt::start_args(&["-c".as_ref(), config.as_os_str()], &env, TempDir::new("notify-full-run"));
+    betwixt.wait_listening(port);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ask_name(port).as_deref(), Some("b1"));
+    // The control thread still acts on signals: a blocking send would hang it here.
+    betwixt.signal(SIGTERM);
+    assert!(betwixt.wait_exit(Duration::from_secs(10)).is_some(), "stalled; log:\n{}", betwixt.log_text());
+    let warnings = betwixt.log_text().matches("cannot notify systemd").count();
+    assert!(warnings <= 3, "{warnings} warnings for one full queue");
+}
