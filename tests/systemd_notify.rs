@@ -46,15 +46,34 @@ impl Listener {
     }
 }
 
+/// betwixt serving one server (backend `b1`) under a notify listener, with `env` added to
+/// `NOTIFY_SOCKET`.
+struct Service {
+    systemd: Listener,
+    betwixt: Betwixt,
+    port: u16,
+    _backend: Backend,
+    _dir: TempDir,
+}
+
+impl Service {
+    fn start(tag: &str, env: &[(&str, &str)]) -> Service {
+        let backend = Backend::start("b1", Behaviour::Named);
+        let port = free_port();
+        let dir = TempDir::new(tag);
+        let (systemd, notify_socket) = Listener::bind(&dir);
+        let config = dir.write("betwixt.toml", &static_server(port, "roundrobin", &[backend.line()], ""));
+        let mut all = vec![("NOTIFY_SOCKET", notify_socket)];
+        all.extend(env.iter().map(|&(k, v)| (k, v.to_string())));
+        let betwixt = Betwixt::start_args(&["-c".as_ref(), config.as_os_str()], &all, TempDir::new(tag));
+        Service { systemd, betwixt, port, _backend: backend, _dir: dir }
+    }
+}
+
 #[test]
 fn betwixt_speaks_the_systemd_notify_protocol() {
-    let backend = Backend::start("b1", Behaviour::Named);
-    let port = free_port();
-    let dir = TempDir::new("notify");
-    let (systemd, notify_socket) = Listener::bind(&dir);
-    let config = dir.write("betwixt.toml", &static_server(port, "roundrobin", &[backend.line()], ""));
-    let env = [("NOTIFY_SOCKET", notify_socket), ("WATCHDOG_USEC", "200000".to_string())];
-    let betwixt = Betwixt::start_args(&["-c".as_ref(), config.as_os_str()], &env, TempDir::new("notify-run"));
+    let mut service = Service::start("notify", &[("WATCHDOG_USEC", "200000")]);
+    let (systemd, port) = (&service.systemd, service.port);
 
     // READY=1 comes first, and when it does the server already answers through a backend.
     let first = systemd.next(Duration::from_secs(15)).expect("no message from betwixt");
@@ -69,7 +88,7 @@ fn betwixt_speaks_the_systemd_notify_protocol() {
     assert!(started.elapsed() < Duration::from_secs(5), "pings too slow: {:?}", started.elapsed());
 
     // `systemctl reload`: RELOADING=1 with the monotonic clock, then READY=1.
-    betwixt.signal(SIGHUP);
+    service.betwixt.signal(SIGHUP);
     let (reloading, _) = systemd.until("RELOADING=1", Duration::from_secs(10));
     let usec: u64 = reloading
         .lines()
@@ -81,10 +100,9 @@ fn betwixt_speaks_the_systemd_notify_protocol() {
     assert_eq!(ask_name(port).as_deref(), Some("b1"), "not serving after the reload");
 
     // `systemctl stop`: STOPPING=1.
-    betwixt.signal(SIGTERM);
+    service.betwixt.signal(SIGTERM);
     systemd.until("STOPPING=1", Duration::from_secs(10));
-    let mut betwixt = betwixt;
-    assert!(betwixt.wait_exit(Duration::from_secs(10)).is_some(), "did not exit");
+    assert!(service.betwixt.wait_exit(Duration::from_secs(10)).is_some(), "did not exit");
     // systemd no longer watches a stopping service: the pings ended with STOPPING=1.
     while let Some(message) = systemd.next(Duration::from_millis(300)) {
         assert!(!message.contains("WATCHDOG=1"), "pinged after STOPPING=1: {message:?}");
@@ -93,18 +111,8 @@ fn betwixt_speaks_the_systemd_notify_protocol() {
 
 #[test]
 fn nothing_is_sent_to_a_watchdog_meant_for_another_process() {
-    let backend = Backend::start("b1", Behaviour::Named);
-    let port = free_port();
-    let dir = TempDir::new("notify-pid");
-    let (systemd, notify_socket) = Listener::bind(&dir);
-    let config = dir.write("betwixt.toml", &static_server(port, "roundrobin", &[backend.line()], ""));
-    let env = [
-        ("NOTIFY_SOCKET", notify_socket),
-        ("WATCHDOG_USEC", "200000".to_string()),
-        ("WATCHDOG_PID", "1".to_string()),
-    ];
-    let _betwixt =
-        Betwixt::start_args(&["-c".as_ref(), config.as_os_str()], &env, TempDir::new("notify-pid-run"));
+    let service = Service::start("notify-pid", &[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", "1")]);
+    let systemd = &service.systemd;
     systemd.until("READY=1", Duration::from_secs(15));
     // Five intervals: no ping.
     let deadline = Instant::now() + Duration::from_secs(1);
@@ -120,15 +128,10 @@ fn nothing_is_sent_to_a_watchdog_meant_for_another_process() {
 
 #[test]
 fn a_notify_socket_nobody_reads_does_not_stall_betwixt() {
-    let backend = Backend::start("b1", Behaviour::Named);
-    let port = free_port();
-    let dir = TempDir::new("notify-full");
-    let (_systemd, notify_socket) = Listener::bind(&dir);
-    let config = dir.write("betwixt.toml", &static_server(port, "roundrobin", &[backend.line()], ""));
-    // A ping every 50 ms fills the socket's queue (net.unix.max_dgram_qlen, 10 by default) soon.
-    let env = [("NOTIFY_SOCKET", notify_socket), ("WATCHDOG_USEC", "100000".to_string())];
-    let mut betwixt =
-        Betwixt::start_args(&["-c".as_ref(), config.as_os_str()], &env, TempDir::new("notify-full-run"));
+    // A ping every 50 ms fills the socket's queue (net.unix.max_dgram_qlen, 10 by default) soon;
+    // nobody reads it.
+    let mut service = Service::start("notify-full", &[("WATCHDOG_USEC", "100000")]);
+    let (betwixt, port) = (&mut service.betwixt, service.port);
     betwixt.wait_listening(port);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(ask_name(port).as_deref(), Some("b1"));
