@@ -118,12 +118,13 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
                 None
             }
         };
-        crate::notify::ready();
-        let watchdog = crate::notify::start_watchdog(plane.clone());
         let mut offering = match offer_path {
             Some(path) => Some(Offering::start(&path, control.clone(), replace)?),
             None => None,
         };
+        // Everything listens (the upgrade socket too) and the shards serve.
+        crate::notify::ready();
+        let watchdog = crate::notify::start_watchdog(plane.clone());
         let reason = tokio::select! {
             signal = signals.stop_requested(&control, &changed) => {
                 // Not when a successor took over: the service goes on, served by it.

@@ -10,6 +10,8 @@ use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 const SIGHUP: i32 = 1;
+const SIGUSR2: i32 = 12;
+const SIGKILL: i32 = 9;
 
 /// The systemd side: a datagram socket in a temporary directory.
 struct Listener {
@@ -33,12 +35,26 @@ impl Listener {
 
     /// Reads messages until one has the line `line`; returns it and those skipped before it.
     fn until(&self, line: &str, limit: Duration) -> (String, Vec<String>) {
+        self.until_line(|l| l == line, line, limit)
+    }
+
+    /// As `until`, for a line starting with `prefix`.
+    fn until_prefix(&self, prefix: &str, limit: Duration) -> (String, Vec<String>) {
+        self.until_line(|l| l.starts_with(prefix), prefix, limit)
+    }
+
+    fn until_line(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+        line: &str,
+        limit: Duration,
+    ) -> (String, Vec<String>) {
         let deadline = Instant::now() + limit;
         let mut skipped = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
             match self.next(left) {
-                Some(message) if message.lines().any(|l| l == line) => return (message, skipped),
+                Some(message) if message.lines().any(&wanted) => return (message, skipped),
                 Some(message) => skipped.push(message),
                 None => panic!("no {line} within {limit:?}; got {skipped:?}"),
             }
@@ -58,6 +74,11 @@ struct Service {
 
 impl Service {
     fn start(tag: &str, env: &[(&str, &str)]) -> Service {
+        Service::start_with(tag, env, &[])
+    }
+
+    /// `args` added to the command line.
+    fn start_with(tag: &str, env: &[(&str, &str)], args: &[&str]) -> Service {
         let backend = Backend::start("b1", Behaviour::Named);
         let port = free_port();
         let dir = TempDir::new(tag);
@@ -65,7 +86,9 @@ impl Service {
         let config = dir.write("betwixt.toml", &static_server(port, "roundrobin", &[backend.line()], ""));
         let mut all = vec![("NOTIFY_SOCKET", notify_socket)];
         all.extend(env.iter().map(|&(k, v)| (k, v.to_string())));
-        let betwixt = Betwixt::start_args(&["-c".as_ref(), config.as_os_str()], &all, TempDir::new(tag));
+        let mut command_line = vec!["-c".as_ref(), config.as_os_str()];
+        command_line.extend(args.iter().map(std::ffi::OsStr::new));
+        let betwixt = Betwixt::start_args(&command_line, &all, TempDir::new(tag));
         Service { systemd, betwixt, port, _backend: backend, _dir: dir }
     }
 }
@@ -140,4 +163,47 @@ fn a_notify_socket_nobody_reads_does_not_stall_betwixt() {
     assert!(betwixt.wait_exit(Duration::from_secs(10)).is_some(), "stalled; log:\n{}", betwixt.log_text());
     let warnings = betwixt.log_text().matches("cannot notify systemd").count();
     assert!(warnings <= 3, "{warnings} warnings for one full queue");
+}
+
+/// Kills the process `pid` on drop: a successor betwixt started, which the test did not.
+struct Successor(i32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) of the betwixt this test had started through the first one.
+        unsafe { kill(self.0, SIGKILL) };
+    }
+}
+
+extern "C" {
+    fn kill(pid: i32, signal: i32) -> i32;
+}
+
+#[test]
+fn an_upgrade_moves_the_main_pid_and_the_pings_to_the_successor() {
+    let sock = std::env::temp_dir().join(format!("betwixt-notify-upgrade-{}.sock", free_port()));
+    let args = ["--upgrade-socket", sock.to_str().unwrap()];
+    let mut service = Service::start_with("notify-upgrade", &[("WATCHDOG_USEC", "200000")], &args);
+    let systemd = &service.systemd;
+    systemd.until("READY=1", Duration::from_secs(15));
+    let old = service.betwixt.pid();
+
+    service.betwixt.signal(SIGUSR2);
+    let (message, before) = systemd.until_prefix("MAINPID=", Duration::from_secs(20));
+    let pid: i32 = message.lines().find_map(|l| l.strip_prefix("MAINPID=")).unwrap().parse().unwrap();
+    let _successor = Successor(pid);
+    assert_ne!(pid, old, "MAINPID= names the old process");
+    let (_, between) = systemd.until("READY=1", Duration::from_secs(10));
+    assert!(service.betwixt.wait_exit(Duration::from_secs(15)).is_some(), "the old process did not exit");
+    // The old process is gone: these pings are the successor's.
+    let mut after = Vec::new();
+    for _ in 0..3 {
+        let (ping, skipped) = systemd.until("WATCHDOG=1", Duration::from_secs(5));
+        after.extend(skipped);
+        after.push(ping);
+    }
+    assert_eq!(ask_name(service.port).as_deref(), Some("b1"));
+    let all: Vec<&String> = before.iter().chain(&between).chain(&after).collect();
+    assert!(!all.iter().any(|m| m.contains("STOPPING=1")), "the service is not stopping: {all:?}");
+    let _ = std::fs::remove_file(&sock);
 }
