@@ -10,6 +10,7 @@ mod consul;
 mod direction;
 mod idle;
 mod limits;
+mod notify;
 mod pidfile;
 mod pipes;
 mod proxy_protocol;

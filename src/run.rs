@@ -113,16 +113,29 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
         // Held until exit; removed then if it still names this process.
         let _pidfile = match takeover {
             Some(takeover) => takeover.complete(&plane, cli.pidfile.as_deref()).await?,
-            None => None,
+            None => {
+                upgrade::shards_serving(&plane).await;
+                None
+            }
         };
         let mut offering = match offer_path {
             Some(path) => Some(Offering::start(&path, control.clone(), replace)?),
             None => None,
         };
+        // Everything listens (the upgrade socket too) and the shards serve.
+        crate::notify::ready();
+        let watchdog = crate::notify::start_watchdog(plane.clone());
         let reason = tokio::select! {
-            signal = signals.stop_requested(&control, &changed) => signal.to_string(),
+            signal = signals.stop_requested(&control, &changed) => {
+                // Not when a successor took over: the service goes on, served by it.
+                crate::notify::stopping();
+                signal.to_string()
+            }
             taken = upgrade::taken_over(&mut offering, &control) => taken,
         };
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
         log::info!("{reason}: no longer accepting; waiting up to {grace:?} for live connections");
         control.shut_down();
         // A second SIGTERM or SIGINT cuts the wait short, as an impatient operator wants.
@@ -181,7 +194,13 @@ impl Signals {
                 continue;
             }
             let control = control.clone();
-            tokio::spawn(async move { control.reload_from_source(trigger).await });
+            tokio::spawn(async move {
+                // systemd's `reload` waits from RELOADING=1 until READY=1; a failed reload
+                // leaves the old configuration serving, so READY=1 follows either way.
+                crate::notify::reloading();
+                let _ = control.reload_from_source(trigger).await;
+                crate::notify::ready();
+            });
         }
     }
 }

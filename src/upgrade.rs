@@ -67,17 +67,15 @@ impl Takeover {
     /// sockets, claims the pidfile, tells systemd, and tells the old process to stop accepting.
     /// An error (the pidfile names another running instance) leaves the old one serving.
     pub async fn complete(self, plane: &Plane, pidfile: Option<&Path>) -> Result<Option<Pidfile>, String> {
-        let marks = plane.generations();
-        let deadline = Instant::now() + SHARDS_READY_LIMIT;
-        while !plane.applied(&marks) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        shards_serving(plane).await;
         for unused in upgrade::release_unused() {
             log::info!("upgrade: {unused} is not in this configuration: closed");
         }
         let pid = self.predecessor.pid;
         let claimed = pidfile.map(|path| Pidfile::claim_after(path, Some(pid))).transpose()?;
-        notify_main_pid();
+        // With `NotifyAccess=all`, systemd follows this process at once; without it, `PIDFile=`
+        // does the same when the old process exits.
+        crate::notify::main_pid();
         match self.predecessor.taken() {
             Ok(()) => log::info!("upgrade: serving; pid {pid} stops accepting and drains"),
             // It died or gave up waiting: this process serves either way.
@@ -87,22 +85,13 @@ impl Takeover {
     }
 }
 
-/// Tells systemd (`NOTIFY_SOCKET`, with `NotifyAccess=all`) that this process is the service's
-/// main process now. Without the socket, or with systemd ignoring it, `PIDFile=` does the same
-/// when the old process exits.
-fn notify_main_pid() {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(socket.as_os_str());
-    let addr = match bytes.strip_prefix(b"@") {
-        Some(name) => SocketAddr::from_abstract_name(name),
-        None => SocketAddr::from_pathname(Path::new(&socket)),
-    };
-    let message = format!("MAINPID={}\n", std::process::id());
-    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr));
-    if let Err(e) = sent {
-        log::warn!("upgrade: cannot notify systemd at {}: {e}", socket.to_string_lossy());
+/// Waits (at most `SHARDS_READY_LIMIT`) until every shard has put into effect what the plane
+/// holds now: the servers added so far are served.
+pub async fn shards_serving(plane: &Plane) {
+    let marks = plane.generations();
+    let deadline = Instant::now() + SHARDS_READY_LIMIT;
+    while !plane.applied(&marks) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -196,6 +185,8 @@ async fn start_successors(mut usr2: tokio::signal::unix::Signal, path: PathBuf) 
         let started = tokio::process::Command::new(&program)
             .args(args)
             .env(UPGRADE_FROM_ENV, &path)
+            // systemd's watchdog names this process; the successor pings once it is the main one.
+            .env_remove("WATCHDOG_PID")
             .stdin(std::process::Stdio::null())
             .spawn();
         match started {
