@@ -70,46 +70,52 @@ fn reuseport_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Res
 /// Listeners a predecessor handed over (`upgrade`) are taken rather than bound, and any it had
 /// beyond `count` are returned too.
 pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
-    let mut addr = resolve_bind(bind)?;
-    let mut listeners = Vec::with_capacity(count);
-    for shard in 0..count {
-        if let Some(inherited) = upgrade::take_server(false, addr, shard) {
-            listeners.push(inherited);
-            continue;
-        }
+    bind_shards(bind, count, false, |addr| {
         let socket = reuseport_socket(addr, Type::STREAM, Protocol::TCP)?;
         // Accepted sockets inherit it, so connections need no setsockopt of their own.
         socket.set_nodelay(true)?;
         socket.listen(4096)?;
         let listener: std::net::TcpListener = socket.into();
-        addr = listener.local_addr()?;
-        listeners.push(Listener::Tcp(listener));
-    }
-    listeners.extend(upgrade::take_extra_servers(false, addr));
-    Ok(listeners)
+        Ok((listener.local_addr()?, Listener::Tcp(listener)))
+    })
 }
 
 /// Binds `count` UDP sockets sharing one address: the kernel hashes each client address to one
 /// of them, so a client's datagrams always reach the same shard. Port 0 is resolved once.
 /// Sockets handed over are taken as in `bind_tcp`.
 pub fn bind_udp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
-    let mut addr = resolve_bind(bind)?;
-    let mut sockets = Vec::with_capacity(count);
-    for shard in 0..count {
-        if let Some(inherited) = upgrade::take_server(true, addr, shard) {
-            sockets.push(inherited);
-            continue;
-        }
+    bind_shards(bind, count, true, |addr| {
         let socket = reuseport_socket(addr, Type::DGRAM, Protocol::UDP)?;
         // Bursts of datagrams wait here while the shard works; the kernel caps the request.
         let _ = socket.set_recv_buffer_size(UDP_BUFFER);
         let _ = socket.set_send_buffer_size(UDP_BUFFER);
         let socket: std::net::UdpSocket = socket.into();
-        addr = socket.local_addr()?;
-        sockets.push(Listener::Udp(socket));
+        Ok((socket.local_addr()?, Listener::Udp(socket)))
+    })
+}
+
+/// One socket per shard on `bind`: a handed-over one where there is one for that shard, else
+/// one made by `make`, which answers the address it bound (port 0 becomes the port the first
+/// socket got); then the handed-over sockets beyond `count`.
+fn bind_shards(
+    bind: &str,
+    count: usize,
+    udp: bool,
+    make: impl Fn(SocketAddr) -> io::Result<(SocketAddr, Listener)>,
+) -> io::Result<Vec<Listener>> {
+    let mut addr = resolve_bind(bind)?;
+    let mut listeners = Vec::with_capacity(count);
+    for shard in 0..count {
+        if let Some(inherited) = upgrade::take_server(udp, addr, shard) {
+            listeners.push(inherited);
+            continue;
+        }
+        let (bound, listener) = make(addr)?;
+        addr = bound;
+        listeners.push(listener);
     }
-    sockets.extend(upgrade::take_extra_servers(true, addr));
-    Ok(sockets)
+    listeners.extend(upgrade::take_extra_servers(udp, addr));
+    Ok(listeners)
 }
 
 /// Receive and send buffer asked for a UDP server socket (the kernel caps it at `rmem_max`).
