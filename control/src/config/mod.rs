@@ -5,6 +5,8 @@ pub mod duration;
 pub mod error;
 pub mod load;
 pub mod locate;
+#[cfg(test)]
+mod reference;
 pub mod loose;
 pub mod model;
 pub mod resolve;
