@@ -5,10 +5,10 @@ pub mod duration;
 pub mod error;
 pub mod load;
 pub mod locate;
-#[cfg(test)]
-mod reference;
 pub mod loose;
 pub mod model;
+#[cfg(test)]
+mod reference;
 pub mod resolve;
 pub mod support;
 pub mod tolerant;

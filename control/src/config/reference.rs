@@ -79,11 +79,19 @@ impl<'de> Deserializer<'de> for Walker<'_> {
         visitor.visit_some(self)
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         visitor.visit_unit()
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
         visitor.visit_newtype_struct(self)
     }
 
@@ -229,8 +237,11 @@ mod tests {
 
     #[test]
     fn a_key_missing_from_the_reference_is_found() {
-        let without_shards: String =
-            REFERENCE.lines().filter(|line| !line.starts_with("| `shards`")).map(|line| format!("{line}\n")).collect();
+        let without_shards: String = REFERENCE
+            .lines()
+            .filter(|line| !line.starts_with("| `shards`"))
+            .map(|line| format!("{line}\n"))
+            .collect();
         assert_eq!(gaps(&without_shards), ["`[runtime]` has no row for key `shards`"]);
         let stale = REFERENCE.replace("| `splice` |", "| `splice` |\n| `spliced` | bool |");
         assert_eq!(gaps(&stale), ["`[runtime]` documents `spliced`, which the model does not read"]);
