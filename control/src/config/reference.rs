@@ -4,7 +4,7 @@
 //! whose first cell is the key (`` | `bind` | ``). A key added to the model without a row, or a
 //! row left behind by a key that went away, fails the test.
 //!
-//! The keys come from the model itself, not from a list kept by hand: `walk` deserializes a
+//! The keys come from the model itself, not from a list kept by hand: `tables` deserializes a
 //! `Config` from a deserializer that answers every struct with all of the fields serde's derive
 //! says it has (the names it matches in the file, renames and all), recording them as it goes.
 
@@ -113,7 +113,7 @@ impl<'de> Deserializer<'de> for Walker<'_> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_map(Entries { keys: vec!["NAME"].into_iter(), walker: self, value_at: None })
+        visitor.visit_map(Entries { keys: ["NAME"].iter(), walker: self, value_at: None })
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -123,7 +123,7 @@ impl<'de> Deserializer<'de> for Walker<'_> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         self.found.borrow_mut().insert(self.at.clone(), fields.to_vec());
-        visitor.visit_map(Entries { keys: fields.to_vec().into_iter(), walker: self, value_at: None })
+        visitor.visit_map(Entries { keys: fields.iter(), walker: self, value_at: None })
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -139,7 +139,7 @@ impl<'de> Deserializer<'de> for Walker<'_> {
 
 /// The entries of a struct (each field) or of a map (one, `NAME`).
 struct Entries<'a> {
-    keys: std::vec::IntoIter<&'static str>,
+    keys: std::slice::Iter<'static, &'static str>,
     walker: Walker<'a>,
     value_at: Option<&'static str>,
 }
@@ -148,7 +148,7 @@ impl<'de> MapAccess<'de> for Entries<'_> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
-        let Some(key) = self.keys.next() else { return Ok(None) };
+        let Some(&key) = self.keys.next() else { return Ok(None) };
         self.value_at = Some(key);
         let key: StrDeserializer<'_, Error> = key.into_deserializer();
         seed.deserialize(key).map(Some)
