@@ -7,6 +7,8 @@ pub mod load;
 pub mod locate;
 pub mod loose;
 pub mod model;
+#[cfg(test)]
+mod reference;
 pub mod resolve;
 pub mod support;
 pub mod tolerant;
