@@ -125,7 +125,8 @@ fn serve(mut stream: TcpStream, name: &str, behaviour: Behaviour, stop: &AtomicB
                 discard_until_closed(&mut stream, &mut buf, stop);
             }
         }
-        Behaviour::Echo => loop {
+        // Checked before every read: a busy connection never reaches the read timeout.
+        Behaviour::Echo => while !stop.load(Ordering::Relaxed) {
             match stream.read(&mut buf) {
                 Ok(0) => {
                     let _ = stream.shutdown(Shutdown::Write);
@@ -136,11 +137,7 @@ fn serve(mut stream: TcpStream, name: &str, behaviour: Behaviour, stop: &AtomicB
                         return;
                     }
                 }
-                Err(e) if is_timeout(&e) => {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                }
+                Err(e) if is_timeout(&e) => {}
                 Err(_) => return,
             }
         },

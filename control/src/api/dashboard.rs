@@ -19,7 +19,7 @@ pub const STYLE_PATH: &str = "/dashboard/app.css";
 /// Only this origin's script, style and API; no inline code, no frames, no forms: a name that
 /// slipped through as markup would still run nothing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-                   img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+                   img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub async fn page() -> Response {
     asset("text/html; charset=utf-8", PAGE)

@@ -57,9 +57,10 @@
 
   // A line chart of the last HISTORY samples, newest on the right, on a <canvas>.
   class Chart {
-    constructor(title, series, format) {
+    constructor(title, series, format, base) {
       this.series = series; // [{key, label, color: a CSS variable}]; app.css colours .key.KEY
       this.format = format;
+      this.base = base; // the unit's step: 1000 for counts, 1024 for bytes
       this.canvas = el("canvas", { class: "chart", role: "img", "aria-label": title });
       this.canvas.dataset.points = "0";
       const legend = series.map((s) => el("span", { class: `key ${s.key}` }, s.label));
@@ -81,7 +82,7 @@
 
       let max = 0;
       for (const sample of samples) for (const s of this.series) max = Math.max(max, sample[s.key]);
-      const top = niceCeiling(max);
+      const top = niceCeiling(max, this.base);
       const step = width / (HISTORY - 1);
       const y = (v) => height - 1 - (v / top) * (height - 14);
 
@@ -128,12 +129,16 @@
     }
   }
 
-  // 1, 2 or 5 times a power of ten, at least `value` (and at least 1).
-  function niceCeiling(value) {
+  // The chart's top: at least `value` (and 1), a round number in the unit it is shown in
+  // (1, 2 or 5 times a power of ten of units, kibibytes ...: 500 KiB/s rather than 488.3 KiB/s).
+  function niceCeiling(value, base) {
     if (value <= 1) return 1;
-    const power = 10 ** Math.floor(Math.log10(value));
-    for (const m of [1, 2, 5, 10]) if (m * power >= value) return m * power;
-    return 10 * power;
+    const unit = base ** Math.floor(Math.log(value) / Math.log(base));
+    const inUnits = value / unit;
+    const power = 10 ** Math.floor(Math.log10(inUnits));
+    const m = [1, 2, 5, 10].find((m) => m * power >= inUnits) || 10;
+    // Never past the next unit: 1 KiB rather than 2000 B.
+    return Math.min(m * power * unit, unit * base);
   }
 
   // What a backend's row says: draining and leaving override the healthcheck's verdict.
@@ -157,11 +162,11 @@
       this.samples = [];
       this.meta = el("p", { class: "meta" });
       this.numbers = el("p", { class: "numbers" });
-      this.connections = new Chart("active connections", [{ key: "active", label: "open", color: "--conn" }], count);
+      this.connections = new Chart("active connections", [{ key: "active", label: "open", color: "--conn" }], count, 1000);
       this.traffic = new Chart("traffic", [
         { key: "rx", label: "rx", color: "--rx" },
         { key: "tx", label: "tx", color: "--tx" },
-      ], rate);
+      ], rate, 1024);
       this.rows = el("tbody");
       const head = el("tr", {}, ...COLUMNS.map((c) => el("th", {}, c)));
       this.root = el("section", { class: "server" },
