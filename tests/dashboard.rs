@@ -28,9 +28,14 @@ const PAGE_PERIOD: Duration = Duration::from_secs(1);
 /// betwixt with a password-protected API on `api` and the server `web` on `port` over
 /// `backends`, each checked by a TCP connect every 500 ms, one failure taking it out.
 fn start(api: u16, port: u16, backends: &[&Backend]) -> Betwixt {
+    start_with(api, "", port, backends)
+}
+
+/// [`start`] with more of `[api]` (`[api.tls]`).
+fn start_with(api: u16, api_extra: &str, port: u16, backends: &[&Backend]) -> Betwixt {
     let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.line())).collect();
     let config = format!(
-        "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n\
+        "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n{api_extra}\n\
          [api.basic_auth]\nlogin = \"{LOGIN}\"\npassword = \"{PASSWORD}\"\n\
          [servers.web]\nbind = \"127.0.0.1:{port}\"\n\
          [servers.web.discovery]\nkind = \"static\"\nstatic_list = [{}]\n\
@@ -223,6 +228,26 @@ fn dashboard_follows_backends_and_traffic_in_a_browser() {
     browser.open(&format!("http://{LOGIN}:{PASSWORD}@127.0.0.1:{api}/"));
     let (shown, page) = poll(&browser, Duration::from_secs(10), |page| server(page, "web").is_some());
     assert!(shown, "the dashboard at /: {page}");
+}
+
+#[test]
+fn dashboard_over_https() {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("certificate");
+    let dir = TempDir::new("dashboard-tls");
+    let cert = dir.write("cert.pem", &certified.cert.pem());
+    let key = dir.write("key.pem", &certified.key_pair.serialize_pem());
+    let tls = format!("[api.tls]\ncert_path = \"{}\"\nkey_path = \"{}\"", cert.display(), key.display());
+    let (api, port) = (free_port(), free_port());
+    let backend = Backend::start("a", Behaviour::Echo);
+    let _betwixt = start_with(api, &tls, port, &[&backend]);
+    // The session accepts the self-signed certificate; the page and its requests are HTTPS.
+    let browser = Browser::start(900, 600);
+    browser.open(&format!("https://{LOGIN}:{PASSWORD}@127.0.0.1:{api}/dashboard"));
+    let line = backend.line();
+    let (shown, page) = poll(&browser, Duration::from_secs(15), |page| {
+        page["status"].as_str() == Some("ok") && backend_state(page, "web", &line).as_deref() == Some("live")
+    });
+    assert!(shown, "the dashboard over HTTPS: {page}");
 }
 
 /// The screenshot goes to the test's temporary directory; with `BETWIXT_UPDATE_SCREENSHOT=1`
