@@ -140,7 +140,10 @@ fn server<'a>(page: &'a Value, name: &str) -> Option<&'a Value> {
 
 /// A backend's state as the page shows it, checked to agree with its badge's text.
 fn backend_state(page: &Value, name: &str, address: &str) -> Option<String> {
-    let row = server(page, name)?["backends"].as_array()?.iter().find(|b| b["address"].as_str() == Some(address))?;
+    let row = server(page, name)?["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["address"].as_str() == Some(address))?;
     let state = row["state"].as_str()?;
     assert_eq!(row["badge"].as_str(), Some(state), "badge and state disagree: {row}");
     Some(state.to_string())
@@ -201,7 +204,8 @@ fn dashboard_follows_backends_and_traffic_in_a_browser() {
     backend_b.stop();
     let stopped = Instant::now();
     let limit = HEALTHCHECK_INTERVAL + PAGE_PERIOD + Duration::from_millis(2500);
-    let (down, page) = poll(&browser, limit, |page| backend_state(page, "web", &b).as_deref() == Some("down"));
+    let (down, page) =
+        poll(&browser, limit, |page| backend_state(page, "web", &b).as_deref() == Some("down"));
     let took = stopped.elapsed();
     assert!(down, "backend {b} shown down within {limit:?}; page: {page}");
     assert_eq!(backend_state(&page, "web", &a).as_deref(), Some("live"), "{page}");
@@ -292,7 +296,10 @@ fn dashboard_headers_and_root_negotiation() {
         assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
         assert_eq!(reply.header("x-content-type-options"), Some("nosniff"), "{path}");
         let csp = reply.header("content-security-policy").unwrap_or_default();
-        assert!(csp.starts_with("default-src 'none';") && csp.contains("connect-src 'self'"), "{path}: {csp}");
+        assert!(
+            csp.starts_with("default-src 'none';") && csp.contains("connect-src 'self'"),
+            "{path}: {csp}"
+        );
         assert!(!csp.contains("unsafe-inline") && !csp.contains("http"), "{path}: {csp}");
     }
     let page = client.get("/dashboard").body;

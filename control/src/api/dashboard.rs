@@ -73,7 +73,8 @@ fn prefers_html(accept: &str) -> bool {
         };
         let q = parts.find_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")));
         // A q that does not parse counts as 1, as most servers read it.
-        let q = q.and_then(|q| q.trim().parse::<f32>().ok()).filter(|q| (0.0..=1.0).contains(q)).unwrap_or(1.0);
+        let q =
+            q.and_then(|q| q.trim().parse::<f32>().ok()).filter(|q| (0.0..=1.0).contains(q)).unwrap_or(1.0);
         *slot = Some(slot.map_or(q, |old: f32| old.max(q)));
     }
     // The most specific range naming JSON decides its rank.
