@@ -45,7 +45,7 @@
       n /= 1024;
       i++;
     }
-    return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+    return `${i === 0 ? n : n.toFixed(1).replace(/\.0$/, "")} ${units[i]}`;
   }
 
   const rate = (n) => `${bytes(n)}/s`;
@@ -58,7 +58,7 @@
   // A line chart of the last HISTORY samples, newest on the right, on a <canvas>.
   class Chart {
     constructor(title, series, format, base) {
-      this.series = series; // [{key, label, color: a CSS variable}]; app.css colours .key.KEY
+      this.series = series; // [{key, label, color: a CSS variable, dashed}]; app.css colours .key.KEY
       this.format = format;
       this.base = base; // the unit's step: 1000 for counts, 1024 for bytes
       this.canvas = el("canvas", { class: "chart", role: "img", "aria-label": title });
@@ -112,7 +112,10 @@
         });
         g.strokeStyle = color;
         g.lineWidth = 1.5;
+        // A dashed line lets an equal series under it show (rx = tx for an echo).
+        g.setLineDash(s.dashed ? [4, 3] : []);
         g.stroke();
+        g.setLineDash([]);
         g.lineTo((first + samples.length - 1) * step, height);
         g.lineTo(first * step, height);
         g.closePath();
@@ -165,7 +168,7 @@
       this.connections = new Chart("active connections", [{ key: "active", label: "open", color: "--conn" }], count, 1000);
       this.traffic = new Chart("traffic", [
         { key: "rx", label: "rx", color: "--rx" },
-        { key: "tx", label: "tx", color: "--tx" },
+        { key: "tx", label: "tx", color: "--tx", dashed: true },
       ], rate, 1024);
       this.rows = el("tbody");
       const head = el("tr", {}, ...COLUMNS.map((c) => el("th", {}, c)));
@@ -259,8 +262,11 @@
       }
       return view;
     });
-    main.replaceChildren(...sections.map((v) => v.root));
-    if (names.length === 0) main.append(el("p", { class: "empty" }, "No servers run."));
+    const cards = sections.map((v) => v.root);
+    // Moved only when the list changed, so that a selection in the page survives updates.
+    const same = cards.length === main.children.length && cards.every((card, i) => main.children[i] === card);
+    if (!same) main.replaceChildren(...cards);
+    if (names.length === 0) main.replaceChildren(el("p", { class: "empty" }, "No servers run."));
     // Draw after the cards are in the page: a canvas measures its size there.
     names.forEach((name, i) => sections[i].update(configs[name], stats[name]));
   }
