@@ -125,25 +125,24 @@ fn serve(mut stream: TcpStream, name: &str, behaviour: Behaviour, stop: &AtomicB
                 discard_until_closed(&mut stream, &mut buf, stop);
             }
         }
-        Behaviour::Echo => loop {
-            match stream.read(&mut buf) {
-                Ok(0) => {
-                    let _ = stream.shutdown(Shutdown::Write);
-                    return;
-                }
-                Ok(n) => {
-                    if stream.write_all(&buf[..n]).is_err() {
+        // Checked before every read: a busy connection never reaches the read timeout.
+        Behaviour::Echo => {
+            while !stop.load(Ordering::Relaxed) {
+                match stream.read(&mut buf) {
+                    Ok(0) => {
+                        let _ = stream.shutdown(Shutdown::Write);
                         return;
                     }
-                }
-                Err(e) if is_timeout(&e) => {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
+                    Ok(n) => {
+                        if stream.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
                     }
+                    Err(e) if is_timeout(&e) => {}
+                    Err(_) => return,
                 }
-                Err(_) => return,
             }
-        },
+        }
         Behaviour::ReplyAfterEof { reply_len } => {
             loop {
                 match stream.read(&mut buf) {

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod auth;
 pub mod cors;
+pub mod dashboard;
 pub mod dump;
 pub mod extract;
 pub mod gofmt;

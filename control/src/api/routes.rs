@@ -1,6 +1,7 @@
 //! The endpoints, with gobetween's paths, methods, JSON field names and status codes, and
 //! betwixt's draining additions.
 
+use super::dashboard;
 use super::extract::{Params, QueryParams};
 use super::gofmt;
 use super::prepared::Prepared;
@@ -17,7 +18,7 @@ use crate::control::{Control, ControlError, Drain};
 use crate::server::ServerHandle;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put, MethodRouter};
 use axum::Router;
@@ -36,6 +37,9 @@ pub type Route = MethodRouter<Arc<Control>>;
 pub fn protected(control: Arc<Control>, guard: impl Fn(Route) -> Route) -> Router {
     Router::new()
         .route("/", guard(get(root)))
+        .route(dashboard::PAGE_PATH, guard(get(dashboard::page)))
+        .route(dashboard::SCRIPT_PATH, guard(get(dashboard::script)))
+        .route(dashboard::STYLE_PATH, guard(get(dashboard::style)))
         .route("/dump", guard(get(dump)))
         .route("/servers", guard(get(list)))
         .route("/servers/{name}", guard(get(show).post(create).delete(remove)))
@@ -160,11 +164,19 @@ impl<'a> Source<'a> {
     }
 }
 
-async fn root(State(control): Shared) -> Response {
+/// `GET /`: gobetween's JSON, or the dashboard for a browser that asks for a page.
+async fn root(State(control): Shared, headers: HeaderMap) -> Response {
+    let mut response = if dashboard::wants_page(&headers) { dashboard::page().await } else { info(&control) };
+    // One URL, two representations: caches must keep them apart.
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+fn info(control: &Control) -> Response {
     let now = SystemTime::now();
     let info = Info {
         configuration: Source::of(&control.source),
-        last_reload: LastReload::of(&control),
+        last_reload: LastReload::of(control),
         pid: std::process::id(),
         start_time: gofmt::rfc3339_local(control.started),
         time: gofmt::rfc3339_local(now),
