@@ -22,6 +22,8 @@ pub struct Config {
     pub acme: Option<Acme>,
     /// betwixt's own process settings.
     pub runtime: Option<Runtime>,
+    /// betwixt: one line per connection (UDP: per session); see docs/access-log.md.
+    pub access_log: Option<AccessLog>,
     #[serde(default)]
     pub servers: BTreeMap<String, Server>,
 }
@@ -122,6 +124,19 @@ pub struct Runtime {
     pub watch_config: Option<bool>,
     /// How often a watched file or URL is looked at (default 1s for a file, 10s for a URL).
     pub watch_interval: Option<GoDuration>,
+}
+
+/// betwixt addition: `[access_log] enabled = true`, `output = "stdout" | "stderr" | PATH`,
+/// `format = "text" | "json"`. Read at start; the file is reopened on SIGHUP.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccessLog {
+    #[serde(default)]
+    pub enabled: bool,
+    /// `stdout` (also empty or left out), `stderr` or a file path, as `[logging] output`.
+    pub output: Option<String>,
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
 }
 
 /// The four options `[defaults]` supplies to every server.
