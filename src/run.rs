@@ -106,6 +106,7 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
             control.add_server(name, server.clone()).map_err(|e| format!("server {name}: {e}"))?;
         }
         betwixt_control::rates::spawn_sampler(control.clone());
+        tokio::spawn(betwixt_control::access_log::warn_of_drops());
         betwixt_control::api::start(&control)?;
         betwixt_control::metrics::start(&control)?;
         if takeover.is_some() {

@@ -5,7 +5,7 @@
 //! bounded queue without waiting (`try_send`). The writer thread formats and writes what it
 //! takes, through a buffer flushed at least once a second. When the queue is full (a slow disk,
 //! a pipe nobody reads) the record is dropped and counted: `betwixt_access_log_dropped_records`
-//! in the metrics and a rate-limited warning in the log. SIGHUP reopens the file (logrotate).
+//! in the metrics and a warning in the log, at most one a second. SIGHUP reopens the file (logrotate).
 
 mod format;
 mod record;
@@ -20,10 +20,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::OnceLock;
 
-/// Records the queue holds: at 100k connections a second, a tenth of a second of them, and
-/// room for the writer's pause between batches (`writer::BATCH_PAUSE`). Taken at start (about
-/// 200 bytes each), never grown.
-pub const QUEUE: usize = 16 * 1024;
+/// Records the queue holds unless `queue_size` says otherwise: at 100k connections a second, a
+/// sixth of a second of them, ample room for the writer's pause between batches
+/// (`writer::BATCH_PAUSE`). Taken at start (about 200 bytes each), never grown.
+pub const DEFAULT_QUEUE: usize = 16 * 1024;
+
+/// The largest `queue_size` (about 200 MB of records).
+pub const MAX_QUEUE: usize = 1 << 20;
 
 /// Where lines go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +51,7 @@ impl Output {
 pub struct Settings {
     pub output: Output,
     pub format: Format,
+    pub queue_size: usize,
 }
 
 impl Settings {
@@ -63,8 +67,12 @@ impl Settings {
                 ))
             }
         };
+        let queue_size = section.queue_size.unwrap_or(DEFAULT_QUEUE);
+        if !(1..=MAX_QUEUE).contains(&queue_size) {
+            return Err(ConfigError::at_key("access_log.queue_size", format!("must be from 1 to {MAX_QUEUE}")));
+        }
         let output = Output::parse(section.output.as_deref().unwrap_or(""));
-        Ok(section.enabled.then_some(Settings { output, format }))
+        Ok(section.enabled.then_some(Settings { output, format, queue_size }))
     }
 
     /// Whether the output can be written, without creating or opening it (opening a FIFO would
@@ -118,7 +126,7 @@ pub fn start(section: Option<&Section>) -> Result<(), String> {
         return Ok(());
     };
     let sink = writer::Sink::open(&settings.output)?;
-    let (queue, records) = std::sync::mpsc::sync_channel(QUEUE);
+    let (queue, records) = std::sync::mpsc::sync_channel(settings.queue_size);
     let log = AccessLog { queue, dropped: AtomicU64::new(0), reopen: AtomicBool::new(false) };
     if RUNNING.set(log).is_err() {
         return Err("the access log is already running".into());
@@ -129,6 +137,25 @@ pub fn start(section: Option<&Section>) -> Result<(), String> {
         .spawn(move || writer::run(log, records, sink, settings.format))
         .map_err(|e| format!("cannot start the access log's writer: {e}"))?;
     Ok(())
+}
+
+/// Warns once a second while lines are being dropped. Runs on the control thread: the writer
+/// may be the one stuck (a write blocked on a full pipe), and a shard must not write logs for
+/// every line it drops.
+pub async fn warn_of_drops() {
+    let Some(log) = running() else { return };
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let dropped = log.dropped();
+        if dropped != seen {
+            log::warn!(
+                "access log: {} line(s) dropped in the last second, {dropped} in all: the output does not keep up",
+                dropped - seen
+            );
+            seen = dropped;
+        }
+    }
 }
 
 impl AccessLog {
@@ -156,18 +183,21 @@ mod tests {
     use super::*;
 
     fn section(output: &str, format: Option<&str>) -> Section {
-        Section { enabled: true, output: Some(output.into()), format: format.map(Into::into) }
+        Section { enabled: true, output: Some(output.into()), format: format.map(Into::into), queue_size: None }
     }
 
     #[test]
     fn reads_the_section() {
         let settings = Settings::from_section(&section("stderr", Some("json"))).unwrap().unwrap();
-        assert_eq!(settings, Settings { output: Output::Stderr, format: Format::Json });
+        assert_eq!(settings, Settings { output: Output::Stderr, format: Format::Json, queue_size: DEFAULT_QUEUE });
         let settings = Settings::from_section(&section("/tmp/a.log", None)).unwrap().unwrap();
-        assert_eq!(settings, Settings { output: Output::File("/tmp/a.log".into()), format: Format::Text });
+        assert_eq!(settings.output, Output::File("/tmp/a.log".into()));
+        assert_eq!(settings.format, Format::Text);
         assert_eq!(Settings::from_section(&Section::default()).unwrap(), None);
         let error = Settings::from_section(&section("", Some("xml"))).unwrap_err();
         assert_eq!(error.key.as_deref(), Some("access_log.format"));
+        let error = Settings::from_section(&Section { queue_size: Some(0), ..section("", None) }).unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("access_log.queue_size"));
     }
 
     #[test]
@@ -175,7 +205,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("betwixt-access-log-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let check = |path: &Path| {
-            Settings { output: Output::File(path.display().to_string()), format: Format::Text }.check_output()
+            let output = Output::File(path.display().to_string());
+            Settings { output, format: Format::Text, queue_size: 1 }.check_output()
         };
         assert_eq!(check(&dir.join("new.log")), Ok(()));
         assert!(!dir.join("new.log").exists(), "checking must not create the file");

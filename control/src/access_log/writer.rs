@@ -77,7 +77,6 @@ pub fn run(log: &AccessLog, records: Receiver<Record>, mut sink: Sink, format: F
     let mut line = String::with_capacity(512);
     let mut flushed = Instant::now();
     let mut unflushed = false;
-    let mut dropped = 0;
     loop {
         let wait = if unflushed { FLUSH_EVERY.saturating_sub(flushed.elapsed()) } else { FLUSH_EVERY };
         match records.recv_timeout(wait) {
@@ -104,15 +103,6 @@ pub fn run(log: &AccessLog, records: Receiver<Record>, mut sink: Sink, format: F
         }
         if log.reopen.swap(false, Relaxed) {
             sink.reopen();
-        }
-        let now_dropped = log.dropped();
-        if now_dropped != dropped {
-            dropped = now_dropped;
-            crate::log_limited!(
-                per_second: 1,
-                log::Level::Warn,
-                "access log: {dropped} line(s) dropped so far: the output does not keep up"
-            );
         }
         if unflushed {
             std::thread::sleep(BATCH_PAUSE);

@@ -137,6 +137,8 @@ pub struct AccessLog {
     pub output: Option<String>,
     /// `text` (default) or `json`.
     pub format: Option<String>,
+    /// Lines held for the writer before new ones are dropped (default 16384).
+    pub queue_size: Option<usize>,
 }
 
 /// The four options `[defaults]` supplies to every server.
