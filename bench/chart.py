@@ -45,9 +45,11 @@ METRICS = [
     ("sni_added_cpu_us", "SNI cost: CPU per connection over plain tcp", "µs", False),
 ]
 LATENCY = ("p50_us", "p99_us", "p999_us")
-TARGETS = ["direct", "betwixt", "haproxy", "nginx"]
-NAMES = {"direct": "direct", "betwixt": "betwixt", "haproxy": "HAProxy", "nginx": "nginx"}
-COLORS = {"direct": "#9e9e9e", "betwixt": "#1b7f5f", "haproxy": "#3b6cb7", "nginx": "#c4622d"}
+TARGETS = ["direct", "betwixt", "betwixt-accesslog", "haproxy", "nginx"]
+NAMES = {"direct": "direct", "betwixt": "betwixt", "betwixt-accesslog": "betwixt+log", "haproxy": "HAProxy",
+         "nginx": "nginx"}
+COLORS = {"direct": "#9e9e9e", "betwixt": "#1b7f5f", "betwixt-accesslog": "#7fbf9f", "haproxy": "#3b6cb7",
+          "nginx": "#c4622d"}
 
 
 def fmt(value):
