@@ -10,10 +10,10 @@
 //! Counters are released by guards, so every exit path (error, timeout, cancellation) leaves
 //! them right.
 
+use crate::access_log::Trace;
 use crate::client_hello::{self, Peek};
 use crate::proxy_protocol::{self, Addresses, Command, Header, Parsed};
 use crate::tls::{Rewind, Stream};
-use crate::access_log::Trace;
 use crate::transfer::{self, End as Ended, Meters, Side};
 use betwixt_control::access_log::{self, End};
 use betwixt_control::balance::{Candidates, Picker};
@@ -243,11 +243,9 @@ async fn serve(
     };
     let backends_tls = tls.and_then(|tls| tls.backends.as_ref());
     let (backend, mut upstream, backend_place) =
-        connect_backend(shard, snapshot, picker, source.ip(), &candidates, backends_tls)
-            .await
-            .ok_or_else(|| {
-                Failure::new(Stage::Connect, Side::Backend, "no backend available").ending(End::NoBackend)
-            })?;
+        connect_backend(shard, snapshot, picker, source.ip(), &candidates, backends_tls).await.ok_or_else(
+            || Failure::new(Stage::Connect, Side::Backend, "no backend available").ending(End::NoBackend),
+        )?;
     trace.backend(backend);
     let at = |why: String| format!("{why} (backend {})", backend.spec.address());
     if let Stream::Plain(socket) = &upstream {
@@ -257,7 +255,8 @@ async fn serve(
             Failure::new(Stage::Connect, Side::Backend, at(format!("cannot set socket options: {e}")))
         })?;
     }
-    let meters = Meters { server: server_place.slot(), backend: backend_place.slot(), connection: &trace.moved };
+    let meters =
+        Meters { server: server_place.slot(), backend: backend_place.slot(), connection: &trace.moved };
     let first = opening(settings, local, peer, received, &early);
     if !first.is_empty() {
         send_first(&mut upstream, &first, early.len(), &meters)
@@ -274,7 +273,9 @@ async fn serve(
     };
     match end {
         Ended::Done => Ok(()),
-        Ended::Idle(side) => Err(Failure::new(Stage::Transfer, side, at("idle timeout".into())).ending(End::Idle)),
+        Ended::Idle(side) => {
+            Err(Failure::new(Stage::Transfer, side, at("idle timeout".into())).ending(End::Idle))
+        }
         // The other side is reset as the sockets drop here.
         Ended::Failed(side, e) => Err(Failure::io(Stage::Transfer, side, &e, at(e.to_string()))),
     }
@@ -414,7 +415,9 @@ async fn peek_sni(
             let read = client.read(&mut early[start..]).await;
             early.truncate(start + *read.as_ref().unwrap_or(&0));
             match read {
-                Ok(0) => return Err(fail("closed before the end of its ClientHello".into()).ending(End::Closed)),
+                Ok(0) => {
+                    return Err(fail("closed before the end of its ClientHello".into()).ending(End::Closed))
+                }
                 Ok(_) => {}
                 Err(e) => return Err(Failure::io(Stage::PeekSni, Side::Client, &e, e.to_string())),
             }

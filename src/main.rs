@@ -115,7 +115,8 @@ fn check(format: Option<&str>, file: &Path, loaded: &source::Loaded, strict: boo
         return ExitCode::FAILURE;
     }
     let access_log = loaded.config.access_log.as_ref();
-    let settings = access_log.and_then(|s| betwixt_control::access_log::Settings::from_section(s).ok().flatten());
+    let settings =
+        access_log.and_then(|s| betwixt_control::access_log::Settings::from_section(s).ok().flatten());
     if let Err(e) = settings.map_or(Ok(()), |s| s.check_output()) {
         eprintln!("{e}");
         return ExitCode::FAILURE;

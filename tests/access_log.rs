@@ -78,7 +78,12 @@ fn refused_connections_log_why() {
     // Nothing listens on the backend's port: every connect is refused.
     let nowhere = format!("127.0.0.1:{}", free_port());
     let config = access_log_section(&path, "text", "")
-        + &static_server(denied, "roundrobin", &[nowhere.clone()], "[servers.s.access]\ndefault = \"deny\"")
+        + &static_server(
+            denied,
+            "roundrobin",
+            std::slice::from_ref(&nowhere),
+            "[servers.s.access]\ndefault = \"deny\"",
+        )
         + &static_server(dead, "roundrobin", &[nowhere], "").replace("servers.s", "servers.t");
     let _bx = Betwixt::start(&config, &[], &[denied, dead]);
     for port in [denied, dead] {
@@ -88,16 +93,23 @@ fn refused_connections_log_why() {
     let of = |server: &str| lines.iter().find(|l| l.contains(&format!(" server={server} "))).cloned();
     let denied = of("s").expect("a line for s");
     assert!(denied.contains(" backend=- bytes_from_client=0 bytes_to_client=0 "), "{denied}");
-    assert!(denied.contains(" stage=admit end=denied side=client error=\"denied by access rules\""), "{denied}");
+    assert!(
+        denied.contains(" stage=admit end=denied side=client error=\"denied by access rules\""),
+        "{denied}"
+    );
     let dead = of("t").expect("a line for t");
-    assert!(dead.contains(" stage=connect end=no_backend side=backend error=\"no backend available\""), "{dead}");
+    assert!(
+        dead.contains(" stage=connect end=no_backend side=backend error=\"no backend available\""),
+        "{dead}"
+    );
 }
 
 #[test]
 fn an_unwritable_output_fails_check_and_start() {
     let dir = TempDir::new("alog-unwritable");
     let missing = dir.0.join("no-such-dir/access.log");
-    let config = access_log_section(&missing, "text", "") + &static_server(free_port(), "roundrobin", &[], "");
+    let config =
+        access_log_section(&missing, "text", "") + &static_server(free_port(), "roundrobin", &[], "");
     let path = dir.write("b.toml", &config);
     let (status, _, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
     assert!(!status.success());

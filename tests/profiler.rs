@@ -77,7 +77,11 @@ fn a_cpu_profile_taken_under_traffic_names_betwixt_functions() {
     assert!(!profile.sample.is_empty(), "no samples");
     assert!(profile.sample.iter().all(|s| !s.value.is_empty()));
     let betwixt = profile.string_table.iter().filter(|s| s.starts_with("betwixt")).count();
-    assert!(betwixt > 0, "no betwixt function in {:?}", &profile.string_table[..profile.string_table.len().min(50)]);
+    assert!(
+        betwixt > 0,
+        "no betwixt function in {:?}",
+        &profile.string_table[..profile.string_table.len().min(50)]
+    );
     assert!(profile.duration_nanos >= 1_000_000_000, "{}", profile.duration_nanos);
     drop(bx);
 }

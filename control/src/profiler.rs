@@ -50,7 +50,9 @@ pub fn start(section: Option<&Profiler>) -> Result<(), String> {
             runtime.block_on(async {
                 let listener = match serve::listen(&bind) {
                     Ok(listener) => listener,
-                    Err(e) => return drop(started.send(Err(format!("profiler: cannot listen on {bind}: {e}")))),
+                    Err(e) => {
+                        return drop(started.send(Err(format!("profiler: cannot listen on {bind}: {e}"))))
+                    }
                 };
                 let addr = listener.local_addr().map_or(bind.clone(), |a| a.to_string());
                 log::info!("profiler (GET /debug/pprof/profile): listening on {addr}");
@@ -130,7 +132,9 @@ async fn profile(busy: std::sync::Arc<Mutex<()>>, Query(query): Query<HashMap<St
             bytes,
         )
             .into_response(),
-        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("profile failed: {e}")).into_response(),
+        Err(e) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("profile failed: {e}")).into_response()
+        }
     }
 }
 

@@ -599,7 +599,7 @@ async fn relay_replies(front: Rc<Front>, id: Id, fd: RawFd) {
     loop {
         if let Err(e) = glommio::net::readable(fd).await {
             log::debug!("server {}: session socket: {e}", front.slot.name);
-            return front.close_from_replies(id, e.into());
+            return front.close_from_replies(id, e);
         }
         for _ in 0..REPLY_ROUNDS {
             let mut replies = front.replies.borrow_mut();

@@ -229,8 +229,10 @@ impl<T> Sessions<T> {
                 None => {} // ended already
                 Some(deadline) if deadline > now => self.deadlines.push(Reverse((deadline, id))),
                 Some(_) => {
-                    let client_due = self.session(id).and_then(|s| self.limits.client_idle.map(|d| s.last_request + d));
-                    let idled = if client_due.is_some_and(|due| due <= now) { Idled::Client } else { Idled::Backend };
+                    let client_due =
+                        self.session(id).and_then(|s| self.limits.client_idle.map(|d| s.last_request + d));
+                    let idled =
+                        if client_due.is_some_and(|due| due <= now) { Idled::Client } else { Idled::Backend };
                     if let Some(data) = self.close(id) {
                         ended(data, idled);
                     }

@@ -63,7 +63,13 @@ impl Line<'_> {
     }
 
     fn key(&mut self, key: &str) {
-        let separator = if self.first { "" } else if self.format == Format::Json { "," } else { " " };
+        let separator = if self.first {
+            ""
+        } else if self.format == Format::Json {
+            ","
+        } else {
+            " "
+        };
         self.first = false;
         self.out.push_str(separator);
         match self.format {

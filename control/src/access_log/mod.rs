@@ -69,7 +69,10 @@ impl Settings {
         };
         let queue_size = section.queue_size.unwrap_or(DEFAULT_QUEUE);
         if !(1..=MAX_QUEUE).contains(&queue_size) {
-            return Err(ConfigError::at_key("access_log.queue_size", format!("must be from 1 to {MAX_QUEUE}")));
+            return Err(ConfigError::at_key(
+                "access_log.queue_size",
+                format!("must be from 1 to {MAX_QUEUE}"),
+            ));
         }
         let output = Output::parse(section.output.as_deref().unwrap_or(""));
         Ok(section.enabled.then_some(Settings { output, format, queue_size }))
@@ -121,7 +124,8 @@ pub fn running() -> Option<&'static AccessLog> {
 /// Opens the output (an error names it) and starts the writer thread; nothing when the
 /// section is absent or not enabled. Once per process, before the shards run.
 pub fn start(section: Option<&Section>) -> Result<(), String> {
-    let Some(settings) = section.map(Settings::from_section).transpose().map_err(|e| e.to_string())?.flatten()
+    let Some(settings) =
+        section.map(Settings::from_section).transpose().map_err(|e| e.to_string())?.flatten()
     else {
         return Ok(());
     };
@@ -183,20 +187,29 @@ mod tests {
     use super::*;
 
     fn section(output: &str, format: Option<&str>) -> Section {
-        Section { enabled: true, output: Some(output.into()), format: format.map(Into::into), queue_size: None }
+        Section {
+            enabled: true,
+            output: Some(output.into()),
+            format: format.map(Into::into),
+            queue_size: None,
+        }
     }
 
     #[test]
     fn reads_the_section() {
         let settings = Settings::from_section(&section("stderr", Some("json"))).unwrap().unwrap();
-        assert_eq!(settings, Settings { output: Output::Stderr, format: Format::Json, queue_size: DEFAULT_QUEUE });
+        assert_eq!(
+            settings,
+            Settings { output: Output::Stderr, format: Format::Json, queue_size: DEFAULT_QUEUE }
+        );
         let settings = Settings::from_section(&section("/tmp/a.log", None)).unwrap().unwrap();
         assert_eq!(settings.output, Output::File("/tmp/a.log".into()));
         assert_eq!(settings.format, Format::Text);
         assert_eq!(Settings::from_section(&Section::default()).unwrap(), None);
         let error = Settings::from_section(&section("", Some("xml"))).unwrap_err();
         assert_eq!(error.key.as_deref(), Some("access_log.format"));
-        let error = Settings::from_section(&Section { queue_size: Some(0), ..section("", None) }).unwrap_err();
+        let error =
+            Settings::from_section(&Section { queue_size: Some(0), ..section("", None) }).unwrap_err();
         assert_eq!(error.key.as_deref(), Some("access_log.queue_size"));
     }
 

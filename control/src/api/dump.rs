@@ -9,7 +9,9 @@
 
 use super::prepared::Prepared;
 use super::reply::to_json;
-use crate::config::model::{AccessLog, Acme, Api, CertPair, ConnectionOptions, Logging, Metrics, Profiler, Runtime};
+use crate::config::model::{
+    AccessLog, Acme, Api, CertPair, ConnectionOptions, Logging, Metrics, Profiler, Runtime,
+};
 use crate::config::Server;
 use crate::config::{Config, Format, GoDuration};
 use serde::Serialize;
