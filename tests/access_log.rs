@@ -41,18 +41,34 @@ fn exchange(port: u16, sent: usize) -> (std::net::SocketAddr, Vec<u8>) {
     (local, reply)
 }
 
+/// betwixt on `port` logging to `path`, over one backend that replies `reply_len` bytes.
+struct Proxied {
+    backend: Backend,
+    port: u16,
+    path: std::path::PathBuf,
+    bx: Betwixt,
+    _dir: TempDir,
+}
+
+impl Proxied {
+    fn start(format: &str, reply_len: usize) -> Proxied {
+        let backend = Backend::start("b", Behaviour::ReplyAfterEof { reply_len });
+        let port = free_port();
+        let dir = TempDir::new("alog");
+        let path = dir.0.join("access.log");
+        let config =
+            access_log_section(&path, format, "") + &static_server(port, "roundrobin", &[backend.line()], "");
+        let bx = Betwixt::start(&config, &[], &[port]);
+        Proxied { backend, port, path, bx, _dir: dir }
+    }
+}
+
 #[test]
 fn a_proxied_connection_is_one_json_line_with_the_bytes_each_way() {
-    let backend = Backend::start("b", Behaviour::ReplyAfterEof { reply_len: 70_000 });
-    let port = free_port();
-    let dir = TempDir::new("alog-json");
-    let path = dir.0.join("access.log");
-    let config =
-        access_log_section(&path, "json", "") + &static_server(port, "roundrobin", &[backend.line()], "");
-    let _bx = Betwixt::start(&config, &[], &[port]);
-    let (local, reply) = exchange(port, 123_457);
+    let Proxied { backend, port, path, .. } = &Proxied::start("json", 70_000);
+    let (local, reply) = exchange(*port, 123_457);
     assert_eq!(reply.len(), 70_000);
-    let lines = wait_lines(&path, 1);
+    let lines = wait_lines(path, 1);
     assert_eq!(lines.len(), 1, "{lines:?}");
     let line: Value = sonic_rs::from_str(&lines[0]).expect("a JSON object");
     let text = |key: &str| line[key].as_str().map(str::to_string);
@@ -163,22 +179,17 @@ fn a_stalled_output_drops_and_counts_lines_but_never_blocks_connections() {
 
 #[test]
 fn sighup_reopens_a_file_moved_away() {
-    let backend = Backend::start("b", Behaviour::ReplyAfterEof { reply_len: 3 });
-    let port = free_port();
-    let dir = TempDir::new("alog-reopen");
-    let path = dir.0.join("access.log");
-    let rotated = dir.0.join("access.log.1");
-    let config =
-        access_log_section(&path, "text", "") + &static_server(port, "roundrobin", &[backend.line()], "");
-    let bx = Betwixt::start(&config, &[], &[port]);
+    let Proxied { port, path, bx, .. } = &Proxied::start("text", 3);
+    let (port, path) = (*port, path.as_path());
+    let rotated = path.with_extension("log.1");
     exchange(port, 5);
-    wait_lines(&path, 1);
-    std::fs::rename(&path, &rotated).unwrap();
+    wait_lines(path, 1);
+    std::fs::rename(path, &rotated).unwrap();
     bx.signal(SIGHUP);
     let reopened = wait_until(LINE_WAIT, || bx.log_text().contains("reopened"));
     assert!(reopened, "{}", bx.log_text());
     exchange(port, 7);
-    let lines = wait_lines(&path, 1);
+    let lines = wait_lines(path, 1);
     assert_eq!(lines.len(), 1);
     assert!(lines[0].contains(" bytes_from_client=7 "), "{lines:?}");
     let old = std::fs::read_to_string(&rotated).unwrap();

@@ -6,7 +6,7 @@
 
 use super::record::Record;
 use crate::logging::rfc3339;
-use crate::text::is_unsafe;
+use crate::text::{is_unsafe, push_json_string};
 use std::fmt::Write;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,8 +99,8 @@ impl Line<'_> {
         match (self.format, value) {
             (Format::Json, None) => self.out.push_str("null"),
             (Format::Text, None) => self.out.push('-'),
-            (Format::Json, Some(value)) => quoted(value, self.out),
-            (Format::Text, Some(value)) if needs_quotes(value) => quoted(value, self.out),
+            (Format::Json, Some(value)) => push_json_string(value, self.out),
+            (Format::Text, Some(value)) if needs_quotes(value) => push_json_string(value, self.out),
             (Format::Text, Some(value)) => self.out.push_str(value),
         }
     }
@@ -112,27 +112,6 @@ fn needs_quotes(value: &str) -> bool {
     value.is_empty()
         || value == "-"
         || value.contains(|c: char| c == ' ' || c == '"' || c == '=' || c == '\\' || is_unsafe(c))
-}
-
-/// `value` as a JSON string: quote, backslash and every unsafe character escaped (`\n`, `\t`,
-/// `\u001b`, `\u202e`...), everything else as it is.
-fn quoted(value: &str, out: &mut String) {
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if is_unsafe(c) => {
-                // Every unsafe character is in the Basic Multilingual Plane: one `\uXXXX`.
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
