@@ -152,6 +152,8 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
         }
         Ok::<(), String>(())
     })?;
+    // The lines of the connections that ended during the drain.
+    betwixt_control::access_log::finish();
     log::info!("stopped");
     Ok(())
 }

@@ -231,3 +231,15 @@ fn a_udp_session_is_one_line_with_its_datagrams() {
     }
     assert_eq!(line["end"].as_str(), Some("done"));
 }
+
+#[test]
+fn lines_of_the_last_connections_are_written_before_exit() {
+    let Proxied { port, path, bx, .. } = &mut Proxied::start("text", 4);
+    exchange(*port, 9);
+    // At once, well within the writer's one-second flush.
+    bx.signal(SIGTERM);
+    assert!(bx.wait_exit(Duration::from_secs(20)).is_some_and(|s| s.success()), "{}", bx.log_text());
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(" bytes_from_client=9 bytes_to_client=4 "), "{text}");
+}

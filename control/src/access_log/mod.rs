@@ -112,6 +112,9 @@ pub struct AccessLog {
     queue: SyncSender<Record>,
     dropped: AtomicU64,
     reopen: AtomicBool,
+    /// Set by `finish`; the writer answers with `finished` once it has written what was queued.
+    finish: AtomicBool,
+    finished: AtomicBool,
 }
 
 static RUNNING: OnceLock<AccessLog> = OnceLock::new();
@@ -131,7 +134,13 @@ pub fn start(section: Option<&Section>) -> Result<(), String> {
     };
     let sink = writer::Sink::open(&settings.output)?;
     let (queue, records) = std::sync::mpsc::sync_channel(settings.queue_size);
-    let log = AccessLog { queue, dropped: AtomicU64::new(0), reopen: AtomicBool::new(false) };
+    let log = AccessLog {
+        queue,
+        dropped: AtomicU64::new(0),
+        reopen: AtomicBool::new(false),
+        finish: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+    };
     if RUNNING.set(log).is_err() {
         return Err("the access log is already running".into());
     }
@@ -142,6 +151,20 @@ pub fn start(section: Option<&Section>) -> Result<(), String> {
         .map_err(|e| format!("cannot start the access log's writer: {e}"))?;
     Ok(())
 }
+
+/// Before the process exits: lets the writer write and flush what is queued, waiting at most
+/// `FINISH_WAIT` (a writer stuck on its output is left behind).
+pub fn finish() {
+    let Some(log) = running() else { return };
+    log.finish.store(true, Relaxed);
+    let deadline = std::time::Instant::now() + FINISH_WAIT;
+    while !log.finished.load(Relaxed) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// How long `finish` waits for the writer: it looks at the request at least once a second.
+const FINISH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Warns once a second while lines are being dropped. Runs on the control thread: the writer
 /// may be the one stuck (a write blocked on a full pipe), and a shard must not write logs for

@@ -72,7 +72,7 @@ fn open_file(path: &str) -> Result<BufWriter<File>, String> {
     Ok(BufWriter::with_capacity(BUFFER, file))
 }
 
-/// Runs for the life of the process (the queue's sender is never dropped).
+/// Runs until `finish` asks it to end (the queue's sender is never dropped).
 pub fn run(log: &AccessLog, records: Receiver<Record>, mut sink: Sink, format: Format) {
     let mut line = String::with_capacity(512);
     let mut flushed = Instant::now();
@@ -103,6 +103,14 @@ pub fn run(log: &AccessLog, records: Receiver<Record>, mut sink: Sink, format: F
         }
         if log.reopen.swap(false, Relaxed) {
             sink.reopen();
+        }
+        if log.finish.load(Relaxed) {
+            while let Ok(record) = records.try_recv() {
+                write(&mut sink, format, &record, &mut line);
+            }
+            let _ = sink.writer().flush();
+            log.finished.store(true, Relaxed);
+            return;
         }
         if unflushed {
             std::thread::sleep(BATCH_PAUSE);
