@@ -176,9 +176,7 @@ fn report(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr, failure: 
     } else {
         log::debug!("server {name}: {client}: {stage:?} ({by:?}): {why}");
     }
-    if trace.is_logged() {
-        trace.end(stage.name(), end, Some(side(by)), Some(why));
-    }
+    trace.end(stage.name(), end, Some(side(by)), Some(why));
 }
 
 /// Runs the steps. `source` becomes the client's address as the PROXY header gives it;
@@ -233,7 +231,9 @@ async fn serve(
                 (Some(routes), Some(sni)) => {
                     let name = Box::pin(peek_sni(&mut client, sni.read_timeout, &mut early)).await?;
                     let candidates = routes.candidates(name.as_deref());
-                    trace.sni(name.map(String::into_boxed_str));
+                    if trace.is_logged() {
+                        trace.sni(name.map(String::into_boxed_str));
+                    }
                     candidates
                 }
                 _ => Candidates::All,
