@@ -81,12 +81,10 @@ pub fn run(log: &AccessLog, records: Receiver<Record>, mut sink: Sink, format: F
         let wait = if unflushed { FLUSH_EVERY.saturating_sub(flushed.elapsed()) } else { FLUSH_EVERY };
         match records.recv_timeout(wait) {
             Ok(first) => {
+                // Records are dropped here, off the shards (a removed server's settings or
+                // backend may go with the last of them).
                 write(&mut sink, format, &first, &mut line);
-                // Dropped here, off the shards: the last `Arc` of a retired snapshot may go.
-                drop(first);
-                while let Ok(record) = records.try_recv() {
-                    write(&mut sink, format, &record, &mut line);
-                }
+                write_queued(&records, &mut sink, format, &mut line);
                 unflushed = true;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -105,9 +103,7 @@ pub fn run(log: &AccessLog, records: Receiver<Record>, mut sink: Sink, format: F
             sink.reopen();
         }
         if log.finish.load(Relaxed) {
-            while let Ok(record) = records.try_recv() {
-                write(&mut sink, format, &record, &mut line);
-            }
+            write_queued(&records, &mut sink, format, &mut line);
             let _ = sink.writer().flush();
             log.finished.store(true, Relaxed);
             return;
@@ -115,6 +111,13 @@ pub fn run(log: &AccessLog, records: Receiver<Record>, mut sink: Sink, format: F
         if unflushed {
             std::thread::sleep(BATCH_PAUSE);
         }
+    }
+}
+
+/// Writes every record waiting in the queue now.
+fn write_queued(records: &Receiver<Record>, sink: &mut Sink, format: Format, line: &mut String) {
+    while let Ok(record) = records.try_recv() {
+        write(sink, format, &record, line);
     }
 }
 
