@@ -55,10 +55,12 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// A trace for a client of `snapshot`'s server; it ends as `aborted` unless `end` says
-    /// otherwise before it is dropped.
+    /// A trace for a client of `snapshot`'s server, logged unless the server opts out
+    /// (`access_log = false`); it ends as `aborted` unless `end` says otherwise before it is
+    /// dropped.
     pub fn begin(snapshot: &ServerSnapshot, client: SocketAddr) -> Trace {
-        let entry = access_log::running().map(|log| Entry {
+        let logged = access_log::running().filter(|_| snapshot.settings.access_log);
+        let entry = logged.map(|log| Entry {
             log,
             began: Instant::now(),
             start: SystemTime::now(),

@@ -121,6 +121,27 @@ fn refused_connections_log_why() {
 }
 
 #[test]
+fn a_server_can_opt_out() {
+    let backend = Backend::start("b", Behaviour::ReplyAfterEof { reply_len: 2 });
+    let (quiet, logged) = (free_port(), free_port());
+    let dir = TempDir::new("alog-opt-out");
+    let path = dir.0.join("access.log");
+    let config = access_log_section(&path, "text", "")
+        + &static_server(quiet, "roundrobin", &[backend.line()], "access_log = false")
+        + &static_server(logged, "roundrobin", &[backend.line()], "").replace("servers.s", "servers.t");
+    let _bx = Betwixt::start(&config, &[], &[quiet, logged]);
+    exchange(quiet, 1);
+    exchange(logged, 1);
+    let lines = wait_lines(&path, 1);
+    // The quiet server's connection ended first; a line for it would be out by now, but give
+    // the writer another flush interval.
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(lines[0].contains(" server=t "), "{lines:?}");
+}
+
+#[test]
 fn an_unwritable_output_fails_check_and_start() {
     let dir = TempDir::new("alog-unwritable");
     let missing = dir.0.join("no-such-dir/access.log");

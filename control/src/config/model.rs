@@ -183,6 +183,8 @@ pub struct Server {
     /// betwixt addition: every strategy (not only `weight`, as in gobetween) prefers the lowest
     /// priority value that has an eligible backend. Default `false`.
     pub priority_groups: Option<bool>,
+    /// betwixt addition: `false` leaves the server out of `[access_log]`. Default `true`.
+    pub access_log: Option<bool>,
     pub max_connections: Option<u32>,
     pub client_idle_timeout: Option<LooseDuration>,
     pub backend_idle_timeout: Option<LooseDuration>,
