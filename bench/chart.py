@@ -45,9 +45,11 @@ METRICS = [
     ("sni_added_cpu_us", "SNI cost: CPU per connection over plain tcp", "µs", False),
 ]
 LATENCY = ("p50_us", "p99_us", "p999_us")
-TARGETS = ["direct", "betwixt", "haproxy", "nginx"]
-NAMES = {"direct": "direct", "betwixt": "betwixt", "haproxy": "HAProxy", "nginx": "nginx"}
-COLORS = {"direct": "#9e9e9e", "betwixt": "#1b7f5f", "haproxy": "#3b6cb7", "nginx": "#c4622d"}
+TARGETS = ["direct", "betwixt", "betwixt-accesslog", "haproxy", "nginx"]
+NAMES = {"direct": "direct", "betwixt": "betwixt", "betwixt-accesslog": "betwixt+log", "haproxy": "HAProxy",
+         "nginx": "nginx"}
+COLORS = {"direct": "#9e9e9e", "betwixt": "#1b7f5f", "betwixt-accesslog": "#7fbf9f", "haproxy": "#3b6cb7",
+          "nginx": "#c4622d"}
 
 
 def fmt(value):
@@ -66,8 +68,8 @@ def value(medians, target, key):
     return medians.get(target, {}).get(key)
 
 
-def ratio(medians, key, other):
-    mine, theirs = value(medians, "betwixt", key), value(medians, other, key)
+def ratio(medians, key, other, target="betwixt"):
+    mine, theirs = value(medians, target, key), value(medians, other, key)
     if key in NO_RATIO:
         return "–"
     if key in LATENCY:  # compare the latency each proxy adds over the direct path
@@ -109,6 +111,8 @@ def cell(medians, target, key):
 
 def markdown(medians, info, args):
     targets = [t for t in TARGETS if t in medians]
+    # The access log's cost, when the run has both betwixt targets.
+    with_log = "betwixt" in medians and "betwixt-accesslog" in medians
     lines = [
         "# betwixt side-by-side benchmark",
         "",
@@ -116,14 +120,17 @@ def markdown(medians, info, args):
         "Each proxy pinned to CPU 1; load tools and backends on CPU 0.",
         "",
         "| Figure | unit | " + " | ".join(NAMES[t] for t in targets)
-        + " | betwixt ÷ HAProxy | betwixt ÷ nginx | betwixt ÷ better peer | betwixt ÷ direct |",
-        "|---|---|" + "---:|" * (len(targets) + 4),
+        + " | betwixt ÷ HAProxy | betwixt ÷ nginx | betwixt ÷ better peer | betwixt ÷ direct |"
+        + (" betwixt+log ÷ betwixt |" if with_log else ""),
+        "|---|---|" + "---:|" * (len(targets) + 4 + with_log),
     ]
     for key, label, unit, higher in measured(medians, targets):
         arrow = "↑" if higher else "↓"
         row = [f"{label} {arrow}", unit] + [cell(medians, t, key) for t in targets]
         row += [ratio(medians, key, "haproxy"), ratio(medians, key, "nginx"), better_peer(medians, key, higher),
                 ratio(medians, key, "direct")]
+        if with_log:
+            row.append(ratio(medians, key, "betwixt", target="betwixt-accesslog"))
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",

@@ -42,6 +42,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGETS = {
     "direct": (BACKEND_HTTP, BACKEND_BULK),
     "betwixt": (18100, 18101),
+    # betwixt with `[access_log]` on, writing to a file in the run directory: the log's cost.
+    # Targets run one at a time, so it takes betwixt's ports.
+    "betwixt-accesslog": (18100, 18101),
     "haproxy": (18110, 18111),
     "nginx": (18120, 18121),
 }
@@ -52,6 +55,7 @@ TARGETS = {
 TLS_TARGETS = {
     "direct": (None, None, BACKEND_STREAM, BACKEND_STREAM),
     "betwixt": (18104, 18105, 18106, 18107),
+    "betwixt-accesslog": (18104, 18105, 18106, 18107),
     "haproxy": (18114, 18115, 18116, 18117),
     "nginx": (18124, 18125, 18126, 18127),
 }
@@ -68,6 +72,7 @@ TLS_BULK_BYTES = 256 * 2**20
 UDP_TARGETS = {
     "direct": (BACKEND_UDP, BACKEND_UDP),
     "betwixt": (18102, 18103),
+    "betwixt-accesslog": (18102, 18103),
     "nginx": (18122, 18122),
 }
 
@@ -182,8 +187,11 @@ class Proxy:
                  "udp_stream": UDP_TARGETS["betwixt"][1], "udp_nginx": UDP_TARGETS["nginx"][0],
                  "tls": self.tls, "tls_bulk": self.tls_bulk, "sni": self.sni, "sni_plain": self.sni_plain}
         out = open(Path(run_dir) / f"{name}.out", "ab")
-        if name == "betwixt":
+        if name in ("betwixt", "betwixt-accesslog"):
             conf = render("betwixt.toml", run_dir, **ports)
+            if name == "betwixt-accesslog":
+                with open(conf, "a") as f:
+                    f.write(f'\n[access_log]\nenabled = true\noutput = "{run_dir}/access.log"\n')
             self.proc = pinned(PROXY_CPU, [BETWIXT, "--shards", "1", "-c", conf], stdout=out, stderr=out)
         elif name == "haproxy":
             conf = render("haproxy.cfg", run_dir, **ports)

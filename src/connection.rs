@@ -10,10 +10,12 @@
 //! Counters are released by guards, so every exit path (error, timeout, cancellation) leaves
 //! them right.
 
+use crate::access_log::Trace;
 use crate::client_hello::{self, Peek};
 use crate::proxy_protocol::{self, Addresses, Command, Header, Parsed};
 use crate::tls::{Rewind, Stream};
-use crate::transfer::{self, End, Meters, Side};
+use crate::transfer::{self, End as Ended, Meters, Side};
+use betwixt_control::access_log::{self, End};
 use betwixt_control::balance::{Candidates, Picker};
 use betwixt_control::config::GoDuration;
 use betwixt_control::config::ServerSettings;
@@ -92,17 +94,43 @@ pub enum Stage {
     Transfer,
 }
 
+impl Stage {
+    /// The name access log lines give it.
+    fn name(self) -> &'static str {
+        match self {
+            Stage::ReadProxy => "read_proxy",
+            Stage::Admit => "admit",
+            Stage::PeekSni => "peek_sni",
+            Stage::Handshake => "handshake",
+            Stage::Connect => "connect",
+            Stage::SendProxy => "send_proxy",
+            Stage::Transfer => "transfer",
+        }
+    }
+}
+
 /// Why a connection ended before its transfer ended cleanly.
 #[derive(Debug)]
 pub struct Failure {
     pub stage: Stage,
     pub side: Side,
+    /// What kind of end it is, for the access log.
+    pub end: End,
     pub why: String,
 }
 
 impl Failure {
     fn new(stage: Stage, side: Side, why: impl Into<String>) -> Failure {
-        Failure { stage, side, why: why.into() }
+        Failure { stage, side, end: End::Error, why: why.into() }
+    }
+
+    /// A failed socket operation: reset, time-out or error by its kind.
+    fn io(stage: Stage, side: Side, e: &io::Error, why: impl Into<String>) -> Failure {
+        Failure { end: End::of(e), ..Failure::new(stage, side, why) }
+    }
+
+    fn ending(self, end: End) -> Failure {
+        Failure { end, ..self }
     }
 }
 
@@ -113,17 +141,27 @@ pub async fn handle(
     client: TcpStream,
     peer: SocketAddr,
 ) {
+    // Dropped last: a connection dropped mid-step (aborted) is logged too.
+    let mut trace = Trace::begin(&snapshot, peer);
     let mut source = peer;
-    if let Err(failure) = serve(shard, &snapshot, &picker, client, peer, &mut source).await {
-        report(shard, &snapshot, source, failure);
+    match serve(shard, &snapshot, &picker, client, peer, &mut source, &mut trace).await {
+        Ok(()) => trace.end(Stage::Transfer.name(), End::Done, None, None),
+        Err(failure) => report(shard, &snapshot, source, failure, &mut trace),
+    }
+}
+
+fn side(side: Side) -> access_log::Side {
+    match side {
+        Side::Client => access_log::Side::Client,
+        Side::Backend => access_log::Side::Backend,
     }
 }
 
 /// The one place a failed connection is counted and logged. Every step before the backend
 /// is connected refuses the client (the server's `refused` count); later ones end a served
 /// connection.
-fn report(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr, failure: Failure) {
-    let Failure { stage, side, why } = failure;
+fn report(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr, failure: Failure, trace: &mut Trace) {
+    let Failure { stage, side: by, end, why } = failure;
     if matches!(stage, Stage::ReadProxy | Stage::Admit | Stage::PeekSni | Stage::Handshake | Stage::Connect) {
         Slot::add(&snapshot.counters.shard(shard).refused, 1);
     }
@@ -133,14 +171,16 @@ fn report(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr, failure: 
         // (or someone else reaching the port), worth a warning, limited so it cannot flood.
         betwixt_control::log_limited!(
             log::Level::Warn,
-            "server {name}: {client}: {stage:?} ({side:?}): {why}; connection closed"
+            "server {name}: {client}: {stage:?} ({by:?}): {why}; connection closed"
         );
     } else {
-        log::debug!("server {name}: {client}: {stage:?} ({side:?}): {why}");
+        log::debug!("server {name}: {client}: {stage:?} ({by:?}): {why}");
     }
+    trace.end(stage.name(), end, Some(side(by)), Some(why));
 }
 
-/// Runs the steps. `source` becomes the client's address as the PROXY header gives it.
+/// Runs the steps. `source` becomes the client's address as the PROXY header gives it;
+/// `trace` notes what the access log line says.
 async fn serve(
     shard: usize,
     snapshot: &ServerSnapshot,
@@ -148,6 +188,7 @@ async fn serve(
     mut client: TcpStream,
     peer: SocketAddr,
     source: &mut SocketAddr,
+    trace: &mut Trace,
 ) -> Result<(), Failure> {
     let settings = &snapshot.settings;
     // Client bytes read by the steps before the transfer; the backend gets them first.
@@ -160,6 +201,7 @@ async fn serve(
     };
     if let Some(from) = received.and_then(|header| header.source()) {
         *source = from;
+        trace.client(from);
     }
     let server_place = admit(shard, snapshot, *source)?;
     let tls = settings.tls.as_ref();
@@ -178,6 +220,9 @@ async fn serve(
             let client = Rewind::new(std::mem::take(&mut early), client);
             let stream = Box::pin(handshake(config, challenge, client)).await?;
             let name = stream.get_ref().1.server_name();
+            if trace.is_logged() {
+                trace.sni(name.map(Box::from));
+            }
             let candidates = snapshot.sni.as_ref().map_or(Candidates::All, |routes| routes.candidates(name));
             (Stream::Server(Box::new(stream)), candidates)
         }
@@ -185,7 +230,11 @@ async fn serve(
             let candidates = match (&snapshot.sni, &settings.sni) {
                 (Some(routes), Some(sni)) => {
                     let name = Box::pin(peek_sni(&mut client, sni.read_timeout, &mut early)).await?;
-                    routes.candidates(name.as_deref())
+                    let candidates = routes.candidates(name.as_deref());
+                    if trace.is_logged() {
+                        trace.sni(name.map(String::into_boxed_str));
+                    }
+                    candidates
                 }
                 _ => Candidates::All,
             };
@@ -194,9 +243,10 @@ async fn serve(
     };
     let backends_tls = tls.and_then(|tls| tls.backends.as_ref());
     let (backend, mut upstream, backend_place) =
-        connect_backend(shard, snapshot, picker, source.ip(), &candidates, backends_tls)
-            .await
-            .ok_or_else(|| Failure::new(Stage::Connect, Side::Backend, "no backend available"))?;
+        connect_backend(shard, snapshot, picker, source.ip(), &candidates, backends_tls).await.ok_or_else(
+            || Failure::new(Stage::Connect, Side::Backend, "no backend available").ending(End::NoBackend),
+        )?;
+    trace.backend(backend);
     let at = |why: String| format!("{why} (backend {})", backend.spec.address());
     if let Stream::Plain(socket) = &upstream {
         // The client's socket inherited TCP_NODELAY from the listener (see `bind`): one system
@@ -205,12 +255,13 @@ async fn serve(
             Failure::new(Stage::Connect, Side::Backend, at(format!("cannot set socket options: {e}")))
         })?;
     }
-    let meters = Meters { server: server_place.slot(), backend: backend_place.slot() };
+    let meters =
+        Meters { server: server_place.slot(), backend: backend_place.slot(), connection: &trace.moved };
     let first = opening(settings, local, peer, received, &early);
     if !first.is_empty() {
         send_first(&mut upstream, &first, early.len(), &meters)
             .await
-            .map_err(|e| Failure::new(Stage::SendProxy, Side::Backend, at(e.to_string())))?;
+            .map_err(|e| Failure::io(Stage::SendProxy, Side::Backend, &e, at(e.to_string())))?;
     }
     let idle = [settings.client_idle_timeout, settings.backend_idle_timeout];
     let end = match (&mut downstream, &mut upstream) {
@@ -221,10 +272,12 @@ async fn serve(
         _ => Box::pin(crate::tls::bidirectional(&mut downstream, &mut upstream, meters, idle)).await,
     };
     match end {
-        End::Done => Ok(()),
-        End::Idle(side) => Err(Failure::new(Stage::Transfer, side, at("idle timeout".into()))),
+        Ended::Done => Ok(()),
+        Ended::Idle(side) => {
+            Err(Failure::new(Stage::Transfer, side, at("idle timeout".into())).ending(End::Idle))
+        }
         // The other side is reset as the sockets drop here.
-        End::Failed(side, e) => Err(Failure::new(Stage::Transfer, side, at(e.to_string()))),
+        Ended::Failed(side, e) => Err(Failure::io(Stage::Transfer, side, &e, at(e.to_string()))),
     }
 }
 
@@ -260,7 +313,8 @@ async fn within<T>(
 ) -> Result<T, Failure> {
     let expired = async {
         glommio::timer::sleep(limit).await;
-        Err(Failure::new(stage, Side::Client, format!("nothing complete within {}", GoDuration(limit))))
+        let why = format!("nothing complete within {}", GoDuration(limit));
+        Err(Failure::new(stage, Side::Client, why).ending(End::Timeout))
     };
     futures_lite::future::or(step, expired).await
 }
@@ -275,7 +329,7 @@ async fn handshake(
     client: Rewind,
 ) -> Result<futures_rustls::server::TlsStream<Rewind>, Failure> {
     let failed = |e: std::io::Error| {
-        Failure::new(Stage::Handshake, Side::Client, format!("TLS handshake failed: {e}"))
+        Failure::io(Stage::Handshake, Side::Client, &e, format!("TLS handshake failed: {e}"))
     };
     within(HANDSHAKE_TIMEOUT, Stage::Handshake, async {
         let Some(challenge) = challenge else {
@@ -286,7 +340,8 @@ async fn handshake(
             return start.into_stream(config).await.map_err(failed);
         }
         start.into_stream(challenge).await.map_err(failed)?;
-        Err(Failure::new(Stage::Handshake, Side::Client, "ACME TLS-ALPN-01 validation answered".to_string()))
+        let answered = Failure::new(Stage::Handshake, Side::Client, "ACME TLS-ALPN-01 validation answered");
+        Err(answered.ending(End::Done))
     })
     .await
 }
@@ -302,9 +357,12 @@ async fn read_proxy(
         let mut buffer = [0u8; proxy_protocol::MAX_HEADER];
         let mut have = 0;
         loop {
-            let n = client.read(&mut buffer[have..]).await.map_err(|e| fail(&e.to_string()))?;
+            let n = client
+                .read(&mut buffer[have..])
+                .await
+                .map_err(|e| Failure::io(Stage::ReadProxy, Side::Client, &e, e.to_string()))?;
             if n == 0 {
-                return Err(fail("closed before the end of its PROXY protocol header"));
+                return Err(fail("closed before the end of its PROXY protocol header").ending(End::Closed));
             }
             have += n;
             match proxy_protocol::parse(&buffer[..have]) {
@@ -357,9 +415,11 @@ async fn peek_sni(
             let read = client.read(&mut early[start..]).await;
             early.truncate(start + *read.as_ref().unwrap_or(&0));
             match read {
-                Ok(0) => return Err(fail("closed before the end of its ClientHello".into())),
+                Ok(0) => {
+                    return Err(fail("closed before the end of its ClientHello".into()).ending(End::Closed))
+                }
                 Ok(_) => {}
-                Err(e) => return Err(fail(e.to_string())),
+                Err(e) => return Err(Failure::io(Stage::PeekSni, Side::Client, &e, e.to_string())),
             }
         }
     })
@@ -376,8 +436,8 @@ async fn send_first(
 ) -> io::Result<()> {
     upstream.write_all(bytes).await?;
     upstream.flush().await?;
-    for slot in [meters.server, meters.backend] {
-        Slot::add(&slot.tx, client_bytes as u64);
+    for counter in meters.bytes(true) {
+        Slot::add(counter, client_bytes as u64);
     }
     Ok(())
 }
@@ -388,7 +448,7 @@ fn admit(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr) -> Result<
     let settings = &snapshot.settings;
     if settings.access.as_ref().is_some_and(|rules| !rules.allows(client.ip())) {
         // Denied clients are closed at once (dropping the stream).
-        return Err(Failure::new(Stage::Admit, Side::Client, "denied by access rules"));
+        return Err(Failure::new(Stage::Admit, Side::Client, "denied by access rules").ending(End::Denied));
     }
     let place = Occupancy::enter(&snapshot.counters, shard, settings.max_connections).ok_or_else(|| {
         Failure::new(
@@ -396,6 +456,7 @@ fn admit(shard: usize, snapshot: &ServerSnapshot, client: SocketAddr) -> Result<
             Side::Client,
             format!("max_connections {} reached", settings.max_connections),
         )
+        .ending(End::Limit)
     })?;
     place.count_total();
     Ok(place)

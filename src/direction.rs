@@ -57,8 +57,8 @@ pub struct Direction {
 
 /// What one direction counts as bytes leave it.
 pub struct Counted<'a> {
-    /// The server's and the backend's byte counters.
-    pub bytes: [&'a AtomicU64; 2],
+    /// The server's, the backend's and the connection's byte counters.
+    pub bytes: [&'a AtomicU64; 3],
     /// Bytes that went through a pipe.
     pub spliced: &'a AtomicU64,
 }

@@ -2,6 +2,7 @@
 //! configuration, starts the shards, then runs the control plane on this thread.
 
 mod abort;
+mod access_log;
 mod buffers;
 mod cli;
 mod client_hello;
@@ -109,11 +110,16 @@ fn check(format: Option<&str>, file: &Path, loaded: &source::Loaded, strict: boo
     if strict && !loaded.warnings.is_empty() {
         return ExitCode::FAILURE;
     }
-    match config::refuse_unsupported(&loaded.config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
+    if let Err(e) = config::refuse_unsupported(&loaded.config) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
     }
+    let access_log = loaded.config.access_log.as_ref();
+    let settings =
+        access_log.and_then(|s| betwixt_control::access_log::Settings::from_section(s).ok().flatten());
+    if let Err(e) = settings.map_or(Ok(()), |s| s.check_output()) {
+        eprintln!("{e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

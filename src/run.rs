@@ -70,6 +70,9 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
     if let Some(files) = crate::limits::raise_soft_limits() {
         log::debug!("open-file limit {files}: room for about {} proxied connections", files / 2);
     }
+    // Before the shards, which push to it; after logging, which its writer reports through.
+    betwixt_control::access_log::start(config.access_log.as_ref())?;
+    betwixt_control::profiler::start(config.profiler.as_ref())?;
     let plane = Plane::new(shards);
 
     tokio.block_on(async {
@@ -103,6 +106,7 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
             control.add_server(name, server.clone()).map_err(|e| format!("server {name}: {e}"))?;
         }
         betwixt_control::rates::spawn_sampler(control.clone());
+        tokio::spawn(betwixt_control::access_log::warn_of_drops());
         betwixt_control::api::start(&control)?;
         betwixt_control::metrics::start(&control)?;
         if takeover.is_some() {
@@ -148,6 +152,8 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
         }
         Ok::<(), String>(())
     })?;
+    // The lines of the connections that ended during the drain.
+    betwixt_control::access_log::finish();
     log::info!("stopped");
     Ok(())
 }
@@ -162,7 +168,8 @@ fn shard_failed(id: usize, e: &std::io::Error) -> String {
     format!("cannot start shard {id}: {e}{hint}")
 }
 
-/// The signals betwixt acts on: SIGTERM and SIGINT stop it; SIGHUP reloads the configuration.
+/// The signals betwixt acts on: SIGTERM and SIGINT stop it; SIGHUP reloads the configuration
+/// and reopens the access log file.
 struct Signals {
     term: Signal,
     int: Signal,
@@ -186,7 +193,14 @@ impl Signals {
             let trigger = tokio::select! {
                 _ = self.term.recv() => return "SIGTERM",
                 _ = self.int.recv() => return "SIGINT",
-                _ = self.hup.recv() => "SIGHUP",
+                _ = self.hup.recv() => {
+                    // logrotate's signal: the file is reopened whether or not the reload
+                    // goes through (even during shutdown).
+                    if let Some(log) = betwixt_control::access_log::running() {
+                        log.reopen();
+                    }
+                    "SIGHUP"
+                }
                 () = changed.notified() => "watch",
             };
             if control.is_shutting_down() {

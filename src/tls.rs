@@ -203,7 +203,7 @@ impl Half {
         cx: &mut Context<'_>,
         reader: &mut Stream,
         writer: &mut Stream,
-        counted: [&AtomicU64; 2],
+        counted: [&AtomicU64; 3],
     ) -> Poll<Result<(), Fault>> {
         loop {
             if self.finished {
@@ -267,8 +267,8 @@ pub async fn bidirectional(
     idle: [Option<Duration>; 2],
 ) -> End {
     let (mut up, mut down) = (Half::new(), Half::new());
-    let up_counted = [&meters.server.tx, &meters.backend.tx];
-    let down_counted = [&meters.server.rx, &meters.backend.rx];
+    let up_counted = meters.bytes(true);
+    let down_counted = meters.bytes(false);
     let mut idle = IdleWatch::new(idle);
     let end = poll_fn(|cx| {
         let up_done = match up.poll_copy(cx, client, backend, up_counted) {

@@ -15,6 +15,7 @@
 //! send what it holds (a reset discards a socket's unsent bytes). Both steps last only while
 //! the survivor takes bytes: one that stalls for `ABORT_GRACE` is reset at once.
 
+use crate::access_log::Moved;
 use crate::direction::{Counted, Direction, Fault};
 use crate::idle::{IdleWatch, Motion};
 use betwixt_control::stats::Slot;
@@ -24,6 +25,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -55,6 +57,18 @@ pub enum End {
 pub struct Meters<'a> {
     pub server: &'a Slot,
     pub backend: &'a Slot,
+    /// The connection's own counts, for its access log line.
+    pub connection: &'a Moved,
+}
+
+impl<'a> Meters<'a> {
+    /// The counters of bytes from the client (`true`) or to it.
+    pub fn bytes(&self, from_client: bool) -> [&'a AtomicU64; 3] {
+        match from_client {
+            true => [&self.server.tx, &self.backend.tx, &self.connection.from_client],
+            false => [&self.server.rx, &self.backend.rx, &self.connection.to_client],
+        }
+    }
 }
 
 /// Runs until both directions are done, a side fails, or an idle timeout passes.
@@ -67,8 +81,8 @@ pub async fn bidirectional(
 ) -> End {
     let mut upstream = Direction::new();
     let mut downstream = Direction::new();
-    let up = Counted { bytes: [&meters.server.tx, &meters.backend.tx], spliced: &meters.server.spliced };
-    let down = Counted { bytes: [&meters.server.rx, &meters.backend.rx], spliced: &meters.server.spliced };
+    let up = Counted { bytes: meters.bytes(true), spliced: &meters.server.spliced };
+    let down = Counted { bytes: meters.bytes(false), spliced: &meters.server.spliced };
     let mut idle = IdleWatch::new(idle);
     let stop = poll_fn(|cx| {
         let up_done = match upstream.poll_copy(cx, client, backend, &up) {

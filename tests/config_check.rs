@@ -181,11 +181,12 @@ fn unsupported_feature_refuses_to_start() {
     let dir = TempDir::new("unsupported");
     let path = dir.write(
         "u.toml",
-        "[profiler]\nenabled = true\n[servers.a]\nbind = \"127.0.0.1:1\"\n[servers.a.discovery]\nkind = \"static\"\nstatic_list = []\n",
+        "[servers.a]\nbind = \"127.0.0.1:1\"\nprotocol = \"udp\"\n[servers.a.udp]\nmax_responses = 1\n[servers.a.sni]\nhostname_matching_strategy = \"exact\"\n\
+         [servers.a.discovery]\nkind = \"static\"\nstatic_list = []\n",
     );
     let (status, _, stderr) = run_betwixt(&["-c", path.to_str().unwrap()]);
     assert!(!status.success());
-    assert!(stderr.contains("not supported yet: profiler.enabled = true"), "{stderr}");
+    assert!(stderr.contains("not supported yet: servers.a.sni"), "{stderr}");
 }
 
 #[test]

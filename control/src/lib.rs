@@ -2,6 +2,7 @@
 //! immutable snapshots the data-plane shards route with.
 
 pub mod access;
+pub mod access_log;
 pub mod acme;
 pub mod api;
 pub mod backend;
@@ -19,6 +20,7 @@ pub mod log_limit;
 pub mod logging;
 pub mod metrics;
 pub mod plane;
+pub mod profiler;
 pub mod proxy;
 pub mod rates;
 pub mod reload;

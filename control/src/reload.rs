@@ -329,6 +329,7 @@ fn restart_required(running: &Config, new: &Config) -> Vec<&'static str> {
     differs("profiler", running.profiler == new.profiler);
     differs("acme", running.acme == new.acme);
     differs("runtime", running.runtime == new.runtime);
+    differs("access_log", running.access_log == new.access_log);
     sections
 }
 

@@ -22,18 +22,46 @@ pub fn escape_for_log(text: &str) -> Cow<'_, str> {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
+    escape_into(text, Escapes::Log, &mut out);
+    Cow::Owned(out)
+}
+
+/// Appends `text` to `out` as a JSON string: quoted, with `"`, `\` and every unsafe character
+/// escaped (`\u202e`), so that it also stays one harmless line on a terminal.
+pub fn push_json_string(text: &str, out: &mut String) {
+    out.push('"');
+    escape_into(text, Escapes::Json, out);
+    out.push('"');
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escapes {
+    /// Rust's `\u{1b}`; quotes and backslashes as they are.
+    Log,
+    /// JSON's `\u001b`, `\"` and `\\`.
+    Json,
+}
+
+fn escape_into(text: &str, escapes: Escapes, out: &mut String) {
     for c in text.chars() {
         match c {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '"' | '\\' if escapes == Escapes::Json => {
+                out.push('\\');
+                out.push(c);
+            }
+            // Every unsafe character is in the Basic Multilingual Plane: one `\uXXXX` in JSON.
+            c if is_unsafe(c) && escapes == Escapes::Json => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
             c if is_unsafe(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
         }
     }
-    Cow::Owned(out)
 }
 
 #[cfg(test)]

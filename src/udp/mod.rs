@@ -22,13 +22,15 @@
 mod batch;
 pub mod sessions;
 
+use crate::access_log::Trace;
 use batch::RecvBatch;
+use betwixt_control::access_log::{End, Side};
 use betwixt_control::balance::Picker;
 use betwixt_control::plane::ServerSlot;
 use betwixt_control::snapshot::{Backend, ServerSnapshot};
 use betwixt_control::stats::{ConnectError, Counters, Dropped, Slot};
 use glommio::Task;
-use sessions::{Forward, Id, Limits, Reply, Sessions};
+use sessions::{Forward, Id, Idled, Limits, Reply, Sessions};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -41,6 +43,9 @@ use std::time::{Duration, Instant};
 
 /// Datagrams taken from the server socket per system call.
 const BATCH: usize = 32;
+
+/// A session's access log line names no steps: it ends in its transfer.
+const STAGE: &str = "transfer";
 
 /// Replies taken from a session's socket per system call.
 const REPLY_BATCH: usize = 32;
@@ -173,6 +178,9 @@ struct Flow {
     backend: Arc<Backend>,
     _server: Place,
     _backend: Place,
+    /// The session's access log line, written when the flow drops (as `aborted` unless it
+    /// was told how it ended).
+    trace: Trace,
 }
 
 /// Sockets connected to backend addresses and held between uses: the fire-and-forget socket
@@ -298,7 +306,10 @@ impl Front {
         let table = self.table.borrow();
         if let Some(flow) = table.get(id) {
             batch::send(flow.socket.as_raw_fd(), &run.datagrams[..run.len], None, |sent| match sent {
-                Ok(n) => self.count_sent(snapshot, &flow.backend, n),
+                Ok(n) => {
+                    self.count_sent(snapshot, &flow.backend, n);
+                    flow.trace.datagram(true, n);
+                }
                 Err(e) => {
                     self.drop_datagram(snapshot, Dropped::SendFailed);
                     self.send_failed(&flow.backend, &e);
@@ -356,6 +367,8 @@ impl Front {
                 }
             };
             let fd = socket.as_raw_fd();
+            let mut trace = Trace::begin(snapshot, client);
+            trace.backend(backend);
             let flow = Flow {
                 replies: None,
                 socket,
@@ -363,6 +376,7 @@ impl Front {
                 backend: backend.clone(),
                 _server: server_place,
                 _backend: backend_place,
+                trace,
             };
             let forward = self.table.borrow_mut().open(client, flow, now);
             if !forward.then_close {
@@ -488,7 +502,8 @@ impl Front {
         let snapshot = self.slot.snapshot();
         let server = self.server_slot(&snapshot);
         let table = self.table.borrow();
-        let backend = table.get(id).map(|flow| flow.backend.counters.shard(self.shard));
+        let flow = table.get(id);
+        let backend = flow.map(|flow| flow.backend.counters.shard(self.shard));
         let to = SockAddr::from(client);
         batch::send(self.socket.as_raw_fd(), &datagrams[..relayed], Some(&to), |sent| match sent {
             Ok(n) => {
@@ -496,6 +511,9 @@ impl Front {
                 Slot::add(&server.rx, n as u64);
                 if let Some(backend) = backend {
                     Slot::add(&backend.rx, n as u64);
+                }
+                if let Some(flow) = flow {
+                    flow.trace.datagram(false, n);
                 }
             }
             Err(e) => {
@@ -520,7 +538,8 @@ impl Front {
     /// with `reusable` its socket is kept for a later session.
     fn end_at_answer(&self, id: Id, snapshot: &ServerSnapshot, reusable: bool) {
         let flow = self.table.borrow_mut().close(id);
-        let Some(Flow { replies, socket, peer, .. }) = flow else { return };
+        let Some(Flow { replies, socket, peer, mut trace, .. }) = flow else { return };
+        trace.end(STAGE, End::Done, None, None);
         if let Some(task) = replies {
             task.detach();
         }
@@ -529,17 +548,20 @@ impl Front {
         }
     }
 
-    /// Ends session `id`; its reply task, if waiting, is cancelled.
+    /// Ends session `id`, which has done its work; its reply task, if waiting, is cancelled.
     fn close(&self, id: Id) {
         let flow = self.table.borrow_mut().close(id);
-        drop(flow);
+        if let Some(mut flow) = flow {
+            flow.trace.end(STAGE, End::Done, None, None);
+        }
     }
 
-    /// Ends session `id` from its own reply task, which is let run to its end (detached)
-    /// rather than cancelled from inside itself.
-    fn close_from_replies(&self, id: Id) {
+    /// Ends session `id` for `e` on its backend socket, from its own reply task, which is let
+    /// run to its end (detached) rather than cancelled from inside itself.
+    fn close_from_replies(&self, id: Id, e: io::Error) {
         let flow = self.table.borrow_mut().close(id);
         if let Some(mut flow) = flow {
+            flow.trace.end(STAGE, End::of(&e), Some(Side::Backend), Some(e.to_string()));
             if let Some(task) = flow.replies.take() {
                 task.detach();
             }
@@ -577,7 +599,7 @@ async fn relay_replies(front: Rc<Front>, id: Id, fd: RawFd) {
     loop {
         if let Err(e) = glommio::net::readable(fd).await {
             log::debug!("server {}: session socket: {e}", front.slot.name);
-            return front.close_from_replies(id);
+            return front.close_from_replies(id, e);
         }
         for _ in 0..REPLY_ROUNDS {
             let mut replies = front.replies.borrow_mut();
@@ -590,7 +612,7 @@ async fn relay_replies(front: Rc<Front>, id: Id, fd: RawFd) {
                     // ends the session when its read fails.
                     drop(replies);
                     log::debug!("server {}: backend failed: {e}", front.slot.name);
-                    return front.close_from_replies(id);
+                    return front.close_from_replies(id, e);
                 }
             };
             let mut datagrams: [&[u8]; REPLY_BATCH] = [&[]; REPLY_BATCH];
@@ -621,7 +643,14 @@ async fn expire_sessions(front: Rc<Front>) {
             continue;
         }
         let mut ended = Vec::new();
-        front.table.borrow_mut().expire(now, |_, flow| ended.push(flow));
+        front.table.borrow_mut().expire(now, |mut flow, idled| {
+            let side = match idled {
+                Idled::Client => Side::Client,
+                Idled::Backend => Side::Backend,
+            };
+            flow.trace.end(STAGE, End::Idle, Some(side), None);
+            ended.push(flow);
+        });
         // Sockets close and reply tasks are cancelled here, outside the table's borrow.
         drop(ended);
     }

@@ -42,6 +42,13 @@ impl Limits {
     }
 }
 
+/// Whose silence ended a session: its client's (`client_idle_timeout`) or its backend's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idled {
+    Client,
+    Backend,
+}
+
 /// Names a session; stale once the session ended (its slot may hold a newer one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Id {
@@ -210,8 +217,9 @@ impl<T> Sessions<T> {
         Some(session.data)
     }
 
-    /// Ends every session whose deadline has passed; `ended` gets each one's client and data.
-    pub fn expire(&mut self, now: Instant, mut ended: impl FnMut(SocketAddr, T)) {
+    /// Ends every session whose deadline has passed; `ended` gets each one's data and whose
+    /// silence ended it.
+    pub fn expire(&mut self, now: Instant, mut ended: impl FnMut(T, Idled)) {
         while let Some(&Reverse((due, id))) = self.deadlines.peek() {
             if due > now {
                 break;
@@ -221,9 +229,12 @@ impl<T> Sessions<T> {
                 None => {} // ended already
                 Some(deadline) if deadline > now => self.deadlines.push(Reverse((deadline, id))),
                 Some(_) => {
-                    let client = self.session(id).map(|s| s.client);
-                    if let (Some(client), Some(data)) = (client, self.close(id)) {
-                        ended(client, data);
+                    let client_due =
+                        self.session(id).and_then(|s| self.limits.client_idle.map(|d| s.last_request + d));
+                    let idled =
+                        if client_due.is_some_and(|due| due <= now) { Idled::Client } else { Idled::Backend };
+                    if let Some(data) = self.close(id) {
+                        ended(data, idled);
                     }
                 }
             }
@@ -292,7 +303,7 @@ mod tests {
 
     fn expired<T>(table: &mut Sessions<T>, now: Instant) -> Vec<T> {
         let mut out = Vec::new();
-        table.expire(now, |_, data| out.push(data));
+        table.expire(now, |data, _| out.push(data));
         out
     }
 

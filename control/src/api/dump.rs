@@ -9,7 +9,9 @@
 
 use super::prepared::Prepared;
 use super::reply::to_json;
-use crate::config::model::{Acme, Api, CertPair, ConnectionOptions, Logging, Metrics, Profiler, Runtime};
+use crate::config::model::{
+    AccessLog, Acme, Api, CertPair, ConnectionOptions, Logging, Metrics, Profiler, Runtime,
+};
 use crate::config::Server;
 use crate::config::{Config, Format, GoDuration};
 use serde::Serialize;
@@ -31,6 +33,9 @@ struct Dump<'a> {
     /// betwixt's own section, written only when the configuration has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     runtime: Option<&'a Runtime>,
+    /// betwixt's own section, written only when the configuration has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_log: Option<&'a AccessLog>,
     servers: BTreeMap<&'a str, Prepared<'a>>,
 }
 
@@ -116,6 +121,7 @@ impl<'a> Dump<'a> {
             acme: base.acme.as_ref(),
             profiler: base.profiler.as_ref(),
             runtime: base.runtime.as_ref(),
+            access_log: base.access_log.as_ref(),
             servers: servers
                 .iter()
                 .map(|(name, config)| (name.as_str(), Prepared::of(config, defaults)))

@@ -29,6 +29,9 @@ pub struct Prepared<'a> {
     /// betwixt's own key, written only when the configuration sets it.
     #[serde(skip_serializing_if = "Option::is_none")]
     priority_groups: Option<bool>,
+    /// betwixt's own key, written only when the configuration sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_log: Option<bool>,
     sni: Option<SniView<'a>>,
     tls: Option<TlsView<'a>>,
     backends_tls: Option<BackendsTlsView<'a>>,
@@ -61,6 +64,7 @@ impl<'a> Prepared<'a> {
             protocol: name_of(&protocol),
             balance: name_of(&server.balance.unwrap_or_default()),
             priority_groups: server.priority_groups,
+            access_log: server.access_log,
             sni: server.sni.as_ref().map(SniView::of),
             tls: server.tls.as_ref().map(TlsView::of),
             backends_tls: server.backends_tls.as_ref().map(BackendsTlsView::of),

@@ -15,6 +15,7 @@ fn settings_with(balance: Balance, priority_groups: bool, client_bytes: ClientBy
         protocol: Protocol::Tcp,
         balance,
         priority_groups,
+        access_log: true,
         client_bytes,
         max_connections: 0,
         client_idle_timeout: None,

@@ -22,6 +22,8 @@ pub struct Config {
     pub acme: Option<Acme>,
     /// betwixt's own process settings.
     pub runtime: Option<Runtime>,
+    /// betwixt: one line per connection (UDP: per session); see docs/access-log.md.
+    pub access_log: Option<AccessLog>,
     #[serde(default)]
     pub servers: BTreeMap<String, Server>,
 }
@@ -124,6 +126,21 @@ pub struct Runtime {
     pub watch_interval: Option<GoDuration>,
 }
 
+/// betwixt addition: `[access_log] enabled = true`, `output = "stdout" | "stderr" | PATH`,
+/// `format = "text" | "json"`. Read at start; the file is reopened on SIGHUP.
+#[skip_serializing_none]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccessLog {
+    #[serde(default)]
+    pub enabled: bool,
+    /// `stdout` (also empty or left out), `stderr` or a file path, as `[logging] output`.
+    pub output: Option<String>,
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// Lines held for the writer before new ones are dropped (default 16384).
+    pub queue_size: Option<usize>,
+}
+
 /// The four options `[defaults]` supplies to every server.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -166,6 +183,8 @@ pub struct Server {
     /// betwixt addition: every strategy (not only `weight`, as in gobetween) prefers the lowest
     /// priority value that has an eligible backend. Default `false`.
     pub priority_groups: Option<bool>,
+    /// betwixt addition: `false` leaves the server out of `[access_log]`. Default `true`.
+    pub access_log: Option<bool>,
     pub max_connections: Option<u32>,
     pub client_idle_timeout: Option<LooseDuration>,
     pub backend_idle_timeout: Option<LooseDuration>,

@@ -41,6 +41,8 @@ pub struct ServerSettings {
     /// betwixt's `priority_groups`: every strategy, not only `weight`, prefers the lowest
     /// priority value.
     pub priority_groups: bool,
+    /// Whether `[access_log]`, when on, logs this server's connections.
+    pub access_log: bool,
     /// How `iphash` and `iphash1` read a client's address: as gobetween would for this `bind`.
     pub client_bytes: ClientBytes,
     /// 0 = unlimited.
@@ -136,6 +138,7 @@ impl Server {
             protocol: s.protocol.unwrap_or_default(),
             balance: s.balance.unwrap_or_default(),
             priority_groups: s.priority_groups.unwrap_or(false),
+            access_log: s.access_log.unwrap_or(true),
             client_bytes: ClientBytes::for_bind(&s.bind, crate::bind::ipv4_mapped_supported()),
             max_connections: s.max_connections.unwrap_or(0),
             client_idle_timeout,

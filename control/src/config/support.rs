@@ -20,9 +20,6 @@ const BUILT_DISCOVERY: [DiscoveryKind; 9] = [
 /// Every key in use whose feature is not built yet, as dotted paths with the offending value.
 pub fn unsupported_keys(config: &Config) -> Vec<String> {
     let mut keys = Vec::new();
-    if config.profiler.as_ref().is_some_and(|p| p.enabled) {
-        keys.push("profiler.enabled = true".to_string());
-    }
     for (name, server) in &config.servers {
         let at = |field: &str| format!("servers.{name}.{field}");
         let protocol = server.protocol.unwrap_or_default();

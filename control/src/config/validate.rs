@@ -17,6 +17,9 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         validate_server(name, server)?;
     }
     validate_acme(config)?;
+    if let Some(section) = &config.access_log {
+        crate::access_log::Settings::from_section(section)?;
+    }
     if let Some(runtime) = &config.runtime {
         if runtime.shards == Some(0) {
             return Err(ConfigError::at_key("runtime.shards", "must be at least 1"));

@@ -90,6 +90,7 @@ pub fn write(e: &mut Exposition, control: &Control) {
         write_acme(e, acme);
     }
     write_reloads(e, control);
+    write_access_log(e);
 
     e.counters(
         "betwixt_healthcheck_state_changes",
@@ -169,6 +170,17 @@ fn write_reloads(e: &mut Exposition, control: &Control) {
         "Whether the last configuration reload went into effect (1) or was rejected (0); 1 before any.",
         [(Vec::new(), u64::from(!failed))],
     );
+}
+
+/// `[access_log]`: lines dropped because the writer did not keep up (only while it runs).
+fn write_access_log(e: &mut Exposition) {
+    if let Some(log) = crate::access_log::running() {
+        e.counters(
+            "betwixt_access_log_dropped_records",
+            "Access log lines dropped because the writer's queue was full (the output did not keep up).",
+            [(Vec::new(), log.dropped())],
+        );
+    }
 }
 
 /// UDP servers: sessions, datagrams each way and datagrams dropped. Their bytes are in
