@@ -1,5 +1,4 @@
-//! Writes betwixt(1) to stdout, or to the file named by the one argument, from the command-line
-//! definition betwixt itself parses (src/cli/definition.rs, compiled here too), so the page
+//! Writes betwixt(1) to stdout, from the command-line definition betwixt itself parses (src/cli/definition.rs, compiled here too), so the page
 //! cannot fall behind the options. scripts/deb runs it for the Debian package.
 
 #[path = "../../../src/cli/definition.rs"]
@@ -11,11 +10,7 @@ use clap_mangen::Man;
 use std::io::Write;
 
 fn main() -> std::io::Result<()> {
-    let page = page()?;
-    match std::env::args_os().nth(1) {
-        Some(path) => std::fs::write(path, page),
-        None => std::io::stdout().write_all(&page),
-    }
+    std::io::stdout().write_all(&page()?)
 }
 
 /// The whole page: clap_mangen's sections for the global options, then each subcommand with its
@@ -86,7 +81,7 @@ fn notes() -> Roff {
     roff.control("SH", ["EXIT STATUS"]);
     roff.text([roman("0 after a clean stop or a valid configuration checked; 1 when the configuration is refused or betwixt cannot start.")]);
     roff.control("SH", ["SEE ALSO"]);
-    roff.text([roman("systemctl(1). The full documentation is in /usr/share/doc/betwixt/ (docs/ in the source tree): cli.md, configuration.md, reload.md, upgrade.md, systemd.md, install.md.")]);
+    roff.text([roman("systemctl(1). The full documentation is in /usr/share/doc/betwixt/docs/ (docs/ in the source tree): cli.md, configuration.md, reload.md, upgrade.md, systemd.md, install.md.")]);
     roff
 }
 
