@@ -69,6 +69,9 @@ fn notes() -> Roff {
     roff.text([bold("GOBETWEEN")]);
     roff.text([roman("a JSON array of strings used as the arguments when there are none on the command line, as gobetween reads it.")]);
     roff.control("TP", []);
+    roff.text([bold("BETWIXT_UPGRADE_FROM")]);
+    roff.text([roman("set by a SIGUSR2 upgrade for the successor it starts; overrides --upgrade-from.")]);
+    roff.control("TP", []);
     roff.text([bold("NOTIFY_SOCKET"), roman(", "), bold("WATCHDOG_USEC")]);
     roff.text([roman("set by systemd for a Type=notify service: betwixt reports READY, RELOADING, STOPPING and watchdog pings.")]);
     roff.control("SH", ["FILES"]);
