@@ -18,14 +18,15 @@ use std::sync::OnceLock;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The package, built once for every test here by scripts/deb from the already built debug
-/// binary (`--no-build`: a release build would take minutes; `--fast`: lighter compression),
+/// binary (`--no-build`: a release build would take minutes; `--fast`: lighter compression;
+/// `--no-dbgsym`: no debug-symbol package, which the debug build would make large),
 /// into the tests' directory under target/ (target/debian/ keeps what scripts/deb built there).
 fn package() -> &'static Path {
     static DEB: OnceLock<PathBuf> = OnceLock::new();
     DEB.get_or_init(|| {
         let output = Path::new(env!("CARGO_TARGET_TMPDIR")).join("packaging/");
         let out = Command::new(Path::new(ROOT).join("scripts/deb"))
-            .args(["--profile", "dev", "--no-build", "--fast", "--output"])
+            .args(["--profile", "dev", "--no-build", "--fast", "--no-dbgsym", "--output"])
             .arg(&output)
             .output()
             .unwrap();
