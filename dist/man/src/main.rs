@@ -51,36 +51,39 @@ fn subcommand(out: &mut Vec<u8>, sub: &clap::Command) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Signals, files and pointers to the full documentation.
+/// Signals, environment, files and pointers to the full documentation.
 fn notes() -> Roff {
     let mut roff = Roff::new();
-    roff.control("SH", ["SIGNALS"]);
-    for (signal, meaning) in [
+    let mut section =
+        |heading: &str, term: fn(&str) -> clap_mangen::roff::Inline, entries: &[(&str, &str)]| {
+            roff.control("SH", [heading]);
+            for (name, meaning) in entries {
+                roff.control("TP", []);
+                roff.text([term(name)]);
+                roff.text([roman(*meaning)]);
+            }
+        };
+    section("SIGNALS", |s| bold(s), &[
         ("SIGTERM, SIGINT", "stop accepting and let open connections finish ([runtime] shutdown_grace, 30 s by default); a second one stops at once."),
         ("SIGHUP", "reload the configuration as a diff: unchanged servers keep their connections; a configuration refused leaves the running one serving."),
         ("SIGUSR2", "with --upgrade-socket: start the binary now installed as a successor that takes over the listening sockets, while this process drains."),
-    ] {
-        roff.control("TP", []);
-        roff.text([bold(signal)]);
-        roff.text([roman(meaning)]);
-    }
-    roff.control("SH", ["ENVIRONMENT"]);
-    roff.control("TP", []);
-    roff.text([bold("GOBETWEEN")]);
-    roff.text([roman("a JSON array of strings used as the arguments when there are none on the command line, as gobetween reads it.")]);
-    roff.control("TP", []);
-    roff.text([bold("BETWIXT_UPGRADE_FROM")]);
-    roff.text([roman("set by a SIGUSR2 upgrade for the successor it starts; overrides --upgrade-from.")]);
-    roff.control("TP", []);
-    roff.text([bold("NOTIFY_SOCKET"), roman(", "), bold("WATCHDOG_USEC")]);
-    roff.text([roman("set by systemd for a Type=notify service: betwixt reports READY, RELOADING, STOPPING and watchdog pings.")]);
-    roff.control("SH", ["FILES"]);
-    roff.control("TP", []);
-    roff.text([italic("/etc/betwixt/betwixt.toml")]);
-    roff.text([roman("the configuration the Debian package installs and its systemd unit runs.")]);
-    roff.control("TP", []);
-    roff.text([italic("/run/betwixt/")]);
-    roff.text([roman("the pidfile and upgrade socket of the systemd service.")]);
+    ]);
+    section("ENVIRONMENT", |s| bold(s), &[
+        ("GOBETWEEN", "a JSON array of strings used as the arguments when there are none on the command line, as gobetween reads it."),
+        ("BETWIXT_UPGRADE_FROM", "set by a SIGUSR2 upgrade for the successor it starts; overrides --upgrade-from."),
+        ("NOTIFY_SOCKET, WATCHDOG_USEC", "set by systemd for a Type=notify service: betwixt reports READY, RELOADING, STOPPING and watchdog pings."),
+    ]);
+    section(
+        "FILES",
+        |s| italic(s),
+        &[
+            (
+                "/etc/betwixt/betwixt.toml",
+                "the configuration the Debian package installs and its systemd unit runs.",
+            ),
+            ("/run/betwixt/", "the pidfile and upgrade socket of the systemd service."),
+        ],
+    );
     roff.control("SH", ["EXIT STATUS"]);
     roff.text([roman("0 after a clean stop or a valid configuration checked; 1 when the configuration is refused or betwixt cannot start.")]);
     roff.control("SH", ["SEE ALSO"]);
