@@ -108,9 +108,20 @@ impl Betwixt {
     /// Starts betwixt with exactly `args` (e.g. `from-url URL`) and the environment variables
     /// `env` added, its log in `dir`.
     pub fn start_args(args: &[&std::ffi::OsStr], env: &[(&str, String)], dir: TempDir) -> Betwixt {
+        Betwixt::start_command(binary(), args, env, dir)
+    }
+
+    /// Starts `program` with `args`, a program that ends by executing betwixt in its own
+    /// process (`prlimit ... -- betwixt ...`), so that the child is betwixt.
+    pub fn start_command(
+        program: &str,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, String)],
+        dir: TempDir,
+    ) -> Betwixt {
         let log = dir.0.join("betwixt.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(binary())
+        let child = Command::new(program)
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", std::env::var("BETWIXT_TEST_LOG").unwrap_or_else(|_| "info".into()))

@@ -189,9 +189,7 @@ async fn dump(
     let format = match query.format.as_deref().unwrap_or("toml") {
         "toml" => Format::Toml,
         "json" => Format::Json,
-        other => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("Unknown format {other}")))
-        }
+        other => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("Unknown format {other}"))),
     };
     let servers = sections(&control.servers());
     let dump = super::dump::render(&control.base_config(), &servers, format)
