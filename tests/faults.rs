@@ -412,6 +412,7 @@ fn a_backend_that_never_reads_does_not_make_betwixt_buffer_without_bound() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let grown = rss_kib(proxy.bx.pid()).saturating_sub(before);
+    eprintln!("betwixt RSS grew by {grown} KiB holding up {} bytes", sent.iter().sum::<usize>());
     assert!(
         sent.iter().all(|&n| n < CAP),
         "betwixt kept taking bytes for a backend that never reads: {sent:?}"
