@@ -27,6 +27,12 @@ pub fn keep() {
             if fd >= 0 {
                 // SAFETY: `fd` was just opened and is owned by nothing else.
                 *reserve = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            } else {
+                betwixt_control::log_limited!(
+                    log::Level::Warn,
+                    "cannot keep a spare descriptor ({}): clients waiting to be accepted are not refused until one frees",
+                    std::io::Error::last_os_error()
+                );
             }
         }
     });

@@ -13,7 +13,7 @@ mod common;
 
 use api_client::{u64_at, Client};
 use common::backends::{Backend, Behaviour};
-use common::{free_port, wait_until, Betwixt, BlackHole, TempDir, SIGTERM};
+use common::{free_port, read_until_end, reset, wait_until, Betwixt, BlackHole, TempDir, SIGTERM};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -134,23 +134,6 @@ fn survivors(port: u16, count: usize) -> Vec<JoinHandle<()>> {
 fn join_all(handles: Vec<JoinHandle<()>>) {
     for handle in handles {
         handle.join().expect("a surviving stream failed");
-    }
-}
-
-/// Reads until the stream ends: the bytes, and `Ok` for a clean end or the error's kind. A
-/// stream that neither ends nor fails within `limit` fails the test.
-fn read_until_end(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Result<(), ErrorKind>) {
-    stream.set_read_timeout(Some(limit)).unwrap();
-    let (mut data, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return (data, Ok(())),
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("the stream neither ended nor failed within {limit:?} ({} bytes read)", data.len())
-            }
-            Err(e) => return (data, Err(e.kind())),
-        }
     }
 }
 
@@ -382,12 +365,6 @@ fn never_reading_backend() -> u16 {
     port
 }
 
-/// Closes with a reset (SO_LINGER 0) instead of a FIN.
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
-    drop(stream);
-}
-
 /// 32 clients push as much as they can at a backend that accepts and never reads: betwixt
 /// stops reading them once its bounded buffers toward the backend are full (every client
 /// stalls well below 64 MiB), its resident memory grows by less than 48 MiB (documented in
@@ -449,6 +426,12 @@ fn light_echo() -> u16 {
     port
 }
 
+/// betwixt with one server `s` in front of a `light_echo` backend, on `shards` shards.
+fn light_echo_proxy(shards: &str) -> (Proxy, u16) {
+    let (echo, port) = (light_echo(), free_port());
+    (Proxy::start(&server("s", port, &[format!("127.0.0.1:{echo}")], ""), &[port], shards), port)
+}
+
 /// Connects `n` clients (from 4 threads) and returns them once each is proxied (its first echo
 /// came back).
 fn idle_clients(port: u16, n: usize) -> Vec<TcpStream> {
@@ -490,9 +473,7 @@ fn round_trip_time(port: u16, payload: &[u8]) -> Duration {
 #[test]
 fn slowloris_does_not_starve_real_clients() {
     let _heavy = heavy();
-    let echo = light_echo();
-    let port = free_port();
-    let proxy = Proxy::start(&server("s", port, &[format!("127.0.0.1:{echo}")], ""), &[port], "2");
+    let (proxy, port) = light_echo_proxy("2");
     let idle = idle_clients(port, 2500);
     let trickler = thread::spawn(move || {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -590,13 +571,24 @@ fn out_of_descriptors_excess_clients_are_refused_and_service_recovers() {
     assert!(served < 400, "all 400 served: the descriptor limit did not bite");
 
     // Every descriptor taken: the kernel hands out the lowest free one, so a limit there
-    // leaves betwixt none.
+    // leaves betwixt none. While accepts fail, betwixt frees its spare descriptor for an
+    // instant every 10 ms: the largest lowest-free over a few looks is the one in use.
     let pid = proxy.bx.pid();
-    let open: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
-        .collect();
-    set_soft_nofile(pid, (0..).find(|fd| !open.contains(fd)).unwrap());
+    let lowest_free = || {
+        let open: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+            .collect();
+        (0..).find(|fd| !open.contains(fd)).unwrap()
+    };
+    let limit = (0..8)
+        .map(|_| {
+            thread::sleep(Duration::from_millis(3));
+            lowest_free()
+        })
+        .max()
+        .unwrap();
+    set_soft_nofile(pid, limit);
     for i in 0..30 {
         let (outcome, stream) = attempt(port, &format!("late client {i}"));
         assert_eq!(outcome, Err(ErrorKind::ConnectionReset.to_string()), "late client {i}");
@@ -618,9 +610,7 @@ fn out_of_descriptors_excess_clients_are_refused_and_service_recovers() {
 #[test]
 fn a_flood_of_connections_stays_under_the_memory_ceiling() {
     let _heavy = heavy();
-    let echo = light_echo();
-    let port = free_port();
-    let proxy = Proxy::start(&server("s", port, &[format!("127.0.0.1:{echo}")], ""), &[port], "1");
+    let (proxy, port) = light_echo_proxy("1");
     let idle_rss = rss_kib(proxy.bx.pid());
     let mut flood = idle_clients(port, 2000);
     let rss = rss_kib(proxy.bx.pid());

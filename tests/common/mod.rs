@@ -310,6 +310,30 @@ pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// Closes with a reset (SO_LINGER 0) instead of a FIN.
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(stream);
+}
+
+/// Reads until the stream ends: the bytes, and `Ok` for a clean end of stream or the error's
+/// kind. A stream that neither ends nor fails within `limit` fails the test.
+pub fn read_until_end(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Result<(), std::io::ErrorKind>) {
+    use std::io::ErrorKind;
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let (mut data, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (data, Ok(())),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the stream neither ended nor failed within {limit:?} ({} bytes read)", data.len())
+            }
+            Err(e) => return (data, Err(e.kind())),
+        }
+    }
+}
+
 /// Writes all of `data` then half-closes.
 pub fn send_and_half_close(stream: &mut TcpStream, data: &[u8]) {
     stream.write_all(data).unwrap();
