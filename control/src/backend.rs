@@ -90,15 +90,15 @@ impl BackendSpec {
         if host.is_empty() {
             return Err(format!("expected host:port at the start of backend {line:?}"));
         }
+        // No host name holds one, and the host is written into logs and metric labels.
+        if host.contains(is_unsafe) {
+            return Err(format!("control character in the host of backend {line:?}"));
+        }
         // Brackets enclose an IPv6 address and are no part of any host. Left in (`[[0]]:442`,
         // found by fuzzing, read as host `[0]`), the host printed back as `[0]:442` would read
         // as another backend, `0`; and no such host can be dialled.
         if host.contains(['[', ']']) {
             return Err(format!("brackets only enclose a whole IPv6 address, in backend {line:?}"));
-        }
-        // No host name holds one, and the host is written into logs and metric labels.
-        if host.contains(is_unsafe) {
-            return Err(format!("control character in the host of backend {line:?}"));
         }
         let mut spec = BackendSpec::new(host, port);
         let mut notes = Vec::new();
