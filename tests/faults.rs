@@ -41,12 +41,17 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(servers: &str, ports: &[u16], shards: &str) -> Proxy {
-        let api = free_port();
-        let config = format!(
+    /// The configuration: the API on `api`, the grace, then `servers`.
+    fn config(api: u16, servers: &str) -> String {
+        format!(
             "[runtime]\nshutdown_grace = \"{GRACE_SECS}s\"\n\
              [api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n{servers}"
-        );
+        )
+    }
+
+    fn start(servers: &str, ports: &[u16], shards: &str) -> Proxy {
+        let api = free_port();
+        let config = Proxy::config(api, servers);
         let mut wait: Vec<u16> = ports.to_vec();
         wait.push(api);
         Proxy { bx: Betwixt::start(&config, &["--shards", shards], &wait), api: Client::http(api) }
@@ -538,13 +543,8 @@ fn out_of_descriptors_excess_clients_are_refused_and_service_recovers() {
     let echo = light_echo();
     let (api, port) = (free_port(), free_port());
     let dir = TempDir::new("fd");
-    let config = dir.write(
-        "betwixt.toml",
-        &format!(
-            "[runtime]\nshutdown_grace = \"{GRACE_SECS}s\"\n[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n{}",
-            server("s", port, &[format!("127.0.0.1:{echo}")], "")
-        ),
-    );
+    let config = dir
+        .write("betwixt.toml", &Proxy::config(api, &server("s", port, &[format!("127.0.0.1:{echo}")], "")));
     let args = ["--nofile=256:256", "--", common::binary(), "-c", config.to_str().unwrap(), "--shards", "1"];
     let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     let proxy = Proxy { bx: Betwixt::start_command("prlimit", &args, &[], dir), api: Client::http(api) };
@@ -628,7 +628,7 @@ fn a_flood_of_connections_stays_under_the_memory_ceiling() {
     proxy.stop_cleanly();
 }
 
-/// The stats of one backend of `server` by port: (live, total, active, refused).
+/// Each backend of `server` as (live, total, active, refused connections).
 fn backend_stats(proxy: &Proxy, server: &str) -> Vec<(bool, u64, u64, u64)> {
     let stats = proxy.stats(server);
     let backends = stats.get("backends").and_then(|b| b.as_array().cloned()).unwrap_or_default();
