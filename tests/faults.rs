@@ -212,19 +212,19 @@ impl Drop for StreamerProcess {
 }
 
 /// Streams the pattern at each client without reading, and resets (SO_LINGER 0) every
-/// connection once `reset` is set.
-fn resetting_streamer(reset: Arc<AtomicBool>) -> u16 {
+/// connection once `reset_now` is set.
+fn resetting_streamer(reset_now: Arc<AtomicBool>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
-            let reset = reset.clone();
+            let reset_now = reset_now.clone();
             thread::spawn(move || {
                 stream.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
                 let (mut stream, data) = (stream, streamer_pattern(0, 251 * 64));
                 let mut at = 0;
-                while !reset.load(Ordering::Relaxed) {
+                while !reset_now.load(Ordering::Relaxed) {
                     match stream.write(&data[at..]) {
                         Ok(n) => at = (at + n) % data.len(),
                         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
