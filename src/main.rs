@@ -18,6 +18,7 @@ mod proxy_protocol;
 mod run;
 mod shard;
 mod source;
+mod spare_fd;
 mod tls;
 mod transfer;
 mod udp;

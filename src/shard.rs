@@ -3,6 +3,7 @@
 
 use crate::abort::{self, Connections};
 use crate::connection;
+use crate::spare_fd;
 use betwixt_control::balance::Picker;
 use betwixt_control::plane::{Inbox, Listener, ServerSlot};
 use glommio::net::TcpListener;
@@ -161,7 +162,8 @@ fn serve(id: usize, slot: Arc<ServerSlot>) -> Option<Serving> {
             let fd = listener.into_raw_fd();
             // SAFETY: the fd comes from a bound, listening socket we own.
             let listener = unsafe { TcpListener::from_raw_fd(fd) };
-            let accept = glommio::spawn_local(accept_loop(id, slot.clone(), listener, connections.clone()));
+            let accept =
+                glommio::spawn_local(accept_loop(id, slot.clone(), listener, fd, connections.clone()));
             Some(Serving { slot, accept, fd, connections })
         }
         Listener::Udp(socket) => {
@@ -178,9 +180,11 @@ async fn accept_loop(
     shard: usize,
     slot: Arc<ServerSlot>,
     listener: TcpListener,
+    listener_fd: RawFd,
     connections: Rc<Connections>,
 ) {
     let picker = Rc::new(RefCell::new(Picker::new(shard)));
+    spare_fd::keep();
     loop {
         // The peer address comes with the accepted socket (no `getpeername`); access rules,
         // client-IP balancing and logs need it.
@@ -191,11 +195,17 @@ async fn accept_loop(
                 glommio::spawn_local(abort::until_aborted(connections.clone(), connection)).detach();
             }
             Err(e) => {
+                let e = io::Error::from(e);
+                // Out of descriptors, clients that wait in the queue are refused rather than
+                // left hanging there (see spare_fd).
+                let refused =
+                    if spare_fd::is_exhaustion(&e) { spare_fd::refuse_waiting(listener_fd) } else { 0 };
                 // EMFILE and the like repeat every backoff for as long as they last.
                 betwixt_control::log_limited!(
                     log::Level::Warn,
-                    "shard {shard}: server {}: accept failed: {e}",
-                    slot.name
+                    "shard {shard}: server {}: accept failed: {e}{}",
+                    slot.name,
+                    if refused > 0 { format!(" ({refused} waiting clients refused)") } else { String::new() }
                 );
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }

@@ -11,8 +11,8 @@ mod api_client;
 mod common;
 
 use api_client::{u64_at, Client};
-use common::{free_port, wait_until, Betwixt};
-use std::io::{ErrorKind, Read, Write};
+use common::{free_port, read_until_end, reset, wait_until, Betwixt};
+use std::io::{ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -94,28 +94,9 @@ fn fill(stream: &TcpStream) -> usize {
     sent
 }
 
-/// Closes with a reset (linger 0) instead of a FIN.
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
-    drop(stream);
-}
-
-/// Reads until the stream ends; returns the bytes read and how it ended: `Ok(())` for a clean
-/// end of stream, or the error (a read timeout of 8 s fails the test).
+/// Reads until the stream ends (a read timeout of 8 s fails the test).
 fn read_to_end(stream: &mut TcpStream) -> (Vec<u8>, Result<(), ErrorKind>) {
-    stream.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
-    let mut data = Vec::new();
-    let mut buf = [0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return (data, Ok(())),
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("the stream neither ended nor failed within 8 s ({} bytes read)", data.len())
-            }
-            Err(e) => return (data, Err(e.kind())),
-        }
-    }
+    read_until_end(stream, Duration::from_secs(8))
 }
 
 /// Bytes this socket has queued that its peer has not acknowledged yet.

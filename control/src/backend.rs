@@ -94,6 +94,12 @@ impl BackendSpec {
         if host.contains(is_unsafe) {
             return Err(format!("control character in the host of backend {line:?}"));
         }
+        // Brackets enclose an IPv6 address and are no part of any host. Left in (`[[0]]:442`,
+        // found by fuzzing, read as host `[0]`), the host printed back as `[0]:442` would read
+        // as another backend, `0`; and no such host can be dialled.
+        if host.contains(['[', ']']) {
+            return Err(format!("brackets only enclose a whole IPv6 address, in backend {line:?}"));
+        }
         let mut spec = BackendSpec::new(host, port);
         let mut notes = Vec::new();
         let mut next = 0;
@@ -172,6 +178,18 @@ impl fmt::Display for BackendSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn brackets_inside_the_host_are_refused() {
+        for line in ["[[0]]:442", "[0]]:442", "[[0]:442", "a[0]:442", "[::1]]:80"] {
+            assert!(BackendSpec::read_line(line).is_err(), "{line}");
+        }
+        // Brackets around a name or IPv4 address are dropped, and the line prints and reads back
+        // as the same backend.
+        let (spec, _) = BackendSpec::read_line("[0]:442").unwrap();
+        assert_eq!(spec.host, "0");
+        assert_eq!(BackendSpec::read_line(&spec.to_string()).unwrap().0, spec);
+    }
 
     #[test]
     fn empty_brackets_are_no_host() {

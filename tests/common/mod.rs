@@ -108,9 +108,20 @@ impl Betwixt {
     /// Starts betwixt with exactly `args` (e.g. `from-url URL`) and the environment variables
     /// `env` added, its log in `dir`.
     pub fn start_args(args: &[&std::ffi::OsStr], env: &[(&str, String)], dir: TempDir) -> Betwixt {
+        Betwixt::start_command(binary(), args, env, dir)
+    }
+
+    /// Starts `program` with `args`, a program that ends by executing betwixt in its own
+    /// process (`prlimit ... -- betwixt ...`), so that the child is betwixt.
+    pub fn start_command(
+        program: &str,
+        args: &[&std::ffi::OsStr],
+        env: &[(&str, String)],
+        dir: TempDir,
+    ) -> Betwixt {
         let log = dir.0.join("betwixt.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(binary())
+        let child = Command::new(program)
             .args(args)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", std::env::var("BETWIXT_TEST_LOG").unwrap_or_else(|_| "info".into()))
@@ -297,6 +308,30 @@ pub fn closed_without_data(port: u16, limit: Duration) -> bool {
 
 pub fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Closes with a reset (SO_LINGER 0) instead of a FIN.
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(stream);
+}
+
+/// Reads until the stream ends: the bytes, and `Ok` for a clean end of stream or the error's
+/// kind. A stream that neither ends nor fails within `limit` fails the test.
+pub fn read_until_end(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Result<(), std::io::ErrorKind>) {
+    use std::io::ErrorKind;
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let (mut data, mut buf) = (Vec::new(), vec![0u8; 64 * 1024]);
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (data, Ok(())),
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the stream neither ended nor failed within {limit:?} ({} bytes read)", data.len())
+            }
+            Err(e) => return (data, Err(e.kind())),
+        }
+    }
 }
 
 /// Writes all of `data` then half-closes.

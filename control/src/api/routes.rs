@@ -191,8 +191,9 @@ struct DumpQuery {
     format: Option<String>,
 }
 
-/// `GET /dump`: plain text in both formats, as gobetween serves it; an unknown format is a 500
-/// with a JSON string, as in gobetween.
+/// `GET /dump`: plain text in both formats, as gobetween serves it. An unknown format is the
+/// caller's mistake: 400 with gobetween's message (gobetween answers 500, which says the
+/// server failed and makes clients and API checkers retry or alarm).
 async fn dump(
     State(control): Shared,
     QueryParams(query): QueryParams<DumpQuery>,
@@ -200,9 +201,7 @@ async fn dump(
     let format = match query.format.as_deref().unwrap_or("toml") {
         "toml" => Format::Toml,
         "json" => Format::Json,
-        other => {
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Unknown format {other}")))
-        }
+        other => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("Unknown format {other}"))),
     };
     let servers = sections(&control.servers());
     let dump = super::dump::render(&control.base_config(), &servers, format)
