@@ -70,6 +70,7 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
     if let Some(files) = crate::limits::raise_soft_limits() {
         log::debug!("open-file limit {files}: room for about {} proxied connections", files / 2);
     }
+    crate::limits::check_memlock()?;
     let plane = Plane::new(shards);
 
     tokio.block_on(async {

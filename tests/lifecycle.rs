@@ -220,3 +220,42 @@ fn running_out_of_threads_at_start_is_a_clean_error() {
         assert!(!text.contains("panicked") && !text.contains("backtrace"), "limit {threads}:\n{text}");
     }
 }
+
+/// Below the 512 KiB of locked memory glommio requires per executor, betwixt stops at start
+/// with a message naming the limit and how to raise it, not glommio's `MemLockLimit(a/b)`.
+/// Root's limit is as binding as anyone's here: betwixt raises only its soft limit.
+#[test]
+fn locked_memory_limit_too_low_is_a_plain_error() {
+    let dir = TempDir::new("memlock");
+    let port = free_port();
+    let path = dir.write(
+        "c.toml",
+        &format!(
+            "[servers.s]\nbind = \"127.0.0.1:{port}\"\n\
+             [servers.s.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:9\"]\n"
+        ),
+    );
+    let mut child = Command::new("prlimit")
+        .arg("--memlock=65536:65536")
+        .args([common::binary(), "-c", path.to_str().unwrap(), "--shards", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux) is needed");
+    let exited = wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(exited, "still running under a 64 KiB locked-memory limit:\n{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("betwixt: cannot start the shards: the locked-memory limit (RLIMIT_MEMLOCK) is 65536 bytes, below the 512 KiB io_uring needs")
+            && stderr.contains("LimitMEMLOCK=infinity")
+            && stderr.contains("`ulimit -l 512`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("MemLockLimit("), "{stderr}");
+}
