@@ -50,6 +50,7 @@ fn assert_parses(path: &Path, extra: &[&str]) {
     let (status, stdout, stderr) = run_betwixt(&args);
     if !status.success() {
         assert!(stderr.contains("not supported yet"), "{}: {stderr}", path.display());
+        return;
     }
     assert!(stdout.contains("sample"), "{}: normalized config not printed:\n{stdout}", path.display());
 }
@@ -116,6 +117,24 @@ fn gobetween_reference_block_parses() {
     {
         assert!(stdout.contains(key), "{key} lost in normalized output:\n{stdout}");
     }
+}
+
+/// A check that fails prints no configuration: its stdout, fed to a deploy step, must never look
+/// like a file that passed. Without `--strict` the same file passes and is printed.
+#[test]
+fn a_failed_check_prints_nothing_on_stdout() {
+    let dir = TempDir::new("check-stdout");
+    let path = dir.write(
+        "warn.toml",
+        "[servers.web]\nbind = \"127.0.0.1:1\"\nbalanse = \"weight\"\n\n[servers.web.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:2\"]\n",
+    );
+    let (status, stdout, stderr) = run_betwixt(&["check", "--strict", path.to_str().unwrap()]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "configuration printed by a failed check:\n{stdout}");
+    assert!(stderr.contains("config error") && stderr.contains("(strict mode)"), "{stderr}");
+    let (status, stdout, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
+    assert!(status.success() && stderr.contains("config warning"), "{stderr}");
+    assert!(stdout.contains("[servers.web]"), "{stdout}");
 }
 
 /// An unknown key is a warning, as gobetween ignores it; `--strict` makes it an error. Either
