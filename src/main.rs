@@ -114,6 +114,11 @@ fn check(format: Option<&str>, file: &Path, loaded: &source::Loaded, strict: boo
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
+    // What a start reads (certificates, keys, CA bundles, the ACME directory), failing as it would.
+    if let Err(e) = betwixt_control::control::Control::check_start(&loaded.config) {
+        eprintln!("betwixt: {e}");
+        return ExitCode::FAILURE;
+    }
     print!("{}", config::render(&loaded.config.normalized(), format));
     ExitCode::SUCCESS
 }
