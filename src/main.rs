@@ -102,12 +102,13 @@ fn report(warnings: &[config::ConfigWarning], strict: bool) {
     }
 }
 
-/// `betwixt check FILE`: prints the configuration as betwixt will run it, in the format the
-/// file was read in, and every warning (which fail the check in strict mode).
+/// `betwixt check FILE`: every warning (which fail the check in strict mode) and error on
+/// stderr; when none fails it, the configuration as betwixt will run it on stdout, in the
+/// format the file was read in. A failed check prints nothing on stdout, so that its output
+/// is never taken for a configuration that passed.
 fn check(format: Option<&str>, file: &Path, loaded: &source::Loaded, strict: bool) -> ExitCode {
     let format = format.and_then(|f| Format::parse(f).ok()).unwrap_or(Format::from_path(file));
     report(&loaded.warnings, strict);
-    print!("{}", config::render(&loaded.config.normalized(), format));
     if strict && !loaded.warnings.is_empty() {
         return ExitCode::FAILURE;
     }
@@ -122,5 +123,11 @@ fn check(format: Option<&str>, file: &Path, loaded: &source::Loaded, strict: boo
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
+    // What a start reads (certificates, keys, CA bundles, the ACME directory), failing as it would.
+    if let Err(e) = betwixt_control::control::Control::check_start(&loaded.config) {
+        eprintln!("betwixt: {e}");
+        return ExitCode::FAILURE;
+    }
+    print!("{}", config::render(&loaded.config.normalized(), format));
     ExitCode::SUCCESS
 }

@@ -70,6 +70,7 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
     if let Some(files) = crate::limits::raise_soft_limits() {
         log::debug!("open-file limit {files}: room for about {} proxied connections", files / 2);
     }
+    crate::limits::check_memlock()?;
     // Before the shards, which push to it; after logging, which its writer reports through.
     betwixt_control::access_log::start(config.access_log.as_ref())?;
     betwixt_control::profiler::start(config.profiler.as_ref())?;

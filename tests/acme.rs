@@ -362,4 +362,17 @@ fn check_accepts_acme_and_a_bad_cache_dir_stops_the_start() {
     let (status, _, stderr) = run_betwixt(&["-c", bad.to_str().unwrap()]);
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("acme.cache_dir") && stderr.contains("a-file/sub"), "{stderr}");
+    // `check` finds it too, without creating anything...
+    let (status, stdout, stderr) = run_betwixt(&["check", bad.to_str().unwrap()]);
+    assert!(!status.success() && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("acme.cache_dir") && stderr.contains("a-file/sub"), "{stderr}");
+    // ... and passes a cache_dir the start would create, leaving it to the start.
+    let missing = dir.0.join("cache/acme");
+    let later = dir.write(
+        "later.toml",
+        &format!("[acme]\nchallenge = \"tls-alpn\"\ncache_dir = \"{}\"\n{server}", missing.display()),
+    );
+    let (status, _, stderr) = run_betwixt(&["check", "--strict", later.to_str().unwrap()]);
+    assert!(status.success() && stderr.is_empty(), "{stderr}");
+    assert!(!dir.0.join("cache").exists());
 }

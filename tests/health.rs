@@ -4,7 +4,7 @@
 mod common;
 
 use common::backends::{Backend, Behaviour};
-use common::{closed_without_data, free_port, tally, wait_until, Betwixt};
+use common::{closed_without_data, free_port, tally, wait_until, Betwixt, TempDir};
 use std::time::{Duration, Instant};
 
 fn config(port: u16, backends: &[&Backend], interval: &str, passes: u32) -> String {
@@ -45,6 +45,48 @@ fn dead_backend_leaves_within_an_interval_and_returns() {
         wait_until(Duration::from_secs(3), || tally(port, 2).contains_key("flaky")),
         "restarted backend did not return"
     );
+}
+
+/// A backend going down says why: the line carries the failing check's reason (a refused
+/// connect, a probe's reply, escaped and bounded), and at debug level every failed check is
+/// logged with its reason too.
+#[test]
+fn down_line_says_why_the_check_failed() {
+    let closed = free_port();
+    // It answers its name, "wrong\n", where the probe wants "PONG".
+    let wrong = Backend::start("wrong", Behaviour::Named);
+    let (ping_port, probe_port) = (free_port(), free_port());
+    let check = "interval = \"100ms\"\ntimeout = \"500ms\"\nfails = 2\npasses = 1\n";
+    let text = format!(
+        "[servers.pinged]\nbind = \"127.0.0.1:{ping_port}\"\n\
+         [servers.pinged.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:{closed}\"]\n\
+         [servers.pinged.healthcheck]\nkind = \"ping\"\n{check}\
+         [servers.probed]\nbind = \"127.0.0.1:{probe_port}\"\n\
+         [servers.probed.discovery]\nkind = \"static\"\nstatic_list = [\"{}\"]\n\
+         [servers.probed.healthcheck]\nkind = \"probe\"\n{check}\
+         probe_protocol = \"tcp\"\nprobe_send = 'ping\\n'\nprobe_recv = 'PONG'\n",
+        wrong.line()
+    );
+    let dir = TempDir::new("down-why");
+    let path = dir.write("c.toml", &text);
+    let args = [std::ffi::OsStr::new("-c"), path.as_os_str(), std::ffi::OsStr::new("--shards=1")];
+    let bx = Betwixt::start_args(&args, &[("RUST_LOG", "debug".into())], dir);
+    let refused = format!(
+        "server pinged: backend 127.0.0.1:{closed} is now down: connect to 127.0.0.1:{closed}: Connection refused"
+    );
+    let mismatch = format!(
+        "server probed: backend {} is now down: probe got \"wron\", expected a reply starting with \"PONG\"",
+        wrong.line()
+    );
+    let logged = wait_until(Duration::from_secs(10), || {
+        let log = bx.log_text();
+        log.contains(&refused) && log.contains(&mismatch)
+    });
+    let log = bx.log_text();
+    assert!(logged, "{log}");
+    // fails = 2: the first failed check is logged before the backend goes down.
+    let failed = format!("server pinged: backend 127.0.0.1:{closed}: healthcheck failed: connect to");
+    assert!(log.lines().filter(|l| l.contains(&failed)).count() >= 2, "{log}");
 }
 
 #[test]

@@ -169,6 +169,34 @@ fn a_second_stop_signal_exits_at_once() {
     drop(live);
 }
 
+/// A configuration with one server on a free port, for starts that must fail before it listens.
+fn one_server(dir: &TempDir) -> PathBuf {
+    let port = free_port();
+    dir.write(
+        "c.toml",
+        &format!(
+            "[servers.s]\nbind = \"127.0.0.1:{port}\"\n\
+             [servers.s.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:9\"]\n"
+        ),
+    )
+}
+
+/// Runs `command` (betwixt under a limit, through util-linux tools) with its output captured,
+/// killing it if it still runs after 10 s. Returns whether it exited by itself, and its output.
+fn run_to_exit(command: &mut Command) -> (bool, std::process::Output) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv and prlimit (util-linux) are needed");
+    let exited = wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    (exited, child.wait_with_output().unwrap())
+}
+
 /// RLIMIT_NPROC binds everyone but root, and for other users it counts all their threads (this
 /// test's included). So the test runs as root and applies the limit to betwixt run as `nobody`,
 /// who then has no other threads; the binary and the config must be readable to it.
@@ -180,14 +208,7 @@ fn running_out_of_threads_at_start_is_a_clean_error() {
         return;
     }
     let dir = TempDir::new("nproc");
-    let port = free_port();
-    let path = dir.write(
-        "c.toml",
-        &format!(
-            "[servers.s]\nbind = \"127.0.0.1:{port}\"\n\
-             [servers.s.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:9\"]\n"
-        ),
-    );
+    let path = one_server(&dir);
     use std::os::unix::fs::PermissionsExt;
     for p in [&dir.0, &path] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -195,21 +216,13 @@ fn running_out_of_threads_at_start_is_a_clean_error() {
     // Each shard is a thread plus glommio's helper thread: every limit below 5 stops one of
     // them, the first (1) before any shard starts, the others inside a shard's start.
     for threads in 1..=4 {
-        let mut child = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "prlimit"])
-            .arg(format!("--nproc={threads}"))
-            .args([common::binary(), "-c", path.to_str().unwrap(), "--shards", "2"])
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("setpriv and prlimit (util-linux) are needed");
-        let exited = wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
-        if !exited {
-            let _ = child.kill();
-        }
-        let out = child.wait_with_output().unwrap();
+        let (exited, out) = run_to_exit(
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "prlimit"])
+                .arg(format!("--nproc={threads}"))
+                .args([common::binary(), "-c", path.to_str().unwrap(), "--shards", "2"])
+                .env("RUST_BACKTRACE", "1"),
+        );
         let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
         assert!(exited, "limit {threads}: still running half-started:\n{text}");
         assert_eq!(out.status.code(), Some(1), "limit {threads}:\n{text}");
@@ -219,4 +232,30 @@ fn running_out_of_threads_at_start_is_a_clean_error() {
         );
         assert!(!text.contains("panicked") && !text.contains("backtrace"), "limit {threads}:\n{text}");
     }
+}
+
+/// Below the 512 KiB of locked memory glommio requires per executor, betwixt stops at start
+/// with a message naming the limit and how to raise it, not glommio's `MemLockLimit(a/b)`.
+/// Root's limit is as binding as anyone's here: betwixt raises only its soft limit.
+#[test]
+fn locked_memory_limit_too_low_is_a_plain_error() {
+    let dir = TempDir::new("memlock");
+    let path = one_server(&dir);
+    let (exited, out) = run_to_exit(Command::new("prlimit").arg("--memlock=65536:65536").args([
+        common::binary(),
+        "-c",
+        path.to_str().unwrap(),
+        "--shards",
+        "1",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(exited, "still running under a 64 KiB locked-memory limit:\n{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("betwixt: cannot start the shards: the locked-memory limit (RLIMIT_MEMLOCK) is 65536 bytes, below the 512 KiB io_uring needs")
+            && stderr.contains("LimitMEMLOCK=infinity")
+            && stderr.contains("`ulimit -l 512`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("MemLockLimit("), "{stderr}");
 }

@@ -352,6 +352,49 @@ fn bad_tls_settings_are_clear_start_up_errors() {
     );
 }
 
+/// `betwixt check` reads the files a start reads: a missing certificate, key, backends' CA or
+/// API certificate fails it with the start's own message, and it prints no configuration.
+#[test]
+fn check_fails_where_the_start_would_on_the_files_it_reads() {
+    let dir = TempDir::new("tls-check");
+    let good = Ca::new().leaf("localhost").write(&dir, "server");
+    let missing = dir.0.join("missing.pem");
+    let server = |files: &(PathBuf, PathBuf)| tls_config(free_port(), files, "", &["127.0.0.1:1".into()]);
+    let cases = [
+        ("servers.s.tls.cert_path", server(&(missing.clone(), good.1.clone()))),
+        ("servers.s.tls.key_path", server(&(good.0.clone(), missing.clone()))),
+        (
+            "servers.s.backends_tls.root_ca_cert_path",
+            server(&good)
+                + &format!("[servers.s.backends_tls]\nroot_ca_cert_path = \"{}\"\n", missing.display()),
+        ),
+        (
+            "api.tls",
+            format!(
+                "[api]\nenabled = true\nbind = \"127.0.0.1:{}\"\n[api.tls]\ncert_path = \"{}\"\nkey_path = \"{}\"\n",
+                free_port(),
+                missing.display(),
+                good.1.display()
+            ) + &server(&good),
+        ),
+    ];
+    for (key, config) in cases {
+        let path = dir.write("c.toml", &config);
+        let (status, _, stderr) = run_betwixt(&["-c", path.to_str().unwrap()]);
+        assert!(!status.success(), "{key}: started:\n{stderr}");
+        let said = stderr.lines().find(|l| l.starts_with("betwixt: ")).unwrap_or_else(|| panic!("{stderr}"));
+        assert!(said.contains(key) && said.contains("missing.pem"), "{key}: {said}");
+        let (status, stdout, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
+        assert!(!status.success(), "{key}: check passed:\n{stdout}");
+        assert!(stderr.lines().any(|l| l == said), "{key}: check said\n{stderr}\nstart said\n{said}");
+        assert!(stdout.is_empty(), "{key}: {stdout}");
+    }
+    let path = dir.write("c.toml", &server(&good));
+    let (status, stdout, stderr) = run_betwixt(&["check", "--strict", path.to_str().unwrap()]);
+    assert!(status.success() && stderr.is_empty(), "{stderr}");
+    assert!(stdout.contains("[servers.s.tls]"), "{stdout}");
+}
+
 #[test]
 fn bad_cert_path_over_the_api_is_409() {
     let api = free_port();

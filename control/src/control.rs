@@ -170,6 +170,26 @@ impl Control {
         Ok(())
     }
 
+    /// `betwixt check`: what a start reads before it serves, in a start's order and with its
+    /// words, but without binding a port, creating a directory or starting a task: `[acme]`'s
+    /// cache directory and CA bundle, every server as `add_server` prepares it (its section,
+    /// certificates and keys), then `[api.tls]`.
+    pub fn check_start(config: &Config) -> Result<(), String> {
+        let control = Control::new(Plane::new(1), config, ConfigSource::default());
+        if let Some(section) = &config.acme {
+            let _ = control.acme.set(AcmeService::check(section)?);
+        }
+        let defaults = config.defaults.as_ref();
+        // Held to the end: a server's ACME hosts stay claimed while it lives, as at start, so
+        // two servers claiming one host fail here too.
+        let mut prepared = Vec::with_capacity(config.servers.len());
+        for (name, server) in &config.servers {
+            let server = control.prepare(name, server.clone(), defaults, None);
+            prepared.push(server.map_err(|e| format!("server {name}: {e}"))?);
+        }
+        crate::api::check(config)
+    }
+
     /// The ACME service, when `[acme]` is configured and started.
     pub fn acme(&self) -> Option<&Arc<AcmeService>> {
         self.acme.get()

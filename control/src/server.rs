@@ -382,15 +382,19 @@ impl ServerHandle {
                 addrs: backend.addrs.clone(),
             };
             let mut tracker = Tracker::new(&settings);
+            let (server, address) = (self.name.clone(), backend.spec.address());
             let task = tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(settings.interval);
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     ticker.tick().await;
-                    let passed = healthcheck::check(&settings, &target).await;
-                    if let Some(live) = tracker.observe(passed) {
+                    let result = healthcheck::check(&settings, &target).await;
+                    if let Err(why) = &result {
+                        log::debug!("server {server}: backend {address}: healthcheck failed: {why}");
+                    }
+                    if tracker.observe(result.is_ok()).is_some() {
                         let Some(handle) = handle.upgrade() else { return };
-                        handle.set_live((&target.host, target.port), live);
+                        handle.set_live((&target.host, target.port), result);
                     }
                 }
             });
@@ -398,12 +402,16 @@ impl ServerHandle {
         }
     }
 
-    fn set_live(self: &Arc<Self>, key: (&str, u16), live: bool) {
+    /// `check`: the result of the check that changed the state; a failure's reason goes into
+    /// the log line, so that an operator sees why without turning debug logging on.
+    fn set_live(self: &Arc<Self>, key: (&str, u16), check: healthcheck::CheckResult) {
+        let live = check.is_ok();
         if let Some(b) = self.backends().iter_mut().find(|b| b.spec.key() == key) {
+            let why = check.err().map(|why| format!(": {why}")).unwrap_or_default();
             // A flapping backend, or many failing at once, must not flood the log.
             crate::log_limited!(
                 log::Level::Info,
-                "server {}: backend {} is now {}",
+                "server {}: backend {} is now {}{why}",
                 self.name,
                 b.spec.address(),
                 if live { "live" } else { "down" }

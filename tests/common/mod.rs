@@ -106,7 +106,8 @@ impl Betwixt {
     }
 
     /// Starts betwixt with exactly `args` (e.g. `from-url URL`) and the environment variables
-    /// `env` added, its log in `dir`.
+    /// `env` added, its log in `dir`. The log level is `RUST_LOG` in `env`, else
+    /// `BETWIXT_TEST_LOG`, else `info`.
     pub fn start_args(args: &[&std::ffi::OsStr], env: &[(&str, String)], dir: TempDir) -> Betwixt {
         Betwixt::start_command(binary(), args, env, dir)
     }
@@ -121,10 +122,11 @@ impl Betwixt {
     ) -> Betwixt {
         let log = dir.0.join("betwixt.log");
         let out = std::fs::File::create(&log).unwrap();
+        let level = std::env::var("BETWIXT_TEST_LOG").unwrap_or_else(|_| "info".into());
         let child = Command::new(program)
             .args(args)
+            .env("RUST_LOG", level)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", std::env::var("BETWIXT_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -68,42 +68,50 @@ impl Drop for AcmeService {
 }
 
 impl AcmeService {
-    /// Reads `[acme]`, checks `cache_dir` and the CA bundle, and for HTTP-01 listens on
-    /// `http_bind`. Nothing is ordered yet. Must run inside the control runtime.
+    /// Reads `[acme]`, checks `cache_dir` (creating it) and the CA bundle, and for HTTP-01
+    /// listens on `http_bind`. Nothing is ordered yet. Must run inside the control runtime.
     pub fn start(section: &Acme) -> Result<Arc<AcmeService>, String> {
+        let mut service = AcmeService::open(section, true)?;
+        if service.settings.challenge == ChallengeKind::Http {
+            let bind = &service.settings.http_bind;
+            let listen = || {
+                let address = crate::bind::resolve_bind(bind)?;
+                let listener = std::net::TcpListener::bind(address)?;
+                listener.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(listener)
+            };
+            let listener = listen().map_err(|e| format!("acme.http_bind: cannot listen on {bind}: {e}"))?;
+            log::info!("acme: answering HTTP-01 challenges on {bind}");
+            let challenges = service.challenges.clone();
+            service.http = Some(tokio::spawn(challenge::serve_http(listener, challenges)).abort_handle());
+        }
+        Ok(Arc::new(service))
+    }
+
+    /// What `start` reads and checks before it listens, without creating `cache_dir`: for
+    /// `betwixt check`, which must fail where a start would and change nothing.
+    pub fn check(section: &Acme) -> Result<Arc<AcmeService>, String> {
+        AcmeService::open(section, false).map(Arc::new)
+    }
+
+    /// The service without its HTTP-01 listener. `create`: make `cache_dir` when missing.
+    fn open(section: &Acme, create: bool) -> Result<AcmeService, String> {
         let settings =
             AcmeSettings::from_section(section).map_err(|e| format!("acme.{}: {}", e.field, e.message))?;
-        store::check_dir(&settings.cache_dir).map_err(|e| format!("acme.cache_dir: {e}"))?;
+        store::check_dir(&settings.cache_dir, create).map_err(|e| format!("acme.cache_dir: {e}"))?;
         let roots = crate::tls::roots(settings.root_ca_cert_path.as_deref())
             .map_err(|e| format!("acme.root_ca_cert_path: {}", e.message))?;
         let client = DirectoryClient::new(roots)?;
-        let challenges = Arc::new(Challenges::default());
-        let http = match settings.challenge {
-            ChallengeKind::Http => {
-                let bind = &settings.http_bind;
-                let listen = || {
-                    let address = crate::bind::resolve_bind(bind)?;
-                    let listener = std::net::TcpListener::bind(address)?;
-                    listener.set_nonblocking(true)?;
-                    tokio::net::TcpListener::from_std(listener)
-                };
-                let listener =
-                    listen().map_err(|e| format!("acme.http_bind: cannot listen on {bind}: {e}"))?;
-                log::info!("acme: answering HTTP-01 challenges on {bind}");
-                Some(tokio::spawn(challenge::serve_http(listener, challenges.clone())).abort_handle())
-            }
-            ChallengeKind::TlsAlpn => None,
-        };
-        Ok(Arc::new(AcmeService {
+        Ok(AcmeService {
             settings,
-            challenges,
+            challenges: Arc::new(Challenges::default()),
             stats: AcmeStats::default(),
             client,
             account: tokio::sync::Mutex::new(None),
             hosts: Mutex::new(HashMap::new()),
             all: Mutex::new(Vec::new()),
-            http,
-        }))
+            http: None,
+        })
     }
 
     /// The certificates of `server`'s `hosts`, claimed for it. Refused when another running

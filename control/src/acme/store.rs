@@ -93,16 +93,27 @@ fn validity(leaf: &[u8]) -> Result<(SystemTime, SystemTime), String> {
     Ok((at(cert.validity().not_before), at(cert.validity().not_after)))
 }
 
-/// Checks at start that `dir` is a directory betwixt can write to (creating it if missing), so
-/// a wrong `cache_dir` stops the start instead of every renewal.
-pub fn check_dir(dir: &Path) -> Result<(), String> {
+/// Checks at start that `dir` is a directory betwixt can write to, so a wrong `cache_dir` stops
+/// the start instead of every renewal. `create`: make it (and its parents) when missing, as a
+/// start does. Otherwise (`betwixt check`) a missing `dir` passes when its nearest existing
+/// ancestor is a directory betwixt can write in, where a start would create it.
+pub fn check_dir(dir: &Path, create: bool) -> Result<(), String> {
     let shown = dir.display();
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {shown}: {e}"))?;
-    if !dir.is_dir() {
-        return Err(format!("{shown} is not a directory"));
+    if create {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {shown}: {e}"))?;
     }
-    let probe = temp_name(dir, "write-check");
-    write_new(&probe, b"").map_err(|e| format!("cannot write in {shown}: {e}"))?;
+    // `dir`, or where a start would create it: its nearest existing ancestor ("" is the working
+    // directory).
+    let target = dir.ancestors().find(|a| a.exists()).filter(|a| !a.as_os_str().is_empty());
+    let target = target.unwrap_or(Path::new("."));
+    if !target.is_dir() {
+        return Err(match target == dir {
+            true => format!("{shown} is not a directory"),
+            false => format!("cannot create {shown}: {} is not a directory", target.display()),
+        });
+    }
+    let probe = temp_name(target, "write-check");
+    write_new(&probe, b"").map_err(|e| format!("cannot write in {}: {e}", target.display()))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -182,7 +193,7 @@ mod tests {
     #[test]
     fn a_certificate_round_trips_with_mode_0600() {
         let dir = std::env::temp_dir().join(format!("betwixt-acme-store-{}", std::process::id()));
-        check_dir(&dir).unwrap();
+        check_dir(&dir, true).unwrap();
         let key = rcgen::KeyPair::generate().unwrap();
         let cert =
             rcgen::CertificateParams::new(vec!["a.example.com".into()]).unwrap().self_signed(&key).unwrap();
@@ -217,7 +228,18 @@ mod tests {
     fn a_file_is_not_a_directory() {
         let file = std::env::temp_dir().join(format!("betwixt-acme-file-{}", std::process::id()));
         std::fs::write(&file, "x").unwrap();
-        assert!(check_dir(&file).is_err());
+        assert!(check_dir(&file, true).is_err());
+        let under = check_dir(&file.join("sub"), false).unwrap_err();
+        assert!(under.contains("is not a directory"), "{under}");
+        assert!(check_dir(&file, false).is_err());
         std::fs::remove_file(&file).unwrap();
+    }
+
+    #[test]
+    fn checking_a_missing_directory_does_not_create_it() {
+        let dir = std::env::temp_dir().join(format!("betwixt-acme-missing-{}", std::process::id()));
+        let dir = dir.join("deeper");
+        check_dir(&dir, false).unwrap();
+        assert!(!dir.exists() && !dir.parent().unwrap().exists());
     }
 }

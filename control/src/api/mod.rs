@@ -17,7 +17,7 @@ pub mod stats;
 pub mod tls;
 
 use crate::balance::canonical_ip;
-use crate::config::Api;
+use crate::config::{Api, Config};
 use crate::control::Control;
 use admission::ConnectionLimits;
 use axum::Router;
@@ -83,7 +83,7 @@ pub fn start(control: &Arc<Control>) -> Result<(), String> {
         return Ok(());
     };
     let bind = api.bind.as_deref().unwrap_or(DEFAULT_BIND);
-    let tls = api.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| format!("api.tls: {e}"))?;
+    let tls = acceptor(&api)?;
     let listener = serve::listen(bind).map_err(|e| format!("api: cannot listen on {bind}: {e}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let addr = listener.local_addr().map_err(|e| format!("api: cannot listen on {bind}: {e}"))?;
@@ -96,6 +96,19 @@ pub fn start(control: &Arc<Control>) -> Result<(), String> {
     }
     serve::spawn_with("api", listener, tls, router(control.clone(), &api), limits(&api));
     Ok(())
+}
+
+/// `[api.tls]`'s certificate and key, read as `start` reads them.
+fn acceptor(api: &Api) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+    api.tls.as_ref().map(tls::acceptor).transpose().map_err(|e| format!("api.tls: {e}"))
+}
+
+/// What `start` reads before it listens (`[api.tls]`), for `betwixt check`.
+pub fn check(config: &Config) -> Result<(), String> {
+    match config.api.as_ref().filter(|a| a.enabled) {
+        Some(api) => acceptor(api).map(drop),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

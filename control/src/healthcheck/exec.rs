@@ -6,6 +6,7 @@
 //! The command runs in its own process group (`crate::command`); if the check is cancelled (the
 //! timeout fires, the server is removed) the whole group is killed.
 
+use super::{shown, Failure};
 use crate::command;
 
 /// Output beyond this is not read; expected outputs are short words.
@@ -18,32 +19,35 @@ pub struct Exec<'a> {
 }
 
 impl Exec<'_> {
-    pub async fn check(&self, host: &str, port: u16) -> bool {
+    /// A broken command (it fails to run, exits non-zero or prints neither output) is also
+    /// logged as a warning here: that is the script's fault, not the backend's.
+    pub async fn check(&self, host: &str, port: u16) -> Result<(), Failure> {
+        let broken = |why: String| {
+            log::warn!("healthcheck exec: {why}");
+            Err(why)
+        };
         let finished = match command::run(self.command, [host, &port.to_string()], MAX_OUTPUT).await {
             Ok(finished) => finished,
-            Err(e) => {
-                log::warn!("healthcheck exec: {e}");
-                return false;
-            }
+            Err(e) => return broken(e.to_string()),
         };
-        let (status, output) = (finished.status, String::from_utf8_lossy(&finished.stdout));
+        let status = finished.status;
+        let output = String::from_utf8_lossy(&finished.stdout);
         let output = output.trim();
         if !status.success() {
-            log::warn!("healthcheck exec: {:?} {host} {port} exited with {status}", self.command);
-            return false;
+            return broken(format!("{:?} {host} {port} exited with {status}", self.command));
         }
         if output == self.positive {
-            true
+            Ok(())
         } else if Some(output) == self.negative {
-            false
+            Err(format!("{:?} {host} {port} printed the negative output {:?}", self.command, output))
         } else {
-            log::warn!(
-                "healthcheck exec: {:?} {host} {port} printed {output:?}, expected {:?} or {:?}",
+            broken(format!(
+                "{:?} {host} {port} printed {}, expected {:?} or {:?}",
                 self.command,
+                shown(output.as_bytes()),
                 self.positive,
                 self.negative.unwrap_or_default()
-            );
-            false
+            ))
         }
     }
 }

@@ -21,22 +21,29 @@ pub struct Target {
     pub addrs: Vec<SocketAddr>,
 }
 
-/// Runs one check against a backend; true when it passed. Never takes longer than the timeout;
-/// a check still running then counts as failed (and an exec command is killed).
-pub async fn check(settings: &CheckSettings, target: &Target) -> bool {
+/// Why a check failed, in words for the log: `connect to 127.0.0.1:1: Connection refused ...`.
+pub type Failure = String;
+
+/// A check's outcome: passed, or failed and why.
+pub type CheckResult = Result<(), Failure>;
+
+/// Runs one check against a backend: `Ok` when it passed, else why not. Never takes longer than
+/// the timeout; a check still running then fails (and an exec command is killed).
+pub async fn check(settings: &CheckSettings, target: &Target) -> CheckResult {
     let attempt = async {
         match settings.kind {
-            HealthcheckKind::None => true,
+            HealthcheckKind::None => Ok(()),
             HealthcheckKind::Ping => ping::check(&target.addrs).await,
             HealthcheckKind::Probe => match &settings.probe {
                 Some(probe) => probe.check(&target.host, &target.addrs).await,
-                None => false, // the section was invalid; validation reports it
+                // The section was invalid; validation reports it.
+                None => Err("invalid probe settings".to_string()),
             },
             HealthcheckKind::Exec => {
                 let raw = &settings.raw;
                 let (Some(command), Some(positive)) = (&raw.exec_command, &raw.exec_expected_positive_output)
                 else {
-                    return false;
+                    return Err("invalid exec settings".to_string());
                 };
                 let exec =
                     exec::Exec { command, positive, negative: raw.exec_expected_negative_output.as_deref() };
@@ -44,7 +51,21 @@ pub async fn check(settings: &CheckSettings, target: &Target) -> bool {
             }
         }
     };
-    tokio::time::timeout(settings.timeout, attempt).await.unwrap_or(false)
+    match tokio::time::timeout(settings.timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no result within the timeout ({:?})", settings.timeout)),
+    }
+}
+
+/// Bytes a backend or a command sent, for the log: quoted, non-printable bytes escaped (so a
+/// peer cannot forge log lines) and at most `SHOWN` of them.
+pub(crate) fn shown(bytes: &[u8]) -> String {
+    const SHOWN: usize = 64;
+    let escaped = bytes[..bytes.len().min(SHOWN)].escape_ascii();
+    match bytes.len() > SHOWN {
+        true => format!("\"{escaped}\"... ({} bytes)", bytes.len()),
+        false => format!("\"{escaped}\""),
+    }
 }
 
 /// Consecutive-result state machine for one backend.
@@ -114,6 +135,14 @@ mod tests {
         assert_eq!(t.observe(true), None);
         assert_eq!(t.observe(true), None);
         assert_eq!(t.observe(true), Some(true));
+    }
+
+    #[test]
+    fn shown_escapes_and_bounds_what_a_peer_sent() {
+        assert_eq!(shown(b"-ERR\r\n"), r#""-ERR\r\n""#);
+        assert_eq!(shown(b"\x1b[2J\0\"\xff"), r#""\x1b[2J\x00\"\xff""#);
+        let long = shown(&[b'a'; 1000]);
+        assert_eq!(long, format!("\"{}\"... (1000 bytes)", "a".repeat(64)));
     }
 
     #[test]

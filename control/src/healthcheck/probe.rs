@@ -7,6 +7,7 @@
 //! internal certificates. The handshake signature itself is still checked.
 
 use super::escapes::unescape;
+use super::{shown, Failure};
 use crate::config::model::Healthcheck;
 use regex::bytes::{Regex, RegexBuilder};
 use std::net::SocketAddr;
@@ -118,35 +119,52 @@ impl Probe {
         }
     }
 
-    fn judge(&self, reply: &[u8]) -> bool {
-        match &self.expect {
-            Expect::StartsWith(prefix) => reply.starts_with(prefix),
-            Expect::Regexp(regex) => regex.is_match(reply),
+    fn judge(&self, reply: &[u8]) -> Result<(), Failure> {
+        let (passed, expected) = match &self.expect {
+            Expect::StartsWith(prefix) => {
+                (reply.starts_with(prefix), format!("starting with {}", shown(prefix)))
+            }
+            Expect::Regexp(regex) => (regex.is_match(reply), format!("matching {:?}", regex.as_str())),
+        };
+        match passed {
+            true => Ok(()),
+            false => Err(format!("probe got {}, expected a reply {expected}", shown(reply))),
         }
     }
 
-    /// Runs the probe against the first address that answers; `host` names the backend for TLS.
-    pub async fn check(&self, host: &str, addrs: &[SocketAddr]) -> bool {
+    /// Runs the probe against the first address that accepts a connection; `host` names the
+    /// backend for TLS. Fails with every address's connect error when none does.
+    pub async fn check(&self, host: &str, addrs: &[SocketAddr]) -> Result<(), Failure> {
+        let mut failures = Vec::new();
         for &addr in addrs {
             let reply = match self.transport {
                 Transport::Udp => self.exchange_udp(addr).await,
                 Transport::Tcp => match TcpStream::connect(addr).await {
                     Ok(stream) => self.exchange(stream).await,
-                    Err(_) => continue,
+                    Err(e) => {
+                        failures.push(format!("connect to {addr}: {e}"));
+                        continue;
+                    }
                 },
                 Transport::Tls => match tls_connect(host, addr).await {
-                    Some(stream) => self.exchange(stream).await,
-                    None => continue,
+                    Ok(stream) => self.exchange(stream).await,
+                    Err(e) => {
+                        failures.push(e);
+                        continue;
+                    }
                 },
             };
-            return reply.is_some_and(|reply| self.judge(&reply));
+            return reply.map_err(|e| format!("probe to {addr}: {e}")).and_then(|reply| self.judge(&reply));
         }
-        false
+        Err(if failures.is_empty() { "no address to connect to".to_string() } else { failures.join("; ") })
     }
 
-    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) -> Option<Vec<u8>> {
-        stream.write_all(&self.send).await.ok()?;
-        stream.flush().await.ok()?;
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) -> Result<Vec<u8>, Failure> {
+        let sent = async {
+            stream.write_all(&self.send).await?;
+            stream.flush().await
+        };
+        sent.await.map_err(|e| format!("cannot send: {e}"))?;
         let wanted = self.wanted();
         let mut reply = vec![0; wanted];
         let mut filled = 0;
@@ -157,26 +175,34 @@ impl Probe {
             }
         }
         reply.truncate(filled);
-        Some(reply)
+        Ok(reply)
     }
 
-    async fn exchange_udp(&self, addr: SocketAddr) -> Option<Vec<u8>> {
+    async fn exchange_udp(&self, addr: SocketAddr) -> Result<Vec<u8>, Failure> {
         let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-        let socket = UdpSocket::bind(local).await.ok()?;
-        socket.connect(addr).await.ok()?;
-        socket.send(&self.send).await.ok()?;
+        let sent = async {
+            let socket = UdpSocket::bind(local).await?;
+            socket.connect(addr).await?;
+            socket.send(&self.send).await?;
+            Ok::<_, std::io::Error>(socket)
+        };
+        let socket = sent.await.map_err(|e| format!("cannot send: {e}"))?;
         let mut reply = vec![0; MAX_REPLY];
-        let n = socket.recv(&mut reply).await.ok()?;
+        let n = socket.recv(&mut reply).await.map_err(|e| format!("no reply: {e}"))?;
         reply.truncate(n.min(self.wanted()));
-        Some(reply)
+        Ok(reply)
     }
 }
 
-async fn tls_connect(host: &str, addr: SocketAddr) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+async fn tls_connect(
+    host: &str,
+    addr: SocketAddr,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
     use rustls::pki_types::ServerName;
-    let stream = TcpStream::connect(addr).await.ok()?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
     let name = ServerName::try_from(host.to_string()).unwrap_or_else(|_| ServerName::from(addr.ip()));
-    tokio_rustls::TlsConnector::from(tls_config()).connect(name, stream).await.ok()
+    let handshake = tokio_rustls::TlsConnector::from(tls_config()).connect(name, stream).await;
+    handshake.map_err(|e| format!("TLS handshake with {addr}: {e}"))
 }
 
 fn tls_config() -> Arc<rustls::ClientConfig> {

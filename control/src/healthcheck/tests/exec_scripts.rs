@@ -37,18 +37,18 @@ fn target() -> Target {
 async fn outputs_decide() {
     // The script sees HOST PORT as its arguments.
     let positive = script("positive", r#"[ "$1 $2" = "backend.example 8080" ] && echo " 1 " || echo 0"#);
-    assert!(check(&exec_settings(&positive, 5000), &target()).await);
+    assert!(check(&exec_settings(&positive, 5000), &target()).await.is_ok());
     let wrong_target = Target { port: 8081, ..target() };
-    assert!(!check(&exec_settings(&positive, 5000), &wrong_target).await);
+    assert!(check(&exec_settings(&positive, 5000), &wrong_target).await.is_err());
 
     let negative = script("negative", "echo 0");
-    assert!(!check(&exec_settings(&negative, 5000), &target()).await);
+    assert!(check(&exec_settings(&negative, 5000), &target()).await.is_err());
     let garbage = script("garbage", "echo 'is it up? who knows'");
-    assert!(!check(&exec_settings(&garbage, 5000), &target()).await);
+    assert!(check(&exec_settings(&garbage, 5000), &target()).await.is_err());
     let failing = script("failing", "echo 1; exit 3");
-    assert!(!check(&exec_settings(&failing, 5000), &target()).await);
+    assert!(check(&exec_settings(&failing, 5000), &target()).await.is_err());
     let missing = PathBuf::from("/nonexistent/betwixt-check");
-    assert!(!check(&exec_settings(&missing, 5000), &target()).await);
+    assert!(check(&exec_settings(&missing, 5000), &target()).await.is_err());
 }
 
 #[tokio::test]
@@ -59,7 +59,7 @@ async fn a_hanging_script_is_killed_at_the_timeout() {
     let _ = std::fs::remove_file(&pidfile);
     let hang = script("hang", &format!("sleep 30 & echo $! > {}\nwait\necho 1", pidfile.display()));
     let started = Instant::now();
-    assert!(!check(&exec_settings(&hang, 300), &target()).await);
+    assert!(check(&exec_settings(&hang, 300), &target()).await.is_err());
     let took = started.elapsed();
     assert!(took < Duration::from_secs(2), "check took {took:?}");
     // The script's own child (the sleep) is gone too.
@@ -84,7 +84,7 @@ async fn hundreds_of_slow_checks_run_side_by_side() {
     let mut checks = tokio::task::JoinSet::new();
     for port in 0..200u16 {
         let settings = settings.clone();
-        checks.spawn(async move { check(&settings, &Target { port, ..target() }).await });
+        checks.spawn(async move { check(&settings, &Target { port, ..target() }).await.is_ok() });
     }
     let mut passed = 0;
     while let Some(result) = checks.join_next().await {

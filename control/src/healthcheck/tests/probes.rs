@@ -86,10 +86,11 @@ fn cases() -> Vec<(Tweak, bool)> {
 async fn tcp() {
     let addr = tcp_server().await;
     for (i, (tweak, expected)) in cases().into_iter().enumerate() {
-        assert_eq!(check(&probe_settings("tcp", tweak), &target(addr)).await, expected, "case {i}");
+        assert_eq!(check(&probe_settings("tcp", tweak), &target(addr)).await.is_ok(), expected, "case {i}");
     }
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-    assert!(!check(&probe_settings("tcp", |_| {}), &target(closed)).await);
+    let why = check(&probe_settings("tcp", |_| {}), &target(closed)).await.unwrap_err();
+    assert!(why.starts_with(&format!("connect to {closed}: ")), "{why}");
 }
 
 #[tokio::test]
@@ -108,7 +109,7 @@ async fn udp() {
         let mut settings = probe_settings("udp", tweak);
         // An unanswered datagram is only noticed by the timeout.
         settings.timeout = Duration::from_millis(300);
-        assert_eq!(check(&settings, &target(addr)).await, expected, "case {i}");
+        assert_eq!(check(&settings, &target(addr)).await.is_ok(), expected, "case {i}");
     }
 }
 
@@ -142,9 +143,9 @@ async fn tls_with_a_self_signed_certificate() {
         }
     });
     for (i, (tweak, expected)) in cases().into_iter().enumerate() {
-        assert_eq!(check(&probe_settings("tls", tweak), &target(addr)).await, expected, "case {i}");
+        assert_eq!(check(&probe_settings("tls", tweak), &target(addr)).await.is_ok(), expected, "case {i}");
     }
     // A plain TCP server is not a TLS one.
     let plain = tcp_server().await;
-    assert!(!check(&probe_settings("tls", |_| {}), &target(plain)).await);
+    assert!(check(&probe_settings("tls", |_| {}), &target(plain)).await.is_err());
 }
