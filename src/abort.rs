@@ -76,9 +76,16 @@ impl Drop for Registration {
 
 /// Runs `work` until it completes or `connections` is aborted, whichever comes first; on abort
 /// `work` is dropped where it stands.
-pub async fn until_aborted(connections: Rc<Connections>, work: impl Future<Output = ()>) {
+///
+/// A plain function, not an `async fn`: an async fn keeps its arguments in its future apart
+/// from the futures it awaits, so `work` (the whole connection) would be stored twice over in
+/// every connection task, idle or not.
+pub fn until_aborted(
+    connections: Rc<Connections>,
+    work: impl Future<Output = ()>,
+) -> impl Future<Output = ()> {
     let mut registration = Registration { connections, place: None };
-    let aborted = poll_fn(|cx| {
+    let aborted = poll_fn(move |cx| {
         let connections = &registration.connections;
         if connections.aborted.get() {
             return Poll::Ready(());
@@ -90,7 +97,7 @@ pub async fn until_aborted(connections: Rc<Connections>, work: impl Future<Outpu
         Poll::Pending
     });
     // The abort is looked at first, so an aborted connection takes no further step.
-    futures_lite::future::or(aborted, work).await
+    futures_lite::future::or(aborted, work)
 }
 
 #[cfg(test)]
