@@ -1325,7 +1325,11 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // Preempted before a queue ran: runnable tasks may still be queued (left by an
+                // earlier preemption), and answering "nothing ran" would let the caller park
+                // with them, asleep until unrelated I/O arrives. The caller polls and comes
+                // back instead. (A missed wake-up under bursts; see PATCHES.md.)
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
