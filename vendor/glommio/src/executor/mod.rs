@@ -1497,6 +1497,12 @@ impl LocalExecutor {
                         // test again here. We can't test *just* here because the main
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
+                    } else if spin_before_park.is_zero() {
+                        // Parking polls too, and submits the I/O queued by the tasks with the
+                        // system call that sleeps: polling first would cost one more.
+                        this.parker
+                            .park()
+                            .expect("Failed to park! This is actually pretty bad!");
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {
