@@ -342,32 +342,37 @@ def measure(proxy, args):
     if "tcp" not in args.scenarios:
         return r
     d = args.seconds
-    cpu0 = proxy.cpu()
-    n, r["conns_per_s"] = wrk(proxy.http, d, close=True)
-    cpu1 = proxy.cpu()
-    r["cpu_us_per_conn"] = (cpu1 - cpu0) / n * 1e6
-    n, r["req_per_s"] = wrk(proxy.http, d, close=False)
-    cpu2 = proxy.cpu()
-    r["cpu_us_per_req"] = (cpu2 - cpu1) / n * 1e6
-    moved = 0
-    r["bulk1_gbit"] = (b := iperf(proxy.bulk, d, 1))[1]
-    moved += b[0]
-    r["bulk8_gbit"] = (b := iperf(proxy.bulk, d, 8))[1]
-    moved += b[0]
-    cpu3 = proxy.cpu()
-    r["cpu_s_per_gib"] = (cpu3 - cpu2) / (moved / 2**30)
-    cpu4 = proxy.cpu()
-    lat = latency(proxy.http, d, args.rate)
-    # At a moderate rate the proxy sleeps between requests: this shows the cost of waking up.
-    r["cpu_us_per_req_paced"] = (proxy.cpu() - cpu3) / (args.rate * d) * 1e6
-    r.update({"p50_us": lat["p50_us"], "p99_us": lat["p99_us"], "p999_us": lat["p999_us"]})
-    if proxy.pids:
+    tests = set(args.tcp_tests.split(","))
+    if "conns" in tests:
+        cpu0 = proxy.cpu()
+        n, r["conns_per_s"] = wrk(proxy.http, d, close=True)
+        r["cpu_us_per_conn"] = (proxy.cpu() - cpu0) / n * 1e6
+    if "requests" in tests:
+        cpu0 = proxy.cpu()
+        n, r["req_per_s"] = wrk(proxy.http, d, close=False)
+        r["cpu_us_per_req"] = (proxy.cpu() - cpu0) / n * 1e6
+    if "bulk" in tests:
+        cpu0 = proxy.cpu()
+        moved = 0
+        r["bulk1_gbit"] = (b := iperf(proxy.bulk, d, 1))[1]
+        moved += b[0]
+        r["bulk8_gbit"] = (b := iperf(proxy.bulk, d, 8))[1]
+        moved += b[0]
+        r["cpu_s_per_gib"] = (proxy.cpu() - cpu0) / (moved / 2**30)
+    if "latency" in tests:
+        cpu0 = proxy.cpu()
+        lat = latency(proxy.http, d, args.rate)
+        # At a moderate rate the proxy sleeps between requests: this shows the cost of waking up.
+        r["cpu_us_per_req_paced"] = (proxy.cpu() - cpu0) / (args.rate * d) * 1e6
+        r.update({"p50_us": lat["p50_us"], "p99_us": lat["p99_us"], "p999_us": lat["p999_us"]})
+    if "idle" in tests and proxy.pids:
         r["rss_idle_mib"], per_conn = idle(proxy, args.idle_conns)
         r["rss_idle_mib"] /= 1024
         r["kib_per_idle_conn"] = per_conn
-    else:
+    if not proxy.pids:
         for key in ("cpu_us_per_conn", "cpu_us_per_req", "cpu_us_per_req_paced", "cpu_s_per_gib"):
-            r[key] = None
+            if key in r:
+                r[key] = None
     return r
 
 
@@ -424,6 +429,8 @@ def main():
     parser.add_argument("--scenarios", default="tcp,udp,tls", help="comma-separated: tcp (connections, "
                         "requests, bulk, latency, idle), udp (datagrams through a UDP proxy; HAProxy has none), "
                         "tls (handshakes full and resumed, bulk over TLS, SNI passthrough against plain tcp)")
+    parser.add_argument("--tcp-tests", default="conns,requests,bulk,latency,idle",
+                        help="which tcp tests to run (a subset for a focused A/B run)")
     parser.add_argument("--tls-conns", type=int, default=32, help="client threads of the handshake and SNI loops")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--command", default="scripts/bench", help="how this run was started (for the report)")

@@ -10,9 +10,12 @@
 //! - `handshakes`, `tls-bulk`, `hello`: TLS handshake loops (full or resumed), bulk transfers
 //!   over TLS, and ClientHellos for SNI passthrough (see `tls`); `stream-backend ADDR`: their
 //!   plain backend (see `backend`).
+//! - `burst ADDR --conns N --rounds R`: bursts of N connections opened at once, looped, to hunt
+//!   missed wake-ups in the event loop; `echo-backend ADDR`: its backend (see `burst`).
 
 mod args;
 mod backend;
+mod burst;
 mod http;
 mod idle;
 mod latency;
@@ -31,8 +34,10 @@ fn main() -> ExitCode {
         Some("handshakes") => args::Args::parse(&argv[1..]).and_then(|a| tls::handshakes(&a)),
         Some("tls-bulk") => args::Args::parse(&argv[1..]).and_then(|a| tls::bulk(&a)),
         Some("hello") => args::Args::parse(&argv[1..]).and_then(|a| tls::hello(&a)),
+        Some("burst") => args::Args::parse(&argv[1..]).and_then(|a| burst::run(&a)),
+        Some("echo-backend") => args::Args::parse(&argv[1..]).and_then(|a| burst::echo_backend(&a)),
         Some("stream-backend") => args::Args::parse(&argv[1..]).and_then(|a| backend::run(&a)),
-        _ => Err("usage: betwixt-bench latency|idle|udp|udp-echo|handshakes|tls-bulk|hello|stream-backend \
+        _ => Err("usage: betwixt-bench latency|idle|udp|udp-echo|handshakes|tls-bulk|hello|stream-backend|burst|echo-backend \
                   ADDR [--option value]..."
             .into()),
     };

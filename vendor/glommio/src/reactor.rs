@@ -173,6 +173,12 @@ pub(crate) struct Reactor {
     /// refcell) every time. Acquire during initialization
     preempt_ptr_head: *const u32,
     preempt_ptr_tail: *const AtomicU32,
+
+    /// The main ring's completion queue, and how many completions waiting in it make the
+    /// running task queue yield so they get processed (the "throughput" preemption).
+    main_cq_head: *const u32,
+    main_cq_tail: *const AtomicU32,
+    throughput_preempt_after: u32,
 }
 
 impl Reactor {
@@ -185,6 +191,7 @@ impl Reactor {
     ) -> io::Result<Reactor> {
         let sys = sys::Reactor::new(notifier, io_memory, ring_depth, blocking_thread)?;
         let (preempt_ptr_head, preempt_ptr_tail) = sys.preempt_pointers();
+        let (main_cq_head, main_cq_tail) = sys.main_completion_pointers();
         Ok(Reactor {
             sys,
             timers: RefCell::new(Timers::new()),
@@ -193,6 +200,9 @@ impl Reactor {
             record_io_latencies,
             preempt_ptr_head,
             preempt_ptr_tail: preempt_ptr_tail as _,
+            main_cq_head,
+            main_cq_tail: main_cq_tail as _,
+            throughput_preempt_after: ring_depth as u32,
         })
     }
 
@@ -206,7 +216,13 @@ impl Reactor {
 
     #[inline(always)]
     pub(crate) fn need_preempt(&self) -> bool {
-        unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) }
+        unsafe {
+            *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire)
+                || (*self.main_cq_tail)
+                    .load(Ordering::Acquire)
+                    .wrapping_sub(*self.main_cq_head)
+                    >= self.throughput_preempt_after
+        }
     }
 
     pub(crate) fn id(&self) -> usize {
@@ -430,6 +446,16 @@ impl Reactor {
     pub(crate) fn poll_read_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys.poll_ready(&source, common_flags() | read_flags());
+        source
+    }
+
+    /// A read-readiness poll that stays armed: it completes (and wakes the source's waiter)
+    /// every time the socket becomes readable, until it is cancelled by dropping the source
+    /// or ends on its own (the source then has a result and is no longer armed).
+    pub(crate) fn poll_read_multishot(&self, fd: RawFd) -> Source {
+        let source = self.new_source(fd, SourceType::PollAdd, None);
+        self.sys
+            .poll_ready_multishot(&source, common_flags() | read_flags());
         source
     }
 

@@ -1325,7 +1325,11 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // Preempted before a queue ran: runnable tasks may still be queued (left by an
+                // earlier preemption), and answering "nothing ran" would let the caller park
+                // with them, asleep until unrelated I/O arrives. The caller polls and comes
+                // back instead. (A missed wake-up under bursts; see PATCHES.md.)
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1493,6 +1497,12 @@ impl LocalExecutor {
                         // test again here. We can't test *just* here because the main
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
+                    } else if spin_before_park.is_zero() {
+                        // Parking polls too, and submits the I/O queued by the tasks with the
+                        // system call that sleeps: polling first would cost one more.
+                        this.parker
+                            .park()
+                            .expect("Failed to park! This is actually pretty bad!");
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {
