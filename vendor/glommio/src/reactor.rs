@@ -449,16 +449,6 @@ impl Reactor {
         source
     }
 
-    /// A read-readiness poll that stays armed: it completes (and wakes the source's waiter)
-    /// every time the socket becomes readable, until it is cancelled by dropping the source
-    /// or ends on its own (the source then has a result and is no longer armed).
-    pub(crate) fn poll_read_multishot(&self, fd: RawFd) -> Source {
-        let source = self.new_source(fd, SourceType::PollAdd, None);
-        self.sys
-            .poll_ready_multishot(&source, common_flags() | read_flags());
-        source
-    }
-
     pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys

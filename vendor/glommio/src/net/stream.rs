@@ -220,12 +220,7 @@ pub(crate) struct NonBufferedStream<S> {
     reactor: Weak<Reactor>,
     stream: S,
     source_tx: Option<Source>,
-    /// The read-readiness poll: a multishot poll, armed once and kept for the stream's life
-    /// (re-armed only if the kernel ends it), as an epoll registration would be.
     source_rx: Option<Source>,
-    /// The last read found something, so more may be waiting without a new readiness
-    /// report: the next read tries the socket first.
-    rx_maybe_more: bool,
     /// The hang-up watch of `poll_hangup`, armed until it fires.
     source_hup: Option<Source>,
     write_timeout: Timeout,
@@ -236,7 +231,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
-        self.source_rx = Some(reactor.poll_read_multishot(stream_fd));
+        self.source_rx = Some(reactor.poll_read_ready(stream_fd));
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
@@ -281,33 +276,37 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
-        // The socket is worth a read when the poll reported readiness since the last attempt
-        // (taking the report before reading, so an arrival during the read is reported
-        // again), when the last attempt read something (readiness is reported per arrival,
-        // not per level: only a read that finds the socket empty proves there is nothing
-        // left; a short read does not, as an end of stream may wait behind the data and a
-        // caller's splice may stop at a full pipe), or when no poll is armed.
-        let worth_trying = match &self.source_rx {
-            None => true,
-            Some(source) => {
-                source.take_result().is_some() || self.rx_maybe_more || !source.is_armed()
-            }
-        };
-        if worth_trying {
+        let no_pending_poll = self
+            .source_rx
+            .as_ref()
+            .map(|src| src.result().is_some())
+            .unwrap_or(true);
+
+        if no_pending_poll {
             if let Some(result) = attempt(self.stream.as_raw_fd()) {
+                self.source_rx.take();
                 self.read_timeout.cancel_timer(reactor);
                 let result = poll_err!(result);
-                self.rx_maybe_more = result > 0;
+                // Start an early poll if the buffer is not fully filled. So when
+                // the next time `poll_read` is called, it will be known immediately
+                // whether the underlying stream is ready for reading.
+                if result > 0 && result < len {
+                    self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+                    // The `rush_dispatch`s here and after could be removed to
+                    // improve performance if #458 is handled appropriately.
+                    // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
+                }
                 return Poll::Ready(Ok(result));
             }
-            self.rx_maybe_more = false;
         }
 
         poll_err!(self.read_timeout.check(reactor));
 
-        if !self.source_rx.as_ref().is_some_and(Source::is_armed) {
-            self.source_rx = Some(reactor.poll_read_multishot(self.stream.as_raw_fd()));
+        if no_pending_poll {
+            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+            // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
         }
+
         let source = self.source_rx.as_ref().unwrap();
         source.add_waiter_single(cx.waker());
         self.read_timeout.maybe_set_timer(reactor, cx.waker());
@@ -412,7 +411,6 @@ where
             stream: socket.into(),
             source_tx: None,
             source_rx: None,
-            rx_maybe_more: false,
             source_hup: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),

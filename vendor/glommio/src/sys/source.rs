@@ -264,22 +264,6 @@ impl Source {
         ret
     }
 
-    /// Takes the result, leaving none: for a multishot poll, whether it reported readiness
-    /// since the last call.
-    pub(crate) fn take_result(&self) -> Option<io::Result<usize>> {
-        self.inner.borrow_mut().wakers.result.take()
-    }
-
-    /// Whether the request is still with the kernel (queued or submitted and not finished):
-    /// a multishot poll stays so until cancelled or ended.
-    pub(crate) fn is_armed(&self) -> bool {
-        self.inner
-            .borrow()
-            .enqueued
-            .as_ref()
-            .is_some_and(|e| e.status != EnqueuedStatus::Canceled)
-    }
-
     // adds a single waiter to the list, replacing any waiter that may already
     // exist. Should be used for single streams that map a future 1:1 to their I/O
     // source

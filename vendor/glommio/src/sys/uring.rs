@@ -57,7 +57,6 @@ const MSG_ZEROCOPY: i32 = 0x4000000;
 #[derive(Debug)]
 enum UringOpDescriptor {
     PollAdd(PollFlags),
-    PollAddMulti(PollFlags),
     PollRemove(*const u8),
     Cancel(u64),
     Write(*const u8, usize, u64),
@@ -275,9 +274,6 @@ fn fill_sqe<F>(
         match op.args {
             UringOpDescriptor::PollAdd(events) => {
                 sqe.prep_poll_add(op.fd, events);
-            }
-            UringOpDescriptor::PollAddMulti(events) => {
-                sqe.prep_poll_multishot(op.fd, events);
             }
             UringOpDescriptor::PollRemove(to_remove) => {
                 user_data = 0;
@@ -536,21 +532,12 @@ fn extract_one_chain(
         .collect()
 }
 
-/// What consuming one completion did.
-struct Consumed {
-    /// Whether a task was woken.
-    woke: bool,
-    /// Whether it was the request's last completion: a multishot poll's completions but its
-    /// last are flagged `MORE`, and its source stays registered until that last one.
-    last: bool,
-}
-
 fn process_one_event<F, R>(
     cqe: Option<iou::CQE>,
     try_process: F,
     post_process: R,
     source_map: Rc<RefCell<SourceMap>>,
-) -> Option<Consumed>
+) -> Option<bool>
 where
     F: FnOnce(Ref<'_, InnerSource>) -> Option<()>,
     R: FnOnce(RefMut<'_, InnerSource>, io::Result<usize>) -> io::Result<usize>,
@@ -558,19 +545,12 @@ where
     if let Some(value) = cqe {
         // No user data is `POLL_REMOVE` or `CANCEL`, we won't process.
         if value.user_data() == 0 {
-            return Some(Consumed {
-                woke: false,
-                last: true,
-            });
+            return Some(false);
         }
 
-        let id = from_user_data(value.user_data());
-        let last = !value.flags().contains(iou::cqe::CompletionFlags::MORE);
-        let src = if last {
-            source_map.borrow_mut().consume_source(id)
-        } else {
-            source_map.borrow()[id].clone()
-        };
+        let src = source_map
+            .borrow_mut()
+            .consume_source(from_user_data(value.user_data()));
 
         let result = value.result();
 
@@ -581,7 +561,7 @@ where
             inner_source.wakers.result = res;
             woke = inner_source.wakers.wake_waiters();
         }
-        return Some(Consumed { woke, last });
+        return Some(woke);
     }
     None
 }
@@ -867,11 +847,9 @@ impl UringCommon for PollRing {
             },
             source_map,
         )
-        .map(|consumed| {
-            if consumed.last {
-                self.in_kernel -= 1;
-            }
-            consumed.woke
+        .map(|x| {
+            self.in_kernel -= 1;
+            x
         })
     }
 
@@ -1187,11 +1165,9 @@ impl UringCommon for SleepableRing {
             },
             source_map,
         )
-        .map(|consumed| {
-            if consumed.last {
-                self.in_kernel -= 1;
-            }
-            consumed.woke
+        .map(|x| {
+            self.in_kernel -= 1;
+            x
         })
     }
 
@@ -1457,16 +1433,6 @@ impl Reactor {
 
     pub(crate) fn poll_ready(&self, source: &Source, flags: PollFlags) {
         let op = UringOpDescriptor::PollAdd(flags);
-        queue_request_into_ring(
-            &mut *self.ring_for_source(source),
-            source,
-            op,
-            &mut self.source_map.borrow_mut(),
-        );
-    }
-
-    pub(crate) fn poll_ready_multishot(&self, source: &Source, flags: PollFlags) {
-        let op = UringOpDescriptor::PollAddMulti(flags);
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
             source,
