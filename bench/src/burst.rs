@@ -40,7 +40,10 @@ pub fn run(args: &Args) -> Result<(), String> {
         match outcome {
             Ok(()) => {
                 let pause = next_random(&seed) % (pause_ms + 1);
-                println!("round {round}: {conns} served in {:?}, listen overflows {overflows}", started.elapsed());
+                println!(
+                    "round {round}: {conns} served in {:?}, listen overflows {overflows}",
+                    started.elapsed()
+                );
                 thread::sleep(Duration::from_millis(pause));
             }
             Err((stuck, open)) => {
