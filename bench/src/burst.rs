@@ -1,6 +1,5 @@
 //! `burst ADDR --conns N --rounds R --timeout S --pause-ms P --hold S [--threads T]
-//! [--one-by-one true]`: a stress loop for the
-//! event loop's sleep and wake-up path. Each round opens N connections at once from several
+//! [--one-by-one true]`: a stress loop for the event loop's sleep and wake-up path. Each round opens N connections at once from several
 //! threads, sends a tag on each and waits for its echo, closes them all, then leaves the proxy
 //! idle for up to P ms (a random pause, so the proxy goes to sleep at every possible moment of
 //! the next burst). A connection whose echo does not come back within S seconds is a stuck
@@ -10,13 +9,11 @@
 //! `--one-by-one true` each thread's connections make their exchange one after another, as
 //! `idle` does: the proxy then sleeps and wakes once per connection while ever more sit open.
 //!
-//! `echo-backend ADDR`: the echo backend it needs, one thread per connection (small stacks), so
-//! that thousands of connections can wait at once.
+//! `bench/stress.py` runs it against betwixt and an echo backend and reads the shard's state.
 
 use crate::args::Args;
-use socket2::{Domain, Socket, Type};
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -163,30 +160,4 @@ fn next_random(state: &AtomicU64) -> u64 {
     x ^= x << 17;
     state.store(x, Ordering::Relaxed);
     x
-}
-
-pub fn echo_backend(args: &Args) -> Result<(), String> {
-    let socket =
-        Socket::new(Domain::for_address(args.addr), Type::STREAM, None).map_err(|e| e.to_string())?;
-    socket.set_reuse_address(true).map_err(|e| e.to_string())?;
-    socket.bind(&args.addr.into()).map_err(|e| format!("bind {}: {e}", args.addr))?;
-    socket.listen(4096).map_err(|e| e.to_string())?;
-    let listener: TcpListener = socket.into();
-    loop {
-        let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
-        let spawned = thread::Builder::new().stack_size(64 * 1024).spawn(move || echo(stream));
-        if let Err(e) = spawned {
-            eprintln!("echo-backend: {e}");
-        }
-    }
-}
-
-fn echo(mut stream: TcpStream) -> io::Result<()> {
-    let mut buffer = [0u8; 4096];
-    loop {
-        match stream.read(&mut buffer)? {
-            0 => return Ok(()),
-            n => stream.write_all(&buffer[..n])?,
-        }
-    }
 }

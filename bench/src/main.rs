@@ -11,7 +11,7 @@
 //!   over TLS, and ClientHellos for SNI passthrough (see `tls`); `stream-backend ADDR`: their
 //!   plain backend (see `backend`).
 //! - `burst ADDR --conns N --rounds R`: bursts of N connections opened at once, looped, to hunt
-//!   missed wake-ups in the event loop; `echo-backend ADDR`: its backend (see `burst`).
+//!   missed wake-ups in the event loop (see `burst` and `bench/stress.py`).
 
 mod args;
 mod backend;
@@ -35,11 +35,12 @@ fn main() -> ExitCode {
         Some("tls-bulk") => args::Args::parse(&argv[1..]).and_then(|a| tls::bulk(&a)),
         Some("hello") => args::Args::parse(&argv[1..]).and_then(|a| tls::hello(&a)),
         Some("burst") => args::Args::parse(&argv[1..]).and_then(|a| burst::run(&a)),
-        Some("echo-backend") => args::Args::parse(&argv[1..]).and_then(|a| burst::echo_backend(&a)),
         Some("stream-backend") => args::Args::parse(&argv[1..]).and_then(|a| backend::run(&a)),
-        _ => Err("usage: betwixt-bench latency|idle|udp|udp-echo|handshakes|tls-bulk|hello|stream-backend|burst|echo-backend \
+        _ => Err(
+            "usage: betwixt-bench latency|idle|udp|udp-echo|handshakes|tls-bulk|hello|stream-backend|burst \
                   ADDR [--option value]..."
-            .into()),
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
