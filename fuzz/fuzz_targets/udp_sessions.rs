@@ -2,13 +2,13 @@
 //! The UDP session table (`src/udp/sessions.rs`) driven by a fuzzed sequence of datagrams,
 //! replies, closes and clock ticks, checked against a plain model of the sessions: each answer
 //! names the right session and client, a stale id never reaches a newer session, and `expire`
-//! ends exactly the sessions whose idle deadline has passed.
+//! ends exactly the sessions whose idle deadline has passed, naming a side that was idle.
 
 #[allow(dead_code)]
 #[path = "../../src/udp/sessions.rs"]
 mod sessions;
 
-use sessions::{Forward, Id, Limits, Reply, Sessions};
+use sessions::{Forward, Id, Idled, Limits, Reply, Sessions};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -94,12 +94,16 @@ impl Run {
     fn tick(&mut self, by: Duration) {
         self.now += by;
         let mut ended = Vec::new();
-        self.table.expire(self.now, |client, data| ended.push((client, data)));
-        for (client, data) in ended {
+        self.table.expire(self.now, |data, idled| ended.push((data, idled)));
+        for (data, idled) in ended {
             let id = self.open.iter().find(|(_, m)| m.data == data).map(|(id, _)| *id);
             let id = id.expect("expire ended a session twice");
             let m = &self.open[&id];
-            assert_eq!(m.client, client);
+            let blamed = match idled {
+                Idled::Client => self.limits.client_idle.map(|d| m.last_request + d),
+                Idled::Backend => self.limits.backend_idle.map(|d| m.last_reply + d),
+            };
+            assert!(blamed.is_some_and(|d| d <= self.now), "expire named a side that was not idle");
             assert!(self.deadline(m).is_some_and(|d| d <= self.now), "expire ended a live session early");
             self.open.remove(&id);
         }
