@@ -116,14 +116,8 @@ fn check(format: Option<&str>, file: &Path, loaded: &source::Loaded, strict: boo
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }
-    let access_log = loaded.config.access_log.as_ref();
-    let settings =
-        access_log.and_then(|s| betwixt_control::access_log::Settings::from_section(s).ok().flatten());
-    if let Err(e) = settings.map_or(Ok(()), |s| s.check_output()) {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
-    }
-    // What a start reads (certificates, keys, CA bundles, the ACME directory), failing as it would.
+    // What a start reads (certificates, keys, CA bundles, the ACME directory, the access log's
+    // output), failing as it would.
     if let Err(e) = betwixt_control::control::Control::check_start(&loaded.config) {
         eprintln!("betwixt: {e}");
         return ExitCode::FAILURE;

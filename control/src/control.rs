@@ -173,7 +173,7 @@ impl Control {
     /// `betwixt check`: what a start reads before it serves, in a start's order and with its
     /// words, but without binding a port, creating a directory or starting a task: `[acme]`'s
     /// cache directory and CA bundle, every server as `add_server` prepares it (its section,
-    /// certificates and keys), then `[api.tls]`.
+    /// certificates and keys), the access log's output, then `[api.tls]`.
     pub fn check_start(config: &Config) -> Result<(), String> {
         let control = Control::new(Plane::new(1), config, ConfigSource::default());
         if let Some(section) = &config.acme {
@@ -187,6 +187,7 @@ impl Control {
             let server = control.prepare(name, server.clone(), defaults, None);
             prepared.push(server.map_err(|e| format!("server {name}: {e}"))?);
         }
+        crate::access_log::check(config.access_log.as_ref())?;
         crate::api::check(config)
     }
 

@@ -126,6 +126,12 @@ pub fn running() -> Option<&'static AccessLog> {
 
 /// Opens the output (an error names it) and starts the writer thread; nothing when the
 /// section is absent or not enabled. Once per process, before the shards run.
+/// What `start` would refuse, found without opening or creating anything (`betwixt check`).
+pub fn check(section: Option<&Section>) -> Result<(), String> {
+    let settings = section.map(Settings::from_section).transpose().map_err(|e| e.to_string())?.flatten();
+    settings.map_or(Ok(()), |s| s.check_output())
+}
+
 pub fn start(section: Option<&Section>) -> Result<(), String> {
     let Some(settings) =
         section.map(Settings::from_section).transpose().map_err(|e| e.to_string())?.flatten()
