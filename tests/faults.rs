@@ -680,14 +680,20 @@ fn healthcheck_flapping_under_load_loses_no_connection() {
     );
     std::fs::write(&up, "").unwrap();
     let proxy = Proxy::start(&config, &[port], "2");
+    // The flapper runs until every client has started, and clients start one at a time, so
+    // arrivals fall in both phases whatever the machine's pace (waves of clients started together
+    // could all land in down phases).
+    let flapping_done = Arc::new(AtomicBool::new(false));
     let flapper = {
-        let up = up.clone();
+        let (up, done) = (up.clone(), flapping_done.clone());
         thread::spawn(move || {
-            for i in 1..=16 {
-                if i % 2 == 0 {
-                    std::fs::write(&up, "").unwrap();
-                } else {
+            let mut down = false;
+            while !done.load(Ordering::Relaxed) {
+                down = !down;
+                if down {
                     let _ = std::fs::remove_file(&up);
+                } else {
+                    std::fs::write(&up, "").unwrap();
                 }
                 thread::sleep(Duration::from_millis(300));
             }
@@ -695,16 +701,14 @@ fn healthcheck_flapping_under_load_loses_no_connection() {
         })
     };
     let (mut streams, mut seen_down, mut seen_up) = (Vec::new(), false, false);
-    for wave in 0..4 {
-        streams
-            .extend((0..6).map(|i| echo_stream(port, wave * 6 + i, 512 * 1024, Duration::from_millis(10))));
-        for _ in 0..7 {
-            let live: Vec<bool> = backend_stats(&proxy, "s").iter().map(|b| b.0).collect();
-            seen_down |= live.contains(&false);
-            seen_up |= live.iter().all(|&l| l);
-            thread::sleep(Duration::from_millis(100));
-        }
+    for client in 0..24 {
+        streams.push(echo_stream(port, client, 512 * 1024, Duration::from_millis(10)));
+        let live: Vec<bool> = backend_stats(&proxy, "s").iter().map(|b| b.0).collect();
+        seen_down |= live.contains(&false);
+        seen_up |= live.iter().all(|&l| l);
+        thread::sleep(Duration::from_millis(110));
     }
+    flapping_done.store(true, Ordering::Relaxed);
     join_all(streams);
     flapper.join().unwrap();
     assert!(seen_down && seen_up, "the healthcheck did not flap (down seen: {seen_down}, up: {seen_up})");
