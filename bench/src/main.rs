@@ -1,7 +1,8 @@
 //! Load tools the benchmark needs and that wrk and iperf3 do not provide:
 //!
-//! - `latency ADDR --rate R --seconds S --conns C`: keep-alive HTTP requests sent at a constant
-//!   rate, one in flight per connection; prints the latency percentiles as one JSON line.
+//! - `latency ADDR --rate R --seconds S --conns C [--slow-over US]`: keep-alive HTTP requests sent at a constant
+//!   rate, one in flight per connection; prints the latency percentiles as one JSON line, and
+//!   with `--slow-over` lists the exchanges slower than US µs on stderr with the time they left.
 //! - `idle ADDR --conns N --hold S`: opens N connections, makes one request on each (so every
 //!   hop is established end to end), prints `ready N`, keeps them idle for S seconds, exits.
 //! - `udp ADDR --clients N --window W --size B --seconds S`: UDP datagrams kept in flight from
