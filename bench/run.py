@@ -236,7 +236,13 @@ def iperf(port, seconds, streams):
 
 def latency(port, seconds, rate):
     argv = [TOOL, "latency", f"127.0.0.1:{port}", "--rate", rate, "--seconds", seconds, "--conns", 4]
+    # BENCH_SLOW_OVER=US: the exchanges slower than US µs, with the time they left, go to stderr.
+    slow_over = os.environ.get("BENCH_SLOW_OVER")
+    if slow_over:
+        argv += ["--slow-over", slow_over]
     out = subprocess.run(["taskset", "-c", LOAD_CPU, *map(str, argv)], capture_output=True, text=True, check=True)
+    if slow_over:
+        sys.stderr.write(out.stderr)
     return json.loads(out.stdout)
 
 
