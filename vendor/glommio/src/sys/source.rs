@@ -146,8 +146,8 @@ pub(crate) struct InnerSource {
 
 // Every armed poll is one of these on the heap, and an idle TCP stream keeps its read poll armed
 // for its whole life: keep the size pinned (472 bytes before the large payloads of `SourceType`
-// were boxed).
-const _: () = assert!(std::mem::size_of::<InnerSource>() <= 280);
+// and the latency timestamps were boxed).
+const _: () = assert!(std::mem::size_of::<InnerSource>() <= 240);
 
 impl InnerSource {
     pub(crate) fn update_source_type(&mut self, source_type: SourceType) -> SourceType {
@@ -183,7 +183,7 @@ impl Source {
         Source {
             inner: Rc::pin(RefCell::new(InnerSource {
                 raw,
-                wakers: Wakers::new(),
+                wakers: Wakers::new(stats_collection.is_some_and(|s| s.latency.is_some())),
                 source_type,
                 io_requirements: ioreq,
                 enqueued: None,
