@@ -51,7 +51,9 @@ pub struct Trace {
     pub moved: Moved,
     /// UDP: datagrams from the client, and to it.
     datagrams: [Cell<u64>; 2],
-    entry: Option<Entry>,
+    /// Boxed: every connection carries its trace for its whole life, most with no line to
+    /// write (the log off, or the server opted out).
+    entry: Option<Box<Entry>>,
 }
 
 impl Trace {
@@ -60,19 +62,21 @@ impl Trace {
     /// dropped.
     pub fn begin(snapshot: &ServerSnapshot, client: SocketAddr) -> Trace {
         let logged = access_log::running().filter(|_| snapshot.settings.access_log);
-        let entry = logged.map(|log| Entry {
-            log,
-            began: Instant::now(),
-            start: SystemTime::now(),
-            server: snapshot.settings.clone(),
-            client,
-            sni: None,
-            backend: None,
-            udp: snapshot.settings.protocol == Protocol::Udp,
-            stage: "transfer",
-            end: End::Aborted,
-            side: None,
-            error: None,
+        let entry = logged.map(|log| {
+            Box::new(Entry {
+                log,
+                began: Instant::now(),
+                start: SystemTime::now(),
+                server: snapshot.settings.clone(),
+                client,
+                sni: None,
+                backend: None,
+                udp: snapshot.settings.protocol == Protocol::Udp,
+                stage: "transfer",
+                end: End::Aborted,
+                side: None,
+                error: None,
+            })
         });
         Trace { moved: Moved::default(), datagrams: Default::default(), entry }
     }
@@ -121,7 +125,7 @@ impl Trace {
 
 impl Drop for Trace {
     fn drop(&mut self) {
-        let Some(entry) = self.entry.take() else { return };
+        let Some(entry) = self.entry.take().map(|entry| *entry) else { return };
         entry.log.push(Record {
             start: entry.start,
             duration: entry.began.elapsed(),

@@ -73,62 +73,72 @@ impl<'a> Meters<'a> {
 
 /// Runs until both directions are done, a side fails, or an idle timeout passes.
 /// `idle` holds the client's and the backend's idle timeouts.
-pub async fn bidirectional(
-    client: &mut TcpStream,
-    backend: &mut TcpStream,
-    meters: Meters<'_>,
+///
+/// A plain function returning an `async move` block, not an `async fn`: an async fn stores
+/// its arguments twice in its future (as passed, and as the locals they are moved into), and
+/// every idle connection carries this future.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn bidirectional<'a>(
+    client: &'a mut TcpStream,
+    backend: &'a mut TcpStream,
+    meters: Meters<'a>,
     idle: [Option<Duration>; 2],
-) -> End {
-    let mut upstream = Direction::new();
-    let mut downstream = Direction::new();
-    let up = Counted { bytes: meters.bytes(true), spliced: &meters.server.spliced };
-    let down = Counted { bytes: meters.bytes(false), spliced: &meters.server.spliced };
-    let mut idle = IdleWatch::new(idle);
-    let stop = poll_fn(|cx| {
-        let up_done = match upstream.poll_copy(cx, client, backend, &up) {
-            Poll::Ready(Err(fault)) => {
-                return Poll::Ready(Stop::Fault(failed_side(Side::Client, &fault), fault))
-            }
-            other => other.is_ready(),
-        };
-        let down_done = match downstream.poll_copy(cx, backend, client, &down) {
-            Poll::Ready(Err(fault)) => {
-                return Poll::Ready(Stop::Fault(failed_side(Side::Backend, &fault), fault))
-            }
-            other => other.is_ready(),
-        };
-        // Passes a finished direction's end of stream on, unless both ended: dropping the
-        // sockets closes them, which sends each its FIN.
-        let shut_down = match (up_done, down_done) {
-            (true, true) => return Poll::Ready(Stop::Done),
-            (true, false) => upstream.poll_shut_down(cx, backend).map_err(|e| (Side::Backend, e)),
-            (false, true) => downstream.poll_shut_down(cx, client).map_err(|e| (Side::Client, e)),
-            (false, false) => Poll::Pending,
-        };
-        if let Poll::Ready(Err((side, e))) = shut_down {
-            return Poll::Ready(Stop::Fault(side, Fault::Writer(e)));
-        }
-        if let Some(watch) = &mut idle {
-            let motion = [&upstream, &downstream].map(|d| Motion { moves: d.moves, finished: d.finished });
-            if let Poll::Ready(i) = watch.poll_expired(cx, motion) {
-                return Poll::Ready(Stop::Idle([Side::Client, Side::Backend][i]));
-            }
-        }
-        Poll::Pending
-    })
-    .await;
-    match stop {
-        Stop::Done => End::Done,
-        Stop::Idle(side) => End::Idle(side),
-        Stop::Fault(failed, fault) => {
-            let (from_failed, reader, survivor, counted) = match failed {
-                Side::Client => (&mut upstream, client, backend, &up),
-                Side::Backend => (&mut downstream, backend, client, &down),
+) -> impl Future<Output = End> + 'a {
+    async move {
+        let mut upstream = Direction::new();
+        let mut downstream = Direction::new();
+        let up = Counted { bytes: meters.bytes(true), spliced: &meters.server.spliced };
+        let down = Counted { bytes: meters.bytes(false), spliced: &meters.server.spliced };
+        let mut idle = IdleWatch::new(idle);
+        let stop = poll_fn(|cx| {
+            let up_done = match upstream.poll_copy(cx, client, backend, &up) {
+                Poll::Ready(Err(fault)) => {
+                    return Poll::Ready(Stop::Fault(failed_side(Side::Client, &fault), fault))
+                }
+                other => other.is_ready(),
             };
-            deliver_remainder(from_failed, reader, survivor, counted).await;
-            reset_on_close(survivor);
-            let (Fault::Reader(e) | Fault::Writer(e)) = fault;
-            End::Failed(failed, e)
+            let down_done = match downstream.poll_copy(cx, backend, client, &down) {
+                Poll::Ready(Err(fault)) => {
+                    return Poll::Ready(Stop::Fault(failed_side(Side::Backend, &fault), fault))
+                }
+                other => other.is_ready(),
+            };
+            // Passes a finished direction's end of stream on, unless both ended: dropping the
+            // sockets closes them, which sends each its FIN.
+            let shut_down = match (up_done, down_done) {
+                (true, true) => return Poll::Ready(Stop::Done),
+                (true, false) => upstream.poll_shut_down(cx, backend).map_err(|e| (Side::Backend, e)),
+                (false, true) => downstream.poll_shut_down(cx, client).map_err(|e| (Side::Client, e)),
+                (false, false) => Poll::Pending,
+            };
+            if let Poll::Ready(Err((side, e))) = shut_down {
+                return Poll::Ready(Stop::Fault(side, Fault::Writer(e)));
+            }
+            if let Some(watch) = &mut idle {
+                let motion =
+                    [&upstream, &downstream].map(|d| Motion { moves: d.moves, finished: d.finished });
+                if let Poll::Ready(i) = watch.poll_expired(cx, motion) {
+                    return Poll::Ready(Stop::Idle([Side::Client, Side::Backend][i]));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match stop {
+            Stop::Done => End::Done,
+            Stop::Idle(side) => End::Idle(side),
+            Stop::Fault(failed, fault) => {
+                let (from_failed, reader, survivor, counted) = match failed {
+                    Side::Client => (&mut upstream, client, backend, &up),
+                    Side::Backend => (&mut downstream, backend, client, &down),
+                };
+                // Boxed: only a failed connection takes this step, and every connection's future
+                // would carry its room.
+                Box::pin(deliver_remainder(from_failed, reader, survivor, counted)).await;
+                reset_on_close(survivor);
+                let (Fault::Reader(e) | Fault::Writer(e)) = fault;
+                End::Failed(failed, e)
+            }
         }
     }
 }

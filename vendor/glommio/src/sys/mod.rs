@@ -586,12 +586,9 @@ pub(super) struct Latencies {
     pub(super) fulfilled_at: std::time::Instant,
 }
 
-/// Tasks interested in events on a source.
-#[derive(Debug)]
-pub(super) struct Wakers {
-    /// Raw result of the operation.
-    pub(super) result: Option<io::Result<usize>>,
-
+/// When a source was queued, submitted and fulfilled.
+#[derive(Debug, Default)]
+pub(super) struct Timestamps {
     /// The timestamp at which the source was added to the IO queue of the
     /// reactor
     pub(super) queued_at: Option<std::time::Instant>,
@@ -601,18 +598,27 @@ pub(super) struct Wakers {
 
     /// The timestamp at which the reactor fulfilled the source
     pub(super) fulfilled_at: Option<std::time::Instant>,
+}
+
+/// Tasks interested in events on a source.
+#[derive(Debug)]
+pub(super) struct Wakers {
+    /// Raw result of the operation.
+    pub(super) result: Option<io::Result<usize>>,
+
+    /// Kept only for a source whose stats collect latencies, the only reader. Boxed: the other
+    /// sources are many and some long-lived (every stream keeps a readiness poll armed).
+    pub(super) timestamps: Option<Box<Timestamps>>,
 
     /// Tasks waiting for the next event.
     pub(super) waiters: SmallVec<[Waker; 1]>,
 }
 
 impl Wakers {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(timed: bool) -> Self {
         Wakers {
             result: None,
-            queued_at: None,
-            submitted_at: None,
-            fulfilled_at: None,
+            timestamps: timed.then(Box::default),
             waiters: Default::default(),
         }
     }
@@ -629,13 +635,14 @@ impl Wakers {
     }
 
     fn timestamps(&mut self) -> Option<Latencies> {
-        if self.queued_at.is_none() || self.submitted_at.is_none() || self.fulfilled_at.is_none() {
+        let t = self.timestamps.as_mut()?;
+        if t.queued_at.is_none() || t.submitted_at.is_none() || t.fulfilled_at.is_none() {
             None
         } else {
             Some(Latencies {
-                queued_at: self.queued_at.take().unwrap(),
-                submitted_at: self.submitted_at.take().unwrap(),
-                fulfilled_at: self.fulfilled_at.take().unwrap(),
+                queued_at: t.queued_at.take().unwrap(),
+                submitted_at: t.submitted_at.take().unwrap(),
+                fulfilled_at: t.fulfilled_at.take().unwrap(),
             })
         }
     }

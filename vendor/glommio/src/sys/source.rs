@@ -35,18 +35,11 @@ pub(crate) enum SourceType {
     PollAdd,
     SockSend(DmaBuffer),
     SockRecv(Option<DmaBuffer>),
-    SockRecvMsg(
-        Option<DmaBuffer>,
-        libc::iovec,
-        libc::msghdr,
-        MaybeUninit<nix::sys::socket::sockaddr_storage>,
-    ),
-    SockSendMsg(
-        DmaBuffer,
-        libc::iovec,
-        libc::msghdr,
-        nix::sys::socket::SockaddrStorage,
-    ),
+    // The payloads of hundreds of bytes are boxed (here and below): a source is as large as
+    // the largest variant, and the common sources (read-readiness polls, armed on every idle
+    // stream for its whole life) would carry that size.
+    SockRecvMsg(Box<RecvMsg>),
+    SockSendMsg(Box<SendMsg>),
     Open(CString),
     FdataSync,
     Fallocate,
@@ -56,8 +49,8 @@ pub(crate) enum SourceType {
     ForeignNotifier(u64, bool),
     Statx(CString, Box<RefCell<Statx>>),
     Timeout(TimeSpec64, u32),
-    Connect(nix::sys::socket::SockaddrStorage),
-    Accept(SockAddrStorage),
+    Connect(Box<nix::sys::socket::SockaddrStorage>),
+    Accept(Box<SockAddrStorage>),
     Rename(PathBuf, PathBuf),
     CreateDir(PathBuf),
     Remove(PathBuf),
@@ -67,6 +60,23 @@ pub(crate) enum SourceType {
     #[cfg(feature = "bench")]
     Noop,
 }
+
+/// A `recvmsg`: the buffer, its I/O vector, the message header and the sender's address (the
+/// header points at the other two, so they stay together in one box).
+pub(crate) type RecvMsg = (
+    Option<DmaBuffer>,
+    libc::iovec,
+    libc::msghdr,
+    MaybeUninit<nix::sys::socket::sockaddr_storage>,
+);
+
+/// A `sendmsg`: the buffer, its I/O vector, the message header and the destination address.
+pub(crate) type SendMsg = (
+    DmaBuffer,
+    libc::iovec,
+    libc::msghdr,
+    nix::sys::socket::SockaddrStorage,
+);
 
 impl TryFrom<SourceType> for Statx {
     type Error = GlommioError<()>;
@@ -134,6 +144,11 @@ pub(crate) struct InnerSource {
     pub(crate) task_queue: Option<TaskQueueHandle>,
 }
 
+// Every armed poll is one of these on the heap, and an idle TCP stream keeps its read poll armed
+// for its whole life: keep the size pinned (472 bytes before the large payloads of `SourceType`
+// and the latency timestamps were boxed).
+const _: () = assert!(std::mem::size_of::<InnerSource>() <= 240);
+
 impl InnerSource {
     pub(crate) fn update_source_type(&mut self, source_type: SourceType) -> SourceType {
         std::mem::replace(&mut self.source_type, source_type)
@@ -168,7 +183,7 @@ impl Source {
         Source {
             inner: Rc::pin(RefCell::new(InnerSource {
                 raw,
-                wakers: Wakers::new(),
+                wakers: Wakers::new(stats_collection.is_some_and(|s| s.latency.is_some())),
                 source_type,
                 io_requirements: ioreq,
                 enqueued: None,
