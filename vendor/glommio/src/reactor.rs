@@ -449,6 +449,18 @@ impl Reactor {
         source
     }
 
+    /// A read-readiness poll that stays armed: it completes (and wakes the source's waiter)
+    /// every time the socket's receive side changes, until it is cancelled by dropping the
+    /// source or ends on its own (the source then is no longer armed). It asks for
+    /// `POLLRDHUP` too, so that a reader can tell an end of stream from a data arrival.
+    pub(crate) fn poll_read_multishot(&self, fd: RawFd) -> Source {
+        let source = self.new_source(fd, SourceType::PollMultishot, None);
+        let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+        self.sys
+            .poll_ready_multishot(&source, common_flags() | read_flags() | rdhup);
+        source
+    }
+
     pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys

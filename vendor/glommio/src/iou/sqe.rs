@@ -23,6 +23,9 @@ pub use nix::{
 use super::Personality;
 use crate::{sys::Statx, uring_sys};
 
+/// `sqe.len` of a `POLL_ADD` that stays armed (`IORING_POLL_ADD_MULTI`).
+const IORING_POLL_ADD_MULTI: u32 = 1;
+
 /// A pending IO event.
 ///
 /// Can be configured with a set of
@@ -345,6 +348,14 @@ impl<'a> SQE<'a> {
     pub unsafe fn prep_poll_add(&mut self, fd: impl UringFd, poll_flags: PollFlags) {
         uring_sys::io_uring_prep_poll_add(self.sqe, fd.as_raw_fd(), poll_flags.bits());
         fd.update_sqe(self);
+    }
+
+    /// A poll that stays armed: it completes once per readiness event, each completion but
+    /// the last flagged `MORE` (`IORING_POLL_ADD_MULTI`, Linux 5.13+).
+    #[inline]
+    pub unsafe fn prep_poll_multishot(&mut self, fd: impl UringFd, poll_flags: PollFlags) {
+        self.prep_poll_add(fd, poll_flags);
+        (*self.sqe).len = IORING_POLL_ADD_MULTI;
     }
 
     #[inline]

@@ -15,6 +15,10 @@ use std::{
     net::Shutdown,
     os::unix::io::{AsRawFd, FromRawFd, RawFd},
     rc::{Rc, Weak},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        OnceLock,
+    },
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
@@ -215,12 +219,59 @@ impl Timeout {
     }
 }
 
+/// What a short `recv` proves about a stream socket of this kind.
+pub(crate) trait ShortRecv {
+    /// A `recv` that returns less than it asked for has emptied the socket, unless the peer's
+    /// end of stream, an error or urgent data is pending, which the read-readiness poll
+    /// reports (TCP stops a read at each of them). Not so for Unix streams, whose reads also
+    /// stop after a message carrying descriptors or at another sender's credentials.
+    const DRAINS: bool;
+}
+
+impl ShortRecv for std::net::TcpStream {
+    const DRAINS: bool = true;
+}
+
+impl ShortRecv for std::os::unix::net::UnixStream {
+    const DRAINS: bool = false;
+}
+
+/// Poll events after which a short read no longer proves the socket empty: an end of stream
+/// or error may wait behind the data just read, and TCP stops a read at urgent data.
+const SHORT_READ_UNTRUSTED: u32 =
+    (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLPRI) as u32;
+
+/// Set when the kernel refused a multishot poll (`EINVAL`, before Linux 5.13): streams then
+/// wait on one-shot polls.
+static MULTISHOT_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether new streams wait for read readiness with one multishot poll each (the default) or
+/// with a one-shot poll per wait. `GLOMMIO_ONESHOT_POLLS=1`, read once, chooses the one-shot
+/// polls: a switch for measuring one against the other.
+fn multishot_read_polls() -> bool {
+    static ONESHOT: OnceLock<bool> = OnceLock::new();
+    let oneshot = *ONESHOT
+        .get_or_init(|| std::env::var_os("GLOMMIO_ONESHOT_POLLS").is_some_and(|v| v == "1"));
+    !oneshot && !MULTISHOT_REFUSED.load(Ordering::Relaxed)
+}
+
 #[derive(Debug)]
 pub(crate) struct NonBufferedStream<S> {
     reactor: Weak<Reactor>,
     stream: S,
     source_tx: Option<Source>,
+    /// The read-readiness poll: one-shot, or (with `rx_multishot`) a multishot poll armed at
+    /// the first read that finds the socket empty and kept for the stream's life (re-armed
+    /// only if the kernel ends it), as an epoll registration would be.
     source_rx: Option<Source>,
+    /// Reads wait on a multishot poll.
+    rx_multishot: bool,
+    /// Multishot only: the last read may have left bytes behind, so the next one tries the
+    /// socket without a new readiness report.
+    rx_maybe_more: bool,
+    /// Multishot only: the poll has reported an end of stream, an error or urgent data, so
+    /// short reads are no longer taken as proof that the socket is empty.
+    rx_short_untrusted: bool,
     /// The hang-up watch of `poll_hangup`, armed until it fires.
     source_hup: Option<Source>,
     write_timeout: Timeout,
@@ -229,9 +280,13 @@ pub(crate) struct NonBufferedStream<S> {
 
 impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
-        let reactor = self.reactor.upgrade().unwrap();
-        let stream_fd = self.stream.as_raw_fd();
-        self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+        // With multishot polls, the first read tries the socket and arms the poll only if it
+        // finds the socket empty.
+        if !self.rx_multishot {
+            let reactor = self.reactor.upgrade().unwrap();
+            let stream_fd = self.stream.as_raw_fd();
+            self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+        }
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
@@ -255,19 +310,38 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Ok(sz)
     }
 
-    pub(crate) fn poll_read(
-        &mut self,
-        cx: &Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+    /// `poll_read_with` for a `recv`, whose short reads prove the socket empty where `S` says
+    /// so.
+    pub(crate) fn poll_read(&mut self, cx: &Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>
+    where
+        S: ShortRecv,
+    {
         let len = buf.len();
-        self.poll_read_with(cx, len, |fd| super::yolo_recv(fd, buf))
+        self.poll_read_with(cx, len, S::DRAINS, |fd| super::yolo_recv(fd, buf))
     }
 
     /// `poll_read` with the non-blocking attempt supplied by the caller (for example a
     /// `splice` out of the socket): `attempt` gets the socket's descriptor and returns `None`
-    /// when the socket has nothing to read. `len` is how much the attempt asks for.
+    /// when the socket has nothing to read. `len` is how much the attempt asks for;
+    /// `short_read_drains` says whether an attempt that returns less has emptied the socket
+    /// (a `recv` on TCP) or may have stopped for another reason (a splice stops at a full
+    /// pipe), in which case the next read tries the socket again before waiting.
     pub(crate) fn poll_read_with(
+        &mut self,
+        cx: &Context<'_>,
+        len: usize,
+        short_read_drains: bool,
+        attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if self.rx_multishot {
+            self.poll_read_multishot(cx, len, short_read_drains, attempt)
+        } else {
+            self.poll_read_oneshot(cx, len, attempt)
+        }
+    }
+
+    /// glommio's reads: a one-shot poll per wait, and an early one after a short read.
+    fn poll_read_oneshot(
         &mut self,
         cx: &Context<'_>,
         len: usize,
@@ -311,6 +385,89 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         source.add_waiter_single(cx.waker());
         self.read_timeout.maybe_set_timer(reactor, cx.waker());
         Poll::Pending
+    }
+
+    /// Reads that wait on one multishot poll. It reports arrivals, not a level, so the stream
+    /// keeps the level itself: the socket is worth a read when the poll reported something
+    /// since the last read, or the last read may have left bytes behind (it filled the
+    /// caller's buffer, its attempt may stop short for other reasons, or the poll reported an
+    /// end of stream, error or urgent data, behind which a short read can stop). Otherwise the
+    /// last read emptied the socket and the stream waits without trying it.
+    fn poll_read_multishot(
+        &mut self,
+        cx: &Context<'_>,
+        len: usize,
+        short_read_drains: bool,
+        attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let reactor = self.reactor.upgrade().unwrap();
+        let reactor = reactor.as_ref();
+        let fd = self.stream.as_raw_fd();
+
+        // The reports are taken here, right before the read, not when their completions are
+        // consumed: whatever arrives after this point posts a later completion, consumed at a
+        // later pass of the reactor, which marks the stream readable again. (A report of
+        // something the read below takes anyway costs one read that finds nothing.)
+        let reported = match &self.source_rx {
+            None => true,
+            Some(source) => {
+                let events = source.take_result();
+                match &events {
+                    Some(Ok(events)) if *events as u32 & SHORT_READ_UNTRUSTED != 0 => {
+                        self.rx_short_untrusted = true;
+                    }
+                    Some(Err(e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        MULTISHOT_REFUSED.store(true, Ordering::Relaxed);
+                        self.rx_multishot = false;
+                        self.source_rx = None;
+                        return self.poll_read_oneshot(cx, len, attempt);
+                    }
+                    _ => {}
+                }
+                // A poll the kernel ended (its last completion carries no `MORE`) reports
+                // nothing more: try the socket, and arm a new one if it is empty.
+                events.is_some() || !source.is_armed()
+            }
+        };
+
+        if reported || self.rx_maybe_more {
+            if let Some(result) = attempt(fd) {
+                self.read_timeout.cancel_timer(reactor);
+                let n = match result {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.rx_maybe_more = true;
+                        return Poll::Ready(Err(e));
+                    }
+                };
+                // An end of stream (0) stays readable: every read after it returns 0 too.
+                let drained = n > 0 && n < len && short_read_drains && !self.rx_short_untrusted;
+                self.rx_maybe_more = !drained;
+                // Arm the poll now if this read emptied the socket, so that the next read
+                // waits for it rather than trying the socket first.
+                if drained && !self.rx_poll_armed() {
+                    self.source_rx = Some(reactor.poll_read_multishot(fd));
+                }
+                return Poll::Ready(Ok(n));
+            }
+            self.rx_maybe_more = false;
+        }
+
+        poll_err!(self.read_timeout.check(reactor));
+
+        // Armed now, a poll reports at once if the socket became readable since the read.
+        if !self.rx_poll_armed() {
+            self.source_rx = Some(reactor.poll_read_multishot(fd));
+        }
+        let source = self.source_rx.as_ref().unwrap();
+        source.add_waiter_single(cx.waker());
+        self.read_timeout.maybe_set_timer(reactor, cx.waker());
+        Poll::Pending
+    }
+
+    /// The read-readiness poll is with the kernel (or about to be).
+    fn rx_poll_armed(&self) -> bool {
+        self.source_rx.as_ref().is_some_and(Source::is_armed)
     }
 
     pub(crate) fn poll_write(&mut self, cx: &Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
@@ -411,6 +568,9 @@ where
             stream: socket.into(),
             source_tx: None,
             source_rx: None,
+            rx_multishot: multishot_read_polls(),
+            rx_maybe_more: false,
+            rx_short_untrusted: false,
             source_hup: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
@@ -447,7 +607,19 @@ impl<S: AsRawFd> GlommioStream<S, NonBuffered> {
         len: usize,
         attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        self.stream.poll_read_with(cx, len, attempt)
+        self.stream.poll_read_with(cx, len, false, attempt)
+    }
+
+    /// `poll_read_with` for an attempt whose short reads prove the socket empty, as `recv`'s
+    /// do on TCP: for tests that count the attempts `poll_read` makes.
+    #[cfg(test)]
+    pub(crate) fn poll_read_draining_with(
+        &mut self,
+        cx: &Context<'_>,
+        len: usize,
+        attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        self.stream.poll_read_with(cx, len, true, attempt)
     }
 
     pub(crate) fn poll_write_with(
@@ -473,7 +645,7 @@ impl<S> GlommioStream<S, NonBuffered> {
     }
 }
 
-impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
+impl<S: AsRawFd + ShortRecv, B: RxBuf> GlommioStream<S, B> {
     /// Receives data on the socket from the remote address to which it is
     /// connected, without removing that data from the queue.
     ///
@@ -567,7 +739,7 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
     }
 }
 
-impl<S: AsRawFd, B: Buffered> GlommioStream<S, B> {
+impl<S: AsRawFd + ShortRecv, B: Buffered> GlommioStream<S, B> {
     pub(crate) fn poll_fill_buf(&mut self, cx: &Context<'_>) -> Poll<io::Result<&[u8]>> {
         if self.rx_buf.is_empty() {
             poll_err!(ready!(self.poll_replenish_buffer(cx)));

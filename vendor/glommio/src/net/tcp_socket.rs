@@ -532,8 +532,10 @@ impl TcpStream {
     /// socket's descriptor, makes one non-blocking attempt (a `recv`, a `splice` into a pipe,
     /// ...) and returns `None` when the socket has nothing to read. When it returns `None`,
     /// this waits for the socket to become readable, honouring the read timeout, exactly as
-    /// `poll_read` does. `len` is the number of bytes the attempt asks for: a shorter result
-    /// starts the next readiness poll early.
+    /// `poll_read` does. `len` is the number of bytes the attempt asks for. A shorter result
+    /// is not taken as proof that the socket is empty (a splice stops at a full pipe): with
+    /// multishot readiness polls, the next call tries the attempt again before it waits,
+    /// where `poll_read` (a `recv`) waits for the next readiness report.
     pub fn poll_read_with(
         &mut self,
         cx: &mut Context<'_>,
@@ -1303,6 +1305,135 @@ mod tests {
 
             let _s = TcpStream::connect(addr).await.unwrap();
             ltask.await.unwrap();
+        });
+    }
+
+    /// Reads with `recv`, as `poll_read` does, counting the system calls.
+    async fn counted_recv(
+        stream: &mut TcpStream,
+        buf: &mut [u8],
+        calls: &Cell<usize>,
+    ) -> io::Result<usize> {
+        let len = buf.len();
+        poll_fn(|cx| {
+            stream.stream.poll_read_draining_with(cx, len, |fd| {
+                calls.set(calls.get() + 1);
+                crate::net::yolo_recv(fd, buf)
+            })
+        })
+        .await
+    }
+
+    #[test]
+    fn multishot_short_read_waits_for_the_next_report() {
+        test_executor!(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            let mut server = listener.accept().await.unwrap();
+            server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let calls = Cell::new(0);
+            let mut buf = [0u8; 64];
+
+            client.write_all(b"first").await.unwrap();
+            let n = counted_recv(&mut server, &mut buf, &calls).await.unwrap();
+            assert_eq!(&buf[..n], b"first");
+
+            // The short read emptied the socket: waiting again costs no system call.
+            calls.set(0);
+            let waiting = counted_recv(&mut server, &mut buf, &calls);
+            assert!(futures_lite::future::poll_once(waiting).await.is_none());
+            assert_eq!(calls.get(), 0);
+
+            // The next arrival is reported, and read with one call.
+            client.write_all(b"second").await.unwrap();
+            let n = counted_recv(&mut server, &mut buf, &calls).await.unwrap();
+            assert_eq!(&buf[..n], b"second");
+            assert_eq!(calls.get(), 1);
+
+            // So is the end of stream.
+            client.shutdown(Shutdown::Write).await.unwrap();
+            assert_eq!(counted_recv(&mut server, &mut buf, &calls).await.unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn multishot_end_of_stream_behind_data_is_read() {
+        test_executor!(async move {
+            for _ in 0..50 {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let mut client = TcpStream::connect(addr).await.unwrap();
+                let mut server = listener.accept().await.unwrap();
+                server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let reader = crate::spawn_local(async move {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 64];
+                    loop {
+                        match server.read(&mut buf).await? {
+                            0 => return io::Result::Ok(got),
+                            n => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+                // Let the reader find the socket empty and wait on its poll first.
+                crate::timer::sleep(Duration::from_millis(1)).await;
+                client.write_all(b"abc").await.unwrap();
+                client.shutdown(Shutdown::Write).await.unwrap();
+                assert_eq!(reader.await.unwrap(), b"abc");
+            }
+        });
+    }
+
+    #[test]
+    fn multishot_attempt_stopping_short_is_tried_again() {
+        test_executor!(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            let mut server = listener.accept().await.unwrap();
+            server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            client.write_all(b"0123456789").await.unwrap();
+            // An attempt that stops after one byte, as a splice stops at a full pipe: the
+            // stream must not take its short reads for an empty socket.
+            let mut got = Vec::new();
+            while got.len() < 10 {
+                let mut byte = [0u8; 1];
+                let n = poll_fn(|cx| {
+                    server.poll_read_with(cx, 64, |fd| crate::net::yolo_recv(fd, &mut byte))
+                })
+                .await
+                .unwrap();
+                got.extend_from_slice(&byte[..n]);
+            }
+            assert_eq!(got, b"0123456789");
+        });
+    }
+
+    #[test]
+    fn multishot_poll_of_a_dropped_stream_is_released() {
+        test_executor!(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            for _ in 0..100 {
+                let mut client = TcpStream::connect(addr).await.unwrap();
+                let mut server = listener.accept().await.unwrap();
+                // Arm the poll, then drop the stream with it armed; arrivals after that
+                // must not reach a freed source.
+                let mut buf = [0u8; 8];
+                assert!(futures_lite::future::poll_once(server.read(&mut buf)).await.is_none());
+                crate::timer::sleep(Duration::from_millis(1)).await;
+                drop(server);
+                let _ = client.write_all(b"late").await;
+            }
+            // The reactor still routes completions correctly.
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            let mut server = listener.accept().await.unwrap();
+            server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            client.write_all(b"ok").await.unwrap();
+            let mut buf = [0u8; 8];
+            let n = server.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"ok");
         });
     }
 

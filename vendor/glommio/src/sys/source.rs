@@ -33,6 +33,9 @@ pub(crate) enum SourceType {
     Write(PollableStatus, IoBuffer),
     Read(PollableStatus, Option<IoBuffer>),
     PollAdd,
+    /// A poll that stays armed (`IORING_POLL_ADD_MULTI`): its result is the union of the
+    /// events reported since the owner last took it.
+    PollMultishot,
     SockSend(DmaBuffer),
     SockRecv(Option<DmaBuffer>),
     SockRecvMsg(
@@ -262,6 +265,22 @@ impl Source {
         }
 
         ret
+    }
+
+    /// Takes the result, leaving none: for a multishot poll, the events it reported since the
+    /// last call, if any.
+    pub(crate) fn take_result(&self) -> Option<io::Result<usize>> {
+        self.inner.borrow_mut().wakers.result.take()
+    }
+
+    /// Whether the request is still with the kernel (queued or submitted and not finished):
+    /// a multishot poll stays so until cancelled or ended.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.inner
+            .borrow()
+            .enqueued
+            .as_ref()
+            .is_some_and(|e| e.status != EnqueuedStatus::Canceled)
     }
 
     // adds a single waiter to the list, replacing any waiter that may already

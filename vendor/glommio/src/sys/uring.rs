@@ -57,6 +57,7 @@ const MSG_ZEROCOPY: i32 = 0x4000000;
 #[derive(Debug)]
 enum UringOpDescriptor {
     PollAdd(PollFlags),
+    PollAddMulti(PollFlags),
     PollRemove(*const u8),
     Cancel(u64),
     Write(*const u8, usize, u64),
@@ -274,6 +275,9 @@ fn fill_sqe<F>(
         match op.args {
             UringOpDescriptor::PollAdd(events) => {
                 sqe.prep_poll_add(op.fd, events);
+            }
+            UringOpDescriptor::PollAddMulti(events) => {
+                sqe.prep_poll_multishot(op.fd, events);
             }
             UringOpDescriptor::PollRemove(to_remove) => {
                 user_data = 0;
@@ -532,12 +536,21 @@ fn extract_one_chain(
         .collect()
 }
 
+/// What consuming one completion did.
+struct Consumed {
+    /// Whether a task was woken.
+    woke: bool,
+    /// Whether it was the request's last completion: a multishot poll's completions but its
+    /// last are flagged `MORE`, and its source stays registered until that last one.
+    last: bool,
+}
+
 fn process_one_event<F, R>(
     cqe: Option<iou::CQE>,
     try_process: F,
     post_process: R,
     source_map: Rc<RefCell<SourceMap>>,
-) -> Option<bool>
+) -> Option<Consumed>
 where
     F: FnOnce(Ref<'_, InnerSource>) -> Option<()>,
     R: FnOnce(RefMut<'_, InnerSource>, io::Result<usize>) -> io::Result<usize>,
@@ -545,23 +558,37 @@ where
     if let Some(value) = cqe {
         // No user data is `POLL_REMOVE` or `CANCEL`, we won't process.
         if value.user_data() == 0 {
-            return Some(false);
+            return Some(Consumed {
+                woke: false,
+                last: true,
+            });
         }
 
-        let src = source_map
-            .borrow_mut()
-            .consume_source(from_user_data(value.user_data()));
+        let id = from_user_data(value.user_data());
+        let last = !value.flags().contains(iou::cqe::CompletionFlags::MORE);
+        let src = if last {
+            source_map.borrow_mut().consume_source(id)
+        } else {
+            source_map.borrow()[id].clone()
+        };
 
         let result = value.result();
 
         let mut woke = false;
         if try_process(src.borrow()).is_none() {
-            let res = Some(post_process(src.borrow_mut(), transmute_error(result)));
+            let res = post_process(src.borrow_mut(), transmute_error(result));
             let mut inner_source = src.borrow_mut();
-            inner_source.wakers.result = res;
+            let seen = inner_source.wakers.result.take();
+            let res = match (&inner_source.source_type, seen, res) {
+                // A multishot poll's reports add up until its owner takes them: an end of
+                // stream reported just before a data arrival must not be lost.
+                (SourceType::PollMultishot, Some(Ok(seen)), Ok(events)) => Ok(seen | events),
+                (_, _, res) => res,
+            };
+            inner_source.wakers.result = Some(res);
             woke = inner_source.wakers.wake_waiters();
         }
-        return Some(woke);
+        return Some(Consumed { woke, last });
     }
     None
 }
@@ -847,9 +874,11 @@ impl UringCommon for PollRing {
             },
             source_map,
         )
-        .map(|x| {
-            self.in_kernel -= 1;
-            x
+        .map(|consumed| {
+            if consumed.last {
+                self.in_kernel -= 1;
+            }
+            consumed.woke
         })
     }
 
@@ -1165,9 +1194,11 @@ impl UringCommon for SleepableRing {
             },
             source_map,
         )
-        .map(|x| {
-            self.in_kernel -= 1;
-            x
+        .map(|consumed| {
+            if consumed.last {
+                self.in_kernel -= 1;
+            }
+            consumed.woke
         })
     }
 
@@ -1433,6 +1464,16 @@ impl Reactor {
 
     pub(crate) fn poll_ready(&self, source: &Source, flags: PollFlags) {
         let op = UringOpDescriptor::PollAdd(flags);
+        queue_request_into_ring(
+            &mut *self.ring_for_source(source),
+            source,
+            op,
+            &mut self.source_map.borrow_mut(),
+        );
+    }
+
+    pub(crate) fn poll_ready_multishot(&self, source: &Source, flags: PollFlags) {
+        let op = UringOpDescriptor::PollAddMulti(flags);
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
             source,
