@@ -389,10 +389,11 @@ impl<S: AsRawFd> NonBufferedStream<S> {
 
     /// Reads that wait on one multishot poll. It reports arrivals, not a level, so the stream
     /// keeps the level itself: the socket is worth a read when the poll reported something
-    /// since the last read, or the last read may have left bytes behind (it filled the
-    /// caller's buffer, its attempt may stop short for other reasons, or the poll reported an
-    /// end of stream, error or urgent data, behind which a short read can stop). Otherwise the
-    /// last read emptied the socket and the stream waits without trying it.
+    /// since the last read, or the last read may have left something behind (it filled the
+    /// caller's buffer, its attempt may stop short for other reasons, the poll reported an
+    /// end of stream, error or urgent data, behind which a short read can stop, or it read the
+    /// end of stream, which every later read returns too). Otherwise the last read emptied the
+    /// socket and the stream waits without trying it.
     fn poll_read_multishot(
         &mut self,
         cx: &Context<'_>,
