@@ -222,9 +222,10 @@ impl Timeout {
 /// What a short `recv` proves about a stream socket of this kind.
 pub(crate) trait ShortRecv {
     /// A `recv` that returns less than it asked for has emptied the socket, unless the peer's
-    /// end of stream, an error or urgent data is pending, which the read-readiness poll
-    /// reports (TCP stops a read at each of them). Not so for Unix streams, whose reads also
-    /// stop after a message carrying descriptors or at another sender's credentials.
+    /// end of stream or an error is pending, which the read-readiness poll reports (TCP stops
+    /// a read at each of them). Not so for Unix streams, whose reads also stop after a
+    /// message carrying descriptors or at another sender's credentials. (TCP also stops a read
+    /// at urgent data, which no poll report tells apart: see `SHORT_READ_UNTRUSTED`.)
     const DRAINS: bool;
 }
 
@@ -237,9 +238,11 @@ impl ShortRecv for std::os::unix::net::UnixStream {
 }
 
 /// Poll events after which a short read no longer proves the socket empty: an end of stream
-/// or error may wait behind the data just read, and TCP stops a read at urgent data.
-const SHORT_READ_UNTRUSTED: u32 =
-    (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLPRI) as u32;
+/// or error may wait behind the data just read. Not `POLLPRI`: a poll woken by an arrival
+/// reports the wake-up's events, which for every TCP arrival include `POLLPRI`, so it cannot
+/// tell urgent data apart; a read that stops at an urgent mark (a peer's `MSG_OOB`) leaves the
+/// bytes after it until the peer sends more or closes.
+const SHORT_READ_UNTRUSTED: u32 = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32;
 
 /// Set when the kernel refused a multishot poll (`EINVAL`, before Linux 5.13): streams then
 /// wait on one-shot polls.
@@ -269,8 +272,8 @@ pub(crate) struct NonBufferedStream<S> {
     /// Multishot only: the last read may have left bytes behind, so the next one tries the
     /// socket without a new readiness report.
     rx_maybe_more: bool,
-    /// Multishot only: the poll has reported an end of stream, an error or urgent data, so
-    /// short reads are no longer taken as proof that the socket is empty.
+    /// Multishot only: the poll has reported an end of stream or an error, so short reads are
+    /// no longer taken as proof that the socket is empty.
     rx_short_untrusted: bool,
     /// The hang-up watch of `poll_hangup`, armed until it fires.
     source_hup: Option<Source>,
@@ -391,7 +394,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     /// keeps the level itself: the socket is worth a read when the poll reported something
     /// since the last read, or the last read may have left something behind (it filled the
     /// caller's buffer, its attempt may stop short for other reasons, the poll reported an
-    /// end of stream, error or urgent data, behind which a short read can stop, or it read the
+    /// end of stream or error, behind which a short read can stop, or it read the
     /// end of stream, which every later read returns too). Otherwise the last read emptied the
     /// socket and the stream waits without trying it.
     fn poll_read_multishot(

@@ -1345,10 +1345,16 @@ mod tests {
             assert!(futures_lite::future::poll_once(waiting).await.is_none());
             assert_eq!(calls.get(), 0);
 
-            // The next arrival is reported, and read with one call.
+            // The next arrival is reported by the armed poll (the sleep lets the reactor submit
+            // it first, so the report comes from the arrival's wake-up, not from arming), and
+            // read with one call; the read empties the socket again.
+            crate::timer::sleep(Duration::from_millis(1)).await;
             client.write_all(b"second").await.unwrap();
             let n = counted_recv(&mut server, &mut buf, &calls).await.unwrap();
             assert_eq!(&buf[..n], b"second");
+            assert_eq!(calls.get(), 1);
+            let waiting = counted_recv(&mut server, &mut buf, &calls);
+            assert!(futures_lite::future::poll_once(waiting).await.is_none());
             assert_eq!(calls.get(), 1);
 
             // So is the end of stream.
