@@ -143,7 +143,8 @@ impl Direction {
     /// Reads what the reader has: into a pipe when splicing and one is available, else into a
     /// buffer. Ready(0) is the reader's end of stream.
     fn poll_read(&mut self, cx: &mut Context<'_>, reader: &mut TcpStream) -> Poll<io::Result<usize>> {
-        if self.splicing && self.pipe.is_none() {
+        // A read through glommio's ring (a measurement switch) must finish before a splice.
+        if self.splicing && self.pipe.is_none() && !reader.ring_read_pending() {
             self.pipe = pipes::take();
         }
         if let Some(pipe) = &mut self.pipe {

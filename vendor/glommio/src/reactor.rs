@@ -465,6 +465,33 @@ impl Reactor {
         source
     }
 
+    /// A receive of `len` bytes at most into `buf` through the ring (`GLOMMIO_RING_IO=1`); the
+    /// source owns `buf` until its completion.
+    pub(crate) fn ring_recv(&self, fd: RawFd, buf: Box<[u8]>, len: usize) -> Source {
+        let source = self.new_source(fd, SourceType::RingRecv(buf), None);
+        self.sys.ring_recv(&source, len);
+        source
+    }
+
+    /// A send of the first `len` bytes of `buf` through the ring (`GLOMMIO_RING_IO=1`); the
+    /// source owns `buf` until its completion.
+    pub(crate) fn ring_send(&self, fd: RawFd, buf: Box<[u8]>, len: usize) -> Source {
+        let source = self.new_source(fd, SourceType::RingSend(buf), None);
+        self.sys.ring_send(&source, len);
+        source
+    }
+
+    /// Gives a stream's socket a registered-file slot (`GLOMMIO_FIXED_FILES=1`); `false` when
+    /// it keeps using its descriptor.
+    pub(crate) fn register_fixed_file(&self, fd: RawFd) -> bool {
+        self.sys.register_fixed_file(fd)
+    }
+
+    /// Frees the slot of `register_fixed_file`, before the socket's descriptor is closed.
+    pub(crate) fn unregister_fixed_file(&self, fd: RawFd) {
+        self.sys.unregister_fixed_file(fd)
+    }
+
     pub(crate) fn rushed_send(
         &self,
         fd: RawFd,

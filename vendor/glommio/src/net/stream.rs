@@ -21,6 +21,8 @@ use std::{
 
 type Result<T> = crate::Result<T, ()>;
 
+mod ring_io;
+
 /// Root trait for socket stream receive buffer
 pub trait RxBuf {
     fn read(&mut self, buf: &mut [u8]) -> usize;
@@ -225,12 +227,23 @@ pub(crate) struct NonBufferedStream<S> {
     source_hup: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
+    /// Sends and receives through the ring (`GLOMMIO_RING_IO=1`, see `ring_io`).
+    ring: Option<ring_io::RingIo>,
+    /// The socket's descriptor, when it has a registered-file slot (`GLOMMIO_FIXED_FILES=1`).
+    fixed: Option<RawFd>,
 }
 
 impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
+        // Before the first request on the socket, which then goes to its slot.
+        self.fixed = reactor.register_fixed_file(stream_fd).then_some(stream_fd);
+        if ring_io::enabled() {
+            // Reads queue a receive, which needs no readiness poll.
+            self.ring = Some(Default::default());
+            return;
+        }
         self.source_rx = Some(reactor.poll_read_ready(stream_fd));
     }
 
@@ -260,6 +273,11 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         cx: &Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(ring) = &mut self.ring {
+            let reactor = self.reactor.upgrade().unwrap();
+            let fd = self.stream.as_raw_fd();
+            return ring.poll_read(&reactor, fd, cx, buf, &self.read_timeout);
+        }
         let len = buf.len();
         self.poll_read_with(cx, len, |fd| super::yolo_recv(fd, buf))
     }
@@ -273,6 +291,12 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         len: usize,
         attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
+        if self.ring.as_ref().is_some_and(|ring| ring.reading()) {
+            // Its bytes come first, and the caller's system call cannot take them.
+            return Poll::Ready(Err(io::Error::other(
+                "a read through the ring is under way on this stream",
+            )));
+        }
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
@@ -314,6 +338,11 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     }
 
     pub(crate) fn poll_write(&mut self, cx: &Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if let Some(ring) = &mut self.ring {
+            let reactor = self.reactor.upgrade().unwrap();
+            let fd = self.stream.as_raw_fd();
+            return ring.poll_write(&reactor, fd, cx, buf, &self.write_timeout);
+        }
         self.poll_write_with(cx, |fd| super::yolo_send(fd, buf))
     }
 
@@ -324,6 +353,13 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         cx: &Context<'_>,
         attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
+        if let Some(ring) = &mut self.ring {
+            // A send through the ring in flight carries the start of this write (see `ring_io`).
+            let reactor = self.reactor.upgrade().unwrap();
+            if let Some(sent) = ring.poll_sent(&reactor, cx, &self.write_timeout) {
+                return sent;
+            }
+        }
         // On the write path, we always start with calling `yolo_send`, because
         // it is very likely to success. It could be a waste if it already timed
         // out since the last `poll_write`, but it would not cost much more to
@@ -375,7 +411,14 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Poll::Pending
     }
 
-    pub(crate) fn poll_close(&mut self, _: &Context<'_>) -> Poll<io::Result<()>> {
+    pub(crate) fn poll_close(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(ring) = &mut self.ring {
+            // The end of stream goes after the bytes of a send in flight.
+            let reactor = self.reactor.upgrade().unwrap();
+            if let Some(sent) = ring.poll_sent(&reactor, cx, &self.write_timeout) {
+                let _ = ready!(sent);
+            }
+        }
         self.source_tx.take();
         Poll::Ready(sys::shutdown(self.stream.as_raw_fd(), Shutdown::Write))
     }
@@ -390,6 +433,15 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         how: Shutdown,
     ) -> Poll<io::Result<()>> {
         Poll::Ready(sys::shutdown(self.stream.as_raw_fd(), how))
+    }
+}
+
+impl<S> Drop for NonBufferedStream<S> {
+    fn drop(&mut self) {
+        // The table holds the socket open: free the slot as the descriptor closes.
+        if let (Some(fd), Some(reactor)) = (self.fixed, self.reactor.upgrade()) {
+            reactor.unregister_fixed_file(fd);
+        }
     }
 }
 
@@ -414,6 +466,8 @@ where
             source_hup: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
+            ring: None,
+            fixed: None,
         };
         stream.init();
         GlommioStream {
@@ -460,6 +514,10 @@ impl<S: AsRawFd> GlommioStream<S, NonBuffered> {
 
     pub(crate) fn poll_hangup(&mut self, cx: &Context<'_>) -> Poll<io::Result<u32>> {
         self.stream.poll_hangup(cx)
+    }
+
+    pub(crate) fn ring_read_pending(&self) -> bool {
+        self.stream.ring.as_ref().is_some_and(|ring| ring.reading())
     }
 }
 

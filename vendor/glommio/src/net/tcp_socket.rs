@@ -563,6 +563,13 @@ impl TcpStream {
     pub fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<u32>> {
         self.stream.poll_hangup(cx)
     }
+
+    /// A read through the ring (`GLOMMIO_RING_IO=1`) is under way, or left bytes to hand
+    /// out: until `poll_read` has taken them, `poll_read_with` would pass them over, and
+    /// refuses to.
+    pub fn ring_read_pending(&self) -> bool {
+        self.stream.ring_read_pending()
+    }
 }
 
 impl<B: RxBuf> TcpStream<B> {

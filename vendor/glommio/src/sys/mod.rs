@@ -216,6 +216,7 @@ pub(crate) fn sendmsg_syscall(
 }
 
 mod dma_buffer;
+pub(crate) mod fixed_files;
 mod membarrier;
 pub(crate) mod source;
 pub(crate) mod sysfs;

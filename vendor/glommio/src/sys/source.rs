@@ -64,6 +64,10 @@ pub(crate) enum SourceType {
     BlockingFn,
     Invalid,
     CopyFileRange(RawFd, u64, usize),
+    /// A stream receive through the ring into this buffer (`GLOMMIO_RING_IO=1`).
+    RingRecv(Box<[u8]>),
+    /// A stream send through the ring out of this buffer (`GLOMMIO_RING_IO=1`).
+    RingSend(Box<[u8]>),
     #[cfg(feature = "bench")]
     Noop,
 }

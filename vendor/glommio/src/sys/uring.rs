@@ -37,6 +37,7 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
+        fixed_files::FixedFiles,
         membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
@@ -77,6 +78,11 @@ enum UringOpDescriptor {
     SockSendMsg(*mut libc::msghdr, i32),
     SockRecv(usize, i32),
     SockRecvMsg(usize, i32),
+    /// A stream receive into, and a stream send out of, the source's own buffer.
+    RecvInto(*mut u8, usize),
+    SendFrom(*const u8, usize),
+    /// Sets one slot of the registered-file table to the entry this points at.
+    FilesUpdate(*const RawFd, u32),
     Nop,
 }
 
@@ -428,6 +434,17 @@ fn fill_sqe<F>(
                         _ => unreachable!(),
                     };
                 });
+            }
+            UringOpDescriptor::RecvInto(ptr, len) => {
+                let buf = std::slice::from_raw_parts_mut(ptr, len);
+                sqe.prep_recv(op.fd, buf, MsgFlags::empty());
+            }
+            UringOpDescriptor::SendFrom(ptr, len) => {
+                let buf = std::slice::from_raw_parts(ptr, len);
+                sqe.prep_send(op.fd, buf, MsgFlags::MSG_NOSIGNAL);
+            }
+            UringOpDescriptor::FilesUpdate(entry, slot) => {
+                sqe.prep_files_update(std::slice::from_raw_parts(entry, 1), slot);
             }
             UringOpDescriptor::Nop => sqe.prep_nop(),
         }
@@ -1225,6 +1242,9 @@ pub(crate) struct Reactor {
     blocking_thread: BlockingThreadPool,
 
     rings_depth: usize,
+
+    /// The main ring's registered-file table, when `GLOMMIO_FIXED_FILES=1` and the kernel took it.
+    fixed_files: Option<RefCell<FixedFiles>>,
 }
 
 pub(crate) fn common_flags() -> PollFlags {
@@ -1321,6 +1341,18 @@ impl Reactor {
             },
         }
 
+        let fixed_files = FixedFiles::wanted_slots().and_then(|slots| {
+            let files = FixedFiles::new(slots);
+            let registered = main_ring.registrar().register_files(files.table()).map(|_| ());
+            match registered {
+                Ok(()) => Some(RefCell::new(files)),
+                Err(x) => {
+                    warn!("GLOMMIO_FIXED_FILES: registering {slots} files failed, not used: {x}");
+                    None
+                }
+            }
+        });
+
         let link_fd = latency_ring.ring_fd();
 
         let eventfd_src = Source::new(
@@ -1347,6 +1379,7 @@ impl Reactor {
             eventfd_src,
             source_map,
             rings_depth: ring_depth,
+            fixed_files,
         })
     }
 
@@ -1433,12 +1466,72 @@ impl Reactor {
 
     pub(crate) fn poll_ready(&self, source: &Source, flags: PollFlags) {
         let op = UringOpDescriptor::PollAdd(flags);
-        queue_request_into_ring(
+        self.queue_on_stream(source, op);
+    }
+
+    /// Queues a receive into the source's buffer (a `SourceType::RingRecv`) of `len` bytes at
+    /// most.
+    pub(crate) fn ring_recv(&self, source: &Source, len: usize) {
+        let op = match &mut *source.source_type_mut() {
+            SourceType::RingRecv(buf) => UringOpDescriptor::RecvInto(buf.as_mut_ptr(), len.min(buf.len())),
+            x => panic!("Unexpected source type for ring_recv: {:?}", x),
+        };
+        self.queue_on_stream(source, op);
+    }
+
+    /// Queues a send of the first `len` bytes of the source's buffer (a `SourceType::RingSend`).
+    pub(crate) fn ring_send(&self, source: &Source, len: usize) {
+        let op = match &*source.source_type() {
+            SourceType::RingSend(buf) => UringOpDescriptor::SendFrom(buf.as_ptr(), len.min(buf.len())),
+            x => panic!("Unexpected source type for ring_send: {:?}", x),
+        };
+        self.queue_on_stream(source, op);
+    }
+
+    /// Queues a request on a stream's socket: on its registered-file slot when it has one (its
+    /// requests all go to the main ring, the one with the table), else on its descriptor.
+    fn queue_on_stream(&self, source: &Source, op: UringOpDescriptor) {
+        let slot = self.fixed_files.as_ref().and_then(|f| f.borrow().slot(source.raw()));
+        let (fd, flags) = match slot {
+            Some(slot) => (slot as RawFd, SubmissionFlags::FIXED_FILE),
+            None => (source.raw(), SubmissionFlags::empty()),
+        };
+        queue_request_on(
             &mut *self.ring_for_source(source),
             source,
             op,
             &mut self.source_map.borrow_mut(),
+            (fd, flags),
         );
+    }
+
+    /// Gives `fd` a slot in the registered-file table, when there is one with a free slot.
+    pub(crate) fn register_fixed_file(&self, fd: RawFd) -> bool {
+        let Some(files) = &self.fixed_files else { return false };
+        let Some((slot, entry)) = files.borrow_mut().take(fd) else { return false };
+        self.queue_files_update(entry, slot);
+        true
+    }
+
+    /// Frees `fd`'s slot (before `fd` is closed: the table keeps the socket open until then).
+    pub(crate) fn unregister_fixed_file(&self, fd: RawFd) {
+        let released = self.fixed_files.as_ref().and_then(|f| f.borrow_mut().release(fd));
+        if let Some((slot, entry)) = released {
+            self.queue_files_update(entry, slot);
+        }
+    }
+
+    /// Queues a table update on the main ring, ahead of any request that follows on the slot.
+    /// Nobody waits for it (no source): a failed update leaves the slot empty, and requests
+    /// on it fail with `EBADF`.
+    fn queue_files_update(&self, entry: *const RawFd, slot: u32) {
+        let q = self.main_ring.borrow_mut().submission_queue();
+        q.borrow_mut().submissions.push_back(UringDescriptor {
+            args: UringOpDescriptor::FilesUpdate(entry, slot),
+            fd: -1,
+            flags: SubmissionFlags::empty(),
+            user_data: 0,
+        });
     }
 
     pub(crate) fn send(&self, source: &Source, flags: MsgFlags) {
@@ -2019,6 +2112,19 @@ fn queue_request_into_ring(
     descriptor: UringOpDescriptor,
     source_map: &mut SourceMap,
 ) {
+    let target = (source.raw(), SubmissionFlags::empty());
+    queue_request_on(ring, source, descriptor, source_map, target)
+}
+
+/// `queue_request_into_ring` on `target`: a descriptor, or a registered-file slot with
+/// `SubmissionFlags::FIXED_FILE`.
+fn queue_request_on(
+    ring: &mut (impl UringCommon + ?Sized),
+    source: &Source,
+    descriptor: UringOpDescriptor,
+    source_map: &mut SourceMap,
+    (fd, fd_flags): (RawFd, SubmissionFlags),
+) {
     source.inner.borrow_mut().wakers.queued_at = Some(Instant::now());
     let q = ring.submission_queue();
     let id = source_map.add_source(source, Rc::clone(&q));
@@ -2031,8 +2137,8 @@ fn queue_request_into_ring(
     let mut queue = q.borrow_mut();
     queue.submissions.push_back(UringDescriptor {
         args: descriptor,
-        fd: source.raw(),
-        flags,
+        fd,
+        flags: flags | fd_flags,
         user_data: to_user_data(id),
     });
 
