@@ -227,10 +227,9 @@ pub(crate) struct NonBufferedStream<S> {
     source_hup: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
-    /// Sends and receives through the ring (`GLOMMIO_RING_IO=1`, see `ring_io`).
-    ring: Option<ring_io::RingIo>,
-    /// The socket's descriptor, when it has a registered-file slot (`GLOMMIO_FIXED_FILES=1`).
-    fixed: Option<RawFd>,
+    /// The key of what the measurement switches keep for this stream (`ring_io::Switched`),
+    /// 0 when they are off.
+    switched: u32,
 }
 
 impl<S: AsRawFd> NonBufferedStream<S> {
@@ -238,10 +237,14 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
         // Before the first request on the socket, which then goes to its slot.
-        self.fixed = reactor.register_fixed_file(stream_fd).then_some(stream_fd);
-        if ring_io::enabled() {
+        let fixed_fd = reactor.register_fixed_file(stream_fd).then_some(stream_fd);
+        let ring = ring_io::enabled().then(ring_io::RingIo::default);
+        let reads_through_ring = ring.is_some();
+        if fixed_fd.is_some() || ring.is_some() {
+            self.switched = ring_io::insert(ring_io::Switched { ring, fixed_fd });
+        }
+        if reads_through_ring {
             // Reads queue a receive, which needs no readiness poll.
-            self.ring = Some(Default::default());
             return;
         }
         self.source_rx = Some(reactor.poll_read_ready(stream_fd));
@@ -273,10 +276,10 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         cx: &Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(ring) = &mut self.ring {
-            let reactor = self.reactor.upgrade().unwrap();
-            let fd = self.stream.as_raw_fd();
-            return ring.poll_read(&reactor, fd, cx, buf, &self.read_timeout);
+        if let Some(read) = self.with_ring(|ring, reactor, fd, stream| {
+            ring.poll_read(reactor, fd, cx, buf, &stream.read_timeout)
+        }) {
+            return read;
         }
         let len = buf.len();
         self.poll_read_with(cx, len, |fd| super::yolo_recv(fd, buf))
@@ -291,7 +294,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         len: usize,
         attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        if self.ring.as_ref().is_some_and(|ring| ring.reading()) {
+        if self.ring_read_pending() {
             // Its bytes come first, and the caller's system call cannot take them.
             return Poll::Ready(Err(io::Error::other(
                 "a read through the ring is under way on this stream",
@@ -338,10 +341,10 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     }
 
     pub(crate) fn poll_write(&mut self, cx: &Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if let Some(ring) = &mut self.ring {
-            let reactor = self.reactor.upgrade().unwrap();
-            let fd = self.stream.as_raw_fd();
-            return ring.poll_write(&reactor, fd, cx, buf, &self.write_timeout);
+        if let Some(written) = self.with_ring(|ring, reactor, fd, stream| {
+            ring.poll_write(reactor, fd, cx, buf, &stream.write_timeout)
+        }) {
+            return written;
         }
         self.poll_write_with(cx, |fd| super::yolo_send(fd, buf))
     }
@@ -353,12 +356,10 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         cx: &Context<'_>,
         attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
-        if let Some(ring) = &mut self.ring {
-            // A send through the ring in flight carries the start of this write (see `ring_io`).
-            let reactor = self.reactor.upgrade().unwrap();
-            if let Some(sent) = ring.poll_sent(&reactor, cx, &self.write_timeout) {
-                return sent;
-            }
+        // A send through the ring in flight carries the start of this write (see `ring_io`).
+        let sent = self.with_ring(|ring, reactor, _, stream| ring.poll_sent(reactor, cx, &stream.write_timeout));
+        if let Some(Some(sent)) = sent {
+            return sent;
         }
         // On the write path, we always start with calling `yolo_send`, because
         // it is very likely to success. It could be a waste if it already timed
@@ -411,13 +412,30 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Poll::Pending
     }
 
+    /// Runs `f` on the stream's ring state when its sends and receives go through the ring.
+    fn with_ring<R>(
+        &self,
+        f: impl FnOnce(&mut ring_io::RingIo, &Reactor, RawFd, &Self) -> R,
+    ) -> Option<R> {
+        if self.switched == 0 {
+            return None;
+        }
+        let reactor = self.reactor.upgrade().unwrap();
+        let fd = self.stream.as_raw_fd();
+        ring_io::with(self.switched, |switched| {
+            switched.ring.as_mut().map(|ring| f(ring, &reactor, fd, self))
+        })
+    }
+
+    pub(crate) fn ring_read_pending(&self) -> bool {
+        self.with_ring(|ring, _, _, _| ring.reading()).unwrap_or(false)
+    }
+
     pub(crate) fn poll_close(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(ring) = &mut self.ring {
-            // The end of stream goes after the bytes of a send in flight.
-            let reactor = self.reactor.upgrade().unwrap();
-            if let Some(sent) = ring.poll_sent(&reactor, cx, &self.write_timeout) {
-                let _ = ready!(sent);
-            }
+        // The end of stream goes after the bytes of a send in flight.
+        let sent = self.with_ring(|ring, reactor, _, stream| ring.poll_sent(reactor, cx, &stream.write_timeout));
+        if let Some(Some(sent)) = sent {
+            let _ = ready!(sent);
         }
         self.source_tx.take();
         Poll::Ready(sys::shutdown(self.stream.as_raw_fd(), Shutdown::Write))
@@ -438,10 +456,13 @@ impl<S: AsRawFd> NonBufferedStream<S> {
 
 impl<S> Drop for NonBufferedStream<S> {
     fn drop(&mut self) {
+        let switched = (self.switched != 0).then(|| ring_io::remove(self.switched));
+        let Some(Some(switched)) = switched else { return };
         // The table holds the socket open: free the slot as the descriptor closes.
-        if let (Some(fd), Some(reactor)) = (self.fixed, self.reactor.upgrade()) {
+        if let (Some(fd), Some(reactor)) = (switched.fixed_fd, self.reactor.upgrade()) {
             reactor.unregister_fixed_file(fd);
         }
+        // Dropping the ring's sources queues the cancellation of those in flight.
     }
 }
 
@@ -466,8 +487,7 @@ where
             source_hup: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
-            ring: None,
-            fixed: None,
+            switched: 0,
         };
         stream.init();
         GlommioStream {
@@ -517,7 +537,7 @@ impl<S: AsRawFd> GlommioStream<S, NonBuffered> {
     }
 
     pub(crate) fn ring_read_pending(&self) -> bool {
-        self.stream.ring.as_ref().is_some_and(|ring| ring.reading())
+        self.stream.ring_read_pending()
     }
 }
 

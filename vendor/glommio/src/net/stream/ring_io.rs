@@ -69,6 +69,51 @@ fn give_back(buffer: Box<[u8]>) {
     });
 }
 
+/// What the measurement switches keep for a stream. It lives in a per-thread slab and the
+/// stream holds its key, a `u32` that fits in the stream's padding: every connection's future
+/// holds its streams, and they stay as small as without the switches.
+#[derive(Debug, Default)]
+pub(crate) struct Switched {
+    /// Sends and receives through the ring (`GLOMMIO_RING_IO=1`).
+    pub(crate) ring: Option<RingIo>,
+    /// The socket's descriptor, when it has a registered-file slot (`GLOMMIO_FIXED_FILES=1`).
+    pub(crate) fixed_fd: Option<RawFd>,
+}
+
+thread_local! {
+    static SWITCHED: RefCell<(Vec<Option<Switched>>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Stores `switched`; returns its key (never 0, which stands for none).
+pub(crate) fn insert(switched: Switched) -> u32 {
+    SWITCHED.with(|slab| {
+        let (entries, free) = &mut *slab.borrow_mut();
+        let index = free.pop().unwrap_or_else(|| {
+            entries.push(None);
+            entries.len() as u32 - 1
+        });
+        entries[index as usize] = Some(switched);
+        index + 1
+    })
+}
+
+/// Runs `f` on the entry of `key`.
+pub(crate) fn with<R>(key: u32, f: impl FnOnce(&mut Switched) -> R) -> R {
+    SWITCHED.with(|slab| f(slab.borrow_mut().0[key as usize - 1].as_mut().expect("a stream's entry")))
+}
+
+/// Takes the entry of `key` out (`None` while the thread is being torn down).
+pub(crate) fn remove(key: u32) -> Option<Switched> {
+    SWITCHED
+        .try_with(|slab| {
+            let (entries, free) = &mut *slab.borrow_mut();
+            free.push(key - 1);
+            entries[key as usize - 1].take()
+        })
+        .ok()
+        .flatten()
+}
+
 /// A stream's requests in flight, and received bytes the caller had no room for yet.
 #[derive(Debug, Default)]
 pub(crate) struct RingIo {
