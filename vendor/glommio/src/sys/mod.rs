@@ -350,6 +350,10 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // Pairs with the heavy barrier the executor makes between setting `should_notify`
+        // and its last look at its queues before sleeping: whatever the caller queued is
+        // visible to that look, or the flag is seen here and the eventfd written.
+        membarrier::light();
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
