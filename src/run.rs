@@ -82,6 +82,7 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
         let start_shards = || -> Result<(), String> {
             for (id, inbox) in plane.inboxes.iter().enumerate() {
                 let cpu = (!cpus.is_empty()).then(|| cpus[id % cpus.len()]);
+                log::debug!("starting shard {id} (cpu {cpu:?})");
                 shard::spawn(id, cpu, inbox.clone(), splice).map_err(|e| shard_failed(id, &e))?;
             }
             log::info!("betwixt {} starting {shards} shard(s) on cpus {cpus:?}", env!("CARGO_PKG_VERSION"));

@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ const INBOX_POLL: Duration = Duration::from_millis(20);
 
 /// glommio's smallest registered-buffer area.
 const IO_MEMORY: usize = 64 * 1024;
+
+/// How long starting one shard's executor may take.
+const START_WAIT: Duration = Duration::from_secs(30);
 
 /// Pause after an accept error such as EMFILE, so a full fd table does not spin the shard.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
@@ -42,12 +46,20 @@ pub fn spawn(id: usize, cpu: Option<usize>, inbox: Arc<Inbox>, splice: bool) -> 
             supervise(id, inbox)
         })
         .map_err(into_io)?;
-    match running.recv() {
+    match running.recv_timeout(START_WAIT) {
         // The shard runs for the life of the process; its thread is left detached.
         Ok(()) => Ok(()),
+        // Building an executor takes milliseconds; a start that hangs is reported, not waited
+        // for without end (the process exits with this error and its thread is left behind).
+        Err(RecvTimeoutError::Timeout) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("its executor did not start within {START_WAIT:?}"),
+        )),
         // The thread ended without running: building the executor failed (a thread or
         // locked-memory limit, say), and that error is the thread's result.
-        Err(_) => Err(shard.join().err().map_or_else(|| io::Error::other("stopped at once"), into_io)),
+        Err(RecvTimeoutError::Disconnected) => {
+            Err(shard.join().err().map_or_else(|| io::Error::other("stopped at once"), into_io))
+        }
     }
 }
 
