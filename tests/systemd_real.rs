@@ -272,6 +272,16 @@ fn config(servers: &[(&str, u16, &Backend)]) -> String {
         .collect()
 }
 
+/// A container whose betwixt was started with `systemctl start`, serving one server on the
+/// returned port with the returned backend `b1`.
+fn started(tag: &str) -> (Machine, u16, Backend) {
+    let backend = Backend::start("b1", Behaviour::Named);
+    let port = free_port();
+    let machine = Machine::boot(tag, &config(&[("s", port, &backend)]));
+    machine.ok("systemctl start betwixt");
+    (machine, port, backend)
+}
+
 /// How many journal lines say systemd got `message` from betwixt.
 fn notifications(journal: &str, message: &str) -> usize {
     journal.lines().filter(|l| l.contains("Got notification message from PID") && l.contains(message)).count()
@@ -341,10 +351,7 @@ fn the_unit_starts_when_ready_reloads_and_stops_under_systemd() {
 
 #[test]
 fn systemds_watchdog_restarts_a_betwixt_that_stops_pinging() {
-    let b1 = Backend::start("b1", Behaviour::Named);
-    let port = free_port();
-    let machine = Machine::boot("systemd-watchdog", &config(&[("s", port, &b1)]));
-    machine.ok("systemctl start betwixt");
+    let (machine, port, _backend) = started("systemd-watchdog");
     let first = machine.prop("MainPID");
 
     // WatchdogSec=10s, pings every 5 s: over a whole period systemd gets pings from the main
@@ -372,10 +379,7 @@ fn systemds_watchdog_restarts_a_betwixt_that_stops_pinging() {
 
 #[test]
 fn an_upgrade_under_systemd_moves_the_main_pid_and_stops_cleanly() {
-    let b1 = Backend::start("b1", Behaviour::Named);
-    let port = free_port();
-    let machine = Machine::boot("systemd-upgrade", &config(&[("s", port, &b1)]));
-    machine.ok("systemctl start betwixt");
+    let (machine, port, _backend) = started("systemd-upgrade");
     let old = machine.prop("MainPID");
 
     // The upgrade as docs/systemd.md spells it: systemd follows MAINPID= to the successor,
