@@ -12,6 +12,7 @@ mod direction;
 mod idle;
 mod limits;
 mod notify;
+mod orphan;
 mod pidfile;
 mod pipes;
 mod proxy_protocol;

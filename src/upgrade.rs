@@ -182,25 +182,28 @@ async fn start_successors(mut usr2: tokio::signal::unix::Signal, path: PathBuf) 
         }
         let mut args = std::env::args_os();
         let Some(program) = args.next() else { continue };
-        let started = tokio::process::Command::new(&program)
+        let mut command = std::process::Command::new(&program);
+        command
             .args(args)
             .env(UPGRADE_FROM_ENV, &path)
             // systemd's watchdog names this process; the successor pings once it is the main one.
             .env_remove("WATCHDOG_PID")
-            .stdin(std::process::Stdio::null())
-            .spawn();
-        match started {
-            Ok(mut child) => {
-                let pid = child.id().unwrap_or(0);
+            .stdin(std::process::Stdio::null());
+        // An orphan, so that the service manager supervises it as its own child (src/orphan.rs).
+        match crate::orphan::spawn(command) {
+            Ok(pid) => {
                 log::info!("SIGUSR2: started {} (pid {pid}) to take over", program.to_string_lossy());
                 busy.store(true, Ordering::Release);
-                let busy = busy.clone();
-                tokio::spawn(async move {
-                    if let Ok(status) = child.wait().await {
-                        log::warn!("upgrade: new process {pid} exited ({status})");
-                    }
-                    busy.store(false, Ordering::Release);
+                let done = busy.clone();
+                let watched = std::thread::Builder::new().name("successor".into()).spawn(move || {
+                    crate::orphan::wait_gone(pid);
+                    log::warn!("upgrade: new process {pid} exited");
+                    done.store(false, Ordering::Release);
                 });
+                if let Err(e) = watched {
+                    log::warn!("upgrade: cannot watch pid {pid}: {e}");
+                    busy.store(false, Ordering::Release);
+                }
             }
             Err(e) => log::error!("SIGUSR2: cannot start {}: {e}", program.to_string_lossy()),
         }

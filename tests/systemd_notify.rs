@@ -193,6 +193,11 @@ fn an_upgrade_moves_the_main_pid_and_the_pings_to_the_successor() {
     let pid: i32 = message.lines().find_map(|l| l.strip_prefix("MAINPID=")).unwrap().parse().unwrap();
     let _successor = Successor(pid);
     assert_ne!(pid, old, "MAINPID= names the old process");
+    // An orphan, not the old process's child: systemd supervises such a main process as its own
+    // child (tests/systemd_real.rs shows what goes wrong otherwise).
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let parent = status.lines().find_map(|l| l.strip_prefix("PPid:")).unwrap().trim();
+    assert_ne!(parent, old.to_string(), "the successor is the old process's child");
     let (_, between) = systemd.until("READY=1", Duration::from_secs(10));
     assert!(service.betwixt.wait_exit(Duration::from_secs(15)).is_some(), "the old process did not exit");
     // The old process is gone: these pings are the successor's.
