@@ -65,6 +65,11 @@ fn echo_round_trip(port: u16, len: usize, seed: u64) -> (Vec<u8>, Vec<u8>, usize
 /// Two 64 MiB echo streams at once; with `splice`, bulk moves through pipes (and the counter
 /// must show it), without, it is all copied.
 fn bulk_on(shards: &str, splice: bool) {
+    bulk_with(shards, splice, &[]);
+}
+
+/// `bulk_on` with the environment variables `env` set for betwixt.
+fn bulk_with(shards: &str, splice: bool, env: &[(&str, String)]) {
     let backend = Backend::start("echo", Behaviour::Echo);
     let port = free_port();
     let metrics = free_port();
@@ -72,7 +77,12 @@ fn bulk_on(shards: &str, splice: bool) {
         "[runtime]\nsplice = {splice}\n[metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n{}",
         config(port, &[&backend])
     );
-    let _betwixt = Betwixt::start(&conf, &["--shards", shards], &[port, metrics]);
+    let dir = common::TempDir::new("bx");
+    let path = dir.write("betwixt.toml", &conf);
+    let args = [std::ffi::OsStr::new("-c"), path.as_os_str(), "--shards".as_ref(), shards.as_ref()];
+    let betwixt = Betwixt::start_args(&args, env, dir);
+    betwixt.wait_listening(port);
+    betwixt.wait_listening(metrics);
     let streams: Vec<_> = (0..2u64)
         .map(|i| thread::spawn(move || echo_round_trip(port, 64 * MIB, 0x9E37_79B9_7F4A_7C15 + i)))
         .collect();
@@ -103,6 +113,14 @@ fn bulk_64_mib_each_way_on_two_shards() {
 #[test]
 fn bulk_64_mib_each_way_copied_when_splice_is_off() {
     bulk_on("1", false);
+}
+
+/// glommio's measurement switch `GLOMMIO_DEFER_TASKRUN=1` (vendor/glommio/PATCHES.md: the main
+/// ring's completions are collected only when the shard asks for them) moves the same bytes, on
+/// two shards: bulk both ways, copied, then spliced once a read is bulk-sized.
+#[test]
+fn bulk_with_glommio_defer_taskrun() {
+    bulk_with("2", true, &[("GLOMMIO_DEFER_TASKRUN", "1".to_string())]);
 }
 
 #[test]

@@ -176,6 +176,9 @@ pub(crate) struct Reactor {
 
     /// The main ring's completion queue, and how many completions waiting in it make the
     /// running task queue yield so they get processed (the "throughput" preemption).
+    /// With `GLOMMIO_DEFER_TASKRUN=1` (PATCHES.md) completions reach this queue only when the
+    /// thread enters the kernel to collect them, so this rarely fires; they wait in the kernel's
+    /// list instead (which cannot overflow) until the reactor's next pass collects them.
     main_cq_head: *const u32,
     main_cq_tail: *const AtomicU32,
     throughput_preempt_after: u32,

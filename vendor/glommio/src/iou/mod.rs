@@ -94,6 +94,12 @@ bitflags::bitflags! {
         const ATTACH_WQ = 1 << 5;
         /// Do not interrupt the task for completions; they are posted at its next kernel entry.
         const COOP_TASKRUN = 1 << 8;
+        /// Flag pending completion work in the submission ring's flags (`IORING_SQ_TASKRUN`).
+        const TASKRUN_FLAG = 1 << 9;
+        /// Only the thread that created the ring submits to it (Linux 6.0+).
+        const SINGLE_ISSUER = 1 << 12;
+        /// Completion work waits until the ring's thread asks for completions (Linux 6.1+).
+        const DEFER_TASKRUN = 1 << 13;
     }
 }
 
@@ -192,6 +198,33 @@ impl IoUring {
     /// Submit all prepared [`SQE`]s to the kernel.
     pub fn submit_sqes(&mut self) -> io::Result<u32> {
         self.sq().submit()
+    }
+
+    /// Submit all prepared [`SQE`]s (if any) and post the completions the kernel holds back
+    /// for this thread (`IORING_SETUP_DEFER_TASKRUN`), without waiting: one system call.
+    pub fn submit_sqes_and_get_events(&mut self) -> io::Result<u32> {
+        unsafe {
+            let to_submit = uring_sys::__io_uring_flush_sq(&mut self.ring);
+            let ret = uring_sys::syscalls::io_uring_enter(
+                self.ring.ring_fd,
+                to_submit as _,
+                0,
+                uring_sys::IORING_ENTER_GETEVENTS,
+                ptr::null(),
+            );
+            if ret < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(ret as u32)
+            }
+        }
+    }
+
+    /// Whether the kernel holds completion work back for this ring's thread
+    /// (`IORING_SQ_TASKRUN`; the ring must be set up with `TASKRUN_FLAG`). One load.
+    pub fn taskrun_pending(&self) -> bool {
+        let flags = unsafe { &*(self.ring.sq.kflags as *const std::sync::atomic::AtomicU32) };
+        flags.load(std::sync::atomic::Ordering::Acquire) & uring_sys::IORING_SQ_TASKRUN != 0
     }
 
     /// Submit all prepared [`SQE`]s to the kernel and wait until at least

@@ -259,6 +259,10 @@ static GLOMMIO_URING_OPS: &[IoRingOp] = &[
 
 lazy_static! {
     static ref IO_URING_RECENT_ENOUGH: bool = check_supported_operations(GLOMMIO_URING_OPS);
+    /// `GLOMMIO_DEFER_TASKRUN=1`: the main ring is set up with `IORING_SETUP_DEFER_TASKRUN`.
+    /// A measurement switch, read once, off by default (see PATCHES.md).
+    static ref DEFER_TASKRUN_REQUESTED: bool =
+        std::env::var_os("GLOMMIO_DEFER_TASKRUN").is_some_and(|v| v == "1");
 }
 
 fn fill_sqe<F>(
@@ -890,6 +894,9 @@ impl UringCommon for PollRing {
 
 struct SleepableRing {
     ring: iou::IoUring,
+    /// Set up with `DEFER_TASKRUN`: completions reach the CQ only when this thread enters
+    /// the kernel with GETEVENTS.
+    defer_taskrun: bool,
     size: usize,
     submission_queue: ReactorQueue,
     name: &'static str,
@@ -906,19 +913,45 @@ impl SleepableRing {
         name: &'static str,
         allocator: Rc<UringBufferAllocator>,
         source_map: Rc<RefCell<SourceMap>>,
+        defer_taskrun: bool,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
-        Ok(SleepableRing {
+        // DEFER_TASKRUN (asked for by the caller, a measurement switch; see PATCHES.md): the
+        // kernel keeps completion work on the ring's own list until this thread enters with
+        // GETEVENTS, and wakes it from a sleep in the ring only for that, instead of through
+        // task_work. It needs SINGLE_ISSUER (the ring is created, and only ever entered, on
+        // the executor's thread), and TASKRUN_FLAG shows pending work in the SQ ring's flags.
+        // Kernels before 6.1 refuse the flags: fall back to the setup below there.
+        let deferred = defer_taskrun
+            .then(|| {
+                iou::IoUring::new_with_flags(
+                    size as _,
+                    iou::SetupFlags::COOP_TASKRUN
+                        | iou::SetupFlags::TASKRUN_FLAG
+                        | iou::SetupFlags::SINGLE_ISSUER
+                        | iou::SetupFlags::DEFER_TASKRUN,
+                    iou::SetupFeatures::empty(),
+                )
+                .ok()
+            })
+            .flatten();
+        let defer_taskrun = deferred.is_some();
+        let ring = match deferred {
+            Some(ring) => ring,
             // COOP_TASKRUN: completions wait for the thread's next system call instead of
             // interrupting it with an IPI. A shard makes system calls all the time, so nothing
             // waits longer, and the interrupts (costly under virtualisation) go away.
             // Kernels before 5.19 refuse the flag: fall back to the default setup there.
-            ring: iou::IoUring::new_with_flags(
+            None => iou::IoUring::new_with_flags(
                 size as _,
                 iou::SetupFlags::COOP_TASKRUN,
                 iou::SetupFeatures::empty(),
             )
             .or_else(|_| iou::IoUring::new(size as _))?,
+        };
+        Ok(SleepableRing {
+            ring,
+            defer_taskrun,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1026,6 +1059,14 @@ impl SleepableRing {
             .or_else(Reactor::intr_ok)
     }
 
+    /// With `DEFER_TASKRUN`, whether completions wait in the kernel for this thread to enter
+    /// with GETEVENTS (the kernel flags them in the SQ ring: one load, no system call). They
+    /// are invisible in the CQ until then, so the poll paths enter for them when this is set
+    /// (see `needs_kernel_enter`), and only then.
+    fn local_work_pending(&self) -> bool {
+        self.defer_taskrun && self.ring.taskrun_pending()
+    }
+
     /// Like `can_sleep`, for a sleep that submits what is in the submission ring.
     fn can_sleep_submitting(&self) -> bool {
         self.submission_queue.borrow().is_empty()
@@ -1121,8 +1162,9 @@ impl UringCommon for SleepableRing {
 
     fn needs_kernel_enter(&self) -> bool {
         // We only need to enter the kernel to submit SQEs, not to collect CQEs (the
-        // kernel posts the CQEs asynchronously for us)
-        self.waiting_kernel_submission() > 0
+        // kernel posts the CQEs asynchronously for us), except with DEFER_TASKRUN, where
+        // it posts them only when we enter to collect them.
+        self.waiting_kernel_submission() > 0 || self.local_work_pending()
     }
 
     fn can_sleep(&self) -> bool {
@@ -1148,7 +1190,13 @@ impl UringCommon for SleepableRing {
     }
 
     fn submit_sqes(&mut self) -> io::Result<usize> {
-        let x = self.ring.submit_sqes()? as usize;
+        // With DEFER_TASKRUN every submission also collects the completions waiting in the
+        // kernel (GETEVENTS, without waiting): the system call is made anyway.
+        let x = if self.defer_taskrun {
+            self.ring.submit_sqes_and_get_events()?
+        } else {
+            self.ring.submit_sqes()?
+        } as usize;
         self.in_kernel += x;
         Ok(x)
     }
@@ -1298,11 +1346,23 @@ impl Reactor {
         let allocator = Rc::new(UringBufferAllocator::new(io_memory));
         let registry = vec![allocator.as_bytes()];
 
-        let main_ring =
-            SleepableRing::new(ring_depth, "main", allocator.clone(), source_map.clone())?;
+        let main_ring = SleepableRing::new(
+            ring_depth,
+            "main",
+            allocator.clone(),
+            source_map.clone(),
+            *DEFER_TASKRUN_REQUESTED,
+        )?;
         let poll_ring = PollRing::new(ring_depth, allocator.clone(), source_map.clone())?;
-        let mut latency_ring =
-            SleepableRing::new(ring_depth, "latency", allocator.clone(), source_map.clone())?;
+        // The latency ring keeps COOP_TASKRUN: its completions (timers, remote wake-ups) must
+        // reach its CQ while the thread sleeps in the main ring, where the link poll sees them.
+        let mut latency_ring = SleepableRing::new(
+            ring_depth,
+            "latency",
+            allocator.clone(),
+            source_map.clone(),
+            false,
+        )?;
 
         match main_ring.registrar().register_buffers_by_ref(&registry) {
             Err(x) => warn!("Error: registering buffers in the main ring. Skipping{x:#?}"),
@@ -1826,7 +1886,10 @@ impl Reactor {
         // be careful about this dependency. When we may sleep, the main ring's
         // requests are only queued here: the system call that sleeps submits them.
         flush_rings!(lat_ring, poll_ring)?;
-        if preempt.is_some() {
+        // With DEFER_TASKRUN, completions waiting in the kernel are collected here (the
+        // submission enters with GETEVENTS), so that the tasks they wake run instead of a
+        // sleep that would return at once.
+        if preempt.is_some() || main_ring.local_work_pending() {
             flush_rings!(main_ring)?;
         } else {
             main_ring.queue_submissions()?;
@@ -2185,7 +2248,7 @@ mod tests {
     fn sqe_link_chain() {
         let allocator = Rc::new(UringBufferAllocator::new(65536));
         let source_map = Rc::new(RefCell::new(SourceMap::default()));
-        let mut ring = SleepableRing::new(4, "main", allocator, source_map).unwrap();
+        let mut ring = SleepableRing::new(4, "main", allocator, source_map, false).unwrap();
         let q = ring.submission_queue();
         let mut queue = q.borrow_mut();
 
@@ -2219,7 +2282,7 @@ mod tests {
     fn unterminated_sqe_link_chain() {
         let allocator = Rc::new(UringBufferAllocator::new(65536));
         let source_map = Rc::new(RefCell::new(SourceMap::default()));
-        let mut ring = SleepableRing::new(2, "main", allocator, source_map).unwrap();
+        let mut ring = SleepableRing::new(2, "main", allocator, source_map, false).unwrap();
         let q = ring.submission_queue();
         let mut queue = q.borrow_mut();
 
@@ -2239,7 +2302,7 @@ mod tests {
     fn sqe_link_chain_overflow() {
         let allocator = Rc::new(UringBufferAllocator::new(65536));
         let source_map = Rc::new(RefCell::new(SourceMap::default()));
-        let mut ring = SleepableRing::new(2, "main", allocator, source_map).unwrap();
+        let mut ring = SleepableRing::new(2, "main", allocator, source_map, false).unwrap();
         let q = ring.submission_queue();
         let mut queue = q.borrow_mut();
 

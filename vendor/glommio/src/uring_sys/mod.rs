@@ -82,6 +82,8 @@ pub const IORING_OFF_SQES: libc::__u64 = 0x10000000;
 // sq_ring.kflags
 pub const IORING_SQ_NEED_WAKEUP: libc::c_uint = 1 << 0;
 pub const IORING_SQ_CQ_OVERFLOW: libc::c_uint = 1 << 1;
+/// Set by the kernel (with `IORING_SETUP_TASKRUN_FLAG`) while completion work waits to run.
+pub const IORING_SQ_TASKRUN: libc::c_uint = 1 << 2;
 
 // cq_ring.kflags
 pub const IORING_CQ_EVENTFD_DISABLED: libc::c_uint = 1 << 0;
@@ -335,6 +337,9 @@ extern "C" {
     ) -> libc::c_int;
 
     pub fn io_uring_submit(ring: *mut io_uring) -> libc::c_int;
+
+    /// Moves the prepared SQEs into the kernel's ring; returns how many are there to submit.
+    pub fn __io_uring_flush_sq(ring: *mut io_uring) -> libc::c_int;
 
     pub fn io_uring_submit_and_wait(ring: *mut io_uring, wait_nr: libc::c_uint) -> libc::c_int;
 
