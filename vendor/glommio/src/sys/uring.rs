@@ -259,10 +259,10 @@ static GLOMMIO_URING_OPS: &[IoRingOp] = &[
 
 lazy_static! {
     static ref IO_URING_RECENT_ENOUGH: bool = check_supported_operations(GLOMMIO_URING_OPS);
-    /// `GLOMMIO_DEFER_TASKRUN=1`: the main ring is set up with `IORING_SETUP_DEFER_TASKRUN`.
-    /// A measurement switch, read once, off by default (see PATCHES.md).
+    /// The main ring is set up with `IORING_SETUP_DEFER_TASKRUN` (see PATCHES.md) unless
+    /// `GLOMMIO_DEFER_TASKRUN=0`, read once: the switch keeps A/B measurements to one binary.
     static ref DEFER_TASKRUN_REQUESTED: bool =
-        std::env::var_os("GLOMMIO_DEFER_TASKRUN").is_some_and(|v| v == "1");
+        std::env::var_os("GLOMMIO_DEFER_TASKRUN").is_none_or(|v| v != "0");
 }
 
 fn fill_sqe<F>(
@@ -916,7 +916,7 @@ impl SleepableRing {
         defer_taskrun: bool,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
-        // DEFER_TASKRUN (asked for by the caller, a measurement switch; see PATCHES.md): the
+        // DEFER_TASKRUN (asked for by the caller; on unless switched off, see PATCHES.md): the
         // kernel keeps completion work on the ring's own list until this thread enters with
         // GETEVENTS, and wakes it from a sleep in the ring only for that, instead of through
         // task_work. It needs SINGLE_ISSUER (the ring is created, and only ever entered, on
