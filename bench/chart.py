@@ -17,6 +17,7 @@ METRICS = [
     ("cpu_us_per_req", "Proxy CPU per request", "µs", False),
     ("cpu_us_per_req_paced", "Proxy CPU per request at the latency test's rate", "µs", False),
     ("cpu_s_per_gib", "Proxy CPU per GiB moved", "s", False),
+    ("machine_us_per_req_paced", "Machine CPU per request at the latency test's rate (all CPUs)", "µs", False),
     ("udp_dns_many_per_s", "UDP 64 B, 256 clients, a session per query", "dgram/s", True),
     ("udp_small_one_per_s", "UDP 64 B, 1 client, 32 in flight", "dgram/s", True),
     ("udp_big_many_per_s", "UDP 1,400 B, 64 clients, 8 in flight each", "dgram/s", True),
@@ -45,11 +46,14 @@ METRICS = [
     ("sni_added_cpu_us", "SNI cost: CPU per connection over plain tcp", "µs", False),
 ]
 LATENCY = ("p50_us", "p99_us", "p999_us")
-TARGETS = ["direct", "betwixt", "betwixt-accesslog", "haproxy", "nginx"]
-NAMES = {"direct": "direct", "betwixt": "betwixt", "betwixt-accesslog": "betwixt+log", "haproxy": "HAProxy",
-         "nginx": "nginx"}
-COLORS = {"direct": "#9e9e9e", "betwixt": "#1b7f5f", "betwixt-accesslog": "#7fbf9f", "haproxy": "#3b6cb7",
-          "nginx": "#c4622d"}
+# Figures compared by what a proxy adds over the direct path: latency, and the whole machine's
+# CPU (which counts the load tools and the backend too, and work the kernel moves off the proxy).
+ADDED = LATENCY + ("machine_us_per_req_paced",)
+TARGETS = ["direct", "betwixt", "betwixt-accesslog", "betwixt-kernel", "haproxy", "nginx"]
+NAMES = {"direct": "direct", "betwixt": "betwixt", "betwixt-accesslog": "betwixt+log",
+         "betwixt-kernel": "betwixt+kernel", "haproxy": "HAProxy", "nginx": "nginx"}
+COLORS = {"direct": "#9e9e9e", "betwixt": "#1b7f5f", "betwixt-accesslog": "#7fbf9f", "betwixt-kernel": "#0b4f3a",
+          "haproxy": "#3b6cb7", "nginx": "#c4622d"}
 
 
 def fmt(value):
@@ -72,9 +76,9 @@ def ratio(medians, key, other, target="betwixt"):
     mine, theirs = value(medians, target, key), value(medians, other, key)
     if key in NO_RATIO:
         return "–"
-    if key in LATENCY:  # compare the latency each proxy adds over the direct path
+    if key in ADDED:  # compare what each proxy adds over the direct path
         direct = value(medians, "direct", key)
-        if direct is None or other == "direct":
+        if direct is None or other == "direct" or mine is None or theirs is None:
             return "–"
         mine, theirs = mine - direct, theirs - direct
     if mine is None or not theirs:
@@ -86,14 +90,14 @@ def ratio(medians, key, other, target="betwixt"):
 NO_RATIO = {"sni_added_cpu_us"}
 
 
-def better_peer(medians, key, higher):
-    """betwixt against the better of HAProxy and nginx for this figure (the one it has to beat)."""
+def better_peer(medians, key, higher, target="betwixt"):
+    """`target` against the better of HAProxy and nginx for this figure (the one it has to beat)."""
     peers = [p for p in ("haproxy", "nginx") if value(medians, p, key) is not None]
-    if not peers or value(medians, "betwixt", key) is None:
+    if not peers or value(medians, target, key) is None:
         return "–"
     pick = max if higher else min
     best = pick(peers, key=lambda p: value(medians, p, key))
-    return ratio(medians, key, best)
+    return ratio(medians, key, best, target=target)
 
 
 def measured(medians, targets):
@@ -104,7 +108,7 @@ def measured(medians, targets):
 def cell(medians, target, key):
     v = value(medians, target, key)
     direct = value(medians, "direct", key)
-    if key in LATENCY and target != "direct" and v is not None and direct is not None:
+    if key in ADDED and target != "direct" and v is not None and direct is not None:
         return f"{fmt(v)} (+{fmt(v - direct)})"
     return fmt(v)
 
@@ -113,6 +117,7 @@ def markdown(medians, info, args):
     targets = [t for t in TARGETS if t in medians]
     # The access log's cost, when the run has both betwixt targets.
     with_log = "betwixt" in medians and "betwixt-accesslog" in medians
+    with_kernel = "betwixt-kernel" in medians
     lines = [
         "# betwixt side-by-side benchmark",
         "",
@@ -121,8 +126,9 @@ def markdown(medians, info, args):
         "",
         "| Figure | unit | " + " | ".join(NAMES[t] for t in targets)
         + " | betwixt ÷ HAProxy | betwixt ÷ nginx | betwixt ÷ better peer | betwixt ÷ direct |"
-        + (" betwixt+log ÷ betwixt |" if with_log else ""),
-        "|---|---|" + "---:|" * (len(targets) + 4 + with_log),
+        + (" betwixt+log ÷ betwixt |" if with_log else "")
+        + (" betwixt+kernel ÷ better peer |" if with_kernel else ""),
+        "|---|---|" + "---:|" * (len(targets) + 4 + with_log + with_kernel),
     ]
     for key, label, unit, higher in measured(medians, targets):
         arrow = "↑" if higher else "↓"
@@ -131,11 +137,15 @@ def markdown(medians, info, args):
                 ratio(medians, key, "direct")]
         if with_log:
             row.append(ratio(medians, key, "betwixt", target="betwixt-accesslog"))
+        if with_kernel:
+            row.append(better_peer(medians, key, higher, target="betwixt-kernel"))
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "↑ higher is better, ↓ lower is better. Latency cells show the absolute value and, in brackets, "
-        "what the proxy adds over the direct path; latency ratios compare those added amounts.",
+        "↑ higher is better, ↓ lower is better. Latency and machine-CPU cells show the absolute value "
+        "and, in brackets, what the proxy adds over the direct path; their ratios compare those added "
+        "amounts. Machine CPU is every CPU's busy time (CPUs × elapsed − idle, from /proc/stat's "
+        "no-tick idle clocks), so it counts work the kernel does for a proxy on any CPU.",
         "",
         "## Machine and versions",
         "",
@@ -163,7 +173,8 @@ def markdown(medians, info, args):
         "- SNI: `taskset -c 0 betwixt-bench hello 127.0.0.1:PORT --conns 32 --seconds {s} --name bench.test` "
         "(a rustls ClientHello, echoed by `betwixt-bench stream-backend`), through an SNI-routed listener "
         "and through a plain tcp one",
-        "- proxy CPU: utime + stime from /proc/PID/stat around each load test",
+        "- proxy CPU: utime + stime from /proc/PID/stat around each load test, plus the proxy CPU's ksoftirqd",
+        "- machine CPU: CPUs × elapsed time − (idle + iowait) from /proc/stat around each load test",
         "",
     ]
     return "\n".join(lines).replace("{s}", str(args.seconds))
