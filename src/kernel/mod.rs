@@ -1,0 +1,86 @@
+//! `[runtime] forwarding = "kernel"`: the bytes of a plain TCP connection are moved by the
+//! kernel instead of the shard. Both sockets go into a BPF `SOCKHASH` keyed by socket cookie,
+//! each stored under its peer's cookie, and a stream-verdict program (see `program`) redirects
+//! every chunk arriving on one socket to the other; the shard only watches for the ends
+//! (`forward`). See docs/kernel-forwarding.md.
+//!
+//! One program and two maps serve the whole process: created at start, shared by the shards,
+//! which add and remove their connections' entries concurrently (the kernel locks per bucket).
+
+mod bpf;
+mod forward;
+pub mod program;
+mod sock;
+
+pub use forward::forward;
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
+
+/// The process's program and maps; `None` when forwarding is in user space (the default, or
+/// the kernel refused them).
+static KERNEL: OnceLock<Option<Kernel>> = OnceLock::new();
+
+/// The most connections the maps are sized for, whatever the descriptor limit (a sockhash
+/// allocates its buckets up front).
+const MAX_CONNECTIONS: u64 = 1 << 20;
+
+/// The BPF objects of kernel forwarding.
+pub struct Kernel {
+    /// `SOCKHASH`: cookie of a socket → its peer socket.
+    sockets: OwnedFd,
+    /// `HASH`: cookie of a socket → bytes the program redirected from it.
+    counters: OwnedFd,
+    /// Kept open so the program stays attached to `sockets`.
+    _program: OwnedFd,
+}
+
+impl Kernel {
+    /// Creates the maps, loads the program and attaches it; room for `connections` pairs.
+    fn create(connections: u32) -> io::Result<Kernel> {
+        let entries = connections.saturating_mul(2).max(2);
+        let sockets = bpf::map_create(bpf::MAP_TYPE_SOCKHASH, 8, 4, entries, 0)
+            .map_err(|e| io::Error::new(e.kind(), format!("socket map: {e}")))?;
+        // Not preallocated: a large descriptor limit must not reserve memory for every entry.
+        let counters = bpf::map_create(bpf::MAP_TYPE_HASH, 8, 8, entries, bpf::NO_PREALLOC)
+            .map_err(|e| io::Error::new(e.kind(), format!("counter map: {e}")))?;
+        let code = program::verdict(sockets.as_raw_fd(), counters.as_raw_fd());
+        let program = bpf::load_sk_skb(&code)
+            .map_err(|e| io::Error::new(e.kind(), format!("verdict program: {e}")))?;
+        bpf::attach_verdict(sockets.as_raw_fd(), program.as_raw_fd())
+            .map_err(|e| io::Error::new(e.kind(), format!("attaching the program: {e}")))?;
+        Ok(Kernel { sockets, counters, _program: program })
+    }
+
+    fn counters(&self) -> RawFd {
+        self.counters.as_raw_fd()
+    }
+
+    fn sockets(&self) -> RawFd {
+        self.sockets.as_raw_fd()
+    }
+}
+
+/// Sets forwarding up at start. With `kernel`, creates the program and maps sized for
+/// `files` open descriptors; when the kernel refuses them (no CAP_BPF and CAP_NET_ADMIN, no
+/// sockmap support), says so once and leaves forwarding in user space. Returns whether
+/// kernel forwarding is on.
+pub fn setup(kernel: bool, files: u64) -> bool {
+    let made = kernel.then(|| {
+        let connections = (files / 2).clamp(1, MAX_CONNECTIONS) as u32;
+        Kernel::create(connections)
+            .inspect(|_| log::info!("kernel forwarding on: room for {connections} connections"))
+            .map_err(|e| {
+                log::warn!("[runtime] forwarding = \"kernel\": cannot set up the BPF sockmap ({e}); forwarding in user space")
+            })
+            .ok()
+    });
+    let _ = KERNEL.set(made.flatten());
+    active().is_some()
+}
+
+/// The process's kernel forwarding, if on.
+pub fn active() -> Option<&'static Kernel> {
+    KERNEL.get().and_then(Option::as_ref)
+}
