@@ -310,7 +310,9 @@ fn serve<'a>(
             (Stream::Plain(client), Stream::Plain(upstream)) => {
                 let kernel = match crate::kernel::active() {
                     // Boxed: only kernel forwarding takes this step.
-                    Some(kernel) => Box::pin(crate::kernel::forward(kernel, client, upstream, &meters, idle)).await,
+                    Some(kernel) => {
+                        Box::pin(crate::kernel::forward(kernel, client, upstream, &meters, idle)).await
+                    }
                     None => None,
                 };
                 match kernel {

@@ -59,7 +59,13 @@ fn fd(r: libc::c_long) -> OwnedFd {
 }
 
 /// A new map: `BPF_MAP_CREATE`.
-pub fn map_create(kind: u32, key_size: u32, value_size: u32, max_entries: u32, flags: u32) -> io::Result<OwnedFd> {
+pub fn map_create(
+    kind: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    flags: u32,
+) -> io::Result<OwnedFd> {
     let mut attr =
         Attr::new().u32(0, kind).u32(4, key_size).u32(8, value_size).u32(12, max_entries).u32(16, flags);
     attr.call(MAP_CREATE).map(fd)
@@ -100,8 +106,10 @@ pub fn update<V>(map: RawFd, key: u64, value: &V) -> io::Result<()> {
 /// `map[key]` of a map whose values are `u64`.
 pub fn lookup_u64(map: RawFd, key: u64) -> io::Result<u64> {
     let mut value = 0u64;
-    let mut attr =
-        Attr::new().u32(0, map as u32).u64(8, &key as *const u64 as u64).u64(16, &mut value as *mut u64 as u64);
+    let mut attr = Attr::new()
+        .u32(0, map as u32)
+        .u64(8, &key as *const u64 as u64)
+        .u64(16, &mut value as *mut u64 as u64);
     attr.call(MAP_LOOKUP_ELEM)?;
     Ok(value)
 }

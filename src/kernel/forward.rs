@@ -160,7 +160,11 @@ fn refused(e: &io::Error) {
 /// Passes on what the client sent that is already in its socket, read in whole until its
 /// receive queue is empty: the program must see only bytes nobody has read any part of.
 /// False when the client's end of stream came with it (user space carries on from there).
-async fn take_early(client: &mut TcpStream, backend: &mut TcpStream, meters: &Meters<'_>) -> Result<bool, End> {
+async fn take_early(
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
+    meters: &Meters<'_>,
+) -> Result<bool, End> {
     use futures_lite::AsyncWriteExt;
     let mut buffer: Option<Vec<u8>> = None;
     loop {
@@ -267,11 +271,7 @@ async fn watch(
         if let Some(i) = idle_expired(&link, &mut ways, idle, now) {
             break End::Idle([Side::Client, Side::Backend][i]);
         }
-        let next = ways
-            .iter()
-            .flat_map(|w| [w.settle_at, w.idle_at])
-            .flatten()
-            .fold(tick_at, Instant::min);
+        let next = ways.iter().flat_map(|w| [w.settle_at, w.idle_at]).flatten().fold(tick_at, Instant::min);
         timer.reset(next.saturating_duration_since(now));
     };
     link.count(meters);
@@ -317,7 +317,12 @@ fn settle(link: &Link, ways: &mut [Way; 2], now: Instant) -> Option<End> {
 
 /// The idle timeouts: a direction is idle when its reader has received nothing for its limit
 /// (and, once its FIN is in, when its writer has taken nothing for it).
-fn idle_expired(link: &Link, ways: &mut [Way; 2], idle: [Option<Duration>; 2], now: Instant) -> Option<usize> {
+fn idle_expired(
+    link: &Link,
+    ways: &mut [Way; 2],
+    idle: [Option<Duration>; 2],
+    now: Instant,
+) -> Option<usize> {
     for i in 0..2 {
         let (Some(limit), Some(at)) = (idle[i], ways[i].idle_at) else { continue };
         if now < at {

@@ -46,8 +46,8 @@ impl Kernel {
         let counters = bpf::map_create(bpf::MAP_TYPE_HASH, 8, 8, entries, bpf::NO_PREALLOC)
             .map_err(|e| io::Error::new(e.kind(), format!("counter map: {e}")))?;
         let code = program::verdict(sockets.as_raw_fd(), counters.as_raw_fd());
-        let program = bpf::load_sk_skb(&code)
-            .map_err(|e| io::Error::new(e.kind(), format!("verdict program: {e}")))?;
+        let program =
+            bpf::load_sk_skb(&code).map_err(|e| io::Error::new(e.kind(), format!("verdict program: {e}")))?;
         bpf::attach_verdict(sockets.as_raw_fd(), program.as_raw_fd())
             .map_err(|e| io::Error::new(e.kind(), format!("attaching the program: {e}")))?;
         Ok(Kernel { sockets, counters, _program: program })

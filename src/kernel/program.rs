@@ -73,29 +73,29 @@ fn load_map(dst: u8, map_fd: i32) -> [Insn; 2] {
 /// The verdict program for the given sockhash and counter map.
 pub fn verdict(sockhash_fd: i32, counters_fd: i32) -> Vec<Insn> {
     let mut program = vec![
-        insn(MOV64_REG, R6, R1, 0, 0),       // r6 = skb
-        insn(LDX_W, R7, R1, SKB_LEN, 0),     // r7 = skb->len
-        insn(JNE_IMM, R7, 0, 2, 0),          // bytes in it: on to the redirect
-        insn(MOV64_IMM, R0, 0, 0, SK_DROP),  // empty: dropped
+        insn(MOV64_REG, R6, R1, 0, 0),      // r6 = skb
+        insn(LDX_W, R7, R1, SKB_LEN, 0),    // r7 = skb->len
+        insn(JNE_IMM, R7, 0, 2, 0),         // bytes in it: on to the redirect
+        insn(MOV64_IMM, R0, 0, 0, SK_DROP), // empty: dropped
         insn(EXIT, 0, 0, 0, 0),
         insn(CALL, 0, 0, 0, GET_SOCKET_COOKIE), // r0 = cookie of skb's socket
-        insn(STX_DW, R10, R0, -8, 0),        // key (fp-8) = r0
+        insn(STX_DW, R10, R0, -8, 0),           // key (fp-8) = r0
     ];
     program.extend(load_map(R1, counters_fd));
     program.extend([
         insn(MOV64_REG, R2, R10, 0, 0),
-        insn(ADD64_IMM, R2, 0, 0, -8),           // r2 = &key
-        insn(CALL, 0, 0, 0, MAP_LOOKUP_ELEM),    // r0 = &counters[key] or NULL
-        insn(JEQ_IMM, R0, 0, 1, 0),              // no entry: skip the count
-        insn(ATOMIC_DW, R0, R7, 0, 0),           // lock *(u64 *)r0 += r7
-        insn(MOV64_REG, R1, R6, 0, 0),           // r1 = skb
+        insn(ADD64_IMM, R2, 0, 0, -8),        // r2 = &key
+        insn(CALL, 0, 0, 0, MAP_LOOKUP_ELEM), // r0 = &counters[key] or NULL
+        insn(JEQ_IMM, R0, 0, 1, 0),           // no entry: skip the count
+        insn(ATOMIC_DW, R0, R7, 0, 0),        // lock *(u64 *)r0 += r7
+        insn(MOV64_REG, R1, R6, 0, 0),        // r1 = skb
     ]);
     program.extend(load_map(R2, sockhash_fd));
     program.extend([
         insn(MOV64_REG, R3, R10, 0, 0),
-        insn(ADD64_IMM, R3, 0, 0, -8),           // r3 = &key
-        insn(MOV64_IMM, R4, 0, 0, 0),            // flags 0: send out of the peer
-        insn(CALL, 0, 0, 0, SK_REDIRECT_HASH),   // r0 = SK_PASS or SK_DROP
+        insn(ADD64_IMM, R3, 0, 0, -8),         // r3 = &key
+        insn(MOV64_IMM, R4, 0, 0, 0),          // flags 0: send out of the peer
+        insn(CALL, 0, 0, 0, SK_REDIRECT_HASH), // r0 = SK_PASS or SK_DROP
         insn(EXIT, 0, 0, 0, 0),
     ]);
     program

@@ -107,7 +107,7 @@ pub struct Acme {
 }
 
 /// betwixt additions: `[runtime] shards = N`, `shutdown_grace = "30s"`, `splice = true`,
-/// `strict = true`, `forwarding = "user" | "kernel"`.
+/// `strict = true`, `forwarding = "user" | "kernel"`, `kernel_forwarding_unbounded_memory`.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Runtime {
@@ -120,6 +120,9 @@ pub struct Runtime {
     /// Who moves the bytes of plain TCP connections: betwixt (`user`, default) or the kernel
     /// (`kernel`: a BPF sockmap redirects them; see docs/kernel-forwarding.md).
     pub forwarding: Option<Forwarding>,
+    /// Accept that under kernel forwarding a receiver that does not read lets the kernel hold
+    /// ever more memory for its connection (required with `forwarding = "kernel"`).
+    pub kernel_forwarding_unbounded_memory: Option<bool>,
     /// Refuse what gobetween tolerates (every configuration warning becomes an error).
     pub strict: Option<bool>,
     /// Reload when the configuration source changes: a file's content, a URL's answer (ETag
