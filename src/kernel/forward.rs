@@ -1,4 +1,4 @@
-//! One connection under kernel forwarding: attaching its two sockets to the sockmap, then
+//! One connection under kernel forwarding: attaching its two sockets to the socket maps, then
 //! watching for what the kernel does not do by itself: passing an end of stream on once every
 //! byte before it is on its way, faults, idle timeouts, byte counts.
 //!
@@ -37,7 +37,7 @@ const ABORT_TICK: Duration = Duration::from_millis(5);
 /// Largest read while taking what the client sent before the attach.
 const DRAIN_BUFFER: usize = 64 * 1024;
 
-/// The two sockets of a connection in the sockmap. Index 0 is the client, 1 the backend;
+/// The two sockets of a connection in the socket maps. Index 0 is the client, 1 the backend;
 /// direction `i` reads socket `i` and writes socket `1 - i`. Dropping it removes the entries.
 pub struct Link {
     kernel: &'static Kernel,
@@ -49,23 +49,26 @@ pub struct Link {
     counted: [u64; 2],
 }
 
-/// Adds the client's and the backend's sockets to the sockmap, each under the other's cookie.
+/// Adds the client's and the backend's sockets to the maps: to `peers` each under the other's
+/// cookie first, then to `watched`, from when on the program redirects their chunks.
 fn attach(kernel: &'static Kernel, client: RawFd, backend: RawFd) -> io::Result<Link> {
     let fds = [client, backend];
     let cookies = [sock::cookie(client)?, sock::cookie(backend)?];
     // Before the insert, while nothing but betwixt has written to them.
     let base = [sock::queued_total(client)?, sock::queued_total(backend)?];
-    let mut link = Link { kernel, fds, cookies, base, counted: [0; 2] };
+    // Dropping `link` on an error below removes whatever was added; nothing was redirected
+    // before the last insert but the one that failed, so nothing is lost.
+    let link = Link { kernel, fds, cookies, base, counted: [0; 2] };
     for cookie in cookies {
         bpf::update(kernel.counters(), cookie, &0u64)?;
     }
-    // Dropping `link` on an error below removes whatever was added.
-    bpf::update(kernel.sockets(), cookies[0], &(backend as u32))?;
-    bpf::update(kernel.sockets(), cookies[1], &(client as u32))?;
+    bpf::update(kernel.peers(), cookies[0], &(backend as u32))?;
+    bpf::update(kernel.peers(), cookies[1], &(client as u32))?;
+    bpf::update(kernel.watched(), cookies[0], &(client as u32))?;
+    bpf::update(kernel.watched(), cookies[1], &(backend as u32))?;
     for fd in fds {
         sock::kick_receive_queue(fd)?;
     }
-    link.counted = [0; 2];
     Ok(link)
 }
 
@@ -109,9 +112,12 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        for cookie in self.cookies {
-            let _ = bpf::delete(self.kernel.sockets(), cookie);
-            let _ = bpf::delete(self.kernel.counters(), cookie);
+        // The program first, then the peers it looks up (a delete of what was never added
+        // fails harmlessly).
+        for map in [self.kernel.watched(), self.kernel.peers(), self.kernel.counters()] {
+            for cookie in self.cookies {
+                let _ = bpf::delete(map, cookie);
+            }
         }
     }
 }
@@ -119,28 +125,26 @@ impl Drop for Link {
 /// Runs a connection under kernel forwarding until it ends, as `transfer::bidirectional`
 /// would. `None` when it cannot be attached (the kernel refused, or the client already sent
 /// its end of stream): the caller forwards in user space, nothing having been lost.
-pub fn forward<'a>(
+pub async fn forward(
     kernel: &'static Kernel,
-    client: &'a mut TcpStream,
-    backend: &'a mut TcpStream,
-    meters: &'a Meters<'a>,
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
+    meters: &Meters<'_>,
     idle: [Option<Duration>; 2],
-) -> impl Future<Output = Option<End>> + 'a {
-    async move {
-        match take_early(client, backend, meters).await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(end) => return Some(end),
-        }
-        let link = match attach(kernel, client.as_raw_fd(), backend.as_raw_fd()) {
-            Ok(link) => link,
-            Err(e) => {
-                refused(&e);
-                return None;
-            }
-        };
-        Some(watch(link, client, backend, meters, idle).await)
+) -> Option<End> {
+    match take_early(client, backend, meters).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(end) => return Some(end),
     }
+    let link = match attach(kernel, client.as_raw_fd(), backend.as_raw_fd()) {
+        Ok(link) => link,
+        Err(e) => {
+            refused(&e);
+            return None;
+        }
+    };
+    Some(watch(link, client, backend, meters, idle).await)
 }
 
 /// Says why a connection is forwarded in user space: a kernel limit is worth a warning

@@ -1,11 +1,16 @@
 //! `[runtime] forwarding = "kernel"`: the bytes of a plain TCP connection are moved by the
-//! kernel instead of the shard. Both sockets go into a BPF `SOCKHASH` keyed by socket cookie,
-//! each stored under its peer's cookie, and a stream-verdict program (see `program`) redirects
-//! every chunk arriving on one socket to the other; the shard only watches for the ends
-//! (`forward`). See docs/kernel-forwarding.md.
+//! kernel instead of the shard. A stream-verdict program (see `program`) runs for every chunk
+//! arriving on a socket of the `watched` map and redirects it to the socket the `peers` map
+//! holds under the arriving socket's cookie: the connection's other socket. The shard only
+//! watches for the ends (`forward`). See docs/kernel-forwarding.md.
 //!
-//! One program and two maps serve the whole process: created at start, shared by the shards,
-//! which add and remove their connections' entries concurrently (the kernel locks per bucket).
+//! Two maps, so that a socket's chunks are never looked up before its peer is known: a
+//! connection's sockets go into `peers` (no program: nothing runs yet) and only then into
+//! `watched`, whose program starts handling their chunks.
+//!
+//! One program and three maps serve the whole process: created at start, shared by the
+//! shards, which add and remove their connections' entries concurrently (the kernel locks per
+//! bucket).
 
 mod bpf;
 mod forward;
@@ -28,11 +33,13 @@ const MAX_CONNECTIONS: u64 = 1 << 20;
 
 /// The BPF objects of kernel forwarding.
 pub struct Kernel {
-    /// `SOCKHASH`: cookie of a socket → its peer socket.
-    sockets: OwnedFd,
+    /// `SOCKHASH` with the verdict program: cookie of a socket → that socket.
+    watched: OwnedFd,
+    /// `SOCKHASH` without a program: cookie of a socket → its peer socket.
+    peers: OwnedFd,
     /// `HASH`: cookie of a socket → bytes the program redirected from it.
     counters: OwnedFd,
-    /// Kept open so the program stays attached to `sockets`.
+    /// Kept open so the program stays attached to `watched`.
     _program: OwnedFd,
 }
 
@@ -40,25 +47,32 @@ impl Kernel {
     /// Creates the maps, loads the program and attaches it; room for `connections` pairs.
     fn create(connections: u32) -> io::Result<Kernel> {
         let entries = connections.saturating_mul(2).max(2);
-        let sockets = bpf::map_create(bpf::MAP_TYPE_SOCKHASH, 8, 4, entries, 0)
-            .map_err(|e| io::Error::new(e.kind(), format!("socket map: {e}")))?;
+        let sockhash = |name: &str| {
+            bpf::map_create(bpf::MAP_TYPE_SOCKHASH, 8, 4, entries, 0)
+                .map_err(|e| io::Error::new(e.kind(), format!("{name} map: {e}")))
+        };
+        let (watched, peers) = (sockhash("socket")?, sockhash("peer")?);
         // Not preallocated: a large descriptor limit must not reserve memory for every entry.
         let counters = bpf::map_create(bpf::MAP_TYPE_HASH, 8, 8, entries, bpf::NO_PREALLOC)
             .map_err(|e| io::Error::new(e.kind(), format!("counter map: {e}")))?;
-        let code = program::verdict(sockets.as_raw_fd(), counters.as_raw_fd());
+        let code = program::verdict(peers.as_raw_fd(), counters.as_raw_fd());
         let program =
             bpf::load_sk_skb(&code).map_err(|e| io::Error::new(e.kind(), format!("verdict program: {e}")))?;
-        bpf::attach_verdict(sockets.as_raw_fd(), program.as_raw_fd())
+        bpf::attach_verdict(watched.as_raw_fd(), program.as_raw_fd())
             .map_err(|e| io::Error::new(e.kind(), format!("attaching the program: {e}")))?;
-        Ok(Kernel { sockets, counters, _program: program })
+        Ok(Kernel { watched, peers, counters, _program: program })
     }
 
     fn counters(&self) -> RawFd {
         self.counters.as_raw_fd()
     }
 
-    fn sockets(&self) -> RawFd {
-        self.sockets.as_raw_fd()
+    fn watched(&self) -> RawFd {
+        self.watched.as_raw_fd()
+    }
+
+    fn peers(&self) -> RawFd {
+        self.peers.as_raw_fd()
     }
 }
 

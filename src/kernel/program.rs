@@ -4,8 +4,9 @@
 //!  1. takes the socket's cookie as the key;
 //!  2. adds the chunk's length to the key's entry in the counter map (when there is one), so
 //!     user space knows how many bytes were handed on from each socket (see `forward`);
-//!  3. redirects the chunk to the socket stored under the same key, the connection's other
-//!     socket, to be sent out on it (`bpf_sk_redirect_hash`, flags 0: egress).
+//!  3. redirects the chunk to the socket the peer map holds under the same key, the
+//!     connection's other socket, to be sent out on it (`bpf_sk_redirect_hash`, flags 0:
+//!     egress).
 //!
 //! It returns the helper's verdict: `SK_PASS` when the peer is in the map, else `SK_DROP`
 //! (possible only once betwixt has removed the peer, i.e. while closing).
@@ -70,8 +71,8 @@ fn load_map(dst: u8, map_fd: i32) -> [Insn; 2] {
     [insn(LD_IMM64, dst, PSEUDO_MAP_FD, 0, map_fd), insn(0, 0, 0, 0, 0)]
 }
 
-/// The verdict program for the given sockhash and counter map.
-pub fn verdict(sockhash_fd: i32, counters_fd: i32) -> Vec<Insn> {
+/// The verdict program for the given peer map (a sockhash) and counter map.
+pub fn verdict(peers_fd: i32, counters_fd: i32) -> Vec<Insn> {
     let mut program = vec![
         insn(MOV64_REG, R6, R1, 0, 0),      // r6 = skb
         insn(LDX_W, R7, R1, SKB_LEN, 0),    // r7 = skb->len
@@ -90,7 +91,7 @@ pub fn verdict(sockhash_fd: i32, counters_fd: i32) -> Vec<Insn> {
         insn(ATOMIC_DW, R0, R7, 0, 0),        // lock *(u64 *)r0 += r7
         insn(MOV64_REG, R1, R6, 0, 0),        // r1 = skb
     ]);
-    program.extend(load_map(R2, sockhash_fd));
+    program.extend(load_map(R2, peers_fd));
     program.extend([
         insn(MOV64_REG, R3, R10, 0, 0),
         insn(ADD64_IMM, R3, 0, 0, -8),         // r3 = &key
