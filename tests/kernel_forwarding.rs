@@ -112,7 +112,7 @@ fn bulk_both_ways_is_byte_exact_and_half_close_passes_in_order() {
 fn client_half_close_still_gets_the_whole_reply() {
     let reply_len = 3 * MIB + 17;
     let backend = Backend::start("late", Behaviour::ReplyAfterEof { reply_len });
-    let (_betwixt, port, _) = start(backend.port, "");
+    let (betwixt, port, _) = start(backend.port, "");
     for _ in 0..5 {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         stream.write_all(&vec![b'q'; 100_000]).unwrap();
@@ -126,6 +126,37 @@ fn client_half_close_still_gets_the_whole_reply() {
         assert_eq!(reply.len(), reply_len);
         assert!(reply.iter().enumerate().all(|(i, &b)| b == pattern_byte(i)), "reply corrupted");
     }
+    assert_not_spliced(&betwixt);
+}
+
+/// The client's FIN arrives while the kernel still holds most of its bytes for a backend that
+/// reads late: the FIN must wait for them (passed on at once, it would cut the stream short).
+#[test]
+fn end_of_stream_waits_for_the_bytes_held_for_a_late_reader() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = listener.local_addr().unwrap().port();
+    let late = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        thread::sleep(Duration::from_secs(1));
+        let (got, end) = read_until_end(&mut stream, Duration::from_secs(20));
+        stream.write_all(got.len().to_string().as_bytes()).unwrap();
+        (got.iter().enumerate().all(|(i, &b)| b == pattern_byte(i)), end)
+    });
+    let (_betwixt, port, _) = start(backend_port, "");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let request: Vec<u8> = (0..8 * MIB).map(pattern_byte).collect();
+    stream.write_all(&request).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let (reply, end) = read_until_end(&mut stream, Duration::from_secs(20));
+    let (intact, backend_end) = late.join().unwrap();
+    assert_eq!((backend_end, end), (Ok(()), Ok(())));
+    assert_eq!(
+        String::from_utf8_lossy(&reply),
+        (8 * MIB).to_string(),
+        "bytes the backend got before the FIN"
+    );
+    assert!(intact, "the bytes reached the backend out of order or changed");
 }
 
 #[test]
@@ -172,6 +203,43 @@ fn bytes_sent_at_connect_and_a_backend_that_speaks_first_both_pass() {
         stream.read_exact(&mut reply).expect("the echo of everything sent at connect");
         assert_eq!(reply, expected);
     }
+}
+
+#[test]
+fn client_reset_resets_a_backend_that_does_not_read() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = listener.local_addr().unwrap().port();
+    let (_betwixt, port, _) = start(backend_port, "");
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut backend, _) = listener.accept().unwrap();
+    // Attached (the client's first bytes went through the kernel), then reset.
+    (&client).write_all(b"hello").unwrap();
+    let mut hello = [0u8; 5];
+    backend.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    backend.read_exact(&mut hello).unwrap();
+    common::reset(client);
+    let (_, end) = read_until_end(&mut backend, Duration::from_secs(5));
+    assert_eq!(end, Err(ErrorKind::ConnectionReset), "the backend must see an abort");
+}
+
+/// The counts move while a connection lives (once a second), not only at its end.
+#[test]
+fn counts_of_a_live_connection_move() {
+    let echo = Backend::start("echo", Behaviour::Echo);
+    let (_betwixt, port, api) = start(echo.port, "");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let message = vec![b'm'; 300_000];
+    stream.write_all(&message).unwrap();
+    let mut echoed = vec![0; message.len()];
+    stream.read_exact(&mut echoed).unwrap();
+    let client = Client::http(api);
+    let counted = wait_until(Duration::from_secs(5), || {
+        let stats = client.get_json("/servers/k/stats");
+        stats["tx_total"].as_u64() >= Some(300_000) && stats["rx_total"].as_u64() >= Some(300_000)
+    });
+    assert!(counted, "stats of a live connection: {}", client.get_json("/servers/k/stats"));
+    drop(stream);
 }
 
 #[test]
