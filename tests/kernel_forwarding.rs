@@ -9,8 +9,7 @@ mod common;
 
 use api_client::{counter_sum, Client};
 use common::backends::{pattern_byte, Backend, Behaviour};
-use common::{free_port, read_until_end, wait_until, Betwixt};
-use sha2::{Digest, Sha256};
+use common::{echo_streams_at_once, free_port, read_until_end, wait_until, Betwixt};
 use sonic_rs::JsonValueTrait;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -46,65 +45,33 @@ fn metrics_port(betwixt: &Betwixt) -> u16 {
     bind[start..].split('"').next().unwrap().parse().unwrap()
 }
 
+/// A backend on a free port that takes one connection and hands it to `serve`.
+fn one_connection_backend<T: Send + 'static>(
+    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (u16, thread::JoinHandle<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (port, thread::spawn(move || serve(listener.accept().unwrap().0)))
+}
+
+/// A client of `port` whose reads give up after 10 s.
+fn connect(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+}
+
 /// No byte went through a shard's pipes: the kernel moved them.
 fn assert_not_spliced(betwixt: &Betwixt) {
     let spliced = counter_sum(metrics_port(betwixt), "betwixt_shard_spliced_bytes_total");
     assert_eq!(spliced, 0, "a shard spliced {spliced} bytes: user-space transfer ran");
 }
 
-/// Sends `len` pseudo-random bytes, half-closes, and reads the echo at the same time; returns
-/// the hashes of both and the length received.
-fn echo_round_trip(port: u16, len: usize, seed: u64) -> (Vec<u8>, Vec<u8>, usize) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut reader = stream.try_clone().unwrap();
-    let mut writer = stream;
-    let sender = thread::spawn(move || {
-        let mut hash = Sha256::new();
-        let mut state = seed;
-        let mut chunk = vec![0u8; 200 * 1024 + 7];
-        let mut sent = 0;
-        while sent < len {
-            let n = chunk.len().min(len - sent);
-            for byte in &mut chunk[..n] {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *byte = state as u8;
-            }
-            writer.write_all(&chunk[..n]).unwrap();
-            hash.update(&chunk[..n]);
-            sent += n;
-        }
-        writer.shutdown(Shutdown::Write).unwrap();
-        hash.finalize().to_vec()
-    });
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut received = 0;
-    reader.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    loop {
-        let n = reader.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        received += n;
-    }
-    (sender.join().unwrap(), hash.finalize().to_vec(), received)
-}
-
 #[test]
 fn bulk_both_ways_is_byte_exact_and_half_close_passes_in_order() {
     let backend = Backend::start("echo", Behaviour::Echo);
     let (betwixt, port, _) = start(backend.port, "");
-    let streams: Vec<_> = (0..2u64)
-        .map(|i| thread::spawn(move || echo_round_trip(port, 32 * MIB, 0x9E37_79B9_7F4A_7C15 + i)))
-        .collect();
-    for stream in streams {
-        let (sent, received, len) = stream.join().unwrap();
-        assert_eq!(len, 32 * MIB, "echoed byte count");
-        assert_eq!(sent, received, "echoed bytes differ from sent bytes");
-    }
+    echo_streams_at_once(port, 2, 32 * MIB);
     assert_not_spliced(&betwixt);
 }
 
@@ -133,10 +100,7 @@ fn client_half_close_still_gets_the_whole_reply() {
 /// reads late: the FIN must wait for them (passed on at once, it would cut the stream short).
 #[test]
 fn end_of_stream_waits_for_the_bytes_held_for_a_late_reader() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend_port = listener.local_addr().unwrap().port();
-    let late = thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
+    let (backend_port, late) = one_connection_backend(move |mut stream| {
         thread::sleep(Duration::from_secs(1));
         let (got, end) = read_until_end(&mut stream, Duration::from_secs(20));
         stream.write_all(got.len().to_string().as_bytes()).unwrap();
@@ -163,8 +127,7 @@ fn end_of_stream_waits_for_the_bytes_held_for_a_late_reader() {
 fn many_request_response_round_trips() {
     let backend = Backend::start("echo", Behaviour::Echo);
     let (_betwixt, port, _) = start(backend.port, "");
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut stream = connect(port);
     for round in 0..2000u32 {
         let request = format!("request {round} {}\n", "x".repeat((round % 300) as usize));
         stream.write_all(request.as_bytes()).unwrap();
@@ -227,8 +190,7 @@ fn client_reset_resets_a_backend_that_does_not_read() {
 fn counts_of_a_live_connection_move() {
     let echo = Backend::start("echo", Behaviour::Echo);
     let (_betwixt, port, api) = start(echo.port, "");
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut stream = connect(port);
     let message = vec![b'm'; 300_000];
     stream.write_all(&message).unwrap();
     let mut echoed = vec![0; message.len()];
@@ -244,10 +206,7 @@ fn counts_of_a_live_connection_move() {
 
 #[test]
 fn backend_reset_resets_the_client() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend_port = listener.local_addr().unwrap().port();
-    let resetter = thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
+    let (backend_port, resetter) = one_connection_backend(move |mut stream| {
         let mut buf = [0u8; 5];
         stream.read_exact(&mut buf).unwrap();
         stream.write_all(b"partial reply").unwrap();
@@ -287,10 +246,7 @@ fn available_memory() -> u64 {
 /// fails, and the refusal can go.
 #[test]
 fn a_backend_that_never_reads_does_not_stop_the_client_hence_the_opt_in() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend_port = listener.local_addr().unwrap().port();
-    let holder = thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
+    let (backend_port, holder) = one_connection_backend(move |stream| {
         thread::sleep(Duration::from_secs(8));
         drop(stream);
     });
