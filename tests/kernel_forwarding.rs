@@ -185,6 +185,39 @@ fn client_reset_resets_a_backend_that_does_not_read() {
     assert_eq!(end, Err(ErrorKind::ConnectionReset), "the backend must see an abort");
 }
 
+/// A client that sent its request and FIN, then resets while the reply still streams: its
+/// socket is no longer watched by a poll (its FIN came), yet the backend is reset too.
+#[test]
+fn client_reset_after_its_fin_resets_the_backend() {
+    let (backend_port, streamer) = one_connection_backend(|mut stream| {
+        let mut request = [0u8; 5];
+        stream.read_exact(&mut request).unwrap();
+        let chunk = vec![b'r'; 64 * 1024];
+        let started = Instant::now();
+        // Streams until the write fails (the reset passed on) or 10 s pass.
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Err(e) = stream.write_all(&chunk) {
+                return Some(e.kind());
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        None
+    });
+    let (_betwixt, port, _) = start(backend_port, "");
+    let mut stream = connect(port);
+    thread::sleep(Duration::from_millis(200));
+    stream.write_all(b"hello").unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut first = [0u8; 1000];
+    stream.read_exact(&mut first).unwrap();
+    common::reset(stream);
+    let failure = streamer.join().unwrap();
+    assert!(
+        matches!(failure, Some(ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)),
+        "the backend went on streaming to a reset client: {failure:?}"
+    );
+}
+
 /// The counts move while a connection lives (once a second), not only at its end.
 #[test]
 fn counts_of_a_live_connection_move() {

@@ -265,11 +265,12 @@ async fn watch(
         if now >= tick_at {
             tick_at = now + TICK;
             link.count(meters);
-            // A side that sent its FIN is no longer watched; a reset after it shows here.
-            if let Some(i) = (0..2).find(|&i| ways[i].ended && !ways[i].finished) {
-                if let Some(e) = sock::take_error(link.fds[i]).or_else(|| sock::take_error(link.fds[1 - i])) {
-                    break fail(&link, i, e, [&*client, &*backend]).await;
-                }
+            // A side that sent its FIN is no longer watched by a poll; a reset after it, or a
+            // failure of the kernel's sends to it, shows here.
+            let failed =
+                (0..2).filter(|&i| ways[i].ended).find_map(|i| Some((i, sock::take_error(link.fds[i])?)));
+            if let Some((i, e)) = failed {
+                break fail(&link, i, e, [&*client, &*backend]).await;
             }
         }
         if let Some(i) = idle_expired(&link, &mut ways, idle, now) {
