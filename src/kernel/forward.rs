@@ -34,9 +34,6 @@ const SETTLE_MOST: Duration = Duration::from_millis(50);
 const ABORT_GRACE: Duration = Duration::from_millis(500);
 const ABORT_TICK: Duration = Duration::from_millis(5);
 
-/// Largest read while taking what the client sent before the attach.
-const DRAIN_BUFFER: usize = 64 * 1024;
-
 /// The two sockets of a connection in the socket maps. Index 0 is the client, 1 the backend;
 /// direction `i` reads socket `i` and writes socket `1 - i`. Dropping it removes the entries.
 pub struct Link {
@@ -169,22 +166,33 @@ async fn take_early(
     backend: &mut TcpStream,
     meters: &Meters<'_>,
 ) -> Result<bool, End> {
+    // A pooled buffer: usually a single read finds nothing, and no memory is allocated for it.
+    let mut buffer = crate::buffers::take();
+    let taken = pass_on_queued(client, backend, meters, &mut buffer).await;
+    crate::buffers::give_back(buffer);
+    taken
+}
+
+async fn pass_on_queued(
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
+    meters: &Meters<'_>,
+    buffer: &mut [u8],
+) -> Result<bool, End> {
     use futures_lite::AsyncWriteExt;
-    let mut buffer: Option<Vec<u8>> = None;
     loop {
-        let buf = buffer.get_or_insert_with(|| vec![0; DRAIN_BUFFER]);
-        let n = match sock::read_now(client.as_raw_fd(), buf) {
+        let n = match sock::read_now(client.as_raw_fd(), buffer) {
             Ok(None) => return Ok(true),
             Ok(Some(0)) => return Ok(false),
             Ok(Some(n)) => n,
             Err(e) => return Err(End::Failed(Side::Client, e)),
         };
-        backend.write_all(&buf[..n]).await.map_err(|e| End::Failed(Side::Backend, e))?;
+        backend.write_all(&buffer[..n]).await.map_err(|e| End::Failed(Side::Backend, e))?;
         for counter in meters.bytes(true) {
             betwixt_control::stats::Slot::add(counter, n as u64);
         }
-        // A short read emptied the queue.
-        if n < DRAIN_BUFFER {
+        // A short read emptied the queue (a TCP read takes all there is, up to its size).
+        if n < buffer.len() {
             return Ok(true);
         }
     }
