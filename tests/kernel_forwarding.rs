@@ -96,6 +96,22 @@ fn client_half_close_still_gets_the_whole_reply() {
     assert_not_spliced(&betwixt);
 }
 
+/// A client whose request and FIN are in before the attach (the kernel takes only open
+/// connections) is forwarded in user space, whole.
+#[test]
+fn a_client_that_ends_before_the_attach_is_served_in_user_space() {
+    let reply_len = 100_000;
+    let backend = Backend::start("late", Behaviour::ReplyAfterEof { reply_len });
+    let (_betwixt, port, _) = start(backend.port, "");
+    for _ in 0..10 {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(b"short request").unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let (reply, end) = read_until_end(&mut stream, Duration::from_secs(10));
+        assert_eq!((reply.len(), end), (reply_len, Ok(())));
+    }
+}
+
 /// The client's FIN arrives while the kernel still holds most of its bytes for a backend that
 /// reads late: the FIN must wait for them (passed on at once, it would cut the stream short).
 #[test]

@@ -27,9 +27,10 @@ use std::sync::OnceLock;
 /// the kernel refused them).
 static KERNEL: OnceLock<Option<Kernel>> = OnceLock::new();
 
-/// The most connections the maps are sized for, whatever the descriptor limit (a sockhash
-/// allocates its buckets up front).
-const MAX_CONNECTIONS: u64 = 1 << 20;
+/// The most connections the maps are sized for, whatever the descriptor limit: each map
+/// allocates its buckets up front, 16 bytes per entry (two entries per connection), so this
+/// bounds them at 8 MiB each. Connections beyond it are forwarded in user space.
+const MAX_CONNECTIONS: u64 = 1 << 18;
 
 /// The BPF objects of kernel forwarding.
 pub struct Kernel {
