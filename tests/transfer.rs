@@ -6,9 +6,10 @@ mod common;
 
 use api_client::counter_sum;
 use common::backends::{pattern_byte, Backend, Behaviour};
-use common::{echo_streams_at_once, free_port, Betwixt};
+use common::{echo_round_trip, free_port, Betwixt};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::thread;
 
 const MIB: usize = 1024 * 1024;
 
@@ -31,7 +32,14 @@ fn bulk_on(shards: &str, splice: bool) {
         config(port, &[&backend])
     );
     let _betwixt = Betwixt::start(&conf, &["--shards", shards], &[port, metrics]);
-    echo_streams_at_once(port, 2, 64 * MIB);
+    let streams: Vec<_> = (0..2u64)
+        .map(|i| thread::spawn(move || echo_round_trip(port, 64 * MIB, 0x9E37_79B9_7F4A_7C15 + i)))
+        .collect();
+    for stream in streams {
+        let (sent, received, len) = stream.join().unwrap();
+        assert_eq!(len, 64 * MIB, "echoed byte count");
+        assert_eq!(sent, received, "echoed bytes differ from sent bytes");
+    }
     let spliced = counter_sum(metrics, "betwixt_shard_spliced_bytes_total");
     if splice {
         // Four directions of 64 MiB each; the first reads of each go through a buffer.
