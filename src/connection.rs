@@ -305,8 +305,20 @@ fn serve<'a>(
         };
         let end = match (&mut *downstream, &mut upstream) {
             // Plain on both sides: the splicing transfer.
+            // Plain on both sides: moved by the kernel (`[runtime] forwarding = "kernel"`), or
+            // else, or where the kernel refuses this connection, the splicing transfer.
             (Stream::Plain(client), Stream::Plain(upstream)) => {
-                transfer::bidirectional(client, upstream, meters, idle).await
+                let kernel = match crate::kernel::active() {
+                    // Boxed: only kernel forwarding takes this step.
+                    Some(kernel) => {
+                        Box::pin(crate::kernel::forward(kernel, client, upstream, &meters, idle)).await
+                    }
+                    None => None,
+                };
+                match kernel {
+                    Some(end) => end,
+                    None => transfer::bidirectional(client, upstream, meters, idle).await,
+                }
             }
             _ => Box::pin(crate::tls::bidirectional(downstream, &mut upstream, meters, idle)).await,
         };

@@ -10,6 +10,7 @@ mod connection;
 mod consul;
 mod direction;
 mod idle;
+mod kernel;
 mod limits;
 mod notify;
 mod orphan;

@@ -19,6 +19,9 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// on its own; a slip such as `--shards 100000` would otherwise start that many threads.
 const MAX_SHARDS_PER_CPU: usize = 4;
 
+/// The descriptor limit kernel forwarding sizes its maps for when the real one is unknown.
+const KERNEL_FILES_UNKNOWN: u64 = 65536;
+
 /// The CPUs this process may run on (its inherited affinity mask, e.g. from `taskset`).
 fn usable_cpus() -> Vec<usize> {
     core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect()
@@ -67,9 +70,13 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
         Signals::install().map_err(|e| format!("cannot handle signals: {e}"))?
     };
 
-    if let Some(files) = crate::limits::raise_soft_limits() {
+    let files = crate::limits::raise_soft_limits();
+    if let Some(files) = files {
         log::debug!("open-file limit {files}: room for about {} proxied connections", files / 2);
     }
+    // Before the shards, which read it; one program and map pair for the process.
+    let kernel = runtime.forwarding == Some(betwixt_control::config::Forwarding::Kernel);
+    crate::kernel::setup(kernel, files.unwrap_or(KERNEL_FILES_UNKNOWN));
     crate::limits::check_memlock()?;
     // Before the shards, which push to it; after logging, which its writer reports through.
     betwixt_control::access_log::start(config.access_log.as_ref())?;

@@ -6,8 +6,7 @@ mod common;
 
 use api_client::counter_sum;
 use common::backends::{pattern_byte, Backend, Behaviour};
-use common::{free_port, Betwixt};
-use sha2::{Digest, Sha256};
+use common::{echo_round_trip, free_port, Betwixt};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
@@ -20,46 +19,6 @@ fn config(port: u16, backends: &[&Backend]) -> String {
         "[servers.bulk]\nbind = \"127.0.0.1:{port}\"\n[servers.bulk.discovery]\nkind = \"static\"\nstatic_list = [{}]\n",
         list.join(", ")
     )
-}
-
-/// Sends `len` pseudo-random bytes and reads the echo concurrently; returns (sent, received) hashes.
-fn echo_round_trip(port: u16, len: usize, seed: u64) -> (Vec<u8>, Vec<u8>, usize) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut reader = stream.try_clone().unwrap();
-    let mut writer = stream;
-    let sender = thread::spawn(move || {
-        let mut hash = Sha256::new();
-        let mut state = seed;
-        let mut chunk = vec![0u8; 256 * 1024];
-        let mut sent = 0;
-        while sent < len {
-            let n = chunk.len().min(len - sent);
-            for byte in &mut chunk[..n] {
-                // xorshift: cheap, reproducible, not compressible.
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *byte = state as u8;
-            }
-            writer.write_all(&chunk[..n]).unwrap();
-            hash.update(&chunk[..n]);
-            sent += n;
-        }
-        writer.shutdown(Shutdown::Write).unwrap();
-        hash.finalize().to_vec()
-    });
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut received = 0;
-    loop {
-        let n = reader.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        received += n;
-    }
-    (sender.join().unwrap(), hash.finalize().to_vec(), received)
 }
 
 /// Two 64 MiB echo streams at once; with `splice`, bulk moves through pipes (and the counter

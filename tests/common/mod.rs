@@ -417,3 +417,58 @@ pub fn dnsmasq_command(port: u16) -> Command {
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     command
 }
+
+/// Sends `len` pseudo-random bytes, half-closes, and reads the echo at the same time; returns
+/// the hashes of both and the length received.
+pub fn echo_round_trip(port: u16, len: usize, seed: u64) -> (Vec<u8>, Vec<u8>, usize) {
+    use sha2::Digest;
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut reader = stream.try_clone().unwrap();
+    let mut writer = stream;
+    let sender = std::thread::spawn(move || {
+        let mut hash = sha2::Sha256::new();
+        let mut state = seed;
+        let mut chunk = vec![0u8; 200 * 1024 + 7];
+        let mut sent = 0;
+        while sent < len {
+            let n = chunk.len().min(len - sent);
+            for byte in &mut chunk[..n] {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *byte = state as u8;
+            }
+            writer.write_all(&chunk[..n]).unwrap();
+            hash.update(&chunk[..n]);
+            sent += n;
+        }
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+        hash.finalize().to_vec()
+    });
+    let mut hash = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received = 0;
+    reader.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    loop {
+        let n = reader.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+        received += n;
+    }
+    (sender.join().unwrap(), hash.finalize().to_vec(), received)
+}
+
+/// `streams` echo round trips of `len` bytes each through `port` at once; each must come back
+/// whole and unchanged.
+pub fn echo_streams_at_once(port: u16, streams: u64, len: usize) {
+    let streams: Vec<_> = (0..streams)
+        .map(|i| std::thread::spawn(move || echo_round_trip(port, len, 0x9E37_79B9_7F4A_7C15 + i)))
+        .collect();
+    for stream in streams {
+        let (sent, received, got) = stream.join().unwrap();
+        assert_eq!(got, len, "echoed byte count");
+        assert_eq!(sent, received, "echoed bytes differ from sent bytes");
+    }
+}

@@ -107,7 +107,7 @@ pub struct Acme {
 }
 
 /// betwixt additions: `[runtime] shards = N`, `shutdown_grace = "30s"`, `splice = true`,
-/// `strict = true`.
+/// `strict = true`, `forwarding = "user" | "kernel"`, `kernel_forwarding_unbounded_memory`.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Runtime {
@@ -117,6 +117,12 @@ pub struct Runtime {
     pub shutdown_grace: Option<GoDuration>,
     /// Move bulk streams through kernel pipes (`splice`) instead of copying them; default on.
     pub splice: Option<bool>,
+    /// Who moves the bytes of plain TCP connections: betwixt (`user`, default) or the kernel
+    /// (`kernel`: a BPF sockmap redirects them; see docs/kernel-forwarding.md).
+    pub forwarding: Option<Forwarding>,
+    /// Accept that under kernel forwarding a receiver that does not read lets the kernel hold
+    /// ever more memory for its connection (required with `forwarding = "kernel"`).
+    pub kernel_forwarding_unbounded_memory: Option<bool>,
     /// Refuse what gobetween tolerates (every configuration warning becomes an error).
     pub strict: Option<bool>,
     /// Reload when the configuration source changes: a file's content, a URL's answer (ETag
@@ -124,6 +130,18 @@ pub struct Runtime {
     pub watch_config: Option<bool>,
     /// How often a watched file or URL is looked at (default 1s for a file, 10s for a URL).
     pub watch_interval: Option<GoDuration>,
+}
+
+/// `[runtime] forwarding`: who moves a plain TCP connection's bytes once its backend is
+/// connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    /// betwixt's shards copy or splice them (`transfer`).
+    #[default]
+    User,
+    /// A BPF sockmap program redirects them inside the kernel.
+    Kernel,
 }
 
 /// betwixt addition: `[access_log] enabled = true`, `output = "stdout" | "stderr" | PATH`,

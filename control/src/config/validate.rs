@@ -1,7 +1,7 @@
 //! Checks that need more than one key at a time, or a value's meaning. Each error names its key.
 
 use super::error::ConfigError;
-use super::model::{Config, HealthcheckKind, Protocol, Server};
+use super::model::{Config, Forwarding, HealthcheckKind, Protocol, Server};
 use crate::access::AccessRules;
 use crate::acme::{host_name, AcmeSettings};
 use crate::backend::split_host_port;
@@ -11,6 +11,13 @@ use crate::sni::SniSettings;
 use crate::text::is_unsafe;
 use crate::tls;
 use std::collections::BTreeMap;
+
+/// Why `forwarding = "kernel"` needs its explicit acceptance (see docs/kernel-forwarding.md).
+const KERNEL_UNBOUNDED: &str = "\"kernel\" is refused for now: the kernel's sockmap redirect \
+    applies no backpressure, so a peer that does not read makes the kernel hold unbounded memory \
+    for its connection (see docs/kernel-forwarding.md); set [runtime] \
+    kernel_forwarding_unbounded_memory = true to use it anyway (for measurement, or trusted \
+    backends and clients)";
 
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     for (name, server) in &config.servers {
@@ -23,6 +30,11 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if let Some(runtime) = &config.runtime {
         if runtime.shards == Some(0) {
             return Err(ConfigError::at_key("runtime.shards", "must be at least 1"));
+        }
+        if runtime.forwarding == Some(Forwarding::Kernel)
+            && runtime.kernel_forwarding_unbounded_memory != Some(true)
+        {
+            return Err(ConfigError::at_key("runtime.forwarding", KERNEL_UNBOUNDED));
         }
     }
     Ok(())
@@ -219,6 +231,18 @@ mod tests {
 
     fn server(extra: &str) -> String {
         format!("[servers.s]\nbind = \"127.0.0.1:1\"\n{extra}\n[servers.s.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:2\"]\n")
+    }
+
+    #[test]
+    fn kernel_forwarding_needs_its_memory_risk_accepted() {
+        let parse =
+            |runtime: &str| parse_config(&format!("[runtime]\n{runtime}\n{}", server("")), Format::Toml);
+        let e = parse("forwarding = \"kernel\"").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("runtime.forwarding"));
+        assert!(e.to_string().contains("kernel_forwarding_unbounded_memory = true"), "{e}");
+        assert!(parse("forwarding = \"kernel\"\nkernel_forwarding_unbounded_memory = true").is_ok());
+        assert!(parse("forwarding = \"user\"").is_ok());
+        assert!(parse("forwarding = \"bpf\"").is_err());
     }
 
     #[test]

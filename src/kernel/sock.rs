@@ -1,0 +1,149 @@
+//! The socket facts kernel forwarding reads: cookies, `TCP_INFO` fields, queued bytes.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::RawFd;
+
+/// `struct tcp_info` offsets (linux/tcp.h, stable ABI).
+const LAST_DATA_RECV: usize = 52;
+const BYTES_ACKED: usize = 120;
+const TCP_INFO_LEN: usize = 136;
+
+fn getsockopt<const N: usize>(fd: RawFd, level: i32, name: i32) -> io::Result<[u8; N]> {
+    let mut value = [0u8; N];
+    let mut len = N as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `value`.
+    let r = unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &mut len) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The socket's cookie: a number unique to it for the life of the system, the maps' key.
+pub fn cookie(fd: RawFd) -> io::Result<u64> {
+    getsockopt::<8>(fd, libc::SOL_SOCKET, libc::SO_COOKIE).map(u64::from_ne_bytes)
+}
+
+/// The `TCP_INFO` fields used here. Reading them takes the socket's lock, so when it returns,
+/// any segment the kernel was processing for the socket has been fully processed (its bytes
+/// handed to the verdict program).
+pub struct TcpInfo {
+    /// Milliseconds since data was last received.
+    pub last_data_recv: u32,
+    /// Bytes sent and acknowledged by the peer (plus one for the SYN on some paths).
+    pub bytes_acked: u64,
+}
+
+pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfo> {
+    let info = getsockopt::<TCP_INFO_LEN>(fd, libc::IPPROTO_TCP, libc::TCP_INFO)?;
+    Ok(TcpInfo { last_data_recv: u32_at(&info, LAST_DATA_RECV), bytes_acked: u64_at(&info, BYTES_ACKED) })
+}
+
+/// Bytes in the send queue not yet acknowledged (`SIOCOUTQ`).
+pub fn unacknowledged(fd: RawFd) -> io::Result<u64> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer.
+    if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(queued.max(0) as u64)
+}
+
+/// Every byte ever queued for sending on the socket (acknowledged + still queued), read so
+/// that it is exact: acknowledgements move bytes from the queue to the acknowledged count
+/// between the two reads, so the pair is taken again until the acknowledged count held still
+/// around the queue's. Returns the smaller, safe value when the peer keeps acknowledging.
+pub fn queued_total(fd: RawFd) -> io::Result<u64> {
+    let mut acked = tcp_info(fd)?.bytes_acked;
+    for _ in 0..4 {
+        let queued = unacknowledged(fd)?;
+        let again = tcp_info(fd)?.bytes_acked;
+        if again == acked {
+            return Ok(acked + queued);
+        }
+        acked = again;
+    }
+    // Acked read first, then the queue: the sum can only undercount.
+    let acked = tcp_info(fd)?.bytes_acked;
+    Ok(acked + unacknowledged(fd)?)
+}
+
+/// `SO_RCVLOWAT = 1`: the kernel checks the receive queue at once and, the socket being in the
+/// sockmap now, hands what waits there to the verdict program (otherwise bytes that arrived
+/// before the socket was added would wait for the next arrival).
+pub fn kick_receive_queue(fd: RawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: passes one int by pointer, of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The socket's pending error (`SO_ERROR`, which clears it), if any.
+pub fn take_error(fd: RawFd) -> Option<io::Error> {
+    match getsockopt::<4>(fd, libc::SOL_SOCKET, libc::SO_ERROR).map(i32::from_ne_bytes) {
+        Ok(0) => None,
+        Ok(code) => Some(io::Error::from_raw_os_error(code)),
+        Err(e) => Some(e),
+    }
+}
+
+/// Reads what the socket holds now, without waiting, into `buffer`: `Ok(None)` when nothing
+/// is there.
+pub fn read_now(fd: RawFd, buffer: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: the kernel writes at most `buffer.len()` bytes into it.
+    let n = unsafe { libc::recv(fd, buffer.as_mut_ptr().cast(), buffer.len(), libc::MSG_DONTWAIT) };
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock => Ok(None),
+        io::ErrorKind::Interrupted => Ok(None),
+        _ => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn queued_total_counts_every_byte_written() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut b, _) = listener.accept().unwrap();
+        let start = queued_total(a.as_raw_fd()).unwrap();
+        a.write_all(&[7; 5000]).unwrap();
+        assert_eq!(queued_total(a.as_raw_fd()).unwrap() - start, 5000);
+        let mut got = vec![0; 5000];
+        b.read_exact(&mut got).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(queued_total(a.as_raw_fd()).unwrap() - start, 5000);
+        assert_ne!(cookie(a.as_raw_fd()).unwrap(), cookie(b.as_raw_fd()).unwrap());
+        assert!(take_error(a.as_raw_fd()).is_none());
+        assert!(tcp_info(b.as_raw_fd()).unwrap().last_data_recv < 10_000);
+    }
+}
