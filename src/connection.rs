@@ -304,7 +304,6 @@ fn serve<'a>(
             unreachable!("the client's stream is back after its handshake")
         };
         let end = match (&mut *downstream, &mut upstream) {
-            // Plain on both sides: the splicing transfer.
             // Plain on both sides: moved by the kernel (`[runtime] forwarding = "kernel"`), or
             // else, or where the kernel refuses this connection, the splicing transfer.
             (Stream::Plain(client), Stream::Plain(upstream)) => {
