@@ -208,7 +208,7 @@ class Proxy:
                     f.write(f'\n[access_log]\nenabled = true\noutput = "{run_dir}/access.log"\n')
             if name == "betwixt-kernel":
                 conf.write_text(conf.read_text().replace(
-                    "[runtime]\n", '[runtime]\nforwarding = "kernel"\nkernel_forwarding_unbounded_memory = true\n', 1))
+                    "[runtime]\n", '[runtime]\nforwarding = "kernel"\n', 1))
             self.proc = pinned(PROXY_CPU, [BETWIXT, "--shards", "1", "-c", conf], stdout=out, stderr=out)
         elif name == "haproxy":
             conf = render("haproxy.cfg", run_dir, **ports)

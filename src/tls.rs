@@ -285,7 +285,7 @@ pub async fn bidirectional(
         if let Some(watch) = &mut idle {
             let motion = [&up, &down].map(|d| Motion { moves: d.moves, finished: d.finished });
             if let Poll::Ready(i) = watch.poll_expired(cx, motion) {
-                return Poll::Ready(End::Idle([Side::Client, Side::Backend][i]));
+                return Poll::Ready(End::Idle(Side::of(i)));
             }
         }
         Poll::Pending

@@ -42,6 +42,13 @@ pub enum Side {
     Backend,
 }
 
+impl Side {
+    /// The side a two-element array holds at `i`: the client at 0, the backend at 1.
+    pub fn of(i: usize) -> Side {
+        [Side::Client, Side::Backend][i]
+    }
+}
+
 /// How a transfer ended.
 #[derive(Debug)]
 pub enum End {
@@ -118,7 +125,7 @@ pub fn bidirectional<'a>(
                 let motion =
                     [&upstream, &downstream].map(|d| Motion { moves: d.moves, finished: d.finished });
                 if let Poll::Ready(i) = watch.poll_expired(cx, motion) {
-                    return Poll::Ready(Stop::Idle([Side::Client, Side::Backend][i]));
+                    return Poll::Ready(Stop::Idle(Side::of(i)));
                 }
             }
             Poll::Pending

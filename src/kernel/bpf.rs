@@ -103,13 +103,11 @@ pub fn update<V>(map: RawFd, key: u64, value: &V) -> io::Result<()> {
     attr.call(MAP_UPDATE_ELEM).map(drop)
 }
 
-/// `map[key]` of a map whose values are `u64`.
-pub fn lookup_u64(map: RawFd, key: u64) -> io::Result<u64> {
-    let mut value = 0u64;
-    let mut attr = Attr::new()
-        .u32(0, map as u32)
-        .u64(8, &key as *const u64 as u64)
-        .u64(16, &mut value as *mut u64 as u64);
+/// `map[key]`, for a plain-data value type `V` of the map's value size.
+pub fn lookup<V: Copy + Default>(map: RawFd, key: u64) -> io::Result<V> {
+    let mut value = V::default();
+    let mut attr =
+        Attr::new().u32(0, map as u32).u64(8, &key as *const u64 as u64).u64(16, &mut value as *mut V as u64);
     attr.call(MAP_LOOKUP_ELEM)?;
     Ok(value)
 }

@@ -1,15 +1,23 @@
 //! One connection under kernel forwarding: attaching its two sockets to the socket maps, then
-//! watching for what the kernel does not do by itself: passing an end of stream on once every
-//! byte before it is on its way, faults, idle timeouts, byte counts.
+//! doing what the kernel does not do by itself: passing an end of stream on once every byte
+//! before it is on its way, taking a direction over when the program passes its bytes to
+//! betwixt (its receiver fell behind: see `program`), faults, idle timeouts, byte counts.
 //!
-//! Half-close: the kernel hands redirected bytes to the peer socket from a work queue, after
-//! the verdict. When a side's FIN arrives, betwixt shuts the peer's sending side down only once
-//! the peer has queued every byte redirected to it: bytes redirected (the counter map, summed
-//! by the program) against bytes queued on the peer since the attach (acknowledged + in the
-//! send queue). Until then it looks again after a short, growing pause. A socket is removed
-//! from the map only once both directions are through, or on a fault: removal drops what its
-//! queue still holds.
+//! A direction (reader socket `i`, writer `1 - i`) goes through phases:
+//!  - `Kernel`: the program redirects; betwixt only watches the reader for an end of stream,
+//!    a fault, or bytes left to it (the program passed them);
+//!  - `Settle`: the kernel hands redirected bytes to the writer from a work queue, after the
+//!    verdict; betwixt waits until the writer has queued every byte redirected to it (bytes
+//!    redirected, counted by the program, against bytes queued on the writer since the attach:
+//!    acknowledged + in the send queue), looking again after a short, growing pause;
+//!  - `Copy`: betwixt reads the reader (the passed bytes, in order) and writes the writer
+//!    itself, until the end of stream, which it then passes on;
+//!  - `Done`.
+//!
+//! A socket is removed from the maps only once both directions are through, or on a fault:
+//! removal drops what its queue still holds.
 
+use super::program::{StateValue, MODE_CONDEMNED, MODE_PASS};
 use super::{bpf, sock, Kernel};
 use crate::transfer::{reset_on_close, End, Meters, Side};
 use glommio::net::TcpStream;
@@ -22,10 +30,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// How often the connection's counts are added to the shared counters (so rates move), and
-/// sockets that already sent their FIN are looked at for a reset.
+/// sockets no poll watches are looked at for a reset.
 const TICK: Duration = Duration::from_secs(1);
 
-/// First and longest pause between looks while an end of stream waits for its bytes.
+/// First and longest pause between looks while a direction waits for the kernel's queue.
 const SETTLE_FIRST: Duration = Duration::from_millis(1);
 const SETTLE_MOST: Duration = Duration::from_millis(50);
 
@@ -42,12 +50,15 @@ pub struct Link {
     cookies: [u64; 2],
     /// Bytes queued for sending on each socket before the attach (PROXY header, early bytes).
     base: [u64; 2],
-    /// Bytes of each direction already added to the shared counters.
+    /// Bytes of each direction the kernel moved that were already added to the shared counters.
     counted: [u64; 2],
+    /// Bytes of each direction betwixt wrote itself, after taking it over.
+    written: [u64; 2],
 }
 
-/// Adds the client's and the backend's sockets to the maps: to `peers` each under the other's
-/// cookie first, then to `watched`, from when on the program redirects their chunks.
+/// Adds the client's and the backend's sockets to the maps: their state first, then to
+/// `peers` each under the other's cookie, then to `watched`, from when on the program handles
+/// their chunks.
 fn attach(kernel: &'static Kernel, client: RawFd, backend: RawFd) -> io::Result<Link> {
     let fds = [client, backend];
     let cookies = [sock::cookie(client)?, sock::cookie(backend)?];
@@ -55,9 +66,15 @@ fn attach(kernel: &'static Kernel, client: RawFd, backend: RawFd) -> io::Result<
     let base = [sock::queued_total(client)?, sock::queued_total(backend)?];
     // Dropping `link` on an error below removes whatever was added; nothing was redirected
     // before the last insert but the one that failed, so nothing is lost.
-    let link = Link { kernel, fds, cookies, base, counted: [0; 2] };
-    for cookie in cookies {
-        bpf::update(kernel.counters(), cookie, &0u64)?;
+    let link = Link { kernel, fds, cookies, base, counted: [0; 2], written: [0; 2] };
+    for i in 0..2 {
+        let state = StateValue {
+            base_self: base[i],
+            base_peer: base[1 - i],
+            peer: cookies[1 - i],
+            ..Default::default()
+        };
+        bpf::update(kernel.state(), cookies[i], &state)?;
     }
     bpf::update(kernel.peers(), cookies[0], &(backend as u32))?;
     bpf::update(kernel.peers(), cookies[1], &(client as u32))?;
@@ -70,9 +87,9 @@ fn attach(kernel: &'static Kernel, client: RawFd, backend: RawFd) -> io::Result<
 }
 
 impl Link {
-    /// Bytes the program redirected from socket `i`.
-    fn handed(&self, i: usize) -> u64 {
-        bpf::lookup_u64(self.kernel.counters(), self.cookies[i]).unwrap_or(0)
+    /// What the program counted and decided for direction `i`.
+    fn state(&self, i: usize) -> StateValue {
+        bpf::lookup(self.kernel.state(), self.cookies[i]).unwrap_or_default()
     }
 
     /// Bytes queued on the writer of direction `i` since the attach.
@@ -81,37 +98,50 @@ impl Link {
         Ok(sock::queued_total(self.fds[w])?.saturating_sub(self.base[w]))
     }
 
-    /// Whether every byte socket `i` sent before its FIN is queued on its peer; with the
-    /// delivered count, to see progress.
-    fn settled(&self, i: usize) -> io::Result<(bool, u64)> {
-        // Takes the reader's lock: the segment that carried the FIN, and all before it, have
-        // been through the program when this returns.
-        sock::tcp_info(self.fds[i])?;
-        let handed = self.handed(i);
-        let delivered = self.delivered(i)?;
-        Ok((delivered >= handed, delivered))
+    /// Bytes of direction `i` the writer must have queued: what the kernel redirected and
+    /// what betwixt wrote.
+    fn expected(&self, i: usize) -> u64 {
+        self.state(i).handed + self.written[i]
     }
 
-    /// Adds what moved since the last call to the server's, backend's and connection's counts.
-    fn count(&mut self, meters: &Meters<'_>) {
-        for i in 0..2 {
-            let total = self.handed(i);
-            let new = total.saturating_sub(self.counted[i]);
+    /// Whether every byte of direction `i` handed on so far is queued on its writer; with the
+    /// delivered count, to see progress.
+    fn settled(&self, i: usize) -> io::Result<(bool, u64)> {
+        // Takes the reader's lock: any segment being processed, and all before it, have been
+        // through the program when this returns.
+        sock::tcp_info(self.fds[i])?;
+        let expected = self.expected(i);
+        let delivered = self.delivered(i)?;
+        Ok((delivered >= expected, delivered))
+    }
+
+    /// Adds what the kernel moved since the last call to the server's, backend's and
+    /// connection's counts; returns the directions' states.
+    fn count(&mut self, meters: &Meters<'_>) -> [StateValue; 2] {
+        let states = [self.state(0), self.state(1)];
+        for (i, state) in states.iter().enumerate() {
+            let new = state.handed.saturating_sub(self.counted[i]);
             if new > 0 {
-                self.counted[i] = total;
-                for counter in meters.bytes(i == 0) {
-                    betwixt_control::stats::Slot::add(counter, new);
-                }
+                self.counted[i] = state.handed;
+                add(meters, i, new);
             }
         }
+        states
+    }
+}
+
+/// Adds `n` bytes of direction `i` to the counts.
+fn add(meters: &Meters<'_>, i: usize, n: u64) {
+    for counter in meters.bytes(i == 0) {
+        betwixt_control::stats::Slot::add(counter, n);
     }
 }
 
 impl Drop for Link {
     fn drop(&mut self) {
-        // The program first, then the peers it looks up (a delete of what was never added
-        // fails harmlessly).
-        for map in [self.kernel.watched(), self.kernel.peers(), self.kernel.counters()] {
+        // The program first, then the peers and states it looks up (a delete of what was never
+        // added fails harmlessly).
+        for map in [self.kernel.watched(), self.kernel.peers(), self.kernel.state()] {
             for cookie in self.cookies {
                 let _ = bpf::delete(map, cookie);
             }
@@ -188,9 +218,7 @@ async fn pass_on_queued(
             Err(e) => return Err(End::Failed(Side::Client, e)),
         };
         backend.write_all(&buffer[..n]).await.map_err(|e| End::Failed(Side::Backend, e))?;
-        for counter in meters.bytes(true) {
-            betwixt_control::stats::Slot::add(counter, n as u64);
-        }
+        add(meters, 0, n as u64);
         // A short read emptied the queue (a TCP read takes all there is, up to its size).
         if n < buffer.len() {
             return Ok(true);
@@ -198,20 +226,78 @@ async fn pass_on_queued(
     }
 }
 
+/// Where a direction is (see the module's comment).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Kernel,
+    Settle,
+    Copy,
+    Done,
+}
+
 /// One direction's state.
-#[derive(Clone, Copy)]
 struct Way {
-    /// The reader's FIN (or hang-up) was seen: its watch has fired and is not armed again.
-    ended: bool,
-    /// Every byte up to the FIN is queued on the writer.
-    finished: bool,
-    /// While `ended` and not `finished`: next look, the pause after it, and the last progress.
+    phase: Phase,
+    /// While settling: the next look, the pause after it, and the last progress.
     settle_at: Option<Instant>,
     pause: Duration,
     delivered: u64,
     moved_at: Instant,
     /// The next idle check.
     idle_at: Option<Instant>,
+    /// In `Kernel`: a poll that fired with nothing betwixt should read is armed again only
+    /// after this.
+    rewatch_at: Option<Instant>,
+    /// In `Copy`: the buffer, bytes read since the take-over, what is read and not yet written
+    /// (`buffer[start..end]`), and, after an end of stream that came before every passed byte
+    /// was readable, when to read again.
+    buffer: Option<Box<[u8]>>,
+    read: u64,
+    start: usize,
+    end: usize,
+    reread_at: Option<Instant>,
+}
+
+impl Way {
+    fn new(start: Instant, idle: Option<Duration>) -> Way {
+        Way {
+            phase: Phase::Kernel,
+            settle_at: None,
+            pause: SETTLE_FIRST,
+            delivered: 0,
+            moved_at: start,
+            idle_at: idle.map(|limit| start + limit),
+            rewatch_at: None,
+            buffer: None,
+            read: 0,
+            start: 0,
+            end: 0,
+            reread_at: None,
+        }
+    }
+
+    fn settle_from(&mut self, now: Instant) {
+        self.phase = Phase::Settle;
+        self.settle_at = Some(now);
+        self.pause = SETTLE_FIRST;
+        self.moved_at = now;
+    }
+
+    /// The times this direction wants to be woken at.
+    fn deadlines(&self) -> [Option<Instant>; 4] {
+        [self.settle_at, self.idle_at, self.rewatch_at, self.reread_at]
+    }
+}
+
+/// What woke the watch.
+enum Event {
+    /// The reader's poll (`Kernel` phase) fired with these events.
+    Watch(usize, io::Result<u32>),
+    /// A read from the reader (`Copy` phase): bytes, 0 at the end of stream.
+    Read(usize, io::Result<usize>),
+    /// A write to the writer (`Copy` phase).
+    Wrote(usize, io::Result<usize>),
+    Timer,
 }
 
 async fn watch(
@@ -222,77 +308,158 @@ async fn watch(
     idle: [Option<Duration>; 2],
 ) -> End {
     let start = Instant::now();
-    let mut ways = [0, 1].map(|i| Way {
-        ended: false,
-        finished: false,
-        settle_at: None,
-        pause: SETTLE_FIRST,
-        delivered: 0,
-        moved_at: start,
-        idle_at: idle[i].map(|limit| start + limit),
-    });
+    let mut ways = [Way::new(start, idle[0]), Way::new(start, idle[1])];
     let mut tick_at = start + TICK;
     let mut timer = Timer::new(TICK);
-    let end = loop {
-        let event = poll_fn(|cx| {
-            if !ways[0].ended {
-                if let Poll::Ready(r) = client.poll_hangup(cx) {
-                    return Poll::Ready(Some((0, r)));
-                }
-            }
-            if !ways[1].ended {
-                if let Poll::Ready(r) = backend.poll_hangup(cx) {
-                    return Poll::Ready(Some((1, r)));
-                }
-            }
-            if Pin::new(&mut timer).poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await;
-        if let Some((i, events)) = event {
-            ways[i].ended = true;
-            let fault = match events {
-                Err(e) => Some(e),
-                Ok(events) if events & libc::POLLERR as u32 != 0 => sock::take_error(link.fds[i]),
-                Ok(_) => None,
-            };
-            if let Some(e) = fault {
-                break fail(&link, i, e, [&*client, &*backend]).await;
-            }
-            ways[i].settle_at = Some(Instant::now());
-        }
+    let end = 'watch: loop {
+        let event = {
+            let streams = [&mut *client, &mut *backend];
+            next_event(streams, &mut ways, &mut timer).await
+        };
         let now = Instant::now();
+        match event {
+            Event::Watch(i, events) => {
+                let ended = events_of(&events) & (libc::POLLRDHUP | libc::POLLHUP) as u32 != 0;
+                let fault = match events {
+                    Err(e) => Some(e),
+                    Ok(events) if events & libc::POLLERR as u32 != 0 => sock::take_error(link.fds[i]),
+                    Ok(_) => None,
+                };
+                if let Some(e) = fault {
+                    break fail(&link, i, e, [&*client, &*backend]).await;
+                }
+                if ended || link.state(i).mode == MODE_PASS {
+                    ways[i].settle_from(now);
+                } else {
+                    // Readable while the program redirects, without an end of stream: not for
+                    // betwixt to read (it would come before bytes still in the kernel's queue).
+                    log::debug!(
+                        "kernel forwarding: a readable socket with nothing passed; watching again shortly"
+                    );
+                    ways[i].rewatch_at = Some(now + SETTLE_FIRST);
+                }
+            }
+            Event::Read(i, Err(e)) => break fail(&link, i, e, [&*client, &*backend]).await,
+            Event::Read(i, Ok(0)) => {
+                let way = &mut ways[i];
+                // Passed bytes the kernel has not yet put where a read finds them (they wait
+                // behind the other direction's queue): not the end yet.
+                if link.state(i).passed > way.read {
+                    way.reread_at = Some(now + way.pause);
+                    way.pause = (way.pause * 2).min(SETTLE_MOST);
+                    continue;
+                }
+                way.phase = Phase::Done;
+                way.idle_at = None;
+                if let Err(e) = pass_end_on(&link, &ways, i) {
+                    break End::Failed(Side::of(1 - i), e);
+                }
+            }
+            Event::Read(i, Ok(n)) => {
+                let way = &mut ways[i];
+                (way.start, way.end) = (0, n);
+                way.read += n as u64;
+            }
+            Event::Wrote(i, Err(e)) => break fail(&link, 1 - i, e, [&*client, &*backend]).await,
+            Event::Wrote(i, Ok(n)) => {
+                ways[i].start += n;
+                link.written[i] += n as u64;
+                add(meters, i, n as u64);
+            }
+            Event::Timer => {}
+        }
+        for i in 0..2 {
+            let way = &mut ways[i];
+            if way.rewatch_at.is_some_and(|at| now >= at) {
+                way.rewatch_at = None;
+            }
+            if way.reread_at.is_some_and(|at| now >= at) {
+                way.reread_at = None;
+            }
+        }
         if let Some(end) = settle(&link, &mut ways, now) {
             break end;
         }
-        if ways.iter().all(|w| w.finished) {
+        if ways.iter().all(|w| w.phase == Phase::Done) {
             break End::Done;
         }
         if now >= tick_at {
             tick_at = now + TICK;
-            link.count(meters);
-            // A side that sent its FIN is no longer watched by a poll; a reset after it, or a
-            // failure of the kernel's sends to it, shows here.
-            let failed =
-                (0..2).filter(|&i| ways[i].ended).find_map(|i| Some((i, sock::take_error(link.fds[i])?)));
-            if let Some((i, e)) = failed {
-                break fail(&link, i, e, [&*client, &*backend]).await;
+            let states = link.count(meters);
+            if let Some(i) = (0..2).find(|&i| states[i].mode == MODE_CONDEMNED) {
+                break condemned(i, [&*client, &*backend]);
+            }
+            // A reader no poll or read watches shows a reset, or a failure of the kernel's
+            // sends to it, here.
+            for i in 0..2 {
+                if matches!(ways[i].phase, Phase::Settle | Phase::Done) {
+                    if let Some(e) = sock::take_error(link.fds[i]) {
+                        break 'watch fail(&link, i, e, [&*client, &*backend]).await;
+                    }
+                }
             }
         }
         if let Some(i) = idle_expired(&link, &mut ways, idle, now) {
-            break End::Idle([Side::Client, Side::Backend][i]);
+            break End::Idle(Side::of(i));
         }
-        let next = ways.iter().flat_map(|w| [w.settle_at, w.idle_at]).flatten().fold(tick_at, Instant::min);
+        let next = ways.iter().flat_map(Way::deadlines).flatten().fold(tick_at, Instant::min);
         timer.reset(next.saturating_duration_since(now));
     };
     link.count(meters);
+    for way in &mut ways {
+        if let Some(buffer) = way.buffer.take() {
+            crate::buffers::give_back(buffer);
+        }
+    }
     end
 }
 
-/// Passes each ended direction's end of stream on once its bytes are all queued on the
-/// writer. `Some` when the writer failed.
+fn events_of(events: &io::Result<u32>) -> u32 {
+    *events.as_ref().unwrap_or(&0)
+}
+
+/// Waits for the next thing to do: a reader's poll, a read, a write, or the timer.
+async fn next_event(mut streams: [&mut TcpStream; 2], ways: &mut [Way; 2], timer: &mut Timer) -> Event {
+    poll_fn(|cx| {
+        for i in 0..2 {
+            let way = &mut ways[i];
+            match way.phase {
+                Phase::Kernel if way.rewatch_at.is_none() => {
+                    if let Poll::Ready(r) = streams[i].poll_input(cx) {
+                        return Poll::Ready(Event::Watch(i, r));
+                    }
+                }
+                Phase::Copy => {
+                    let Some(buffer) = way.buffer.as_deref_mut() else { continue };
+                    if way.start < way.end {
+                        let pending = &buffer[way.start..way.end];
+                        let wrote =
+                            streams[1 - i].poll_write_with(cx, |fd| sock::send_now(fd, pending).transpose());
+                        if let Poll::Ready(r) = wrote {
+                            return Poll::Ready(Event::Wrote(i, r));
+                        }
+                    } else if way.reread_at.is_none() {
+                        let len = buffer.len();
+                        let read =
+                            streams[i].poll_read_with(cx, len, |fd| sock::read_now(fd, buffer).transpose());
+                        if let Poll::Ready(r) = read {
+                            return Poll::Ready(Event::Read(i, r));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if Pin::new(&mut *timer).poll(cx).is_ready() {
+            return Poll::Ready(Event::Timer);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Moves each settling direction on to `Copy` once every byte the kernel handed on is queued
+/// on its writer. `Some` when the writer failed.
 fn settle(link: &Link, ways: &mut [Way; 2], now: Instant) -> Option<End> {
     for i in 0..2 {
         let way = &mut ways[i];
@@ -302,7 +469,7 @@ fn settle(link: &Link, ways: &mut [Way; 2], now: Instant) -> Option<End> {
         }
         let (done, delivered) = match link.settled(i) {
             Ok(state) => state,
-            Err(e) => return Some(End::Failed([Side::Backend, Side::Client][i], e)),
+            Err(e) => return Some(End::Failed(Side::of(1 - i), e)),
         };
         if delivered != way.delivered {
             (way.delivered, way.moved_at) = (delivered, now);
@@ -312,24 +479,44 @@ fn settle(link: &Link, ways: &mut [Way; 2], now: Instant) -> Option<End> {
             way.pause = (way.pause * 2).min(SETTLE_MOST);
             continue;
         }
-        way.finished = true;
+        way.phase = Phase::Copy;
         way.settle_at = None;
-        way.idle_at = None;
-        // The other direction still runs: pass the end of stream on. When both have ended,
-        // closing the sockets sends each its FIN.
-        if !ways[1 - i].finished {
-            // SAFETY: plain shutdown of a socket this connection owns.
-            if unsafe { libc::shutdown(link.fds[1 - i], libc::SHUT_WR) } != 0 {
-                let e = io::Error::last_os_error();
-                return Some(End::Failed([Side::Backend, Side::Client][i], e));
-            }
-        }
+        way.pause = SETTLE_FIRST;
+        way.buffer = Some(crate::buffers::take());
     }
     None
 }
 
+/// Direction `i` reached its end of stream with everything written: shuts the writer's
+/// sending side, unless the other direction is done too (closing then sends each its FIN).
+fn pass_end_on(link: &Link, ways: &[Way; 2], i: usize) -> io::Result<()> {
+    if ways[1 - i].phase == Phase::Done {
+        return Ok(());
+    }
+    // SAFETY: plain shutdown of a socket this connection owns.
+    if unsafe { libc::shutdown(link.fds[1 - i], libc::SHUT_WR) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The program condemned the connection (direction `i`'s receiver, and the other's, stopped
+/// reading while both kept sending, past what the kernel may hold): it has been dropping
+/// bytes, so both sides are reset.
+fn condemned(i: usize, sockets: [&TcpStream; 2]) -> End {
+    for socket in sockets {
+        reset_on_close(socket);
+    }
+    betwixt_control::log_limited!(
+        log::Level::Warn,
+        "kernel forwarding: both sides of a connection stopped reading while sending; reset"
+    );
+    let e = io::Error::new(io::ErrorKind::OutOfMemory, "both sides stopped reading while sending");
+    End::Failed(Side::of(i), e)
+}
+
 /// The idle timeouts: a direction is idle when its reader has received nothing for its limit
-/// (and, once its FIN is in, when its writer has taken nothing for it).
+/// (and, while it settles, when its writer has taken nothing for it).
 fn idle_expired(
     link: &Link,
     ways: &mut [Way; 2],
@@ -341,7 +528,7 @@ fn idle_expired(
         if now < at {
             continue;
         }
-        let quiet = if ways[i].ended {
+        let quiet = if ways[i].phase == Phase::Settle {
             now.saturating_duration_since(ways[i].moved_at)
         } else {
             match sock::tcp_info(link.fds[i]) {
@@ -358,16 +545,17 @@ fn idle_expired(
 }
 
 /// Socket `failed` reported `e`: gives the survivor what the failed side sent before, for as
-/// long as it keeps taking bytes, then has it reset on close.
+/// long as it keeps taking bytes, then has it reset on close. (Bytes betwixt had read and not
+/// yet written are not sent: the connection is ending in an abort either way.)
 async fn fail(link: &Link, failed: usize, e: io::Error, sockets: [&TcpStream; 2]) -> End {
     let survivor = 1 - failed;
     let mut seen = u64::MAX;
     let mut moved_at = Instant::now();
     loop {
-        let handed = link.handed(failed);
+        let expected = link.expected(failed);
         let Ok(delivered) = link.delivered(failed) else { break };
         let unacked = sock::unacknowledged(link.fds[survivor]).unwrap_or(0);
-        if delivered >= handed && unacked == 0 {
+        if delivered >= expected && unacked == 0 {
             break;
         }
         if delivered + unacked != seen {
@@ -378,5 +566,5 @@ async fn fail(link: &Link, failed: usize, e: io::Error, sockets: [&TcpStream; 2]
         glommio::timer::sleep(ABORT_TICK).await;
     }
     reset_on_close(sockets[survivor]);
-    End::Failed([Side::Client, Side::Backend][failed], e)
+    End::Failed(Side::of(failed), e)
 }

@@ -8,11 +8,15 @@
 //! connection's sockets go into `peers` (no program: nothing runs yet) and only then into
 //! `watched`, whose program starts handling their chunks.
 //!
+//! A third map holds each socket's state: what the program counted and decided for the
+//! direction the socket reads (see `program`), and what betwixt set at the attach.
+//!
 //! One program and three maps serve the whole process: created at start, shared by the
 //! shards, which add and remove their connections' entries concurrently (the kernel locks per
 //! bucket).
 
 mod bpf;
+mod btf;
 mod forward;
 pub mod program;
 mod sock;
@@ -38,8 +42,8 @@ pub struct Kernel {
     watched: OwnedFd,
     /// `SOCKHASH` without a program: cookie of a socket → its peer socket.
     peers: OwnedFd,
-    /// `HASH`: cookie of a socket → bytes the program redirected from it.
-    counters: OwnedFd,
+    /// `HASH`: cookie of a socket → its `program::StateValue`.
+    state: OwnedFd,
     /// Kept open so the program stays attached to `watched`.
     _program: OwnedFd,
 }
@@ -54,18 +58,20 @@ impl Kernel {
         };
         let (watched, peers) = (sockhash("socket")?, sockhash("peer")?);
         // Not preallocated: a large descriptor limit must not reserve memory for every entry.
-        let counters = bpf::map_create(bpf::MAP_TYPE_HASH, 8, 8, entries, bpf::NO_PREALLOC)
-            .map_err(|e| io::Error::new(e.kind(), format!("counter map: {e}")))?;
-        let code = program::verdict(peers.as_raw_fd(), counters.as_raw_fd());
+        let state = bpf::map_create(bpf::MAP_TYPE_HASH, 8, program::State::SIZE, entries, bpf::NO_PREALLOC)
+            .map_err(|e| io::Error::new(e.kind(), format!("state map: {e}")))?;
+        let tcp =
+            btf::tcp_sock_fields().map_err(|e| io::Error::new(e.kind(), format!("tcp_sock layout: {e}")))?;
+        let code = program::verdict(state.as_raw_fd(), peers.as_raw_fd(), watched.as_raw_fd(), tcp);
         let program =
             bpf::load_sk_skb(&code).map_err(|e| io::Error::new(e.kind(), format!("verdict program: {e}")))?;
         bpf::attach_verdict(watched.as_raw_fd(), program.as_raw_fd())
             .map_err(|e| io::Error::new(e.kind(), format!("attaching the program: {e}")))?;
-        Ok(Kernel { watched, peers, counters, _program: program })
+        Ok(Kernel { watched, peers, state, _program: program })
     }
 
-    fn counters(&self) -> RawFd {
-        self.counters.as_raw_fd()
+    fn state(&self) -> RawFd {
+        self.state.as_raw_fd()
     }
 
     fn watched(&self) -> RawFd {

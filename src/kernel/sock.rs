@@ -112,13 +112,26 @@ pub fn take_error(fd: RawFd) -> Option<io::Error> {
 pub fn read_now(fd: RawFd, buffer: &mut [u8]) -> io::Result<Option<usize>> {
     // SAFETY: the kernel writes at most `buffer.len()` bytes into it.
     let n = unsafe { libc::recv(fd, buffer.as_mut_ptr().cast(), buffer.len(), libc::MSG_DONTWAIT) };
+    now_or_never(n)
+}
+
+/// Writes what the socket takes now of `bytes`, without waiting: `Ok(None)` when it takes
+/// nothing (its send buffer is full).
+pub fn send_now(fd: RawFd, bytes: &[u8]) -> io::Result<Option<usize>> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: the kernel reads at most `bytes.len()` bytes from it.
+    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags) };
+    now_or_never(n)
+}
+
+/// A non-blocking transfer's result: the bytes moved, or `None` when it would have waited.
+fn now_or_never(n: isize) -> io::Result<Option<usize>> {
     if n >= 0 {
         return Ok(Some(n as usize));
     }
     let e = io::Error::last_os_error();
     match e.kind() {
-        io::ErrorKind::WouldBlock => Ok(None),
-        io::ErrorKind::Interrupted => Ok(None),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
         _ => Err(e),
     }
 }

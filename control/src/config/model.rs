@@ -120,8 +120,9 @@ pub struct Runtime {
     /// Who moves the bytes of plain TCP connections: betwixt (`user`, default) or the kernel
     /// (`kernel`: a BPF sockmap redirects them; see docs/kernel-forwarding.md).
     pub forwarding: Option<Forwarding>,
-    /// Accept that under kernel forwarding a receiver that does not read lets the kernel hold
-    /// ever more memory for its connection (required with `forwarding = "kernel"`).
+    /// Once required with `forwarding = "kernel"` (accepting unbounded kernel memory behind a
+    /// receiver that does not read); that memory is bounded now, and the key is ignored with a
+    /// warning, so configurations written for it still start.
     pub kernel_forwarding_unbounded_memory: Option<bool>,
     /// Refuse what gobetween tolerates (every configuration warning becomes an error).
     pub strict: Option<bool>,

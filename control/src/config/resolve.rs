@@ -318,6 +318,11 @@ impl Config {
         if let Some(acme) = &self.acme {
             warnings.note("acme.challenge", crate::acme::challenge_note(acme));
         }
+        if self.runtime.as_ref().is_some_and(|r| r.kernel_forwarding_unbounded_memory.is_some()) {
+            let note =
+                "no longer needed and ignored: kernel forwarding now bounds what it holds for a receiver";
+            warnings.note("runtime.kernel_forwarding_unbounded_memory", Some(note.into()));
+        }
         if let Some(defaults) = &self.defaults {
             for (field, value) in [
                 ("client_idle_timeout", &defaults.client_idle_timeout),

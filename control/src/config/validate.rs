@@ -1,7 +1,7 @@
 //! Checks that need more than one key at a time, or a value's meaning. Each error names its key.
 
 use super::error::ConfigError;
-use super::model::{Config, Forwarding, HealthcheckKind, Protocol, Server};
+use super::model::{Config, HealthcheckKind, Protocol, Server};
 use crate::access::AccessRules;
 use crate::acme::{host_name, AcmeSettings};
 use crate::backend::split_host_port;
@@ -11,13 +11,6 @@ use crate::sni::SniSettings;
 use crate::text::is_unsafe;
 use crate::tls;
 use std::collections::BTreeMap;
-
-/// Why `forwarding = "kernel"` needs its explicit acceptance (see docs/kernel-forwarding.md).
-const KERNEL_UNBOUNDED: &str = "\"kernel\" is refused for now: the kernel's sockmap redirect \
-    applies no backpressure, so a peer that does not read makes the kernel hold unbounded memory \
-    for its connection (see docs/kernel-forwarding.md); set [runtime] \
-    kernel_forwarding_unbounded_memory = true to use it anyway (for measurement, or trusted \
-    backends and clients)";
 
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     for (name, server) in &config.servers {
@@ -30,11 +23,6 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     if let Some(runtime) = &config.runtime {
         if runtime.shards == Some(0) {
             return Err(ConfigError::at_key("runtime.shards", "must be at least 1"));
-        }
-        if runtime.forwarding == Some(Forwarding::Kernel)
-            && runtime.kernel_forwarding_unbounded_memory != Some(true)
-        {
-            return Err(ConfigError::at_key("runtime.forwarding", KERNEL_UNBOUNDED));
         }
     }
     Ok(())
@@ -234,13 +222,15 @@ mod tests {
     }
 
     #[test]
-    fn kernel_forwarding_needs_its_memory_risk_accepted() {
+    fn kernel_forwarding_is_accepted_and_the_old_opt_in_warned_about() {
         let parse =
             |runtime: &str| parse_config(&format!("[runtime]\n{runtime}\n{}", server("")), Format::Toml);
-        let e = parse("forwarding = \"kernel\"").unwrap_err();
-        assert_eq!(e.key.as_deref(), Some("runtime.forwarding"));
-        assert!(e.to_string().contains("kernel_forwarding_unbounded_memory = true"), "{e}");
-        assert!(parse("forwarding = \"kernel\"\nkernel_forwarding_unbounded_memory = true").is_ok());
+        assert!(parse("forwarding = \"kernel\"").unwrap().1.is_empty());
+        let (_, warnings) =
+            parse("forwarding = \"kernel\"\nkernel_forwarding_unbounded_memory = true").unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key.as_deref(), Some("runtime.kernel_forwarding_unbounded_memory"));
+        assert_eq!(warnings[0].position, Some((3, 1)));
         assert!(parse("forwarding = \"user\"").is_ok());
         assert!(parse("forwarding = \"bpf\"").is_err());
     }
