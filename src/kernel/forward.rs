@@ -4,8 +4,9 @@
 //! betwixt (its receiver fell behind: see `program`), faults, idle timeouts, byte counts.
 //!
 //! A direction (reader socket `i`, writer `1 - i`) goes through phases:
-//!  - `Kernel`: the program redirects; betwixt only watches the reader for an end of stream,
-//!    a fault, or bytes left to it (the program passed them);
+//!  - `Kernel`: the program redirects; betwixt only watches the reader for an end of stream
+//!    or a fault, and looks once a second whether the program has begun to pass the
+//!    direction's bytes to it (its receiver fell behind);
 //!  - `Settle`: the kernel hands redirected bytes to the writer from a work queue, after the
 //!    verdict; betwixt waits until the writer has queued every byte redirected to it (bytes
 //!    redirected, counted by the program, against bytes queued on the writer since the attach:
@@ -245,9 +246,6 @@ struct Way {
     moved_at: Instant,
     /// The next idle check.
     idle_at: Option<Instant>,
-    /// In `Kernel`: a poll that fired with nothing betwixt should read is armed again only
-    /// after this.
-    rewatch_at: Option<Instant>,
     /// In `Copy`: the buffer, bytes read since the take-over, what is read and not yet written
     /// (`buffer[start..end]`), and, after an end of stream that came before every passed byte
     /// was readable, when to read again.
@@ -267,7 +265,6 @@ impl Way {
             delivered: 0,
             moved_at: start,
             idle_at: idle.map(|limit| start + limit),
-            rewatch_at: None,
             buffer: None,
             read: 0,
             start: 0,
@@ -284,14 +281,14 @@ impl Way {
     }
 
     /// The times this direction wants to be woken at.
-    fn deadlines(&self) -> [Option<Instant>; 4] {
-        [self.settle_at, self.idle_at, self.rewatch_at, self.reread_at]
+    fn deadlines(&self) -> [Option<Instant>; 3] {
+        [self.settle_at, self.idle_at, self.reread_at]
     }
 }
 
 /// What woke the watch.
 enum Event {
-    /// The reader's poll (`Kernel` phase) fired with these events.
+    /// The reader's hang-up poll (`Kernel` phase) fired with these events.
     Watch(usize, io::Result<u32>),
     /// A read from the reader (`Copy` phase): bytes, 0 at the end of stream.
     Read(usize, io::Result<usize>),
@@ -319,7 +316,6 @@ async fn watch(
         let now = Instant::now();
         match event {
             Event::Watch(i, events) => {
-                let ended = events_of(&events) & (libc::POLLRDHUP | libc::POLLHUP) as u32 != 0;
                 let fault = match events {
                     Err(e) => Some(e),
                     Ok(events) if events & libc::POLLERR as u32 != 0 => sock::take_error(link.fds[i]),
@@ -328,16 +324,7 @@ async fn watch(
                 if let Some(e) = fault {
                     break fail(&link, i, e, [&*client, &*backend]).await;
                 }
-                if ended || link.state(i).mode == MODE_PASS {
-                    ways[i].settle_from(now);
-                } else {
-                    // Readable while the program redirects, without an end of stream: not for
-                    // betwixt to read (it would come before bytes still in the kernel's queue).
-                    log::debug!(
-                        "kernel forwarding: a readable socket with nothing passed; watching again shortly"
-                    );
-                    ways[i].rewatch_at = Some(now + SETTLE_FIRST);
-                }
+                ways[i].settle_from(now);
             }
             Event::Read(i, Err(e)) => break fail(&link, i, e, [&*client, &*backend]).await,
             Event::Read(i, Ok(0)) => {
@@ -368,11 +355,7 @@ async fn watch(
             }
             Event::Timer => {}
         }
-        for i in 0..2 {
-            let way = &mut ways[i];
-            if way.rewatch_at.is_some_and(|at| now >= at) {
-                way.rewatch_at = None;
-            }
+        for way in &mut ways {
             if way.reread_at.is_some_and(|at| now >= at) {
                 way.reread_at = None;
             }
@@ -389,10 +372,24 @@ async fn watch(
             if let Some(i) = (0..2).find(|&i| states[i].mode == MODE_CONDEMNED) {
                 break condemned(i, [&*client, &*backend]);
             }
+            // The program passes a direction's bytes to betwixt once its receiver fell behind.
+            // Seen here, within a second (meanwhile TCP holds the sender): a poll for input
+            // would wake the shard for every chunk the program redirects.
+            for i in 0..2 {
+                if ways[i].phase == Phase::Kernel && states[i].mode == MODE_PASS {
+                    betwixt_control::log_limited!(
+                        log::Level::Info,
+                        "kernel forwarding: a receiver fell 1 MiB behind; betwixt carries the {:?}'s bytes of that connection",
+                        Side::of(i)
+                    );
+                    log::debug!("kernel forwarding: hand-over at {:?}", states[i]);
+                    ways[i].settle_from(now);
+                }
+            }
             // A reader no poll or read watches shows a reset, or a failure of the kernel's
             // sends to it, here.
-            for i in 0..2 {
-                if matches!(ways[i].phase, Phase::Settle | Phase::Done) {
+            for (i, way) in ways.iter().enumerate() {
+                if matches!(way.phase, Phase::Settle | Phase::Done) {
                     if let Some(e) = sock::take_error(link.fds[i]) {
                         break 'watch fail(&link, i, e, [&*client, &*backend]).await;
                     }
@@ -414,18 +411,14 @@ async fn watch(
     end
 }
 
-fn events_of(events: &io::Result<u32>) -> u32 {
-    *events.as_ref().unwrap_or(&0)
-}
-
 /// Waits for the next thing to do: a reader's poll, a read, a write, or the timer.
 async fn next_event(mut streams: [&mut TcpStream; 2], ways: &mut [Way; 2], timer: &mut Timer) -> Event {
     poll_fn(|cx| {
         for i in 0..2 {
             let way = &mut ways[i];
             match way.phase {
-                Phase::Kernel if way.rewatch_at.is_none() => {
-                    if let Poll::Ready(r) = streams[i].poll_input(cx) {
+                Phase::Kernel => {
+                    if let Poll::Ready(r) = streams[i].poll_hangup(cx) {
                         return Poll::Ready(Event::Watch(i, r));
                     }
                 }
@@ -461,8 +454,7 @@ async fn next_event(mut streams: [&mut TcpStream; 2], ways: &mut [Way; 2], timer
 /// Moves each settling direction on to `Copy` once every byte the kernel handed on is queued
 /// on its writer. `Some` when the writer failed.
 fn settle(link: &Link, ways: &mut [Way; 2], now: Instant) -> Option<End> {
-    for i in 0..2 {
-        let way = &mut ways[i];
+    for (i, way) in ways.iter_mut().enumerate() {
         let Some(at) = way.settle_at else { continue };
         if now < at {
             continue;

@@ -459,16 +459,12 @@ impl Reactor {
         source
     }
 
-    /// A poll for the peer going away: error, hang-up and read hang-up (a FIN received), and
-    /// with `input` also bytes to read. io_uring always reports the first three; naming
-    /// `POLLRDHUP` says so.
-    pub(crate) fn poll_hangup(&self, fd: RawFd, input: bool) -> Source {
+    /// A poll for the peer going away and nothing else: error, hang-up and read hang-up (a FIN
+    /// received). io_uring always reports these three; naming `POLLRDHUP` says so.
+    pub(crate) fn poll_hangup(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
-        let mut flags = common_flags() | PollFlags::from_bits_retain(libc::POLLRDHUP);
-        if input {
-            flags |= PollFlags::POLLIN;
-        }
-        self.sys.poll_ready(&source, flags);
+        let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
+        self.sys.poll_ready(&source, common_flags() | rdhup);
         source
     }
 

@@ -221,9 +221,8 @@ pub(crate) struct NonBufferedStream<S> {
     stream: S,
     source_tx: Option<Source>,
     source_rx: Option<Source>,
-    /// The watch of `poll_hangup` (or `poll_input`, with `POLLIN` too), armed until it fires;
-    /// with whether it includes input.
-    source_hup: Option<(Source, bool)>,
+    /// The hang-up watch of `poll_hangup`, armed until it fires.
+    source_hup: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
 }
@@ -360,31 +359,19 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     /// among `POLLERR`, `POLLHUP` and `POLLRDHUP`. One io_uring poll stays armed however often
     /// this is called, until it fires; the call after that arms a new one.
     pub(crate) fn poll_hangup(&mut self, cx: &Context<'_>) -> Poll<io::Result<u32>> {
-        self.poll_watch(cx, false)
-    }
-
-    /// As `poll_hangup`, and also resolves when there is something to read (`POLLIN`), without
-    /// reading it.
-    pub(crate) fn poll_input(&mut self, cx: &Context<'_>) -> Poll<io::Result<u32>> {
-        self.poll_watch(cx, true)
-    }
-
-    fn poll_watch(&mut self, cx: &Context<'_>, input: bool) -> Poll<io::Result<u32>> {
         match &self.source_hup {
-            // A watch of the other kind left armed is dropped (cancelled) and replaced.
-            Some((source, kind)) if *kind == input => {
+            Some(source) => {
                 if let Some(result) = source.result() {
                     self.source_hup.take();
                     return Poll::Ready(result.map(|events| events as u32));
                 }
             }
-            _ => {
+            None => {
                 let reactor = self.reactor.upgrade().unwrap();
-                let fd = self.stream.as_raw_fd();
-                self.source_hup = Some((reactor.poll_hangup(fd, input), input));
+                self.source_hup = Some(reactor.poll_hangup(self.stream.as_raw_fd()));
             }
         }
-        self.source_hup.as_ref().unwrap().0.add_waiter_single(cx.waker());
+        self.source_hup.as_ref().unwrap().add_waiter_single(cx.waker());
         Poll::Pending
     }
 
@@ -473,10 +460,6 @@ impl<S: AsRawFd> GlommioStream<S, NonBuffered> {
 
     pub(crate) fn poll_hangup(&mut self, cx: &Context<'_>) -> Poll<io::Result<u32>> {
         self.stream.poll_hangup(cx)
-    }
-
-    pub(crate) fn poll_input(&mut self, cx: &Context<'_>) -> Poll<io::Result<u32>> {
-        self.stream.poll_input(cx)
     }
 }
 

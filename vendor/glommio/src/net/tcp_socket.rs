@@ -563,13 +563,6 @@ impl TcpStream {
     pub fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<u32>> {
         self.stream.poll_hangup(cx)
     }
-
-    /// As [`TcpStream::poll_hangup`], and also resolves (with `libc::POLLIN`) when there is
-    /// something to read, without reading it: for a socket whose bytes are normally taken by
-    /// someone else (a BPF program) and only now and then left for the owner.
-    pub fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<u32>> {
-        self.stream.poll_input(cx)
-    }
 }
 
 impl<B: RxBuf> TcpStream<B> {
