@@ -304,25 +304,19 @@ fn serve<'a>(
             unreachable!("the client's stream is back after its handshake")
         };
         let end = match (&mut *downstream, &mut upstream) {
-            // Plain on both sides: moved by the kernel (`[runtime] forwarding = "kernel"`), or
-            // else, or where the kernel refuses this connection, the splicing transfer.
-            (Stream::Plain(client), Stream::Plain(upstream)) => {
-                let kernel = match crate::kernel::active() {
-                    // Boxed: only kernel forwarding takes this step.
-                    Some(kernel) => {
-                        Box::pin(crate::kernel::forward(kernel, client, upstream, &meters, idle)).await
-                    }
-                    None => None,
-                };
-                match kernel {
-                    Some(end) => end,
-                    None => transfer::bidirectional(client, upstream, meters, idle).await,
-                }
-            }
+            // Plain on both sides: the splicing transfer, or under `[runtime] forwarding =
+            // "kernel"` the kernel once the connection has gone on for a while.
+            (Stream::Plain(client), Stream::Plain(upstream)) => match crate::kernel::active() {
+                // Boxed: only kernel forwarding takes this step.
+                Some(kernel) => Box::pin(crate::kernel::serve(kernel, client, upstream, meters, idle)).await,
+                None => transfer::bidirectional(client, upstream, meters, idle, None).await,
+            },
             _ => Box::pin(crate::tls::bidirectional(downstream, &mut upstream, meters, idle)).await,
         };
         match end {
-            Ended::Done => Ok(()),
+            // `Quiet` comes only from a transfer asked to stop for kernel forwarding, which
+            // then carries the connection on; it does not end here.
+            Ended::Done | Ended::Quiet => Ok(()),
             Ended::Idle(side) => {
                 Err(Failure::new(Stage::Transfer, side, at("idle timeout".into())).ending(End::Idle))
             }

@@ -84,6 +84,12 @@ impl Direction {
         self.read_done
     }
 
+    /// Nothing read waits to be written, no end of stream has been read, and the direction is
+    /// not a spliced bulk stream: the connection may change hands here without reordering.
+    pub fn is_quiet(&self) -> bool {
+        self.start == self.end && self.pipe.is_none() && !self.splicing && !self.read_done
+    }
+
     /// Passes the reader's end of stream on to the writer's peer, once.
     pub fn poll_shut_down(&mut self, cx: &mut Context<'_>, writer: &mut TcpStream) -> Poll<io::Result<()>> {
         if !self.shut_down {

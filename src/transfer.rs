@@ -58,9 +58,13 @@ pub enum End {
     Idle(Side),
     /// This side failed with this error; the other side is set to be reset when it is closed.
     Failed(Side, io::Error),
+    /// Stopped, as asked, at a moment with nothing in flight (see `bidirectional`'s
+    /// `quiet_after`): the connection goes on elsewhere.
+    Quiet,
 }
 
 /// Byte counters to bump as data moves: client→backend bytes are `tx`, backend→client `rx`.
+#[derive(Clone, Copy)]
 pub struct Meters<'a> {
     pub server: &'a Slot,
     pub backend: &'a Slot,
@@ -79,7 +83,9 @@ impl<'a> Meters<'a> {
 }
 
 /// Runs until both directions are done, a side fails, or an idle timeout passes.
-/// `idle` holds the client's and the backend's idle timeouts.
+/// `idle` holds the client's and the backend's idle timeouts. With `quiet_after`, also stops
+/// (`End::Quiet`) once the directions have moved bytes that many times and nothing read waits
+/// to be written: kernel forwarding takes the connection over there.
 ///
 /// A plain function returning an `async move` block, not an `async fn`: an async fn stores
 /// its arguments twice in its future (as passed, and as the locals they are moved into), and
@@ -90,6 +96,7 @@ pub fn bidirectional<'a>(
     backend: &'a mut TcpStream,
     meters: Meters<'a>,
     idle: [Option<Duration>; 2],
+    quiet_after: Option<u64>,
 ) -> impl Future<Output = End> + 'a {
     async move {
         let mut upstream = Direction::new();
@@ -116,7 +123,13 @@ pub fn bidirectional<'a>(
                 (true, true) => return Poll::Ready(Stop::Done),
                 (true, false) => upstream.poll_shut_down(cx, backend).map_err(|e| (Side::Backend, e)),
                 (false, true) => downstream.poll_shut_down(cx, client).map_err(|e| (Side::Client, e)),
-                (false, false) => Poll::Pending,
+                (false, false) => {
+                    let moved = |after| upstream.moves + downstream.moves >= after;
+                    if quiet_after.is_some_and(moved) && upstream.is_quiet() && downstream.is_quiet() {
+                        return Poll::Ready(Stop::Quiet);
+                    }
+                    Poll::Pending
+                }
             };
             if let Poll::Ready(Err((side, e))) = shut_down {
                 return Poll::Ready(Stop::Fault(side, Fault::Writer(e)));
@@ -133,6 +146,7 @@ pub fn bidirectional<'a>(
         .await;
         match stop {
             Stop::Done => End::Done,
+            Stop::Quiet => End::Quiet,
             Stop::Idle(side) => End::Idle(side),
             Stop::Fault(failed, fault) => {
                 let (from_failed, reader, survivor, counted) = match failed {
@@ -153,6 +167,7 @@ pub fn bidirectional<'a>(
 /// Why the two-way transfer stopped.
 enum Stop {
     Done,
+    Quiet,
     Idle(Side),
     Fault(Side, Fault),
 }

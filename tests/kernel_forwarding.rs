@@ -19,22 +19,96 @@ use std::time::{Duration, Instant};
 const MIB: usize = 1024 * 1024;
 
 /// A server `k` to `backend` under kernel forwarding, with metrics and the API on; `extra` goes
-/// into the server's section.
+/// into the server's section. Connections are handed to the kernel at once, so that each test
+/// exercises the kernel's path from the first byte.
 fn start(backend_port: u16, extra: &str) -> (Betwixt, u16, u16) {
+    start_with(backend_port, "kernel_forwarding_after_reads = 0", extra)
+}
+
+/// `start`, with `runtime` added to the `[runtime]` section.
+fn start_with(backend_port: u16, runtime: &str, extra: &str) -> (Betwixt, u16, u16) {
     let (port, api) = (free_port(), free_port());
     let config = format!(
-        "[runtime]\nforwarding = \"kernel\"\n[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n\
+        "[runtime]\nforwarding = \"kernel\"\n{runtime}\n[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n\
          [metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n\
          [servers.k]\nbind = \"127.0.0.1:{port}\"\n{extra}\n[servers.k.discovery]\nkind = \"static\"\n\
          static_list = [\"127.0.0.1:{backend_port} weight=1\"]\n",
         metrics = free_port(),
     );
-    let betwixt = Betwixt::start(&config, &["--shards", "1"], &[port, api]);
+    let dir = common::TempDir::new("kf");
+    let path = dir.write("betwixt.toml", &config);
+    let args: Vec<&std::ffi::OsStr> =
+        vec!["-c".as_ref(), path.as_os_str(), "--shards".as_ref(), "1".as_ref()];
+    // Debug lines of the kernel path: one says each attach.
+    let log = [("RUST_LOG", "info,betwixt::kernel::forward=debug".to_string())];
+    let betwixt = Betwixt::start_args(&args, &log, dir);
+    for listener in [port, api] {
+        betwixt.wait_listening(listener);
+    }
     if betwixt.log_text().contains("cannot set up the BPF sockmap") {
         panic!("bpf() refused on this machine: kernel forwarding cannot be tested:\n{}", betwixt.log_text());
     }
     assert!(betwixt.log_text().contains("kernel forwarding on"), "log:\n{}", betwixt.log_text());
     (betwixt, port, api)
+}
+
+/// How many connections betwixt handed to the kernel (its debug log says so for each).
+fn attached(betwixt: &Betwixt) -> usize {
+    betwixt.log_text().matches("kernel forwarding: connection attached").count()
+}
+
+/// With the default hand-over, a connection starts in user space and goes to the kernel only
+/// after `kernel_forwarding_after_reads` reads: one-request connections never do, a
+/// conversation does, and its bytes stay exact across the hand-over.
+#[test]
+fn short_connections_stay_in_user_space_and_conversations_are_handed_over() {
+    let backend = Backend::start("echo", Behaviour::Echo);
+    let (betwixt, port, _) = start_with(backend.port, "kernel_forwarding_after_reads = 6", "");
+    let exchange = |stream: &mut TcpStream, round: usize| {
+        let request = format!("request {round} {}\n", "y".repeat(round % 200));
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reply = vec![0; request.len()];
+        stream.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, request.as_bytes(), "round {round}");
+    };
+    for round in 0..5 {
+        let mut stream = connect(port);
+        exchange(&mut stream, round);
+    }
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(attached(&betwixt), 0, "a one-request connection was handed over");
+    let mut stream = connect(port);
+    for round in 0..300 {
+        exchange(&mut stream, round);
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || attached(&betwixt) == 1),
+        "not handed over:\n{}",
+        betwixt.log_text()
+    );
+    assert_not_spliced(&betwixt);
+}
+
+/// A bulk stream is spliced in user space from its first large read, and never handed over.
+#[test]
+fn a_bulk_stream_stays_spliced_in_user_space() {
+    let backend = Backend::start("echo", Behaviour::Echo);
+    let (betwixt, port, _) = start_with(backend.port, "", "");
+    let data: Vec<u8> = (0..8 * MIB).map(pattern_byte).collect();
+    let mut stream = connect(port);
+    let writer_data = data.clone();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer.write_all(&writer_data).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let (echoed, end) = read_until_end(&mut stream, Duration::from_secs(20));
+    sender.join().unwrap();
+    assert_eq!(end, Ok(()));
+    assert!(echoed == data, "the echo differs");
+    let spliced = counter_sum(metrics_port(&betwixt), "betwixt_shard_spliced_bytes_total");
+    assert!(spliced > 0, "nothing was spliced");
+    assert_eq!(attached(&betwixt), 0, "a bulk stream was handed over");
 }
 
 fn metrics_port(betwixt: &Betwixt) -> u16 {

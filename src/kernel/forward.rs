@@ -166,7 +166,10 @@ pub async fn forward(
         Err(end) => return Some(end),
     }
     let link = match attach(kernel, client.as_raw_fd(), backend.as_raw_fd()) {
-        Ok(link) => link,
+        Ok(link) => {
+            log::debug!("kernel forwarding: connection attached");
+            link
+        }
         Err(e) => {
             refused(&e);
             return None;

@@ -18,10 +18,11 @@
 mod bpf;
 mod btf;
 mod forward;
+mod handover;
 pub mod program;
 mod sock;
 
-pub use forward::forward;
+pub use handover::serve;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -46,11 +47,13 @@ pub struct Kernel {
     state: OwnedFd,
     /// Kept open so the program stays attached to `watched`.
     _program: OwnedFd,
+    /// Reads in user space before a connection is handed over (`kernel_forwarding_after_reads`).
+    after_reads: u64,
 }
 
 impl Kernel {
     /// Creates the maps, loads the program and attaches it; room for `connections` pairs.
-    fn create(connections: u32) -> io::Result<Kernel> {
+    fn create(connections: u32, after_reads: u64) -> io::Result<Kernel> {
         let entries = connections.saturating_mul(2).max(2);
         let sockhash = |name: &str| {
             bpf::map_create(bpf::MAP_TYPE_SOCKHASH, 8, 4, entries, 0)
@@ -67,7 +70,7 @@ impl Kernel {
             bpf::load_sk_skb(&code).map_err(|e| io::Error::new(e.kind(), format!("verdict program: {e}")))?;
         bpf::attach_verdict(watched.as_raw_fd(), program.as_raw_fd())
             .map_err(|e| io::Error::new(e.kind(), format!("attaching the program: {e}")))?;
-        Ok(Kernel { watched, peers, state, _program: program })
+        Ok(Kernel { watched, peers, state, _program: program, after_reads })
     }
 
     fn state(&self) -> RawFd {
@@ -83,14 +86,17 @@ impl Kernel {
     }
 }
 
-/// Sets forwarding up at start. With `kernel`, creates the program and maps sized for
-/// `files` open descriptors; when the kernel refuses them (no CAP_BPF and CAP_NET_ADMIN, no
-/// sockmap support), says so once and leaves forwarding in user space. Returns whether
-/// kernel forwarding is on.
-pub fn setup(kernel: bool, files: u64) -> bool {
-    let made = kernel.then(|| {
+/// Reads in user space before a connection is handed to the kernel, unless configured.
+pub const AFTER_READS: u64 = 8;
+
+/// Sets forwarding up at start. With `kernel` (the number of reads before a hand-over),
+/// creates the program and maps sized for `files` open descriptors; when the kernel refuses
+/// them (no CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, no sockmap support), says so once and
+/// leaves forwarding in user space. Returns whether kernel forwarding is on.
+pub fn setup(kernel: Option<u64>, files: u64) -> bool {
+    let made = kernel.map(|after_reads| {
         let connections = (files / 2).clamp(1, MAX_CONNECTIONS) as u32;
-        Kernel::create(connections)
+        Kernel::create(connections, after_reads)
             .inspect(|_| log::info!("kernel forwarding on: room for {connections} connections"))
             .map_err(|e| {
                 log::warn!("[runtime] forwarding = \"kernel\": cannot set up the BPF sockmap ({e}); forwarding in user space")

@@ -107,7 +107,7 @@ pub struct Acme {
 }
 
 /// betwixt additions: `[runtime] shards = N`, `shutdown_grace = "30s"`, `splice = true`,
-/// `strict = true`, `forwarding = "user" | "kernel"`, `kernel_forwarding_unbounded_memory`.
+/// `strict = true`, `forwarding = "user" | "kernel"`, `kernel_forwarding_after_reads`.
 #[skip_serializing_none]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Runtime {
@@ -124,6 +124,11 @@ pub struct Runtime {
     /// receiver that does not read); that memory is bounded now, and the key is ignored with a
     /// warning, so configurations written for it still start.
     pub kernel_forwarding_unbounded_memory: Option<bool>,
+    /// With `forwarding = "kernel"`: how many reads betwixt makes of a connection (both
+    /// directions together) before it hands the connection to the kernel, at a moment when
+    /// everything read is written; default 8, 0 hands it over at once. Short connections then
+    /// never pay the hand-over, and bulk streams (spliced) are never handed over.
+    pub kernel_forwarding_after_reads: Option<u64>,
     /// Refuse what gobetween tolerates (every configuration warning becomes an error).
     pub strict: Option<bool>,
     /// Reload when the configuration source changes: a file's content, a URL's answer (ETag
