@@ -304,18 +304,32 @@ fn serve<'a>(
             unreachable!("the client's stream is back after its handshake")
         };
         let end = match (&mut *downstream, &mut upstream) {
-            // Plain on both sides: the splicing transfer, or under `[runtime] forwarding =
-            // "kernel"` the kernel once the connection has gone on for a while.
-            (Stream::Plain(client), Stream::Plain(upstream)) => match crate::kernel::active() {
-                // Boxed: only kernel forwarding takes this step.
-                Some(kernel) => Box::pin(crate::kernel::serve(kernel, client, upstream, meters, idle)).await,
-                None => transfer::bidirectional(client, upstream, meters, idle, None).await,
-            },
+            // Plain on both sides: the splicing transfer; under `[runtime] forwarding =
+            // "kernel"` it stops quiet after a few exchanges and the kernel takes over.
+            (Stream::Plain(client), Stream::Plain(upstream)) => {
+                // Nothing held across the transfer but what it takes: every idle connection
+                // carries this future.
+                let end = match crate::kernel::active().map(|k| k.quiet_after()) {
+                    // `kernel_forwarding_after_reads = 0`: straight to the kernel.
+                    Some(0) => Ended::Quiet,
+                    quiet_after => {
+                        transfer::bidirectional(client, upstream, meters, idle, quiet_after.unwrap_or(0))
+                            .await
+                    }
+                };
+                match (end, crate::kernel::active()) {
+                    // Boxed: only connections handed over carry its room.
+                    (Ended::Quiet, Some(kernel)) => {
+                        Box::pin(crate::kernel::take_over(kernel, client, upstream, meters, idle)).await
+                    }
+                    (end, _) => end,
+                }
+            }
             _ => Box::pin(crate::tls::bidirectional(downstream, &mut upstream, meters, idle)).await,
         };
         match end {
-            // `Quiet` comes only from a transfer asked to stop for kernel forwarding, which
-            // then carries the connection on; it does not end here.
+            // `Quiet` comes only from a transfer asked to stop for kernel forwarding, which then
+            // carries the connection on; it does not end here.
             Ended::Done | Ended::Quiet => Ok(()),
             Ended::Idle(side) => {
                 Err(Failure::new(Stage::Transfer, side, at("idle timeout".into())).ending(End::Idle))

@@ -83,9 +83,9 @@ impl<'a> Meters<'a> {
 }
 
 /// Runs until both directions are done, a side fails, or an idle timeout passes.
-/// `idle` holds the client's and the backend's idle timeouts. With `quiet_after`, also stops
-/// (`End::Quiet`) once the directions have moved bytes that many times and nothing read waits
-/// to be written: kernel forwarding takes the connection over there.
+/// `idle` holds the client's and the backend's idle timeouts. With `quiet_after` above 0, also
+/// stops (`End::Quiet`) once the directions have moved bytes that many times and nothing read
+/// waits to be written: kernel forwarding takes the connection over there.
 ///
 /// A plain function returning an `async move` block, not an `async fn`: an async fn stores
 /// its arguments twice in its future (as passed, and as the locals they are moved into), and
@@ -96,7 +96,7 @@ pub fn bidirectional<'a>(
     backend: &'a mut TcpStream,
     meters: Meters<'a>,
     idle: [Option<Duration>; 2],
-    quiet_after: Option<u64>,
+    quiet_after: u64,
 ) -> impl Future<Output = End> + 'a {
     async move {
         let mut upstream = Direction::new();
@@ -124,8 +124,8 @@ pub fn bidirectional<'a>(
                 (true, false) => upstream.poll_shut_down(cx, backend).map_err(|e| (Side::Backend, e)),
                 (false, true) => downstream.poll_shut_down(cx, client).map_err(|e| (Side::Client, e)),
                 (false, false) => {
-                    let moved = |after| upstream.moves + downstream.moves >= after;
-                    if quiet_after.is_some_and(moved) && upstream.is_quiet() && downstream.is_quiet() {
+                    let moved = quiet_after > 0 && upstream.moves + downstream.moves >= quiet_after;
+                    if moved && upstream.is_quiet() && downstream.is_quiet() {
                         return Poll::Ready(Stop::Quiet);
                     }
                     Poll::Pending

@@ -22,7 +22,7 @@ mod handover;
 pub mod program;
 mod sock;
 
-pub use handover::serve;
+pub use handover::take_over;
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
