@@ -86,7 +86,10 @@ pub fn load_sk_skb(program: &[Insn]) -> io::Result<OwnedFd> {
     attr.call(PROG_LOAD).map(fd).map_err(|e| {
         let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
         let said = String::from_utf8_lossy(&log[..end]);
-        io::Error::new(e.kind(), format!("{e}; verifier: {}", said.trim()))
+        // The reason is at the end of the verifier's trace, which can run to kilobytes.
+        let lines: Vec<&str> = said.trim().lines().collect();
+        let reason = lines[lines.len().saturating_sub(3)..].join(" | ");
+        io::Error::new(e.kind(), format!("{e}; verifier: {reason}"))
     })
 }
 
