@@ -275,6 +275,35 @@ fn client_reset_resets_a_backend_that_does_not_read() {
     assert_eq!(end, Err(ErrorKind::ConnectionReset), "the backend must see an abort");
 }
 
+/// A client whose direction betwixt carries (its backend fell behind and never reads) resets
+/// while betwixt waits to write its bytes: betwixt is not reading the client then, but watches
+/// it for a hang-up, and resets the backend, which would otherwise hold the connection open.
+#[test]
+fn client_reset_while_its_handed_over_bytes_wait_resets_the_backend() {
+    let (backend_port, holder) = one_connection_backend(|stream| {
+        // Never reads; looks for the reset betwixt passes on.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(e)) = stream.take_error() {
+                return Some((e.kind(), started.elapsed()));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        None
+    });
+    let (_betwixt, port, _) = start(backend_port, "");
+    let data: Vec<u8> = (0..32 * MIB).map(pattern_byte).collect();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let held = write_for(&mut client, &data, 0, Instant::now() + Duration::from_millis(2500));
+    assert!(held < 28 * MIB, "the client was not held ({held} bytes out)");
+    let reset_at = Instant::now();
+    common::reset(client);
+    let seen = holder.join().unwrap();
+    let Some((kind, _)) = seen else { panic!("the backend was never reset") };
+    assert_eq!(kind, ErrorKind::ConnectionReset);
+    assert!(reset_at.elapsed() < Duration::from_secs(5), "the reset took {:?}", reset_at.elapsed());
+}
+
 /// A client that sent its request and FIN, then resets while the reply still streams: its
 /// socket is no longer watched by a poll (its FIN came), yet the backend is reset too.
 #[test]

@@ -254,6 +254,9 @@ struct Way {
     /// was readable, when to read again.
     buffer: Option<Box<[u8]>>,
     read: u64,
+    /// In `Copy`: the reader's hang-up poll, armed while a write waits, fired without a fault
+    /// (its FIN): armed again it would fire at once, so it is not.
+    hangup_seen: bool,
     start: usize,
     end: usize,
     reread_at: Option<Instant>,
@@ -270,6 +273,7 @@ impl Way {
             idle_at: idle.map(|limit| start + limit),
             buffer: None,
             read: 0,
+            hangup_seen: false,
             start: 0,
             end: 0,
             reread_at: None,
@@ -291,7 +295,8 @@ impl Way {
 
 /// What woke the watch.
 enum Event {
-    /// The reader's hang-up poll (`Kernel` phase) fired with these events.
+    /// The reader's hang-up poll (`Kernel` phase, or `Copy` while a write waits) fired with
+    /// these events.
     Watch(usize, io::Result<u32>),
     /// A read from the reader (`Copy` phase): bytes, 0 at the end of stream.
     Read(usize, io::Result<usize>),
@@ -327,22 +332,26 @@ async fn watch(
                 if let Some(e) = fault {
                     break fail(&link, i, e, [&*client, &*backend]).await;
                 }
-                ways[i].settle_from(now);
+                match ways[i].phase {
+                    // Its end of stream: the reads that follow the pending write will see it.
+                    Phase::Copy => ways[i].hangup_seen = true,
+                    _ => ways[i].settle_from(now),
+                }
             }
             Event::Read(i, Err(e)) => break fail(&link, i, e, [&*client, &*backend]).await,
             Event::Read(i, Ok(0)) => {
                 let way = &mut ways[i];
                 // Passed bytes the kernel has not yet put where a read finds them (they wait
-                // behind the other direction's queue): not the end yet.
+                // behind the other direction's queue): not the end yet; read again shortly.
                 if link.state(i).passed > way.read {
                     way.reread_at = Some(now + way.pause);
                     way.pause = (way.pause * 2).min(SETTLE_MOST);
-                    continue;
-                }
-                way.phase = Phase::Done;
-                way.idle_at = None;
-                if let Err(e) = pass_end_on(&link, &ways, i) {
-                    break End::Failed(Side::of(1 - i), e);
+                } else {
+                    way.phase = Phase::Done;
+                    way.idle_at = None;
+                    if let Err(e) = pass_end_on(&link, &ways, i) {
+                        break End::Failed(Side::of(1 - i), e);
+                    }
                 }
             }
             Event::Read(i, Ok(n)) => {
@@ -433,6 +442,13 @@ async fn next_event(mut streams: [&mut TcpStream; 2], ways: &mut [Way; 2], timer
                             streams[1 - i].poll_write_with(cx, |fd| sock::send_now(fd, pending).transpose());
                         if let Poll::Ready(r) = wrote {
                             return Poll::Ready(Event::Wrote(i, r));
+                        }
+                        // Not reading while the writer is full: a reset of the reader shows
+                        // only through a hang-up poll.
+                        if !way.hangup_seen {
+                            if let Poll::Ready(r) = streams[i].poll_hangup(cx) {
+                                return Poll::Ready(Event::Watch(i, r));
+                            }
                         }
                     } else if way.reread_at.is_none() {
                         let len = buffer.len();
