@@ -18,7 +18,7 @@
 //! A socket is removed from the maps only once both directions are through, or on a fault:
 //! removal drops what its queue still holds.
 
-use super::program::{StateValue, MODE_CONDEMNED, MODE_PASS};
+use super::program::{self, StateValue, MODE_CONDEMNED, MODE_PASS};
 use super::{bpf, sock, Kernel};
 use crate::transfer::{reset_on_close, End, Meters, Side};
 use glommio::net::TcpStream;
@@ -30,9 +30,12 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-/// How often the connection's counts are added to the shared counters (so rates move), and
-/// sockets no poll watches are looked at for a reset.
-const TICK: Duration = Duration::from_secs(1);
+/// How often, at the most and the least, betwixt looks at the connection: adds its counts to
+/// the shared counters (so rates move), looks at sockets no poll watches for a reset, and at
+/// the program's state for a direction it passes to betwixt or a condemned connection. Busy
+/// connections are looked at more often (see `next_look`).
+const LOOK_MOST: Duration = Duration::from_secs(1);
+const LOOK_LEAST: Duration = Duration::from_millis(20);
 
 /// First and longest pause between looks while a direction waits for the kernel's queue.
 const SETTLE_FIRST: Duration = Duration::from_millis(1);
@@ -117,17 +120,19 @@ impl Link {
     }
 
     /// Adds what the kernel moved since the last call to the server's, backend's and
-    /// connection's counts; returns the directions' states.
-    fn count(&mut self, meters: &Meters<'_>) -> [StateValue; 2] {
+    /// connection's counts; returns the directions' states and the most either moved.
+    fn count(&mut self, meters: &Meters<'_>) -> ([StateValue; 2], u64) {
         let states = [self.state(0), self.state(1)];
+        let mut most = 0;
         for (i, state) in states.iter().enumerate() {
             let new = state.handed.saturating_sub(self.counted[i]);
             if new > 0 {
                 self.counted[i] = state.handed;
                 add(meters, i, new);
             }
+            most = most.max(new);
         }
-        states
+        (states, most)
     }
 }
 
@@ -314,8 +319,10 @@ async fn watch(
 ) -> End {
     let start = Instant::now();
     let mut ways = [Way::new(start, idle[0]), Way::new(start, idle[1])];
-    let mut tick_at = start + TICK;
-    let mut timer = Timer::new(TICK);
+    // The first look soon: a connection busy from its attach (a large reply on its way) shows
+    // its pace there.
+    let (mut looked_at, mut look_at) = (start, start + LOOK_LEAST);
+    let mut timer = Timer::new(LOOK_LEAST);
     let end = 'watch: loop {
         let event = {
             let streams = [&mut *client, &mut *backend];
@@ -378,15 +385,16 @@ async fn watch(
         if ways.iter().all(|w| w.phase == Phase::Done) {
             break End::Done;
         }
-        if now >= tick_at {
-            tick_at = now + TICK;
-            let states = link.count(meters);
+        if now >= look_at {
+            let (states, moved) = link.count(meters);
+            look_at = now + next_look(moved, now.saturating_duration_since(looked_at));
+            looked_at = now;
             if let Some(i) = (0..2).find(|&i| states[i].mode == MODE_CONDEMNED) {
                 break condemned(i, [&*client, &*backend]);
             }
             // The program passes a direction's bytes to betwixt once its receiver fell behind.
-            // Seen here, within a second (meanwhile TCP holds the sender): a poll for input
-            // would wake the shard for every chunk the program redirects.
+            // Seen here (meanwhile TCP holds the sender): a poll for input would wake the
+            // shard for every chunk the program redirects.
             for i in 0..2 {
                 if ways[i].phase == Phase::Kernel && states[i].mode == MODE_PASS {
                     betwixt_control::log_limited!(
@@ -411,7 +419,7 @@ async fn watch(
         if let Some(i) = idle_expired(&link, &mut ways, idle, now) {
             break End::Idle(Side::of(i));
         }
-        let next = ways.iter().flat_map(Way::deadlines).flatten().fold(tick_at, Instant::min);
+        let next = ways.iter().flat_map(Way::deadlines).flatten().fold(look_at, Instant::min);
         timer.reset(next.saturating_duration_since(now));
     };
     link.count(meters);
@@ -468,6 +476,18 @@ async fn next_event(mut streams: [&mut TcpStream; 2], ways: &mut [Way; 2], timer
         Poll::Pending
     })
     .await
+}
+
+/// When to look again, after a direction moved `moved` bytes in `elapsed`: before, at that
+/// rate, it could fill the program's credit, so that a direction the program passes to
+/// betwixt waits for the look about as long as it took to fall that far behind (at least
+/// `LOOK_LEAST`, at most `LOOK_MOST`). A look is two map lookups.
+fn next_look(moved: u64, elapsed: Duration) -> Duration {
+    if moved == 0 {
+        return LOOK_MOST;
+    }
+    let filled_in = elapsed.mul_f64(program::CREDIT as f64 / moved as f64);
+    filled_in.clamp(LOOK_LEAST, LOOK_MOST)
 }
 
 /// Moves each settling direction on to `Copy` once every byte the kernel handed on is queued
@@ -578,4 +598,20 @@ async fn fail(link: &Link, failed: usize, e: io::Error, sockets: [&TcpStream; 2]
     }
     reset_on_close(sockets[survivor]);
     End::Failed(Side::of(failed), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_connections_are_looked_at_before_they_can_fill_the_credit() {
+        let second = Duration::from_secs(1);
+        let mib = 1 << 20;
+        assert_eq!(next_look(0, second), LOOK_MOST);
+        assert_eq!(next_look(mib / 2, second), LOOK_MOST);
+        assert_eq!(next_look(10 * mib, second), Duration::from_millis(100));
+        assert_eq!(next_look(4 * mib, Duration::from_millis(100)), Duration::from_millis(25));
+        assert_eq!(next_look(1000 * mib, second), LOOK_LEAST);
+    }
 }
