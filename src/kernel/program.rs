@@ -202,6 +202,7 @@ impl Asm {
     }
 
     fn label(&mut self, name: &'static str) -> &mut Asm {
+        debug_assert!(self.labels.iter().all(|(known, _)| *known != name), "label {name} defined twice");
         self.labels.push((name, self.code.len()));
         self
     }
@@ -212,19 +213,16 @@ impl Asm {
 
     /// `*fp[out] = bytes ever queued for sending on map[*fp[key]]`, a socket map: looked up
     /// (which holds a reference), read through its `tcp_sock`, released. Jumps to `missing`
-    /// when the socket is not there. Clobbers r0-r5 and r9.
+    /// when the socket is not there. `[release, done]` name its own two labels, distinct for
+    /// each use. Clobbers r0-r5 and r9.
     fn queued(
         &mut self,
         map_fd: i32,
-        key: i16,
-        out: i16,
+        [key, out]: [i16; 2],
         tcp: TcpSockFields,
         missing: &'static str,
+        [release, done]: [&'static str; 2],
     ) -> &mut Asm {
-        let (release, done) = match out {
-            FORWARD => ("forward_release", "forward_read"),
-            _ => ("reverse_release", "reverse_read"),
-        };
         self.load_map(R1, map_fd)
             .slot_address(R2, key)
             .call(MAP_LOOKUP_ELEM)
@@ -287,7 +285,7 @@ pub fn verdict(state_fd: i32, peers_fd: i32, watched_fd: i32, tcp: TcpSockFields
         .op(STX_DW, R8, R2, State::MEASURED, 0)
         .op(STX_DW, R10, R4, SINCE, 0)
         // This direction's backlog: handed + base of the peer - queued on the peer.
-        .queued(peers_fd, KEY, FORWARD, tcp, "redirect")
+        .queued(peers_fd, [KEY, FORWARD], tcp, "redirect", ["forward_release", "forward_read"])
         .op(LDX_DW, R1, R8, State::HANDED, 0)
         .op(LDX_DW, R2, R8, State::BASE_PEER, 0)
         .op(ADD64_REG, R1, R2, 0, 0)
@@ -306,7 +304,7 @@ pub fn verdict(state_fd: i32, peers_fd: i32, watched_fd: i32, tcp: TcpSockFields
         .jump(JEQ_IMM, R0, 0, "decide")
         .op(LDX_DW, R1, R0, State::HANDED, 0)
         .op(STX_DW, R10, R1, PEER_HANDED, 0)
-        .queued(watched_fd, KEY, REVERSE, tcp, "unmeasured_reverse")
+        .queued(watched_fd, [KEY, REVERSE], tcp, "unmeasured_reverse", ["reverse_release", "reverse_read"])
         .op(LDX_DW, R1, R10, PEER_HANDED, 0)
         .op(LDX_DW, R2, R8, State::BASE_SELF, 0)
         .op(ADD64_REG, R1, R2, 0, 0)
