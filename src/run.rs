@@ -74,7 +74,7 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
     if let Some(files) = files {
         log::debug!("open-file limit {files}: room for about {} proxied connections", files / 2);
     }
-    // Before the shards, which read it; one program and map pair for the process.
+    // Before the shards, which read it; one program and its maps for the process.
     let kernel = (runtime.forwarding == Some(betwixt_control::config::Forwarding::Kernel))
         .then(|| runtime.kernel_forwarding_after_reads.unwrap_or(crate::kernel::AFTER_READS));
     crate::kernel::setup(kernel, files.unwrap_or(KERNEL_FILES_UNKNOWN));

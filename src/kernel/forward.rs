@@ -5,8 +5,8 @@
 //!
 //! A direction (reader socket `i`, writer `1 - i`) goes through phases:
 //!  - `Kernel`: the program redirects; betwixt only watches the reader for an end of stream
-//!    or a fault, and looks once a second whether the program has begun to pass the
-//!    direction's bytes to it (its receiver fell behind);
+//!    or a fault, and at its looks (see `next_look`) whether the program has begun to pass
+//!    the direction's bytes to it (its receiver fell behind);
 //!  - `Settle`: the kernel hands redirected bytes to the writer from a work queue, after the
 //!    verdict; betwixt waits until the writer has queued every byte redirected to it (bytes
 //!    redirected, counted by the program, against bytes queued on the writer since the attach:
@@ -67,7 +67,7 @@ fn attach(kernel: &'static Kernel, client: RawFd, backend: RawFd) -> io::Result<
     let fds = [client, backend];
     let cookies = [sock::cookie(client)?, sock::cookie(backend)?];
     // Before the insert, while nothing but betwixt has written to them.
-    let base = [sock::queued_total(client)?, sock::queued_total(backend)?];
+    let base = [sock::queued(client)?.total(), sock::queued(backend)?.total()];
     // Dropping `link` on an error below removes whatever was added; nothing was redirected
     // before the last insert but the one that failed, so nothing is lost.
     let link = Link { kernel, fds, cookies, base, counted: [0; 2], written: [0; 2] };
@@ -96,10 +96,12 @@ impl Link {
         bpf::lookup(self.kernel.state(), self.cookies[i]).unwrap_or_default()
     }
 
-    /// Bytes queued on the writer of direction `i` since the attach.
-    fn delivered(&self, i: usize) -> io::Result<u64> {
+    /// Bytes queued on the writer of direction `i` since the attach, and how many of all it
+    /// holds still wait for its peer's acknowledgement.
+    fn delivered(&self, i: usize) -> io::Result<(u64, u64)> {
         let w = 1 - i;
-        Ok(sock::queued_total(self.fds[w])?.saturating_sub(self.base[w]))
+        let queued = sock::queued(self.fds[w])?;
+        Ok((queued.total().saturating_sub(self.base[w]), queued.unacknowledged))
     }
 
     /// Bytes of direction `i` the writer must have queued: what the kernel redirected and
@@ -115,7 +117,7 @@ impl Link {
         // through the program when this returns.
         sock::tcp_info(self.fds[i])?;
         let expected = self.expected(i);
-        let delivered = self.delivered(i)?;
+        let (delivered, _) = self.delivered(i)?;
         Ok((delivered >= expected, delivered))
     }
 
@@ -259,12 +261,12 @@ struct Way {
     /// was readable, when to read again.
     buffer: Option<Box<[u8]>>,
     read: u64,
-    /// In `Copy`: the reader's hang-up poll, armed while a write waits, fired without a fault
-    /// (its FIN): armed again it would fire at once, so it is not.
-    hangup_seen: bool,
     start: usize,
     end: usize,
     reread_at: Option<Instant>,
+    /// In `Copy`: the reader's hang-up poll, armed while a write waits, fired without a fault
+    /// (its FIN): armed again it would fire at once, so it is not.
+    hangup_seen: bool,
 }
 
 impl Way {
@@ -278,10 +280,10 @@ impl Way {
             idle_at: idle.map(|limit| start + limit),
             buffer: None,
             read: 0,
-            hangup_seen: false,
             start: 0,
             end: 0,
             reread_at: None,
+            hangup_seen: false,
         }
     }
 
@@ -290,6 +292,14 @@ impl Way {
         self.settle_at = Some(now);
         self.pause = SETTLE_FIRST;
         self.moved_at = now;
+    }
+
+    /// When to look again at something that has not happened yet: after the current pause,
+    /// which doubles each time up to `SETTLE_MOST`.
+    fn back_off(&mut self, now: Instant) -> Instant {
+        let at = now + self.pause;
+        self.pause = (self.pause * 2).min(SETTLE_MOST);
+        at
     }
 
     /// The times this direction wants to be woken at.
@@ -351,8 +361,7 @@ async fn watch(
                 // Passed bytes the kernel has not yet put where a read finds them (they wait
                 // behind the other direction's queue): not the end yet; read again shortly.
                 if link.state(i).passed > way.read {
-                    way.reread_at = Some(now + way.pause);
-                    way.pause = (way.pause * 2).min(SETTLE_MOST);
+                    way.reread_at = Some(way.back_off(now));
                 } else {
                     way.phase = Phase::Done;
                     way.idle_at = None;
@@ -506,8 +515,7 @@ fn settle(link: &Link, ways: &mut [Way; 2], now: Instant) -> Option<End> {
             (way.delivered, way.moved_at) = (delivered, now);
         }
         if !done {
-            way.settle_at = Some(now + way.pause);
-            way.pause = (way.pause * 2).min(SETTLE_MOST);
+            way.settle_at = Some(way.back_off(now));
             continue;
         }
         way.phase = Phase::Copy;
@@ -584,8 +592,8 @@ async fn fail(link: &Link, failed: usize, e: io::Error, sockets: [&TcpStream; 2]
     let mut moved_at = Instant::now();
     loop {
         let expected = link.expected(failed);
-        let Ok(delivered) = link.delivered(failed) else { break };
-        let unacked = sock::unacknowledged(link.fds[survivor]).unwrap_or(0);
+        // The survivor is the failed direction's writer.
+        let Ok((delivered, unacked)) = link.delivered(failed) else { break };
         if delivered >= expected && unacked == 0 {
             break;
         }

@@ -49,7 +49,7 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfo> {
 }
 
 /// Bytes in the send queue not yet acknowledged (`SIOCOUTQ`).
-pub fn unacknowledged(fd: RawFd) -> io::Result<u64> {
+fn unacknowledged(fd: RawFd) -> io::Result<u64> {
     let mut queued: libc::c_int = 0;
     // SAFETY: SIOCOUTQ writes one int through the pointer.
     if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) } != 0 {
@@ -58,23 +58,37 @@ pub fn unacknowledged(fd: RawFd) -> io::Result<u64> {
     Ok(queued.max(0) as u64)
 }
 
-/// Every byte ever queued for sending on the socket (acknowledged + still queued), read so
-/// that it is exact: acknowledgements move bytes from the queue to the acknowledged count
-/// between the two reads, so the pair is taken again until the acknowledged count held still
-/// around the queue's. Returns the smaller, safe value when the peer keeps acknowledging.
-pub fn queued_total(fd: RawFd) -> io::Result<u64> {
-    let mut acked = tcp_info(fd)?.bytes_acked;
+/// Every byte ever queued for sending on a socket: acknowledged by the peer, and still in the
+/// send queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Queued {
+    pub acknowledged: u64,
+    pub unacknowledged: u64,
+}
+
+impl Queued {
+    pub fn total(&self) -> u64 {
+        self.acknowledged + self.unacknowledged
+    }
+}
+
+/// What the socket ever queued for sending, read so that the total is exact: acknowledgements
+/// move bytes from the queue to the acknowledged count between the two reads, so the pair is
+/// taken again until the acknowledged count held still around the queue's. Returns the
+/// smaller, safe total when the peer keeps acknowledging.
+pub fn queued(fd: RawFd) -> io::Result<Queued> {
+    let mut acknowledged = tcp_info(fd)?.bytes_acked;
     for _ in 0..4 {
-        let queued = unacknowledged(fd)?;
+        let unacknowledged = unacknowledged(fd)?;
         let again = tcp_info(fd)?.bytes_acked;
-        if again == acked {
-            return Ok(acked + queued);
+        if again == acknowledged {
+            return Ok(Queued { acknowledged, unacknowledged });
         }
-        acked = again;
+        acknowledged = again;
     }
     // Acked read first, then the queue: the sum can only undercount.
-    let acked = tcp_info(fd)?.bytes_acked;
-    Ok(acked + unacknowledged(fd)?)
+    let acknowledged = tcp_info(fd)?.bytes_acked;
+    Ok(Queued { acknowledged, unacknowledged: unacknowledged(fd)? })
 }
 
 /// `SO_RCVLOWAT = 1`: the kernel checks the receive queue at once and, the socket being in the
@@ -144,17 +158,17 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     #[test]
-    fn queued_total_counts_every_byte_written() {
+    fn queued_counts_every_byte_written() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut a = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut b, _) = listener.accept().unwrap();
-        let start = queued_total(a.as_raw_fd()).unwrap();
+        let start = queued(a.as_raw_fd()).unwrap().total();
         a.write_all(&[7; 5000]).unwrap();
-        assert_eq!(queued_total(a.as_raw_fd()).unwrap() - start, 5000);
+        assert_eq!(queued(a.as_raw_fd()).unwrap().total() - start, 5000);
         let mut got = vec![0; 5000];
         b.read_exact(&mut got).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(queued_total(a.as_raw_fd()).unwrap() - start, 5000);
+        assert_eq!(queued(a.as_raw_fd()).unwrap().total() - start, 5000);
         assert_ne!(cookie(a.as_raw_fd()).unwrap(), cookie(b.as_raw_fd()).unwrap());
         assert!(take_error(a.as_raw_fd()).is_none());
         assert!(tcp_info(b.as_raw_fd()).unwrap().last_data_recv < 10_000);
