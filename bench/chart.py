@@ -17,6 +17,12 @@ METRICS = [
     ("cpu_us_per_req", "Proxy CPU per request", "µs", False),
     ("cpu_us_per_req_paced", "Proxy CPU per request at the latency test's rate", "µs", False),
     ("cpu_s_per_gib", "Proxy CPU per GiB moved", "s", False),
+    ("bulk1_load_s_per_gib", "Load CPU per GiB, bulk 1 stream (both iperf3 ends)", "s", False),
+    ("bulk8_load_s_per_gib", "Load CPU per GiB, bulk 8 streams", "s", False),
+    ("bulk1_load_busy_pct", "Load CPU busy, bulk 1 stream", "%", False),
+    ("bulk8_load_busy_pct", "Load CPU busy, bulk 8 streams", "%", False),
+    ("bulk1_proxy_busy_pct", "Proxy CPU busy, bulk 1 stream", "%", False),
+    ("bulk8_proxy_busy_pct", "Proxy CPU busy, bulk 8 streams", "%", False),
     ("machine_us_per_req_paced", "Machine CPU per request at the latency test's rate (all CPUs)", "µs", False),
     ("udp_dns_many_per_s", "UDP 64 B, 256 clients, a session per query", "dgram/s", True),
     ("udp_small_one_per_s", "UDP 64 B, 1 client, 32 in flight", "dgram/s", True),
@@ -87,7 +93,8 @@ def ratio(medians, key, other, target="betwixt"):
 
 
 # Differences between two figures: a ratio of two small differences means nothing.
-NO_RATIO = {"sni_added_cpu_us"}
+NO_RATIO = {"sni_added_cpu_us", "bulk1_load_busy_pct", "bulk8_load_busy_pct",
+            "bulk1_proxy_busy_pct", "bulk8_proxy_busy_pct"}
 
 
 def better_peer(medians, key, higher, target="betwixt"):

@@ -156,14 +156,31 @@ def cpu_seconds(pids):
     return total / CLK_TCK
 
 
+def idle_clocks():
+    """(now, {"cpu": idle seconds of all CPUs, "cpu0": of CPU 0, ...}) from /proc/stat. Its idle and
+    iowait fields come from the kernel's precise no-tick idle clocks; its busy fields are tick
+    samples, which miss much of a load that sleeps between short bursts, so busy time is taken as
+    elapsed time minus idle, never summed from them."""
+    idle = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if not line.startswith("cpu"):
+            break
+        name, *fields = line.split()
+        idle[name] = (int(fields[3]) + int(fields[4])) / CLK_TCK
+    return time.clock_gettime(time.CLOCK_BOOTTIME), idle
+
+
 def machine_busy():
     """CPU seconds the whole machine has been busy (every CPU, every process, softirq and kernel
-    threads included): CPUs × elapsed time minus idle. The idle and iowait fields of /proc/stat
-    come from the kernel's precise no-tick idle clocks; its busy fields are tick samples, which
-    miss much of a load that sleeps between short bursts, so they are not summed instead."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    idle = (int(fields[3]) + int(fields[4])) / CLK_TCK
-    return os.cpu_count() * time.clock_gettime(time.CLOCK_BOOTTIME) - idle
+    threads included): CPUs × elapsed time minus idle."""
+    now, idle = idle_clocks()
+    return os.cpu_count() * now - idle["cpu"]
+
+
+def busy_seconds(before, after, cpu):
+    """Seconds CPU `cpu` was busy between two `idle_clocks()` readings, and the time between them."""
+    elapsed = after[0] - before[0]
+    return elapsed - (after[1][f"cpu{cpu}"] - before[1][f"cpu{cpu}"]), elapsed
 
 
 def softirq_threads(cpu):
@@ -377,10 +394,17 @@ def measure(proxy, args):
     if "bulk" in tests:
         cpu0 = proxy.cpu()
         moved = 0
-        r["bulk1_gbit"] = (b := iperf(proxy.bulk, d, 1))[1]
-        moved += b[0]
-        r["bulk8_gbit"] = (b := iperf(proxy.bulk, d, 8))[1]
-        moved += b[0]
+        for streams in (1, 8):
+            clocks = idle_clocks()
+            moved_now, r[f"bulk{streams}_gbit"] = iperf(proxy.bulk, d, streams)
+            clocks = (clocks, idle_clocks())
+            moved += moved_now
+            # Where the limit is: each CPU's busy share, and what the load side (both iperf3 ends
+            # and the kernel work done in their name) spends per GiB.
+            load, elapsed = busy_seconds(*clocks, LOAD_CPU)
+            r[f"bulk{streams}_load_busy_pct"] = load / elapsed * 100
+            r[f"bulk{streams}_proxy_busy_pct"] = busy_seconds(*clocks, PROXY_CPU)[0] / elapsed * 100
+            r[f"bulk{streams}_load_s_per_gib"] = load / (moved_now / 2**30)
         r["cpu_s_per_gib"] = (proxy.cpu() - cpu0) / (moved / 2**30)
     if "latency" in tests:
         cpu0, all0 = proxy.cpu(), machine_busy()
