@@ -81,7 +81,7 @@ fn watchdog_interval() -> Option<Duration> {
 /// When systemd asks for a watchdog: sends WATCHDOG=1 every half interval, as long as every
 /// shard answers — each ping needs every shard to have acknowledged the inbox generation asked
 /// for at the previous one, and a stuck shard withholds the pings, so systemd restarts the
-/// service. (A shard answers within its inbox poll, 20 ms when idle: `WatchdogSec` is meant in
+/// service. (A shard answers about 20 ms after its doorbell rings: `WatchdogSec` is meant in
 /// seconds.) Must run inside the control runtime. The pings stop when the returned
 /// handle is aborted: at shutdown, when systemd no longer watches, and at an upgrade's handover,
 /// when the successor pings instead.

@@ -17,7 +17,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often a shard looks for added or removed servers.
+/// How often a shard looks at its inbox while something there is unsettled (see `supervise`).
 const INBOX_POLL: Duration = Duration::from_millis(20);
 
 /// glommio's smallest registered-buffer area.
@@ -127,8 +127,13 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
         // connections accepted before a listener stopped have run their first step (where they
         // count themselves active). Shutdown waits for this before it trusts the counts.
         inbox.acknowledge(seen);
+        // Answered before the generation is read: a change made from here on rings again.
+        if let Some(doorbell) = inbox.doorbell() {
+            doorbell.answer();
+        }
         let generation = inbox.generation();
-        if generation != seen {
+        let changed = generation != seen;
+        if changed {
             seen = generation;
             let wanted = inbox.servers();
             // Connections already accepted are separate tasks: they run on until they end or
@@ -148,7 +153,19 @@ async fn supervise(id: usize, inbox: Arc<Inbox>) {
         waiting = not_yet;
         running.extend(ready.into_iter().filter_map(|slot| serve(id, slot)));
         retired.retain(Retired::watch);
-        glommio::timer::sleep(INBOX_POLL).await;
+        // With nothing left to settle, the shard sleeps until the control thread rings. A change
+        // just applied is acknowledged one pass later (see above), and a slot not ready yet or
+        // a removed server's connections (which the control thread may abort) are looked at
+        // again on the timer: neither rings the doorbell.
+        match inbox.doorbell() {
+            Some(doorbell) if !changed && waiting.is_empty() && retired.is_empty() => {
+                if let Err(e) = glommio::net::readable(doorbell.fd()).await {
+                    log::warn!("shard {id}: cannot wait for its inbox ({e}): polling it");
+                    glommio::timer::sleep(INBOX_POLL).await;
+                }
+            }
+            _ => glommio::timer::sleep(INBOX_POLL).await,
+        }
     }
 }
 

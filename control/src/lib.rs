@@ -13,6 +13,7 @@ pub mod config;
 pub mod consul_api;
 pub mod control;
 pub mod discovery;
+pub mod doorbell;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod healthcheck;

@@ -3,9 +3,11 @@
 //! Every shard has an `Inbox`; for every server it runs, it has its own `ServerSlot` holding the
 //! listener the control thread bound for it and the current snapshot. The control thread is the
 //! only writer: it swaps snapshots in (`publish`) and bumps the inbox generation when the set of
-//! servers changes. A shard reads its slot's snapshot once per accepted connection and looks at
-//! the inbox only when the generation moves, so the hot path never takes a lock.
+//! servers changes, and rings the shard's doorbell. A shard reads its slot's snapshot once per
+//! accepted connection and looks at the inbox only when the generation moves, so the hot path
+//! never takes a lock.
 
+use crate::doorbell::Doorbell;
 use crate::snapshot::ServerSnapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -135,9 +137,22 @@ pub struct Inbox {
     /// The last generation the shard has put into effect (see `acknowledge`).
     applied: AtomicU64,
     servers: Mutex<Vec<Arc<ServerSlot>>>,
+    /// Rung on every change. Without one (no eventfd could be made) the shard polls.
+    doorbell: Option<Doorbell>,
 }
 
 impl Inbox {
+    pub fn new() -> Inbox {
+        let doorbell = Doorbell::new()
+            .map_err(|e| log::warn!("no eventfd for a shard's inbox ({e}): the shard will poll it"))
+            .ok();
+        Inbox { doorbell, ..Inbox::default() }
+    }
+
+    pub fn doorbell(&self) -> Option<&Doorbell> {
+        self.doorbell.as_ref()
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -156,6 +171,9 @@ impl Inbox {
     fn change(&self, f: impl FnOnce(&mut Vec<Arc<ServerSlot>>)) {
         f(&mut self.servers.lock().unwrap_or_else(|e| e.into_inner()));
         self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Some(doorbell) = &self.doorbell {
+            doorbell.ring();
+        }
     }
 }
 
@@ -167,7 +185,7 @@ pub struct Plane {
 
 impl Plane {
     pub fn new(shards: usize) -> Arc<Plane> {
-        Arc::new(Plane { inboxes: (0..shards).map(|_| Arc::new(Inbox::default())).collect() })
+        Arc::new(Plane { inboxes: (0..shards).map(|_| Arc::new(Inbox::new())).collect() })
     }
 
     pub fn shard_count(&self) -> usize {
