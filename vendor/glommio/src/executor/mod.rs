@@ -1311,6 +1311,19 @@ impl LocalExecutor {
         self.queues.borrow().preempt_timer_duration
     }
 
+    /// The preemption timer to arm for the tasks about to run, or zero (none) when no task is
+    /// runnable. Asked after the pass has consumed its completions and fired its timers, so
+    /// the tasks they woke count. With nothing to run there is nothing to preempt, and a timer
+    /// armed anyway would wake an idle executor when it fires, only to be armed again: ten
+    /// wake-ups a second with the default 100 ms.
+    fn preempt_timer_if_runnable(&self) -> Duration {
+        let queues = self.queues.borrow();
+        match queues.active_executors.is_empty() {
+            true => Duration::ZERO,
+            false => queues.preempt_timer_duration,
+        }
+    }
+
     fn spin_before_park(&self) -> Option<Duration> {
         self.queues.borrow().spin_before_park
     }
@@ -1480,7 +1493,7 @@ impl LocalExecutor {
                 // ring ASAP (before we run the task queues). We will also use
                 // the opportunity to install the timer.
                 this.parker
-                    .poll_io(|| Some(this.preempt_timer_duration()))
+                    .poll_io(|| Some(this.preempt_timer_if_runnable()))
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code

@@ -1874,8 +1874,9 @@ impl Reactor {
         // pass cost several submissions and a system call or two per pass (see PATCHES.md).
         // A timer that fires earlier than needed only preempts or wakes the loop once more.
         self.forget_spent_timers();
+        // `Some(0)`: a pass that must not sleep, with no task to preempt (see `poll_io`).
         let preempt = preempt_timer();
-        if let Some(preempt) = preempt {
+        if let Some(preempt) = preempt.filter(|d| !d.is_zero()) {
             self.arm_latency_timer_within(&mut lat_ring, preempt);
         }
 
