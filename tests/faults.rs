@@ -511,7 +511,11 @@ fn attempt(port: u16, payload: &str) -> (Result<(), String>, Option<TcpStream>) 
         return (Err("connect refused".into()), None);
     };
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = stream.write_all(payload.as_bytes());
+    // A refusal can reach the client before its request does: the write then reports the reset,
+    // and a read after it would see only an end of stream.
+    if let Err(e) = stream.write_all(payload.as_bytes()) {
+        return (Err(e.kind().to_string()), Some(stream));
+    }
     let mut back = vec![0u8; payload.len()];
     let outcome = match stream.read(&mut back) {
         Ok(n) if n > 0 => Ok(()),
