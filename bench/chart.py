@@ -92,7 +92,8 @@ def ratio(medians, key, other, target="betwixt"):
     return f"{mine / theirs:.2f}×"
 
 
-# Differences between two figures: a ratio of two small differences means nothing.
+# Figures no ratio is shown for: differences between two figures (a ratio of two small differences
+# means nothing) and busy shares (they say where the limit is, not which proxy is better).
 NO_RATIO = {"sni_added_cpu_us", "bulk1_load_busy_pct", "bulk8_load_busy_pct",
             "bulk1_proxy_busy_pct", "bulk8_proxy_busy_pct"}
 

@@ -395,15 +395,15 @@ def measure(proxy, args):
         cpu0 = proxy.cpu()
         moved = 0
         for streams in (1, 8):
-            clocks = idle_clocks()
+            before = idle_clocks()
             moved_now, r[f"bulk{streams}_gbit"] = iperf(proxy.bulk, d, streams)
-            clocks = (clocks, idle_clocks())
+            span = (before, idle_clocks())
             moved += moved_now
             # Where the limit is: each CPU's busy share, and what the load side (both iperf3 ends
             # and the kernel work done in their name) spends per GiB.
-            load, elapsed = busy_seconds(*clocks, LOAD_CPU)
+            load, elapsed = busy_seconds(*span, LOAD_CPU)
             r[f"bulk{streams}_load_busy_pct"] = load / elapsed * 100
-            r[f"bulk{streams}_proxy_busy_pct"] = busy_seconds(*clocks, PROXY_CPU)[0] / elapsed * 100
+            r[f"bulk{streams}_proxy_busy_pct"] = busy_seconds(*span, PROXY_CPU)[0] / elapsed * 100
             r[f"bulk{streams}_load_s_per_gib"] = load / (moved_now / 2**30)
         r["cpu_s_per_gib"] = (proxy.cpu() - cpu0) / (moved / 2**30)
     if "latency" in tests:
