@@ -228,12 +228,7 @@ async fn deliver_remainder(
 
 /// Bytes the socket holds that its peer has not acknowledged (0 if it cannot tell).
 fn unacknowledged(socket: &TcpStream) -> usize {
-    let mut queued: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ writes one int through the pointer.
-    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } != 0 {
-        return 0;
-    }
-    queued.max(0) as usize
+    crate::kernel::sock::unacknowledged(socket.as_raw_fd()).map_or(0, |n| n as usize)
 }
 
 /// Makes closing the socket send a reset (linger 0) rather than a FIN.

@@ -20,7 +20,7 @@ mod btf;
 mod forward;
 mod handover;
 pub mod program;
-mod sock;
+pub(crate) mod sock;
 
 pub use handover::take_over;
 

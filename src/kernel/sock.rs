@@ -1,4 +1,6 @@
-//! The socket facts kernel forwarding reads: cookies, `TCP_INFO` fields, queued bytes.
+//! Socket facts read with system calls glommio does not offer: cookies, `TCP_INFO` fields,
+//! queued bytes. Kernel forwarding reads them all; the transfer's abort path reads the
+//! unacknowledged count.
 
 use std::io;
 use std::mem::size_of;
@@ -49,7 +51,7 @@ pub fn tcp_info(fd: RawFd) -> io::Result<TcpInfo> {
 }
 
 /// Bytes in the send queue not yet acknowledged (`SIOCOUTQ`).
-fn unacknowledged(fd: RawFd) -> io::Result<u64> {
+pub fn unacknowledged(fd: RawFd) -> io::Result<u64> {
     let mut queued: libc::c_int = 0;
     // SAFETY: SIOCOUTQ writes one int through the pointer.
     if unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) } != 0 {
