@@ -256,14 +256,21 @@ impl AcmeCerts {
         claimed.retain(|_, owner| !std::ptr::eq(owner.as_ptr(), me));
     }
 
-    /// Keeps every host's certificate until aborted. Runs on the control thread.
-    pub async fn run(self: Arc<Self>) {
-        let _release = Release(self.clone());
-        let mut hosts = JoinSet::new();
-        for index in 0..self.hosts.len() {
-            hosts.spawn(self.clone().keep(index));
+    /// Puts each host's cached certificate in place at once, if still valid, then keeps every
+    /// host's certificate until aborted. Runs on the control thread. The cache is read here, not
+    /// in the task: the server's shards accept once its first discovery round is in, which can
+    /// run before this task does, and a client would then find no certificate.
+    pub fn run(self: Arc<Self>) -> impl std::future::Future<Output = ()> {
+        let cached: Vec<Option<Issued>> =
+            (0..self.hosts.len()).map(|index| self.serve_cached(index)).collect();
+        async move {
+            let _release = Release(self.clone());
+            let mut hosts = JoinSet::new();
+            for (index, current) in cached.into_iter().enumerate() {
+                hosts.spawn(self.clone().keep(index, current));
+            }
+            while hosts.join_next().await.is_some() {}
         }
-        while hosts.join_next().await.is_some() {}
     }
 
     /// Serves `issued` for host `index`.
@@ -309,10 +316,9 @@ impl AcmeCerts {
         }
     }
 
-    async fn keep(self: Arc<Self>, index: usize) {
+    async fn keep(self: Arc<Self>, index: usize, mut current: Option<Issued>) {
         let (host, server) = (&self.hosts[index].0, &self.server);
         let service = &self.service;
-        let mut current = self.serve_cached(index);
         let mut retry = FIRST_RETRY;
         let mut failing = false;
         loop {
