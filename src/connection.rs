@@ -291,6 +291,9 @@ fn serve<'a>(
             socket.set_nodelay(true).map_err(|e| {
                 Failure::new(Stage::Connect, Side::Backend, at(format!("cannot set socket options: {e}")))
             })?;
+            // The backend's FIN is then seen with its last reply (see `direction`); without it
+            // (kernels before 4.18), one read later.
+            let _ = betwixt_control::bind::report_remaining(std::os::fd::AsRawFd::as_raw_fd(socket));
         }
         let meters =
             Meters { server: server_place.slot(), backend: backend_place.slot(), connection: &trace.moved };

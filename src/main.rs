@@ -19,6 +19,7 @@ mod pipes;
 mod proxy_protocol;
 mod run;
 mod shard;
+mod sock;
 mod source;
 mod spare_fd;
 mod tls;

@@ -228,7 +228,7 @@ async fn deliver_remainder(
 
 /// Bytes the socket holds that its peer has not acknowledged (0 if it cannot tell).
 fn unacknowledged(socket: &TcpStream) -> usize {
-    crate::kernel::sock::unacknowledged(socket.as_raw_fd()).map_or(0, |n| n as usize)
+    crate::sock::unacknowledged(socket.as_raw_fd()).map_or(0, |n| n as usize)
 }
 
 /// Makes closing the socket send a reset (linger 0) rather than a FIN.

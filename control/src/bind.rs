@@ -72,12 +72,40 @@ fn reuseport_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Res
 pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
     bind_shards(bind, count, false, |addr| {
         let socket = reuseport_socket(addr, Type::STREAM, Protocol::TCP)?;
-        // Accepted sockets inherit it, so connections need no setsockopt of their own.
+        // Accepted sockets inherit both, so connections need no setsockopt of their own. Set
+        // before `listen`: a connection queued before it would not have them.
         socket.set_nodelay(true)?;
+        if let Err(e) = report_remaining(std::os::fd::AsRawFd::as_raw_fd(&socket)) {
+            // Kernels before 4.18: reads learn of a FIN one read later (see `report_remaining`).
+            log::debug!("{bind}: no TCP_INQ: {e}");
+        }
         socket.listen(4096)?;
         let listener: std::net::TcpListener = socket.into();
         Ok((listener.local_addr()?, Listener::Tcp(listener)))
     })
+}
+
+/// `TCP_INQ` on: each `recvmsg` on the socket then also reports what it still holds, which
+/// lets the data plane see a FIN that came with the last bytes in the read that returns them,
+/// and send those bytes on with a FIN of its own in one segment. Sockets accepted from a
+/// listener inherit it.
+pub fn report_remaining(fd: std::os::fd::RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt on an open socket, with an int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INQ,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Binds `count` UDP sockets sharing one address: the kernel hashes each client address to one

@@ -19,7 +19,8 @@
 //! removal drops what its queue still holds.
 
 use super::program::{self, StateValue, MODE_CONDEMNED, MODE_PASS};
-use super::{bpf, sock, Kernel};
+use super::{bpf, Kernel};
+use crate::sock;
 use crate::transfer::{reset_on_close, End, Meters, Side};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
@@ -455,8 +456,8 @@ async fn next_event(mut streams: [&mut TcpStream; 2], ways: &mut [Way; 2], timer
                     let Some(buffer) = way.buffer.as_deref_mut() else { continue };
                     if way.start < way.end {
                         let pending = &buffer[way.start..way.end];
-                        let wrote =
-                            streams[1 - i].poll_write_with(cx, |fd| sock::send_now(fd, pending).transpose());
+                        let wrote = streams[1 - i]
+                            .poll_write_with(cx, |fd| sock::send_now(fd, pending, false).transpose());
                         if let Poll::Ready(r) = wrote {
                             return Poll::Ready(Event::Wrote(i, r));
                         }

@@ -20,7 +20,6 @@ mod btf;
 mod forward;
 mod handover;
 pub mod program;
-pub(crate) mod sock;
 
 pub use handover::take_over;
 

@@ -273,6 +273,19 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         len: usize,
         attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
+        self.poll_read_hinted(cx, len, |fd| attempt(fd).map(|r| r.map(|n| (n, false))))
+            .map_ok(|(n, _)| n)
+    }
+
+    /// `poll_read_with` whose attempt also says whether the socket still holds something to
+    /// read (more bytes, or its end of stream) after it: then no early poll is started, as the
+    /// caller will read again at once.
+    pub(crate) fn poll_read_hinted(
+        &mut self,
+        cx: &Context<'_>,
+        len: usize,
+        attempt: impl FnOnce(RawFd) -> Option<io::Result<(usize, bool)>>,
+    ) -> Poll<io::Result<(usize, bool)>> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
@@ -286,17 +299,17 @@ impl<S: AsRawFd> NonBufferedStream<S> {
             if let Some(result) = attempt(self.stream.as_raw_fd()) {
                 self.source_rx.take();
                 self.read_timeout.cancel_timer(reactor);
-                let result = poll_err!(result);
+                let (result, more) = poll_err!(result);
                 // Start an early poll if the buffer is not fully filled. So when
                 // the next time `poll_read` is called, it will be known immediately
                 // whether the underlying stream is ready for reading.
-                if result > 0 && result < len {
+                if result > 0 && result < len && !more {
                     self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
                     // The `rush_dispatch`s here and after could be removed to
                     // improve performance if #458 is handled appropriately.
                     // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
                 }
-                return Poll::Ready(Ok(result));
+                return Poll::Ready(Ok((result, more)));
             }
         }
 
@@ -448,6 +461,15 @@ impl<S: AsRawFd> GlommioStream<S, NonBuffered> {
         attempt: impl FnOnce(RawFd) -> Option<io::Result<usize>>,
     ) -> Poll<io::Result<usize>> {
         self.stream.poll_read_with(cx, len, attempt)
+    }
+
+    pub(crate) fn poll_read_hinted(
+        &mut self,
+        cx: &Context<'_>,
+        len: usize,
+        attempt: impl FnOnce(RawFd) -> Option<io::Result<(usize, bool)>>,
+    ) -> Poll<io::Result<(usize, bool)>> {
+        self.stream.poll_read_hinted(cx, len, attempt)
     }
 
     pub(crate) fn poll_write_with(

@@ -543,6 +543,19 @@ impl TcpStream {
         self.stream.poll_read_with(cx, len, attempt)
     }
 
+    /// [`TcpStream::poll_read_with`] with an attempt that also tells whether the socket still
+    /// holds something to read after it (more bytes, or the peer's end of stream; for example
+    /// from the `TCP_INQ` count a `recvmsg` returns). When it does, no readiness poll is started
+    /// early for a short read: the caller is expected to read again at once.
+    pub fn poll_read_hinted(
+        &mut self,
+        cx: &mut Context<'_>,
+        len: usize,
+        attempt: impl FnOnce(RawFd) -> Option<io::Result<(usize, bool)>>,
+    ) -> Poll<io::Result<(usize, bool)>> {
+        self.stream.poll_read_hinted(cx, len, attempt)
+    }
+
     /// Like [`AsyncWrite::poll_write`], with the write done by `attempt` (see
     /// [`TcpStream::poll_read_with`]); `None` means the socket cannot take more now.
     pub fn poll_write_with(
