@@ -40,9 +40,13 @@ pub fn wait_for_port(port: u16, limit: Duration) -> bool {
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// Named by process and a count of the directories it made: a free port in the name (as
+    /// before) could be handed to two tests running at once, and the first to finish removed
+    /// the other's directory, log included.
     pub fn new(tag: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("betwixt-test-{tag}-{}-{}", std::process::id(), free_port()));
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("betwixt-test-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
