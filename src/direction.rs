@@ -60,9 +60,6 @@ pub struct Direction {
     read_done: bool,
     /// The reader's clean end of stream has been read: the bytes held are the last.
     ended: bool,
-    /// The last read left more in the reader (bytes, or its end of stream): read it before
-    /// writing.
-    more: bool,
     /// Every byte up to the reader's end of stream has been written.
     pub finished: bool,
     shut_down: bool,
@@ -92,7 +89,6 @@ impl Direction {
             splicing: false,
             read_done: false,
             ended: false,
-            more: false,
             finished: false,
             shut_down: false,
             watch_spent: false,
@@ -170,14 +166,15 @@ impl Direction {
     }
 
     /// Reads what the reader has: into a pipe when splicing and one is available, else into a
-    /// buffer, after the bytes it holds. Ready(0) is the reader's end of stream.
-    fn poll_read(&mut self, cx: &mut Context<'_>, reader: &mut TcpStream) -> Poll<io::Result<usize>> {
+    /// buffer, after the bytes it holds. Ready(0) is the reader's end of stream; with bytes,
+    /// also whether the reader said it holds more (bytes, or its end of stream) after them.
+    fn poll_read(&mut self, cx: &mut Context<'_>, reader: &mut TcpStream) -> Poll<io::Result<(usize, bool)>> {
         if self.splicing && self.pipe.is_none() {
             self.pipe = pipes::take();
         }
         if let Some(pipe) = &mut self.pipe {
             let room = pipe.capacity - pipe.held;
-            return reader.poll_read_with(cx, room, |fd| pipe.fill_from(fd));
+            return reader.poll_read_with(cx, room, |fd| pipe.fill_from(fd)).map_ok(|n| (n, false));
         }
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
@@ -191,13 +188,7 @@ impl Direction {
             false => (ready!(Pin::new(reader).poll_read(cx, room))?, false),
         };
         self.end += n;
-        self.more = more;
-        Poll::Ready(Ok(n))
-    }
-
-    /// The last read left more in the reader and the buffer has room for it.
-    fn read_first(&self) -> bool {
-        self.more && self.buffer.as_ref().is_some_and(|buffer| self.end < buffer.len())
+        Poll::Ready(Ok((n, more && self.end < buffer.len())))
     }
 
     /// While the write waits, watches the reader for a reset, which nothing else would notice:
@@ -237,8 +228,11 @@ impl Direction {
         writer: &mut TcpStream,
         counted: &Counted<'_>,
     ) -> Poll<Result<(), Fault>> {
+        // The last read left more in the reader, with room for it in the buffer: read it before
+        // writing.
+        let mut read_first = false;
         loop {
-            if !self.read_first() {
+            if !read_first {
                 match self.poll_write_held(cx, writer, counted) {
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => {
@@ -253,7 +247,7 @@ impl Direction {
                     return Poll::Ready(Ok(()));
                 }
             }
-            self.more = false;
+            read_first = false;
             match self.poll_read(cx, reader) {
                 // What was read before still goes out (the read's readiness poll stays armed).
                 Poll::Pending if self.start < self.end => {}
@@ -262,8 +256,9 @@ impl Direction {
                     self.release();
                     return Poll::Pending;
                 }
-                Poll::Ready(Ok(0)) => (self.read_done, self.ended) = (true, true),
-                Poll::Ready(Ok(n)) => {
+                Poll::Ready(Ok((0, _))) => (self.read_done, self.ended) = (true, true),
+                Poll::Ready(Ok((n, more))) => {
+                    read_first = more;
                     self.moves += 1;
                     if !self.splicing && n >= BULK_READ && pipes::enabled() {
                         self.start_splicing(reader, writer);
