@@ -4,7 +4,6 @@
 //! every plain transfer reads and writes with `read_hinted` and `send_now`.
 
 use std::io;
-use std::mem::size_of;
 use std::os::fd::RawFd;
 
 /// `struct tcp_info` offsets (linux/tcp.h, stable ABI).
@@ -94,28 +93,11 @@ pub fn queued(fd: RawFd) -> io::Result<Queued> {
     Ok(Queued { acknowledged, unacknowledged: unacknowledged(fd)? })
 }
 
-fn set_int(fd: RawFd, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: passes one int by pointer, of the size given.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// `SO_RCVLOWAT = 1`: the kernel checks the receive queue at once and, the socket being in the
 /// sockmap now, hands what waits there to the verdict program (otherwise bytes that arrived
 /// before the socket was added would wait for the next arrival).
 pub fn kick_receive_queue(fd: RawFd) -> io::Result<()> {
-    set_int(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, 1)
+    betwixt_control::bind::set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, 1)
 }
 
 /// Reads what the socket holds now into `buffer`, without waiting (`Ok(None)` when nothing is

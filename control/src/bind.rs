@@ -6,6 +6,7 @@ use crate::upgrade;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Resolves a gobetween bind string. `":port"` means every interface, IPv4 and IPv6.
 pub fn resolve_bind(bind: &str) -> io::Result<SocketAddr> {
@@ -75,7 +76,7 @@ pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
         // Accepted sockets inherit both, so connections need no setsockopt of their own. Set
         // before `listen`: a connection queued before it would not have them.
         socket.set_nodelay(true)?;
-        if let Err(e) = report_remaining(std::os::fd::AsRawFd::as_raw_fd(&socket)) {
+        if let Err(e) = report_remaining(socket.as_raw_fd()) {
             // Kernels before 4.18: reads learn of a FIN one read later (see `report_remaining`).
             log::debug!("{bind}: no TCP_INQ: {e}");
         }
@@ -89,15 +90,24 @@ pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
 /// lets the data plane see a FIN that came with the last bytes in the read that returns them,
 /// and send those bytes on with a FIN of its own in one segment. Sockets accepted from a
 /// listener inherit it.
-pub fn report_remaining(fd: std::os::fd::RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a plain setsockopt on an open socket, with an int option value.
+pub fn report_remaining(fd: RawFd) -> io::Result<()> {
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_INQ, 1)
+}
+
+/// Sets a socket option that takes an int, for the options `socket2` does not offer.
+pub fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a plain setsockopt on an open socket, with an int option value of the size given.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INQ,
-            (&on as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -153,18 +163,7 @@ const UDP_BUFFER: usize = 4 << 20;
 /// and receive datagrams sent to it once policy routing delivers them locally.
 pub fn set_transparent(socket: &Socket, domain: Domain) -> io::Result<()> {
     if domain == Domain::IPV6 {
-        let on: libc::c_int = 1;
-        // SAFETY: a plain setsockopt on an open socket, with an int option value.
-        let rc = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(socket),
-                libc::SOL_IPV6,
-                libc::IPV6_TRANSPARENT,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        return if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+        return set_int_option(socket.as_raw_fd(), libc::SOL_IPV6, libc::IPV6_TRANSPARENT, 1);
     }
     socket.set_ip_transparent(true)
 }
