@@ -203,21 +203,7 @@ impl IoUring {
     /// Submit all prepared [`SQE`]s (if any) and post the completions the kernel holds back
     /// for this thread (`IORING_SETUP_DEFER_TASKRUN`), without waiting: one system call.
     pub fn submit_sqes_and_get_events(&mut self) -> io::Result<u32> {
-        unsafe {
-            let to_submit = uring_sys::__io_uring_flush_sq(&mut self.ring);
-            let ret = uring_sys::syscalls::io_uring_enter(
-                self.ring.ring_fd,
-                to_submit as _,
-                0,
-                uring_sys::IORING_ENTER_GETEVENTS,
-                ptr::null(),
-            );
-            if ret < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(ret as u32)
-            }
-        }
+        self.flush_and_enter(0, uring_sys::IORING_ENTER_GETEVENTS)
     }
 
     /// Whether the kernel holds completion work back for this ring's thread
@@ -229,8 +215,37 @@ impl IoUring {
 
     /// Submit all prepared [`SQE`]s to the kernel and wait until at least
     /// `wait_for` events have completed.
+    ///
+    /// Where the kernel offers it (`IORING_FEAT_NO_IOWAIT`, Linux 6.15), the wait is not
+    /// counted as I/O wait: the kernel otherwise counts it so whenever requests are in flight,
+    /// and an idle executor always has some (its polls), so its CPU showed as 100% I/O wait
+    /// instead of idle in `/proc/stat`, `top` and every monitor built on them.
     pub fn submit_sqes_and_wait(&mut self, wait_for: u32) -> io::Result<u32> {
-        self.sq().submit_and_wait(wait_for)
+        if self.ring.features & uring_sys::IORING_FEAT_NO_IOWAIT == 0 {
+            return self.sq().submit_and_wait(wait_for);
+        }
+        let flags = uring_sys::IORING_ENTER_GETEVENTS | uring_sys::IORING_ENTER_NO_IOWAIT;
+        self.flush_and_enter(wait_for, flags)
+    }
+
+    /// Hands the prepared [`SQE`]s to the kernel and enters the ring once with `flags`,
+    /// waiting for `wait_for` completions; answers how many entries were submitted.
+    fn flush_and_enter(&mut self, wait_for: u32, flags: libc::c_uint) -> io::Result<u32> {
+        unsafe {
+            let to_submit = uring_sys::__io_uring_flush_sq(&mut self.ring);
+            let ret = uring_sys::syscalls::io_uring_enter(
+                self.ring.ring_fd,
+                to_submit as _,
+                wait_for,
+                flags,
+                ptr::null(),
+            );
+            if ret < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(ret as u32)
+            }
+        }
     }
 
     /// Submit all prepared [`SQE`]s to the kernel and wait until at least
