@@ -14,66 +14,33 @@
 
 mod common;
 
+use common::backends::udp_echo_sender;
+use common::netns::{ip, is_root, Netns};
 use common::{Betwixt, TempDir};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const SERVER: &str = "10.201.1.1:5300";
 const CLIENT_IP: &str = "10.201.1.2";
 const BACKEND: &str = "10.201.2.2:5353";
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Runs `ip` with `args`; panics with its message on failure.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().expect("the `ip` tool (iproute2)");
-    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
-/// Three namespaces with names unique to this process and call; deleted on drop, also when the
-/// test fails half-way (their veth pairs go with them).
+/// The three namespaces of the topology above.
 struct Namespaces {
-    client: String,
-    lb: String,
-    backend: String,
+    client: Netns,
+    lb: Netns,
+    backend: Netns,
 }
 
 impl Namespaces {
     fn create() -> Namespaces {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!("bxt{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let mut made = Namespaces { client: String::new(), lb: String::new(), backend: String::new() };
-        for (slot, role) in [(&mut made.client, "c"), (&mut made.lb, "l"), (&mut made.backend, "b")] {
-            let name = format!("{tag}-{role}");
-            ip(&["netns", "add", &name]);
-            *slot = name;
-        }
-        made
-    }
-
-    fn all(&self) -> [&str; 3] {
-        [&self.client, &self.lb, &self.backend]
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in self.all() {
-            if !name.is_empty() {
-                let _ = Command::new("ip").args(["netns", "del", name]).status();
-            }
-        }
+        Namespaces { client: Netns::create("c"), lb: Netns::create("l"), backend: Netns::create("b") }
     }
 }
 
 /// Builds the topology above, with the replies' policy route in the lb namespace.
 fn build(ns: &Namespaces) {
-    let (c, l, b) = (ns.client.as_str(), ns.lb.as_str(), ns.backend.as_str());
+    let (c, l, b) = (ns.client.name.as_str(), ns.lb.name.as_str(), ns.backend.name.as_str());
     ip(&["link", "add", "name", "c0", "netns", c, "type", "veth", "peer", "name", "lc", "netns", l]);
     ip(&["link", "add", "name", "b0", "netns", b, "type", "veth", "peer", "name", "lb", "netns", l]);
     for (n, dev, addr) in [
@@ -85,46 +52,12 @@ fn build(ns: &Namespaces) {
         ip(&["-n", n, "addr", "add", addr, "dev", dev]);
         ip(&["-n", n, "link", "set", dev, "up"]);
     }
-    for n in ns.all() {
-        ip(&["-n", n, "link", "set", "lo", "up"]);
-    }
     ip(&["-n", c, "route", "add", "default", "via", "10.201.1.1"]);
     ip(&["-n", b, "route", "add", "default", "via", "10.201.2.1"]);
     // The backend's replies are addressed to the client: deliver them to the local socket
     // bound to the client's address instead of forwarding them.
     ip(&["-n", l, "rule", "add", "from", "10.201.2.2", "ipproto", "udp", "sport", "5353", "lookup", "100"]);
     ip(&["-n", l, "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"]);
-}
-
-/// Runs `f` on a thread inside network namespace `name`: sockets it creates, and processes it
-/// starts, live in that namespace.
-fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let file = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
-                // SAFETY: setns on this thread only, with a namespace file we hold open.
-                let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns {name}: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-    })
-}
-
-/// A UDP backend answering every datagram with `seen <sender address>`, for at most 30 s (the
-/// test is over long before; the thread is left to end by itself).
-fn start_echo(socket: UdpSocket) {
-    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        for _ in 0..300 {
-            if let Ok((_, from)) = socket.recv_from(&mut buf) {
-                let _ = socket.send_to(format!("seen {from}").as_bytes(), from);
-            }
-        }
-    });
 }
 
 #[test]
@@ -135,21 +68,21 @@ fn transparent_backend_sees_the_client_address_and_the_client_gets_its_reply() {
     }
     let ns = Namespaces::create();
     build(&ns);
-    let echo = in_netns(&ns.backend, || UdpSocket::bind(BACKEND).unwrap());
-    start_echo(echo);
+    let echo = ns.backend.run(|| UdpSocket::bind(BACKEND).unwrap());
+    udp_echo_sender(echo);
     let config = format!(
         "[servers.t]\nbind = \"{SERVER}\"\nprotocol = \"udp\"\nclient_idle_timeout = \"2s\"\n\
          [servers.t.udp]\ntransparent = true\nmax_responses = 1\n\
          [servers.t.discovery]\nkind = \"static\"\nstatic_list = [\"{BACKEND}\"]\n"
     );
     let port: u16 = SERVER.rsplit(':').next().unwrap().parse().unwrap();
-    let bx = in_netns(&ns.lb, || Betwixt::start(&config, &[], &[port]));
+    let bx = ns.lb.run(|| Betwixt::start(&config, &[], &[port]));
 
     // Three clients, each from its own port: each reply names that client's own address, and
     // comes from the server's address.
     let server: SocketAddr = SERVER.parse().unwrap();
     for _ in 0..3 {
-        let client = in_netns(&ns.client, || UdpSocket::bind((CLIENT_IP, 0)).unwrap());
+        let client = ns.client.run(|| UdpSocket::bind((CLIENT_IP, 0)).unwrap());
         client.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         let me = client.local_addr().unwrap();
         let mut buf = [0u8; 2048];

@@ -1,7 +1,7 @@
 //! Real TCP backends on loopback, each on its own threads, stopped on drop.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -173,4 +173,18 @@ fn discard_until_closed(stream: &mut TcpStream, buf: &mut [u8], stop: &AtomicBoo
 
 fn is_timeout(e: &std::io::Error) -> bool {
     matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+}
+
+/// A UDP backend answering every datagram with `seen <sender address>`, for at most 30 s (the
+/// test is over long before; the thread is left to end by itself).
+pub fn udp_echo_sender(socket: UdpSocket) {
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        for _ in 0..300 {
+            if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(format!("seen {from}").as_bytes(), from);
+            }
+        }
+    });
 }
