@@ -10,6 +10,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, Task};
 use std::cell::RefCell;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
@@ -216,9 +217,11 @@ async fn accept_loop(
     spare_fd::keep();
     loop {
         // The peer address comes with the accepted socket (no `getpeername`); access rules,
-        // client-IP balancing and logs need it.
+        // client-IP balancing and logs need it. A dual-stack listener sees an IPv4 client as
+        // `::ffff:a.b.c.d`: from here on it is its IPv4 address, as gobetween (Go) prints it.
         match listener.accept_with_peer().await {
             Ok((client, peer)) => {
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 let snapshot = slot.snapshot();
                 let connection = connection::handle(shard, snapshot, picker.clone(), client, peer);
                 glommio::spawn_local(abort::until_aborted(connections.clone(), connection)).detach();

@@ -8,7 +8,8 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 
-/// Resolves a gobetween bind string. `":port"` means every interface, IPv4 and IPv6.
+/// Resolves a gobetween bind string. `":port"` means every interface, IPv4 and IPv6, and so
+/// does `"0.0.0.0:port"` (see `wildcard`).
 pub fn resolve_bind(bind: &str) -> io::Result<SocketAddr> {
     if let Some(port) = bind.strip_prefix(':') {
         let port: u16 = port
@@ -19,10 +20,26 @@ pub fn resolve_bind(bind: &str) -> io::Result<SocketAddr> {
     let mut addrs: Vec<SocketAddr> = bind.to_socket_addrs()?.collect();
     // Prefer IPv4 for names like "localhost", as gobetween (Go's resolver) does.
     addrs.sort_by_key(|a| !a.is_ipv4());
-    addrs
+    let addr = addrs
         .into_iter()
         .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{bind:?} resolves to no address")))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{bind:?} resolves to no address")))?;
+    Ok(wildcard(addr, ipv4_mapped_supported()))
+}
+
+/// The address a listener on `addr` binds. gobetween listens with Go's `net.Listen`, which
+/// serves an IPv4 wildcard (`0.0.0.0`, or `::ffff:0.0.0.0`) on a dual-stack IPv6 socket
+/// wherever the host supports IPv4-mapped addresses: its `bind = "0.0.0.0:3000"` takes IPv6
+/// clients too, and betwixt's does the same (`[::]`, `IPV6_V6ONLY` off). Without mapped
+/// addresses, an IPv4 socket.
+fn wildcard(addr: SocketAddr, ipv4_mapped: bool) -> SocketAddr {
+    match addr.ip().to_canonical() {
+        IpAddr::V4(ip) if ip.is_unspecified() && ipv4_mapped => {
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, addr.port()))
+        }
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((ip, addr.port())),
+        _ => addr,
+    }
 }
 
 /// Whether listeners on `a` and `b` would receive some of the same connections. `SO_REUSEPORT`
@@ -65,6 +82,21 @@ fn reuseport_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Res
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
+}
+
+/// A non-blocking listener of the control thread's own (API, metrics, ACME's HTTP-01), on
+/// `addr` from `resolve_bind`: `[::]` takes IPv4 clients too, whatever the host's
+/// `net.ipv6.bindv6only` says, as Go's listeners do.
+pub fn http_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Binds `count` TCP listeners sharing one address. Port 0 is resolved once and then reused.
@@ -240,5 +272,17 @@ mod tests {
     fn colon_port_is_every_interface() {
         assert_eq!(resolve_bind(":8080").unwrap(), "[::]:8080".parse().unwrap());
         assert!(resolve_bind("localhost:1").unwrap().is_ipv4());
+    }
+
+    #[test]
+    fn an_ipv4_wildcard_is_dual_stack_where_mapped_addresses_work() {
+        let at = |a: &str, mapped: bool| wildcard(a.parse().unwrap(), mapped).to_string();
+        for any in ["0.0.0.0:80", "[::ffff:0.0.0.0]:80"] {
+            assert_eq!(at(any, true), "[::]:80");
+            assert_eq!(at(any, false), "0.0.0.0:80");
+        }
+        for kept in ["127.0.0.1:80", "[::]:80", "[::1]:80", "[::ffff:127.0.0.1]:80"] {
+            assert_eq!(at(kept, true), kept);
+        }
     }
 }

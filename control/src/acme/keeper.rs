@@ -75,9 +75,7 @@ impl AcmeService {
         if service.settings.challenge == ChallengeKind::Http {
             let bind = &service.settings.http_bind;
             let listen = || {
-                let address = crate::bind::resolve_bind(bind)?;
-                let listener = std::net::TcpListener::bind(address)?;
-                listener.set_nonblocking(true)?;
+                let listener = crate::bind::http_listener(crate::bind::resolve_bind(bind)?)?;
                 tokio::net::TcpListener::from_std(listener)
             };
             let listener = listen().map_err(|e| format!("acme.http_bind: cannot listen on {bind}: {e}"))?;

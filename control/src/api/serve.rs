@@ -14,7 +14,6 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use socket2::{Domain, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -68,15 +67,7 @@ pub fn listen(bind: &str) -> io::Result<TcpListener> {
         inherited.set_nonblocking(true)?;
         return TcpListener::from_std(inherited);
     }
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    if addr.is_ipv6() && addr.ip().is_unspecified() {
-        socket.set_only_v6(false)?;
-    }
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    TcpListener::from_std(socket.into())
+    TcpListener::from_std(crate::bind::http_listener(addr)?)
 }
 
 /// Accepts connections for as long as the runtime runs, with the default limits.

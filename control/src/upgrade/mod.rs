@@ -13,7 +13,7 @@ pub mod wire;
 use crate::control::Control;
 use crate::plane::Listener;
 use socket2::{Socket, Type};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 
@@ -72,10 +72,14 @@ pub fn inherit(handed: Vec<Handed>) -> Result<usize, String> {
 }
 
 fn take(kind: Kind, addr: SocketAddr, shard: Option<usize>) -> Option<OwnedFd> {
+    take_where(kind, shard, |held| held == addr)
+}
+
+fn take_where(kind: Kind, shard: Option<usize>, serves: impl Fn(SocketAddr) -> bool) -> Option<OwnedFd> {
     let mut registry = inherited();
-    let at = registry.iter().position(|i| i.kind == kind && i.addr == addr && i.shard == shard)?;
+    let at = registry.iter().position(|i| i.kind == kind && serves(i.addr) && i.shard == shard)?;
     let taken = registry.swap_remove(at);
-    log::debug!("{}: listening on {addr} with the socket handed over", taken.what);
+    log::debug!("{}: listening on {} with the socket handed over", taken.what, taken.addr);
     Some(taken.fd)
 }
 
@@ -92,22 +96,35 @@ pub fn take_server(udp: bool, addr: SocketAddr, shard: usize) -> Option<Listener
     take(kind, addr, Some(shard)).map(|fd| wrap(kind, fd))
 }
 
+/// Whether `held`, a socket from the predecessor, is what an older betwixt bound for a bind
+/// that now gets `wanted`: before IPv4 wildcards were bound dual-stack (`bind::resolve_bind`),
+/// `"0.0.0.0:P"` was an IPv4 socket, and `[::]:P` is bound for it now.
+fn ipv4_only_before(held: SocketAddr, wanted: SocketAddr) -> bool {
+    held.ip() == Ipv4Addr::UNSPECIFIED && wanted.ip() == Ipv6Addr::UNSPECIFIED && held.port() == wanted.port()
+}
+
 /// Server sockets for `addr` left over once every shard has one: the predecessor ran more
-/// shards. They are served too (by the shards in turn), never closed: connections already
-/// queued on a closed listener would be reset.
+/// shards, or (an older betwixt) bound the IPv4 wildcard where `addr` is now dual-stack. They
+/// are served too (by the shards in turn), never closed: connections already queued on a
+/// closed listener would be reset.
 pub fn take_extra_servers(udp: bool, addr: SocketAddr) -> Vec<Listener> {
     let kind = if udp { Kind::Udp } else { Kind::Tcp };
     let mut registry = inherited();
-    let (extra, rest): (Vec<Inherited>, Vec<Inherited>) = std::mem::take(&mut *registry)
-        .into_iter()
-        .partition(|i| i.kind == kind && i.addr == addr && i.shard.is_some());
+    let (extra, rest): (Vec<Inherited>, Vec<Inherited>) =
+        std::mem::take(&mut *registry).into_iter().partition(|i| {
+            i.kind == kind && (i.addr == addr || ipv4_only_before(i.addr, addr)) && i.shard.is_some()
+        });
     *registry = rest;
     extra.into_iter().map(|i| wrap(kind, i.fd)).collect()
 }
 
-/// The API or metrics listener handed over for `addr`, if any.
+/// The API or metrics listener handed over for `addr`, if any. An older betwixt's IPv4
+/// wildcard listener is taken for `[::]` too: a second listener could not bind beside it, and
+/// closing it would reset the requests queued on it. It stays IPv4-only until a restart.
 pub fn take_http(addr: SocketAddr) -> Option<std::net::TcpListener> {
-    take(Kind::Tcp, addr, None).map(Into::into)
+    take(Kind::Tcp, addr, None)
+        .or_else(|| take_where(Kind::Tcp, None, |held| ipv4_only_before(held, addr)))
+        .map(Into::into)
 }
 
 /// Closes what the configuration no longer listens on (a removed server, a moved API) and
@@ -201,9 +218,38 @@ mod tests {
         assert_eq!(take_extra_servers(false, tcp_addr).len(), 2);
         assert!(matches!(take_server(true, udp_addr, 0), Some(Listener::Udp(_))));
         assert!(release_unused().is_empty());
+
+        // An older betwixt bound "0.0.0.0:P" as IPv4, where "[::]:P" is bound now: its server
+        // sockets are served beside the new ones and its API listener is taken. (Loopback
+        // sockets stand in for them: only the addresses they were filed under matter here.)
+        let older = |what: &str, shard: Option<usize>, addr: &str| Inherited {
+            kind: Kind::Tcp,
+            addr: addr.parse().unwrap(),
+            shard,
+            what: what.into(),
+            fd: fd(&tcp[0]),
+        };
+        inherited().push(older("server old", Some(0), "0.0.0.0:7000"));
+        inherited().push(older("api", None, "0.0.0.0:7001"));
+        let dual = |port: u16| SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+        assert!(take_server(false, dual(7000), 0).is_none(), "a shard binds its dual-stack socket");
+        assert_eq!(take_extra_servers(false, dual(7000)).len(), 1);
+        assert!(take_http(dual(7001)).is_some());
+        assert!(release_unused().is_empty());
         let stray = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         inherit(vec![handed("api", None, stray.as_fd().try_clone_to_owned().unwrap())]).unwrap();
         assert_eq!(release_unused().len(), 1);
+    }
+
+    #[test]
+    fn only_the_ipv4_wildcard_on_the_same_port_stands_for_a_dual_stack_bind() {
+        let before =
+            |held: &str, wanted: &str| ipv4_only_before(held.parse().unwrap(), wanted.parse().unwrap());
+        assert!(before("0.0.0.0:80", "[::]:80"));
+        assert!(!before("0.0.0.0:81", "[::]:80"));
+        assert!(!before("127.0.0.1:80", "[::]:80"));
+        assert!(!before("0.0.0.0:80", "0.0.0.0:80"), "an exact match is not this");
+        assert!(!before("[::]:80", "[::]:80"));
     }
 
     #[test]
