@@ -244,6 +244,53 @@ fn the_api_answers_throughout_and_then_from_the_successor() {
     assert!(!after.is_empty() && after.iter().all(|&pid| pid == new), "{after:?}");
 }
 
+/// The status line ACME's HTTP-01 responder gives for a token it does not hold.
+fn challenge_status(port: u16) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /.well-known/acme-challenge/unknown HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply.lines().next().unwrap_or_default().to_string())
+}
+
+/// With `[acme] challenge = "http"`, the HTTP-01 responder's listener is handed over like the
+/// API's: the successor used to fail with "Address already in use" on `http_bind`, and the
+/// upgrade with it.
+#[test]
+fn the_acme_responder_is_handed_over_and_answers_throughout() {
+    let backend = Backend::start("b", Behaviour::Echo);
+    let (port, acme) = (free_port(), free_port());
+    let cache = common::TempDir::new("upgrade-acme");
+    let config = format!(
+        "[acme]\nchallenge = \"http\"\nhttp_bind = \"127.0.0.1:{acme}\"\ncache_dir = \"{}\"\n\n{}",
+        cache.0.display(),
+        static_server(port, "roundrobin", &[backend.line()], "")
+    );
+    let mut bx = Upgradable::start(&config, &[port]); // the responder is bound before the server
+    let stop = Arc::new(AtomicBool::new(false));
+    let asker = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut outcomes = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                outcomes.push(challenge_status(acme).map_err(|e| e.to_string()));
+            }
+            outcomes
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    bx.upgrade();
+    assert!(bx.old.wait_exit(Duration::from_secs(10)).is_some(), "{}", bx.old.log_text());
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = asker.join().unwrap();
+    assert!(outcomes.len() > 10, "{outcomes:?}");
+    let wrong: Vec<_> = outcomes.iter().filter(|o| o.as_deref() != Ok("HTTP/1.1 404 Not Found")).collect();
+    assert!(wrong.is_empty(), "{wrong:?}");
+    assert_eq!(challenge_status(acme).unwrap(), "HTTP/1.1 404 Not Found", "the successor answers");
+}
+
 /// A UDP echo backend, until `stop`.
 fn udp_echo(stop: Arc<AtomicBool>) -> (u16, thread::JoinHandle<()>) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();

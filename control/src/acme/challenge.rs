@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 const PREFIX: &str = "/.well-known/acme-challenge/";
 /// Connections served at once; the CA makes a handful (several vantage points).
@@ -130,28 +131,20 @@ impl ResolvesServerCert for ChallengeResolver {
     }
 }
 
-/// Serves HTTP-01 answers on `listener` until the task is aborted.
-pub async fn serve_http(listener: TcpListener, challenges: Arc<Challenges>) {
+/// Serves HTTP-01 answers on `listener` until the task is aborted or a successor takes the
+/// listener over (`upgrade`: it is offered as `acme`, as the API's is).
+pub fn serve_http(listener: TcpListener, challenges: Arc<Challenges>) -> JoinHandle<()> {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors and the like: wait instead of spinning.
-                log::debug!("acme http: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    crate::api::serve::spawn_accept_loop("acme", listener, move |stream, _| {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            continue; // dropped: closed at once
+            return; // dropped: closed at once
         };
         let challenges = challenges.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tokio::time::timeout(REQUEST_TIME, answer(stream, &challenges)).await;
         });
-    }
+    })
 }
 
 async fn answer(mut stream: TcpStream, challenges: &Challenges) -> std::io::Result<()> {

@@ -74,14 +74,12 @@ impl AcmeService {
         let mut service = AcmeService::open(section, true)?;
         if service.settings.challenge == ChallengeKind::Http {
             let bind = &service.settings.http_bind;
-            let listen = || {
-                let listener = crate::bind::http_listener(crate::bind::resolve_bind(bind)?)?;
-                tokio::net::TcpListener::from_std(listener)
-            };
-            let listener = listen().map_err(|e| format!("acme.http_bind: cannot listen on {bind}: {e}"))?;
+            // Bound as the API's listener is, or taken from a predecessor (`upgrade`).
+            let listener = crate::api::serve::listen(bind)
+                .map_err(|e| format!("acme.http_bind: cannot listen on {bind}: {e}"))?;
             log::info!("acme: answering HTTP-01 challenges on {bind}");
             let challenges = service.challenges.clone();
-            service.http = Some(tokio::spawn(challenge::serve_http(listener, challenges)).abort_handle());
+            service.http = Some(challenge::serve_http(listener, challenges).abort_handle());
         }
         Ok(Arc::new(service))
     }

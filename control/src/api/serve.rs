@@ -19,8 +19,9 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 /// A TLS client that has not finished its handshake by then is dropped.
@@ -110,42 +111,72 @@ pub fn spawn_with(
     limits: Limits,
 ) {
     let admission = Admission::new(limits.connections);
-    let fd = listener.as_raw_fd();
-    accepting().push((what, fd));
+    spawn_accept_loop(what, listener, move |stream, peer| match admission.admit(peer.ip()) {
+        Some(place) => {
+            let served = connection(what, stream, peer, tls.clone(), app.clone(), limits);
+            tokio::spawn(async move {
+                served.await;
+                drop(place);
+            });
+        }
+        None => log::debug!("{what}: connection from {peer} refused: too many connections"),
+    });
+}
+
+/// A listener offered to a successor (`upgrade`) for as long as it is held: named in
+/// `ACCEPTING` until dropped, which takes it out under the lock before the socket closes.
+struct Offered {
+    what: &'static str,
+    listener: TcpListener,
+}
+
+impl Offered {
+    fn new(what: &'static str, listener: TcpListener) -> Offered {
+        accepting().push((what, listener.as_raw_fd()));
+        Offered { what, listener }
+    }
+}
+
+impl Drop for Offered {
+    fn drop(&mut self) {
+        let fd = self.listener.as_raw_fd();
+        accepting().retain(|&(_, open)| open != fd);
+        log::info!("{}: no longer accepting", self.what);
+    }
+}
+
+/// Accepts on `listener` until a successor takes the listeners over (`stop_accepting`) or the
+/// task is aborted, handing each connection to `serve`; an accept error (out of descriptors)
+/// is logged and waited out. The listener is offered to a successor as `what` meanwhile: the
+/// API, metrics and ACME's HTTP-01 responder all accept here.
+pub fn spawn_accept_loop(
+    what: &'static str,
+    listener: TcpListener,
+    mut serve: impl FnMut(TcpStream, SocketAddr) + Send + 'static,
+) -> JoinHandle<()> {
+    let offered = Offered::new(what, listener);
     let mut stop = stop_signal().subscribe();
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
+                accepted = offered.listener.accept() => accepted,
                 // Dropping a pending accept loses no connection: it waits for readiness only.
                 _ = stop.wait_for(|&stop| stop) => break,
             };
             match accepted {
-                Ok((stream, peer)) => match admission.admit(peer.ip()) {
-                    Some(place) => {
-                        let served = connection(what, stream, peer, tls.clone(), app.clone(), limits);
-                        tokio::spawn(async move {
-                            served.await;
-                            drop(place);
-                        });
-                    }
-                    None => log::debug!("{what}: connection from {peer} refused: too many connections"),
-                },
+                Ok((stream, peer)) => serve(stream, peer),
                 Err(e) => {
                     log::warn!("{what}: accept failed: {e}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
         }
-        accepting().retain(|&(_, open)| open != fd);
-        drop(listener);
-        log::info!("{what}: no longer accepting");
-    });
+    })
 }
 
 async fn connection(
     what: &'static str,
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     app: Router,
