@@ -8,8 +8,7 @@ mod common;
 
 use common::backends::{udp_echo_sender, Backend, Behaviour};
 use common::netns::{is_root, Netns};
-use common::{read_line, Betwixt, TempDir};
-use std::io::{Read, Write};
+use common::{http_get, read_line, Betwixt, TempDir};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
@@ -40,12 +39,7 @@ fn udp_answer(from: &str, addr: SocketAddr) -> Option<String> {
 
 /// The status line of `GET /ping` at `addr`.
 fn ping(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    reply.lines().next().map(str::to_string)
+    http_get(addr, "/ping").ok()?.lines().next().map(str::to_string)
 }
 
 #[test]

@@ -194,11 +194,7 @@ fn connections_open_at_the_handover_finish_on_the_old_process() {
 
 /// `GET /` through the API, and the pid it reports.
 fn api_pid(port: u16) -> std::io::Result<i32> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
+    let reply = common::http_get(("127.0.0.1", port), "/")?;
     let pid = reply.split("\"pid\":").nth(1).and_then(|rest| {
         rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok())
     });
@@ -246,11 +242,7 @@ fn the_api_answers_throughout_and_then_from_the_successor() {
 
 /// The status line ACME's HTTP-01 responder gives for a token it does not hold.
 fn challenge_status(port: u16) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"GET /.well-known/acme-challenge/unknown HTTP/1.1\r\nHost: x\r\n\r\n")?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply)?;
+    let reply = common::http_get(("127.0.0.1", port), "/.well-known/acme-challenge/unknown")?;
     Ok(reply.lines().next().unwrap_or_default().to_string())
 }
 

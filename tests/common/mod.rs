@@ -276,6 +276,18 @@ pub fn ask_name(port: u16) -> Option<String> {
     read_line(&mut stream)
 }
 
+/// `GET path` over a fresh connection to `addr` (`Connection: close`): the whole reply, head
+/// and body, read to the end within 5 s.
+pub fn http_get(addr: impl std::net::ToSocketAddrs, path: &str) -> std::io::Result<String> {
+    let addr = addr.to_socket_addrs()?.next().ok_or_else(|| std::io::Error::other("no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply)?;
+    Ok(reply)
+}
+
 /// The name an HTTP server behind `port` answers (its body's last line), through one GET.
 pub fn http_name(port: u16) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
