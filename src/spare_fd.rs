@@ -74,16 +74,5 @@ pub fn refuse_waiting(listener: RawFd) -> usize {
 /// SO_LINGER 0: closing sends a reset, not a FIN, so the client does not take the close for an
 /// answer.
 fn reset_on_close(socket: &OwnedFd) {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: setsockopt(2) reads `linger`, whose size we pass.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
+    let _ = socket2::SockRef::from(socket).set_linger(Some(std::time::Duration::ZERO));
 }
