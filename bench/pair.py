@@ -39,7 +39,7 @@ class Build:
     def __init__(self, index, name, binary, run_dir):
         self.name = name
         self.dir = Path(run_dir) / f"{index}-{name}"
-        self.dir.mkdir()
+        self.dir.mkdir(exist_ok=True)  # the same build in every pair
         for pem in ("cert.pem", "key.pem"):
             shutil.copy(Path(run_dir) / pem, self.dir / pem)
         self.ports = {key: BASE + STRIDE * index + i for i, key in enumerate(PORT_NAMES)}
