@@ -166,7 +166,8 @@ pub fn spawn_accept_loop(
             match accepted {
                 Ok((stream, peer)) => serve(stream, peer),
                 Err(e) => {
-                    log::warn!("{what}: accept failed: {e}");
+                    // EMFILE repeats every backoff for as long as it lasts: a bounded log.
+                    crate::log_limited!(log::Level::Warn, "{what}: accept failed: {e}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
