@@ -71,28 +71,29 @@ pub fn ipv4_mapped_supported() -> bool {
     })
 }
 
-/// Sockets are created blocking; the shard that takes a listener makes it non-blocking.
-fn reuseport_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+/// A socket to listen on `addr` (from `resolve_bind`), with `SO_REUSEADDR`: `[::]` (from
+/// `":port"` or `"0.0.0.0:port"`) takes IPv4 clients too, whatever the host's
+/// `net.ipv6.bindv6only` says, as Go's listeners do.
+fn listening_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
-        // "[::]:port" from ":port": serve IPv4 too.
         socket.set_only_v6(false)?;
     }
     socket.set_reuse_address(true)?;
+    Ok(socket)
+}
+
+/// Sockets are created blocking; the shard that takes a listener makes it non-blocking.
+fn reuseport_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = listening_socket(addr, kind, protocol)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
 }
 
-/// A non-blocking listener of the control thread's own (API, metrics, ACME's HTTP-01), on
-/// `addr` from `resolve_bind`: `[::]` takes IPv4 clients too, whatever the host's
-/// `net.ipv6.bindv6only` says, as Go's listeners do.
+/// A non-blocking listener of the control thread's own (API, metrics, ACME's HTTP-01).
 pub fn http_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    if addr.is_ipv6() && addr.ip().is_unspecified() {
-        socket.set_only_v6(false)?;
-    }
-    socket.set_reuse_address(true)?;
+    let socket = listening_socket(addr, Type::STREAM, Protocol::TCP)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
