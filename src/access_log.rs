@@ -68,9 +68,7 @@ impl Trace {
                 began: Instant::now(),
                 start: SystemTime::now(),
                 server: snapshot.settings.clone(),
-                // A dual-stack server sees an IPv4 client as `::ffff:a.b.c.d`: written as its
-                // IPv4 address, as gobetween (Go) prints it.
-                client: SocketAddr::new(client.ip().to_canonical(), client.port()),
+                client,
                 sni: None,
                 backend: None,
                 udp: snapshot.settings.protocol == Protocol::Udp,

@@ -10,7 +10,6 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, Task};
 use std::cell::RefCell;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::rc::Rc;
@@ -221,7 +220,7 @@ async fn accept_loop(
         // `::ffff:a.b.c.d`: from here on it is its IPv4 address, as gobetween (Go) prints it.
         match listener.accept_with_peer().await {
             Ok((client, peer)) => {
-                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+                let peer = betwixt_control::balance::canonical_addr(peer);
                 let snapshot = slot.snapshot();
                 let connection = connection::handle(shard, snapshot, picker.clone(), client, peer);
                 glommio::spawn_local(abort::until_aborted(connections.clone(), connection)).detach();

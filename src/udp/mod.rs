@@ -25,7 +25,7 @@ pub mod sessions;
 use crate::access_log::Trace;
 use batch::RecvBatch;
 use betwixt_control::access_log::{End, Side};
-use betwixt_control::balance::Picker;
+use betwixt_control::balance::{canonical_addr, Picker};
 use betwixt_control::plane::ServerSlot;
 use betwixt_control::snapshot::{Backend, ServerSnapshot};
 use betwixt_control::stats::{ConnectError, Counters, Dropped, Slot};
@@ -367,7 +367,8 @@ impl Front {
                 }
             };
             let fd = socket.as_raw_fd();
-            let mut trace = Trace::begin(snapshot, client);
+            // The session keeps the address as its socket gave it; the log has it as gobetween would.
+            let mut trace = Trace::begin(snapshot, canonical_addr(client));
             trace.backend(backend);
             let flow = Flow {
                 replies: None,
@@ -700,7 +701,7 @@ fn connect(addrs: &[SocketAddr], from: Option<SocketAddr>) -> io::Result<(UdpSoc
 /// `client` in the address family of `backend`, for a socket bound to the one and connected
 /// to the other: an IPv4 client reaches a dual-stack server as `::ffff:a.b.c.d`.
 fn in_family_of(client: SocketAddr, backend: SocketAddr) -> io::Result<SocketAddr> {
-    let client = SocketAddr::new(client.ip().to_canonical(), client.port());
+    let client = canonical_addr(client);
     if client.is_ipv4() == backend.is_ipv4() {
         return Ok(client);
     }

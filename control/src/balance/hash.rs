@@ -5,7 +5,7 @@
 //! the client address bytes exactly as gobetween reads them, so that a client lands on the
 //! backend gobetween would pick. `maglev` uses a 64-bit FNV-1a with a final mixing step.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// 64-bit FNV-1a over `bytes`, with `seed` mixed in first so one input yields independent hashes.
 pub fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
@@ -100,6 +100,12 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
+}
+
+/// `addr` with its IP `canonical`: how a dual-stack listener's IPv4 client is logged and
+/// reported, as gobetween (Go) prints it.
+pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical(addr.ip()), addr.port())
 }
 
 /// FNV's low bits mix poorly for short inputs that differ only in their last byte;

@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use hash::{canonical as canonical_ip, ClientBytes};
+pub use hash::{canonical as canonical_ip, canonical_addr, ClientBytes};
 
 /// Strategies this build implements; others are refused at start as "not supported yet".
 pub const SUPPORTED: &[Balance] = &[
