@@ -129,12 +129,17 @@ impl Timers {
         }
         let now = Instant::now();
 
-        // Split timers into ready and pending timers.
-        let pending = self.timers.split_off(&(now, 0));
-        let ready = mem::replace(&mut self.timers, pending);
-        let woke = ready.len();
-        for (_, waker) in ready {
+        // Wake the timers due before now, earliest first. Taken off the front one by one: on
+        // most passes none is due, and splitting the map there (as this did) built and dropped
+        // a map every time.
+        let mut woke = 0;
+        while let Some(due) = self.timers.first_entry() {
+            if due.key().0 >= now {
+                break;
+            }
+            let waker = due.remove();
             wake!(waker);
+            woke += 1;
         }
 
         // Calculate the duration until the next event.
