@@ -21,7 +21,6 @@ mod run;
 mod shard;
 mod sock;
 mod source;
-mod spare_fd;
 mod tls;
 mod transfer;
 mod udp;

@@ -3,9 +3,9 @@
 
 use crate::abort::{self, Connections};
 use crate::connection;
-use crate::spare_fd;
 use betwixt_control::balance::Picker;
 use betwixt_control::plane::{Inbox, Listener, ServerSlot};
+use betwixt_control::spare_fd;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement, Task};
 use std::cell::RefCell;
@@ -229,14 +229,12 @@ async fn accept_loop(
                 let e = io::Error::from(e);
                 // Out of descriptors, clients that wait in the queue are refused rather than
                 // left hanging there (see spare_fd).
-                let refused =
-                    if spare_fd::is_exhaustion(&e) { spare_fd::refuse_waiting(listener_fd) } else { 0 };
+                let refused = spare_fd::refuse_if_exhausted(&e, listener_fd);
                 // EMFILE and the like repeat every backoff for as long as they last.
                 betwixt_control::log_limited!(
                     log::Level::Warn,
-                    "shard {shard}: server {}: accept failed: {e}{}",
-                    slot.name,
-                    if refused > 0 { format!(" ({refused} waiting clients refused)") } else { String::new() }
+                    "shard {shard}: server {}: accept failed: {e}{refused}",
+                    slot.name
                 );
                 glommio::timer::sleep(ACCEPT_BACKOFF).await;
             }

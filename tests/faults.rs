@@ -539,8 +539,8 @@ fn set_soft_nofile(pid: i32, soft: u64) {
 /// connect (from 4 threads) and stay: each is served or refused (reset or closed) within
 /// seconds. Then the limit is set to exactly the descriptors in use, so that `accept` itself
 /// fails: 30 more clients are each refused with a reset (they used to wait in the accept queue,
-/// connected and unanswered, until a descriptor freed). Once they have all gone, new clients are
-/// served again.
+/// connected and unanswered, until a descriptor freed), and so are 5 clients of the API. Once
+/// they have all gone, new clients are served again.
 #[test]
 fn out_of_descriptors_excess_clients_are_refused_and_service_recovers() {
     let _heavy = heavy();
@@ -596,6 +596,12 @@ fn out_of_descriptors_excess_clients_are_refused_and_service_recovers() {
     for i in 0..30 {
         let (outcome, stream) = attempt(port, &format!("late client {i}"));
         assert_eq!(outcome, Err(ErrorKind::ConnectionReset.to_string()), "late client {i}");
+        held.push(stream);
+    }
+    // The API's clients too: the control thread keeps a reserve of its own.
+    for i in 0..5 {
+        let (outcome, stream) = attempt(api, "GET /ping HTTP/1.1\r\nHost: betwixt\r\n\r\n");
+        assert_eq!(outcome, Err(ErrorKind::ConnectionReset.to_string()), "late API client {i}");
         held.push(stream);
     }
     set_soft_nofile(pid, 256);

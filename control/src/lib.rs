@@ -28,6 +28,7 @@ pub mod reload;
 pub mod server;
 pub mod snapshot;
 pub mod sni;
+pub mod spare_fd;
 pub mod stats;
 pub mod text;
 pub mod tls;

@@ -5,6 +5,7 @@
 use super::admission::{Admission, ConnectionLimits};
 use super::reply::ApiError;
 use crate::bind::resolve_bind;
+use crate::spare_fd;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -157,6 +158,7 @@ pub fn spawn_accept_loop(
     let offered = Offered::new(what, listener);
     let mut stop = stop_signal().subscribe();
     tokio::spawn(async move {
+        spare_fd::keep();
         loop {
             let accepted = tokio::select! {
                 accepted = offered.listener.accept() => accepted,
@@ -166,8 +168,11 @@ pub fn spawn_accept_loop(
             match accepted {
                 Ok((stream, peer)) => serve(stream, peer),
                 Err(e) => {
+                    // Out of descriptors, the clients waiting in the queue are refused rather
+                    // than left hanging there, as the shards do (see spare_fd).
+                    let refused = spare_fd::refuse_if_exhausted(&e, offered.listener.as_raw_fd());
                     // EMFILE repeats every backoff for as long as it lasts: a bounded log.
-                    crate::log_limited!(log::Level::Warn, "{what}: accept failed: {e}");
+                    crate::log_limited!(log::Level::Warn, "{what}: accept failed: {e}{refused}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
