@@ -92,7 +92,8 @@ fn refused_connections_log_why() {
     let dir = TempDir::new("alog-refused");
     let path = dir.0.join("access.log");
     // Nothing listens on the backend's port: every connect is refused.
-    let nowhere = format!("127.0.0.1:{}", free_port());
+    let refusing = common::RefusingPort::new();
+    let nowhere = format!("127.0.0.1:{}", refusing.port);
     let config = access_log_section(&path, "text", "")
         + &static_server(
             denied,

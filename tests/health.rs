@@ -52,7 +52,8 @@ fn dead_backend_leaves_within_an_interval_and_returns() {
 /// logged with its reason too.
 #[test]
 fn down_line_says_why_the_check_failed() {
-    let closed = free_port();
+    let refusing = common::RefusingPort::new();
+    let closed = refusing.port;
     // It answers its name, "wrong\n", where the probe wants "PONG".
     let wrong = Backend::start("wrong", Behaviour::Named);
     let (ping_port, probe_port) = (free_port(), free_port());

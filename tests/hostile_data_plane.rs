@@ -229,7 +229,8 @@ fn client_reset_after_request_reaches_backend_as_reset() {
 /// must not mean thousands of log lines. What is left out is counted in the next line written.
 #[test]
 fn backend_failure_warnings_are_rate_limited() {
-    let refusing = free_port(); // nothing listens there
+    let held = common::RefusingPort::new(); // every connect is refused
+    let refusing = held.port;
     let port = free_port();
     let config = format!(
         "[servers.s]\nbind = \"127.0.0.1:{port}\"\n\

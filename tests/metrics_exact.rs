@@ -31,7 +31,8 @@ fn exchange(port: u16, len: usize) -> usize {
 #[test]
 fn stats_and_metrics_report_exact_bytes_and_connections() {
     let backend = Backend::start("bytes", Behaviour::ReplyAfterEof { reply_len: REPLY });
-    let dead_port = free_port(); // nothing listens there: connects are refused
+    let refusing = common::RefusingPort::new();
+    let dead_port = refusing.port;
     let (api, metrics, port, dead) = (free_port(), free_port(), free_port(), free_port());
     let config = format!(
         "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n\

@@ -510,9 +510,9 @@ fn a_drained_backend_takes_no_new_connections_until_undrained() {
 #[test]
 fn stats_count_connections_with_gobetweens_meaning() {
     let alive = Backend::start("alive", Behaviour::Named);
-    let dead = free_port(); // nothing listens: every connect is refused
+    let dead = common::RefusingPort::new();
     let (api, port) = (free_port(), free_port());
-    let lines = [alive.line(), format!("127.0.0.1:{dead}")];
+    let lines = [alive.line(), format!("127.0.0.1:{}", dead.port)];
     let _bx = start(api, port, "roundrobin", &lines, "max_connections = 2");
     let client = Client::http(api);
 
@@ -541,7 +541,7 @@ fn stats_count_connections_with_gobetweens_meaning() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|b| b["port"].as_str() == Some(dead.to_string().as_str()))
+        .find(|b| b["port"].as_str() == Some(dead.port.to_string().as_str()))
         .unwrap();
     let bad = &bad["stats"];
     // total: connections the backend took; refused: connects it failed. Never both.

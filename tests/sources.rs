@@ -45,9 +45,9 @@ fn from_consul_reads_the_raw_key() {
 
 #[test]
 fn from_url_reports_unreachable_source() {
-    let dead = free_port();
+    let dead = common::RefusingPort::new();
     let out = Command::new(common::binary())
-        .args(["from-url", &format!("http://127.0.0.1:{dead}/c.toml")])
+        .args(["from-url", &format!("http://127.0.0.1:{}/c.toml", dead.port)])
         .output()
         .unwrap();
     assert!(!out.status.success());

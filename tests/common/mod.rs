@@ -369,6 +369,24 @@ pub fn send_and_half_close(stream: &mut TcpStream, data: &[u8]) {
     stream.shutdown(std::net::Shutdown::Write).unwrap();
 }
 
+/// A port on 127.0.0.1 where every connect is refused for as long as the value lives. The
+/// socket is bound without listening, so nothing else can take the port meanwhile: a port that
+/// was merely free a moment ago may go to the next listener any test binds.
+pub struct RefusingPort {
+    pub port: u16,
+    _socket: socket2::Socket,
+}
+
+impl RefusingPort {
+    pub fn new() -> RefusingPort {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.bind(&addr(0).into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        RefusingPort { port, _socket: socket }
+    }
+}
+
 /// A listener whose accept queue is full and never drained: new SYNs are dropped, so a connect
 /// to it hangs until the connector's own timeout. Keep the value alive for the test.
 pub struct BlackHole {

@@ -88,7 +88,11 @@ async fn tcp() {
     for (i, (tweak, expected)) in cases().into_iter().enumerate() {
         assert_eq!(check(&probe_settings("tcp", tweak), &target(addr)).await.is_ok(), expected, "case {i}");
     }
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    // Bound but not listening: connects are refused, and no other socket can take the port
+    // meanwhile (a listener closed instead frees it for whichever test binds next).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = held.local_addr().unwrap();
     let why = check(&probe_settings("tcp", |_| {}), &target(closed)).await.unwrap_err();
     assert!(why.starts_with(&format!("connect to {closed}: ")), "{why}");
 }
