@@ -594,7 +594,7 @@ async fn backend_handshake(
     // `serve` for the same reason).
     stream.set_nodelay(true).map_err(|e| (ConnectError::Other, e.into()))?;
     let limit = timeout.map_or(HANDSHAKE_TIMEOUT, |t| t.min(HANDSHAKE_TIMEOUT));
-    let handshake = TlsConnector::from(config.clone()).connect(name, stream);
+    let handshake = TlsConnector::from(config.clone()).connect(name, Rewind::new(Vec::new(), stream));
     let expired = async {
         glommio::timer::sleep(limit).await;
         Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))

@@ -28,10 +28,11 @@ const CHUNK: usize = 16 * 1024;
 /// then read in fewer receives, and the TLS side gets several records per `writev`.
 const BULK_CHUNK: usize = 64 * 1024;
 
-/// A client's socket as rustls reads and writes it.
+/// A socket as rustls reads and writes it: a client's whose TLS betwixt terminates, or a
+/// backend's it speaks TLS to.
 ///
-/// Reads: the bytes an earlier step read from the client (a PROXY header's tail) come first.
-/// After that, rustls asks for 4 KiB at a time, which would take four receives per 16 KiB
+/// Reads: the bytes an earlier step read from the client (a PROXY header's tail) come first;
+/// a backend has none. After that, rustls asks for 4 KiB at a time, which would take four receives per 16 KiB
 /// record; once a read fills rustls' buffer (more is waiting), the socket is read ahead into
 /// `BULK_CHUNK` bytes here, and the buffer is let go again when the socket runs dry, so
 /// handshakes and idle connections never hold it.
@@ -128,7 +129,7 @@ pub enum Stream {
     /// A client whose TLS betwixt terminated.
     Server(Box<server::TlsStream<Rewind>>),
     /// A backend betwixt speaks TLS to.
-    Client(Box<client::TlsStream<TcpStream>>),
+    Client(Box<client::TlsStream<Rewind>>),
 }
 
 impl Stream {
@@ -137,7 +138,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s,
             Stream::Server(s) => &s.get_ref().0.inner,
-            Stream::Client(s) => s.get_ref().0,
+            Stream::Client(s) => &s.get_ref().0.inner,
         }
     }
 }

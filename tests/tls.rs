@@ -572,6 +572,37 @@ fn backends_tls_verifies_presents_client_certificates_and_counts_failures() {
     assert!(bx.log_text().contains("TLS handshake"), "{}", bx.log_text());
 }
 
+/// Bulk both ways through TLS to the backend: the client writes 128 KiB at a time over plain
+/// TCP and the backend echoes it in 4 KiB records, so betwixt reads the backend's socket ahead
+/// of rustls and sends the client several records' worth per write. Every byte must come back
+/// in order, and the client's end of stream must reach the backend and come back as the end.
+#[test]
+fn bulk_through_tls_to_the_backend_is_byte_exact() {
+    let ca = Ca::new();
+    let backend = TlsBackend::start(&ca.leaf("backend.example"), None);
+    let port = free_port();
+    let config = format!(
+        "[servers.s]\nbind = \"127.0.0.1:{port}\"\n\
+         [servers.s.backends_tls]\nignore_verify = true\n\
+         [servers.s.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:{}\"]\n",
+        backend.port
+    );
+    let bx = Betwixt::start(&config, &[], &[port]);
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let data: Vec<u8> = (0..8 * 1024 * 1024 + 13).map(pattern_byte).collect();
+    for chunk in data.chunks(128 * 1024) {
+        tcp.write_all(chunk).unwrap();
+        let mut back = vec![0u8; chunk.len()];
+        tcp.read_exact(&mut back).unwrap_or_else(|e| panic!("{e}: {}", bx.log_text()));
+        assert!(back == chunk, "echo differs");
+    }
+    tcp.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(tcp.read_to_end(&mut rest).map_err(|e| e.to_string()), Ok(0));
+    assert_eq!(backend.handshakes.load(Ordering::SeqCst), 1);
+}
+
 /// A rustls client for `name` trusting `ca` (any version).
 fn connect_as(port: u16, ca: &Ca, name: &str) -> Result<TlsClient, String> {
     let config = client_config(ca, &[&rustls::version::TLS12, &rustls::version::TLS13], None);
