@@ -119,9 +119,11 @@ fn huge_server(bind_port: u16) -> String {
 
 /// Building the weight table for 100,000 backends froze the control thread — API, healthchecks,
 /// metrics — for seconds in a release build (O(backends²)); far longer in this debug build. Now
-/// parsing and building are linear: well under a second here, though a machine busy with other
-/// work may stretch that, hence the margin. Pings go on for a second after the POST answered,
-/// while discovery installs the backends and builds the snapshot.
+/// parsing and building are linear: well under a second here, but a machine busy with other
+/// work stretches that (a ping waited 5.3 s with one CPU of two taken by a busy loop while the
+/// suite ran), hence the 10 s margin, still far short of the quadratic stall. Pings go on for a
+/// second after the POST answered, while discovery installs the backends and builds the
+/// snapshot.
 #[test]
 fn a_hundred_thousand_backends_do_not_stall_the_api() {
     let api = free_port();
@@ -143,7 +145,7 @@ fn a_hundred_thousand_backends_do_not_stall_the_api() {
     }
     let reply = posting.join().unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert!(slowest < Duration::from_secs(3), "a ping waited {slowest:?}");
+    assert!(slowest < Duration::from_secs(10), "a ping waited {slowest:?}");
     let config = client.get_json("/servers/huge");
     assert_eq!(config["discovery"]["static_list"].as_array().map(|b| b.len()), Some(100_000));
 }
