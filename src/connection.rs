@@ -223,7 +223,10 @@ fn serve<'a>(
         let received = match &settings.accept_proxy {
             // Boxed, as every step only some servers take: an async fn's future is as large as its
             // largest step, and every idle connection of every server would carry that size.
-            Some(accept) => Some(Box::pin(read_proxy(plain(client), accept, &mut early)).await?),
+            Some(accept) => {
+                let header = Box::pin(read_proxy(plain(client), accept, &mut early)).await?;
+                believed(accept, &settings.name, peer, header)
+            }
             None => None,
         };
         if let Some(from) = received.and_then(|header| header.source()) {
@@ -407,6 +410,19 @@ async fn handshake(
         Err(answered.ending(End::Done))
     })
     .await
+}
+
+/// The header, if `peer` may name the client (`trusted`); a header from another peer is dropped
+/// and the peer stays the client.
+fn believed(accept: &AcceptSettings, server: &str, peer: SocketAddr, header: Header) -> Option<Header> {
+    if accept.trusts(peer.ip()) {
+        return Some(header);
+    }
+    betwixt_control::log_limited!(
+        log::Level::Warn,
+        "server {server}: PROXY protocol header from {peer}, which is not trusted: its address is not used"
+    );
+    None
 }
 
 /// Reads the client's PROXY protocol header. Bytes read past it go to `early`.

@@ -345,6 +345,60 @@ fn malformed_header_closes_only_that_connection_and_slow_headers_time_out() {
     assert!(bx.log_text().contains("ReadProxy"), "{}", bx.log_text());
 }
 
+/// `trusted`: only the listed peers' headers name the client. Every peer sends a header
+/// claiming an allowed address; a peer outside the list is judged by its own address (loopback
+/// lets a client pick any 127.0.0.0/8 source), and the onward header names it too.
+#[test]
+fn only_trusted_peers_name_the_client() {
+    let named = Backend::start("b0", Behaviour::Named);
+    let relay_backend = HeaderBackend::start();
+    let (access_port, relay_port) = (free_port(), free_port());
+    let mut config = server(
+        "access",
+        &format!("127.0.0.1:{access_port}"),
+        "[servers.access.accept_proxy_protocol]\ntrusted = [\"127.0.0.2\", \"10.0.0.0/8\"]\n\
+         [servers.access.access]\ndefault = \"deny\"\nrules = [\"allow 203.0.113.0/24\", \"allow 127.0.0.3\"]",
+        &[named.line()],
+    );
+    config.push_str(&server(
+        "relay",
+        &format!("127.0.0.1:{relay_port}"),
+        "[servers.relay.accept_proxy_protocol]\ntrusted = [\"127.0.0.2/32\"]\n[servers.relay.proxy_protocol]\nversion = \"1\"",
+        &[format!("127.0.0.1:{}", relay_backend.port)],
+    ));
+    let bx = Betwixt::start(&config, &[], &[access_port, relay_port]);
+
+    let from = |source: [u8; 4], port: u16, header: &str| -> Option<String> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+        socket.bind(&SocketAddr::from((source, 0)).into()).ok()?;
+        socket.connect(&SocketAddr::from(([127, 0, 0, 1], port)).into()).ok()?;
+        let mut stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(LIMIT)).ok()?;
+        stream.write_all(header.as_bytes()).ok()?;
+        read_line(&mut stream)
+    };
+    let claim = format!("PROXY TCP4 203.0.113.9 127.0.0.1 4000 {access_port}\r\n");
+    // The trusted balancer's header decides: 203.0.113.9 is allowed.
+    assert_eq!(from([127, 0, 0, 2], access_port, &claim).as_deref(), Some("b0"));
+    // The same claim from an untrusted peer: 127.0.0.1 itself is judged, and denied.
+    assert_eq!(from([127, 0, 0, 1], access_port, &claim), None);
+    // An untrusted peer that is allowed on its own address gets in whatever its header says.
+    let denied_claim = format!("PROXY TCP4 198.51.100.9 127.0.0.1 4000 {access_port}\r\n");
+    assert_eq!(from([127, 0, 0, 3], access_port, &denied_claim).as_deref(), Some("b0"));
+    // A peer without a header is still closed: every client must send one.
+    assert_eq!(from([127, 0, 0, 3], access_port, "GET / HTTP/1.0\r\n\r\n"), None);
+
+    // The onward header names the header's client from the balancer, the peer otherwise.
+    let relayed = |source: [u8; 4]| {
+        let header = format!("PROXY TCP4 203.0.113.9 127.0.0.1 4000 {relay_port}\r\nping\n");
+        assert_eq!(from(source, relay_port, &header).as_deref(), Some("ping"));
+        String::from_utf8(relay_backend.next()).unwrap()
+    };
+    assert!(relayed([127, 0, 0, 2]).starts_with("PROXY TCP4 203.0.113.9 127.0.0.1 4000 "));
+    assert!(relayed([127, 0, 0, 4]).starts_with("PROXY TCP4 127.0.0.4 127.0.0.1 "));
+    assert!(bx.log_text().contains("which is not trusted"), "{}", bx.log_text());
+}
+
 /// Sends `bytes`, then waits for the proxy to close without sending anything.
 fn closed_without_data_after(port: u16, bytes: &[u8], limit: Duration) -> bool {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();

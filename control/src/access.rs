@@ -23,15 +23,17 @@ impl Verdict {
     }
 }
 
-/// An address and prefix length; the address has its host bits cleared.
+/// An address and prefix length; the address has its host bits cleared. Also the form of
+/// `[accept_proxy_protocol] trusted`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Network {
+pub enum Network {
     V4(u32, u32),
     V6(u128, u32),
 }
 
 impl Network {
-    fn parse(text: &str) -> Result<Network, String> {
+    /// `IP` or `IP/PREFIX`.
+    pub fn parse(text: &str) -> Result<Network, String> {
         let (address, prefix) = match text.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text, None),
@@ -57,7 +59,12 @@ impl Network {
         })
     }
 
-    fn contains(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` (an IPv4-mapped IPv6 address taken as IPv4, as a client's is) is in it.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.contains_canonical(canonical_ip(ip))
+    }
+
+    fn contains_canonical(&self, ip: IpAddr) -> bool {
         match (*self, ip) {
             (Network::V4(net, prefix), IpAddr::V4(v4)) => u32::from(v4) & mask(prefix, 32) as u32 == net,
             (Network::V6(net, prefix), IpAddr::V6(v6)) => u128::from(v6) & mask(prefix, 128) == net,
@@ -126,7 +133,10 @@ impl AccessRules {
 
     pub fn verdict(&self, client: IpAddr) -> Verdict {
         let client = canonical_ip(client);
-        self.rules.iter().find(|(_, net)| net.contains(client)).map_or(self.default, |(verdict, _)| *verdict)
+        self.rules
+            .iter()
+            .find(|(_, net)| net.contains_canonical(client))
+            .map_or(self.default, |(verdict, _)| *verdict)
     }
 
     pub fn allows(&self, client: IpAddr) -> bool {

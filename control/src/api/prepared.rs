@@ -78,6 +78,7 @@ impl<'a> Prepared<'a> {
             accept_proxy_protocol: server.accept_proxy_protocol.as_ref().map(|a| AcceptProxyView {
                 version: text(&a.version, "any"),
                 read_timeout: written(&a.read_timeout, "2s"),
+                trusted: a.trusted.as_deref(),
             }),
             discovery: DiscoveryView::of(&server.discovery),
             healthcheck: HealthcheckView::of(server.healthcheck.as_ref()),
@@ -103,6 +104,8 @@ fn written<'a>(value: &'a Option<WrittenDuration>, default: &'a str) -> &'a str 
 struct AcceptProxyView<'a> {
     version: &'a str,
     read_timeout: &'a str,
+    /// `null`: every peer's header is believed.
+    trusted: Option<&'a [String]>,
 }
 
 #[derive(Serialize)]

@@ -296,6 +296,8 @@ pub struct AcceptProxyProtocol {
     /// Time a client has to send the whole header (left out or empty: `"2s"`).
     #[serde(default, deserialize_with = "empty_is_unset")]
     pub read_timeout: Option<WrittenDuration>,
+    /// Addresses and networks whose headers are believed (left out: every client's).
+    pub trusted: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
