@@ -555,6 +555,11 @@ fn removing_the_server_closes_its_sessions() {
         assert!(ask(c, port, b"x").is_some());
     }
     assert!(udp_sockets(bx.pid()) >= baseline + 20);
+    // Sessions cannot be drained: `drain` is refused, not ignored, and the server stays.
+    let refused = Client::http(api.api).send("DELETE", "/servers/s?drain=30s", "");
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("not supported yet: drain for a udp server"), "{}", refused.body);
+    assert!(ask(&clients[0], port, b"x").is_some());
     assert_eq!(Client::http(api.api).send("DELETE", "/servers/s", "").status, 200);
     // Every session socket and the server's own sockets close.
     assert!(

@@ -301,7 +301,9 @@ struct RemoveQuery {
 
 /// `DELETE /servers/NAME`: closes the server's connections at once, as gobetween does; with
 /// `?drain=DURATION` (betwixt) they may finish within that time (`0`: however long they take).
-/// An unknown name answers `null` as a deleted one does, as in gobetween.
+/// An unknown name answers `null` as a deleted one does, as in gobetween. A udp server's
+/// sessions cannot be drained (they end with its socket), so `drain` is refused there rather
+/// than ignored.
 async fn remove(
     State(control): Shared,
     Params(name): Params<String>,
@@ -315,6 +317,12 @@ async fn remove(
             Drain::For(GoDuration(limit).as_limit())
         }
     };
+    let udp = control.server(&name).is_some_and(|s| s.settings().protocol == crate::config::Protocol::Udp);
+    if drain != Drain::None && udp {
+        return Err(ApiError::bad_request(
+            "not supported yet: drain for a udp server (its sessions end when it is deleted)",
+        ));
+    }
     match control.remove_server(&name, drain) {
         Ok(()) | Err(ControlError::NotFound(_)) => Ok(json(StatusCode::OK, &())),
         Err(ControlError::ShuttingDown) => Err(shutting_down()),
