@@ -32,10 +32,10 @@ const BULK_CHUNK: usize = 64 * 1024;
 /// backend's it speaks TLS to.
 ///
 /// Reads: the bytes an earlier step read from the client (a PROXY header's tail) come first;
-/// a backend has none. After that, rustls asks for 4 KiB at a time, which would take four receives per 16 KiB
-/// record; once a read fills rustls' buffer (more is waiting), the socket is read ahead into
-/// `BULK_CHUNK` bytes here, and the buffer is let go again when the socket runs dry, so
-/// handshakes and idle connections never hold it.
+/// a backend has none. After that, rustls asks for 4 KiB at a time, which would take four
+/// receives per 16 KiB record; once a read fills rustls' buffer (more is waiting), the socket
+/// is read ahead into `BULK_CHUNK` bytes here, and the buffer is let go again when the socket
+/// runs dry, so handshakes and idle connections never hold it.
 ///
 /// Writes: rustls hands over its queued records as a vector, which goes out in one `writev`
 /// (glommio's stream would send only the first record per call).
