@@ -12,7 +12,7 @@ use crate::config::depth::check_json_depth;
 use crate::config::validate::server_name;
 use crate::config::{
     duration, enforce_strict, parse_as, ConfigError, ConfigWarning, DiscoveryKind, Format, GoDuration,
-    HealthcheckKind, Server,
+    HealthcheckKind, Protocol, Server,
 };
 use crate::control::{Control, ControlError, Drain};
 use crate::server::ServerHandle;
@@ -317,8 +317,8 @@ async fn remove(
             Drain::For(GoDuration(limit).as_limit())
         }
     };
-    let udp = control.server(&name).is_some_and(|s| s.settings().protocol == crate::config::Protocol::Udp);
-    if drain != Drain::None && udp {
+    let udp = |name: &str| control.server(name).is_some_and(|s| s.settings().protocol == Protocol::Udp);
+    if drain != Drain::None && udp(&name) {
         return Err(ApiError::bad_request(
             "not supported yet: drain for a udp server (its sessions end when it is deleted)",
         ));
