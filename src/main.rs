@@ -9,6 +9,7 @@ mod client_hello;
 mod connection;
 mod consul;
 mod direction;
+mod fetch;
 mod idle;
 mod kernel;
 mod limits;

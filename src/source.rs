@@ -3,6 +3,7 @@
 
 use crate::cli::{Cli, Command};
 use crate::consul;
+use crate::fetch::{Client, Get, Tls};
 use betwixt_control::config::{self, Config, ConfigError, ConfigWarning, Format};
 use betwixt_control::control::ConfigSource;
 use betwixt_control::reload::ConfigLoader;
@@ -84,11 +85,15 @@ impl Reading {
         ConfigSource { kind: kind.into(), path }
     }
 
-    /// The request that reads the source over HTTP (`None` for a file).
+    /// The request that reads the source over HTTP (`None` for a file), with what the
+    /// environment it read said that gobetween would only warn about.
     pub fn request(&self) -> Result<Option<consul::KvRead>, ConfigError> {
         match &self.origin {
             Origin::File(_) => Ok(None),
-            Origin::Url(url) => Ok(Some(consul::KvRead { url: url.clone(), headers: Vec::new() })),
+            Origin::Url(url) => Ok(Some(consul::KvRead {
+                get: Get { url: url.clone(), headers: Vec::new(), tls: Tls::default() },
+                warnings: Vec::new(),
+            })),
             Origin::Consul { host, key, scheme } => {
                 consul::kv_read(host, key, scheme).map(Some).map_err(ConfigError::new)
             }
@@ -99,7 +104,12 @@ impl Reading {
     pub fn read(&self) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         let format = self.format()?;
         match (&self.origin, self.request()?) {
-            (_, Some(read)) => self.parse_fetched(&fetch(&read.url, &read.headers)?, format, &read.url),
+            (_, Some(read)) => {
+                let text = fetch(&read.get)?;
+                let (config, mut warnings) = self.parse_fetched(&text, format, &read.get.url)?;
+                warnings.extend(read.warnings.into_iter().map(|(key, w)| ConfigWarning::at_key(key, w)));
+                Ok((config, warnings))
+            }
             (Origin::File(file), None) => config::load_file(file, Some(format), self.env_vars),
             (_, None) => unreachable!("only a file has no request"),
         }
@@ -130,13 +140,11 @@ impl ConfigLoader for Reading {
     }
 }
 
-fn fetch(url: &str, headers: &[(&str, String)]) -> Result<String, ConfigError> {
-    let agent = ureq::Agent::config_builder().timeout_global(Some(FETCH_TIMEOUT)).build().new_agent();
-    let mut request = agent.get(url);
-    for (name, value) in headers {
-        request = request.header(*name, value);
-    }
-    let response = request.call().map_err(|e| ConfigError::new(format!("cannot fetch {url}: {e}")))?;
+fn fetch(get: &Get) -> Result<String, ConfigError> {
+    let url = &get.url;
+    let response = Client::new(get, FETCH_TIMEOUT)
+        .and_then(|client| client.get(url, &get.headers))
+        .map_err(ConfigError::new)?;
     response.into_body().read_to_string().map_err(|e| ConfigError::new(format!("cannot read {url}: {e}")))
 }
 

@@ -5,6 +5,7 @@
 //! Only a change of content asks for a reload: a touched file or a rewritten key holding the
 //! same text does not. The first look sets the baseline (the configuration just loaded).
 
+use crate::fetch::{Client, Get};
 use crate::source::{Origin, Reading};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -73,21 +74,20 @@ fn read_bounded(from: std::io::Result<impl Read>) -> std::io::Result<Vec<u8>> {
     Ok(text)
 }
 
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder().timeout_global(Some(timeout)).build().new_agent()
-}
-
-/// One GET with the source's headers and `extra`; the answer's status, headers and body.
+/// One GET of `url` on the source with `headers`; the answer's status, headers and body. The
+/// source's client is made at the first request and kept (its connection is reused).
 fn get(
-    agent: &ureq::Agent,
+    client: &mut Option<Client>,
+    source: &Get,
+    timeout: Duration,
     url: &str,
-    headers: &[(&str, String)],
+    headers: &[(&'static str, String)],
 ) -> Result<(u16, ureq::http::HeaderMap, Vec<u8>), String> {
-    let mut request = agent.get(url);
-    for (name, value) in headers {
-        request = request.header(*name, value);
-    }
-    let response = request.call().map_err(|e| format!("cannot fetch {url}: {e}"))?;
+    let client = match client {
+        Some(client) => client,
+        None => client.insert(Client::new(source, timeout)?),
+    };
+    let response = client.get(url, headers)?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body =
@@ -100,15 +100,15 @@ fn header(headers: &ureq::http::HeaderMap, name: &str) -> Option<String> {
 }
 
 fn poll_url(reading: &Reading, interval: Duration, mut observe: impl FnMut(&[u8])) -> ! {
-    let agent = agent(SLACK.max(interval));
+    let mut client = None;
     let (mut etag, mut modified): (Option<String>, Option<String>) = (None, None);
     loop {
         match reading.request() {
             Ok(Some(read)) => {
-                let mut headers = read.headers.clone();
+                let mut headers = read.get.headers.clone();
                 headers.extend(etag.clone().map(|tag| ("If-None-Match", tag)));
                 headers.extend(modified.clone().map(|date| ("If-Modified-Since", date)));
-                match get(&agent, &read.url, &headers) {
+                match get(&mut client, &read.get, SLACK.max(interval), &read.get.url, &headers) {
                     // Not modified: nothing to look at.
                     Ok((304, _, _)) => {}
                     Ok((_, answer, body)) => {
@@ -128,15 +128,15 @@ fn poll_url(reading: &Reading, interval: Duration, mut observe: impl FnMut(&[u8]
 /// Consul's blocking query: `?index=N&wait=...` returns when the key's index passes N (or the
 /// wait ends). An index that goes back (Consul restored, the key recreated) starts over from 0.
 fn block_on_consul(reading: &Reading, mut observe: impl FnMut(&[u8])) -> ! {
-    let agent = agent(CONSUL_WAIT + SLACK);
+    let mut client = None;
     let mut index: u64 = 0;
     loop {
         let started = Instant::now();
         let mut failed = false;
         match reading.request() {
             Ok(Some(read)) => {
-                let url = format!("{}&index={index}&wait={}s", read.url, CONSUL_WAIT.as_secs());
-                match get(&agent, &url, &read.headers) {
+                let url = format!("{}&index={index}&wait={}s", read.get.url, CONSUL_WAIT.as_secs());
+                match get(&mut client, &read.get, CONSUL_WAIT + SLACK, &url, &read.get.headers) {
                     Ok((_, answer, body)) => {
                         let next = header(&answer, "x-consul-index").and_then(|i| i.trim().parse().ok());
                         index = match next {

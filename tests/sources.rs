@@ -1,13 +1,18 @@
 //! Configuration fetched over HTTP: `from-url`, and `from-consul`, which reads Consul's KV
-//! endpoint `GET /v1/kv/KEY?raw`. No Consul agent runs here, so the Consul test serves the
-//! exact response shape Consul gives for a raw KV read (the stored value as the body).
+//! endpoint `GET /v1/kv/KEY?raw`. No Consul agent runs here, so the Consul tests serve the
+//! exact response shape Consul gives for a raw KV read (the stored value as the body), over
+//! plain HTTP and over TLS as an agent with `verify_incoming` does.
 
 mod common;
 
 use common::backends::{Backend, Behaviour};
-use common::{free_port, serve_http, serve_until_named};
-use std::process::Command;
-use std::time::Duration;
+use common::replay::{respond, serve, Shared};
+use common::{free_port, serve_http, serve_until_named, serve_until_named_with_env, TempDir};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The request line of the next request the server saw.
 fn request_line(requests: &std::sync::mpsc::Receiver<String>) -> String {
@@ -56,4 +61,155 @@ fn from_url_reports_unreachable_source() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A Consul agent over TLS: its certificate names `consul.test`, not the address it listens
+/// on, and it takes only clients whose certificate its CA signed (Consul's `verify_incoming`).
+/// The CA, a client certificate and key are files in `dir`, the CA also alone in `dir/cas/`.
+struct TlsConsul {
+    dir: TempDir,
+    port: u16,
+    shared: Arc<Shared<()>>,
+}
+
+impl TlsConsul {
+    fn start(value: String) -> TlsConsul {
+        let provider = || Arc::new(rustls::crypto::ring::default_provider());
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let signed = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+            (params.signed_by(&key, &ca, &ca_key).unwrap(), key)
+        };
+        let (server, server_key) = signed("consul.test");
+        let (client, client_key) = signed("betwixt.test");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(ca.der().to_vec())).unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![CertificateDer::from(server.der().to_vec())],
+                PrivateKeyDer::try_from(server_key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let config = Arc::new(config);
+        let wrap = move |tcp: TcpStream| {
+            let connection = rustls::ServerConnection::new(config.clone()).ok()?;
+            Some(rustls::StreamOwned::new(connection, tcp))
+        };
+        let shared = Shared::new(());
+        let port = serve(shared.clone(), wrap, move |_, _, stream| {
+            respond(stream, "200 OK", "X-Consul-Index: 7\r\n", &value)
+        });
+        let dir = TempDir::new("consul-tls");
+        dir.write("ca.pem", &ca.pem());
+        dir.write("client.pem", &client.pem());
+        dir.write("client-key.pem", &client_key.serialize_pem());
+        std::fs::create_dir(dir.0.join("cas")).unwrap();
+        dir.write("cas/ca.pem", &ca.pem());
+        TlsConsul { dir, port, shared }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.0.join(name).display().to_string()
+    }
+
+    /// The variables that reach this agent: its CA, the client certificate, the server name.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("CONSUL_CACERT", self.file("ca.pem")),
+            ("CONSUL_CLIENT_CERT", self.file("client.pem")),
+            ("CONSUL_CLIENT_KEY", self.file("client-key.pem")),
+            ("CONSUL_TLS_SERVER_NAME", "consul.test:8501".to_string()),
+        ]
+    }
+}
+
+/// `args` with `env`, expected to exit: its status and stderr (killed and failed after 10 s).
+fn exits(args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let mut child = Command::new(common::binary())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("betwixt {args:?} with {env:?} kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn from_consul_speaks_tls_as_consuls_environment_says() {
+    let backend = Backend::start("consul-tls", Behaviour::Named);
+    let port = free_port();
+    let consul = TlsConsul::start(config(port, &backend));
+    let address = format!("127.0.0.1:{}", consul.port);
+    let args = ["from-consul", &address, "--scheme", "https", "--key", "lb/config", "-f", "toml"];
+    let serves = |env: &[(&'static str, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        serve_until_named_with_env(&args, &env, port, "consul-tls").0
+    };
+
+    assert!(serves(&consul.env()), "with the CA, the client certificate and the server name");
+    let seen = consul.shared.requests_to("/v1/kv/lb/config");
+    let host = seen.last().map(|r| r.headers.get("host").cloned());
+    assert_eq!(host, Some(Some(address.clone())), "Host names the address given, not the server name");
+
+    // Each variable does its part: without it the agent is not reached.
+    for (missing, why) in [
+        ("CONSUL_TLS_SERVER_NAME", "the certificate names consul.test, not 127.0.0.1"),
+        ("CONSUL_CLIENT_CERT", "the agent wants a client certificate"),
+        ("CONSUL_CACERT", "the agent's CA is not among the system's"),
+    ] {
+        let env: Vec<_> = consul
+            .env()
+            .into_iter()
+            .filter(|(k, _)| *k != missing && !(missing == "CONSUL_CLIENT_CERT" && *k == "CONSUL_CLIENT_KEY"))
+            .collect();
+        let (ok, stderr) = exits(&args, &env);
+        assert!(!ok && stderr.contains("cannot fetch"), "without {missing} ({why}): {stderr}");
+    }
+
+    // A directory of CAs does what the file does.
+    let mut env = consul.env();
+    env[0] = ("CONSUL_CAPATH", consul.file("cas"));
+    assert!(serves(&env), "CONSUL_CAPATH");
+
+    // No verification: neither the CA nor the name is needed (the client certificate still is).
+    let mut env: Vec<_> = consul.env().into_iter().filter(|(k, _)| k.starts_with("CONSUL_CLIENT")).collect();
+    env.push(("CONSUL_HTTP_SSL_VERIFY", "false".into()));
+    assert!(serves(&env), "CONSUL_HTTP_SSL_VERIFY=false");
+
+    // A value Go cannot parse as a boolean turns verification off there too, with a warning:
+    // a warning that --strict refuses.
+    env.pop();
+    env.push(("CONSUL_HTTP_SSL_VERIFY", "no-thanks".into()));
+    assert!(serves(&env), "CONSUL_HTTP_SSL_VERIFY=no-thanks");
+    let strict: Vec<&str> = args.iter().copied().chain(["--strict"]).collect();
+    let (ok, stderr) = exits(&strict, &env);
+    assert!(!ok && stderr.contains("CONSUL_HTTP_SSL_VERIFY"), "--strict: {stderr}");
+
+    // A client certificate without its key is refused before anything is asked.
+    let asked = consul.shared.requests.lock().unwrap().len();
+    let only_cert: Vec<_> = consul.env().into_iter().filter(|(k, _)| *k != "CONSUL_CLIENT_KEY").collect();
+    let (ok, stderr) = exits(&args, &only_cert);
+    assert!(!ok && stderr.contains("CONSUL_CLIENT_KEY"), "{stderr}");
+    assert_eq!(consul.shared.requests.lock().unwrap().len(), asked);
 }

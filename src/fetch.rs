@@ -1,0 +1,153 @@
+//! The HTTP client that reads a configuration source (`from-url`, `from-consul`, a reload, the
+//! watch), speaking TLS as gobetween's Go client does: the server's certificate is verified
+//! against the system's CA bundle, or against what `from-consul`'s environment names (its CAs,
+//! a client certificate, the server name to expect, or no verification at all).
+
+use std::path::Path;
+use std::time::Duration;
+use ureq::http::uri::{Authority, Uri};
+use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+/// One source's request: its URL, its headers, and how `https` is spoken to it.
+#[derive(Debug)]
+pub struct Get {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub tls: Tls,
+}
+
+/// How an `https` source is spoken to (unused for `http`).
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    /// The CAs the server's certificate must chain to; `None`: the system's bundle.
+    pub roots: Option<Vec<Certificate<'static>>>,
+    pub client: Option<ClientCert>,
+    /// The server's certificate is not verified at all.
+    pub unverified: bool,
+    /// The name the server's certificate must carry, sent as SNI, instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// Where Debian, Fedora and Alpine keep the system's CA bundle (Go's crypto/x509 looks there).
+const SYSTEM_BUNDLES: [&str; 3] =
+    ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+
+/// Makes requests to one source; keep it to reuse its connections.
+pub struct Client {
+    agent: ureq::Agent,
+    /// The server name to expect, and the authority (`host:port`) of the source's URL.
+    renamed: Option<(String, String)>,
+}
+
+impl Client {
+    /// A client for the source `get` names (its URL's host is where every request goes).
+    pub fn new(get: &Get, timeout: Duration) -> Result<Client, String> {
+        let tls = &get.tls;
+        let roots = match &tls.roots {
+            Some(certs) => RootCerts::new_with_certs(certs),
+            None => system_roots(),
+        };
+        let tls_config = TlsConfig::builder()
+            .root_certs(roots)
+            .client_cert(tls.client.clone())
+            .disable_verification(tls.unverified)
+            .build();
+        let config =
+            ureq::Agent::config_builder().timeout_global(Some(timeout)).tls_config(tls_config).build();
+        let Some(name) = &tls.server_name else {
+            return Ok(Client { agent: config.new_agent(), renamed: None });
+        };
+        let uri: Uri = get.url.parse().map_err(|e| format!("not a URL ({e}): {}", get.url))?;
+        let authority = uri.authority().ok_or_else(|| format!("no host in {}", get.url))?.clone();
+        let resolver = Renamed { name: name.clone(), to: authority.clone() };
+        let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), resolver);
+        Ok(Client { agent, renamed: Some((name.clone(), authority.to_string())) })
+    }
+
+    /// GET `url` (on the source's host) with `headers`. With a server name, the URL's host is
+    /// replaced by it, so TLS sends and verifies that name; `Renamed` still connects to the
+    /// source's host, and `Host` names it as it would without a server name (as Go does).
+    pub fn get(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+    ) -> Result<ureq::http::Response<ureq::Body>, String> {
+        let mut request = match &self.renamed {
+            Some((name, authority)) => self.agent.get(&with_host(url, name)?).header("Host", authority),
+            None => self.agent.get(url),
+        };
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.call().map_err(|e| format!("cannot fetch {url}: {e}"))
+    }
+}
+
+/// `url` with its host replaced by `name`, its port kept (made explicit).
+fn with_host(url: &str, name: &str) -> Result<String, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e}): {url}"))?;
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let port = uri.authority().and_then(Authority::port_u16).unwrap_or(default_port);
+    let host = if name.contains(':') { format!("[{name}]") } else { name.to_string() };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Ok(format!("{scheme}://{host}:{port}{path}"))
+}
+
+/// Resolves the server name to the source's own host, every other name as usual.
+#[derive(Debug)]
+struct Renamed {
+    name: String,
+    to: Authority,
+}
+
+impl Resolver for Renamed {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+        if host != Some(self.name.as_str()) {
+            return DefaultResolver::default().resolve(uri, config, timeout);
+        }
+        let mut parts = uri.clone().into_parts();
+        parts.authority = Some(self.to.clone());
+        let real = Uri::from_parts(parts).map_err(|e| ureq::Error::BadUri(e.to_string()))?;
+        DefaultResolver::default().resolve(&real, config, timeout)
+    }
+}
+
+/// The system's CA bundle, as Go's client verifies with; Mozilla's roots (built in) where
+/// there is none.
+fn system_roots() -> RootCerts {
+    SYSTEM_BUNDLES
+        .iter()
+        .find_map(|path| std::fs::read(path).ok().and_then(|pem| certificates(&pem).ok()))
+        .map_or(RootCerts::WebPki, |certs| RootCerts::new_with_certs(&certs))
+}
+
+/// The certificates in PEM text; none at all is an error, as Go's `AppendCertsFromPEM` says.
+pub fn certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    for item in parse_pem(pem) {
+        if let PemItem::Certificate(cert) = item.map_err(|e| e.to_string())? {
+            certs.push(cert);
+        }
+    }
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(certs)
+}
+
+/// A certificate chain and its key, from two PEM files.
+pub fn client_cert(cert: &Path, key: &Path) -> Result<ClientCert, String> {
+    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    let chain = certificates(&read(cert)?).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKey::from_pem(&read(key)?).map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok(ClientCert::new_with_certs(&chain, key))
+}
