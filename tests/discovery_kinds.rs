@@ -59,7 +59,7 @@ impl Script {
 }
 
 /// An HTTP server on loopback answering every GET with the current status and body; `None`
-/// as status: accept and never answer.
+/// as status: accept and never answer. A 3xx answer names its body as `Location`.
 #[derive(Clone)]
 struct Document(Arc<Mutex<(Option<u16>, String)>>);
 
@@ -84,9 +84,14 @@ impl Document {
                         std::thread::sleep(Duration::from_secs(60));
                         return;
                     };
+                    let location = if (300..400).contains(&status) {
+                        format!("Location: {body}\r\n")
+                    } else {
+                        String::new()
+                    };
                     let _ = write!(
                         stream,
-                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                 });
@@ -220,6 +225,47 @@ fn plaintext_follows_the_document_and_a_silent_source_delays_no_other_server() {
         .get("last_error")
         .and_then(|v| v.as_str())
         .is_some_and(|e| e.contains("length limit exceeded"))));
+    assert!((0..10).all(|_| ask_name(port).as_deref() == Some("a")));
+}
+
+#[test]
+fn plaintext_and_json_endpoints_are_followed_through_redirects() {
+    let (a, b) = (Backend::start("a", Behaviour::Named), Backend::start("b", Behaviour::Named));
+    let (list, _list) = Document::serve(&format!("{}\n", a.line()));
+    let json = format!(r#"[{{"host": "{}", "port": {}}}]"#, b.ip, b.port);
+    let (json_http, _json) = Document::serve(&json);
+    // Moved for good, and moved for now, each to another server (relative references are
+    // the client's unit test).
+    let (moved, moved_doc) = Document::serve("");
+    moved_doc.set(Some(301), &format!("http://127.0.0.1:{list}/backends.txt"));
+    let (temporary, temporary_doc) = Document::serve("");
+    temporary_doc.set(Some(302), &format!("http://127.0.0.1:{json_http}/v2/backends.json"));
+    let (port, json_port, api) = (free_port(), free_port(), free_port());
+    let config = api_section(api)
+        + &server(
+            "s",
+            port,
+            &format!("kind = \"plaintext\"\ninterval = \"200ms\"\nplaintext_endpoint = \"http://127.0.0.1:{moved}/old\""),
+        )
+        + &server(
+            "j",
+            json_port,
+            &format!("kind = \"json\"\ninterval = \"200ms\"\njson_endpoint = \"http://127.0.0.1:{temporary}/v1/backends\""),
+        );
+    let bx = Betwixt::start(&config, &[], &[port, json_port, api]);
+    assert!(answers(port, "a"), "{}", bx.log_text());
+    assert!(answers(json_port, "b"), "{}", bx.log_text());
+
+    // A redirect to itself: followed ten times, then the round fails (the list is kept).
+    moved_doc.set(Some(307), "/old");
+    assert!(
+        wait_until(LONG, || discovery_stats(api, "s")
+            .get("last_error")
+            .and_then(|v| v.as_str())
+            .is_some_and(|e| e.contains("stopped after 10 redirects"))),
+        "{:?}",
+        discovery_stats(api, "s")
+    );
     assert!((0..10).all(|_| ask_name(port).as_deref() == Some("a")));
 }
 

@@ -18,7 +18,7 @@ use super::SectionError;
 use base64::Engine;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, HOST, USER_AGENT};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, HOST, LOCATION, USER_AGENT};
 use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -32,6 +32,12 @@ pub const MAX_BODY: usize = 16 << 20;
 
 /// How much of an error answer's body goes into the message.
 const ERROR_SNIPPET: usize = 200;
+
+/// Go's `http.Client` gives up after this many redirects.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// The statuses Go's client follows (with a `Location`); it answers other 3xx as they are.
+const REDIRECTS: [u16; 5] = [301, 302, 303, 307, 308];
 
 /// A discovery endpoint: where it is, how to speak TLS to it, what to send along.
 #[derive(Clone, Debug)]
@@ -116,8 +122,22 @@ impl Endpoint {
     }
 
     /// GETs the endpoint's own URL: the body of a 2xx answer, at most `MAX_BODY` bytes.
+    /// Redirects are followed as Go's `http.Get` (plaintext and json discovery in gobetween)
+    /// follows them: 301, 302, 303, 307 and 308 with a `Location`, at most
+    /// [`MAX_REDIRECTS`] of them, to `http://` or `https://` URLs.
     pub async fn get(&self) -> Result<Bytes, String> {
-        Ok(self.get_at(&self.address.path).await?.body)
+        let mut hop: Option<Endpoint> = None;
+        for _ in 0..=MAX_REDIRECTS {
+            let at = hop.as_ref().unwrap_or(self);
+            match at.request(&at.address.path, true).await? {
+                Reply::Answer(response, connection) => {
+                    return Ok(at.collect(&at.address.path, response, connection).await?.body)
+                }
+                Reply::Redirect(location) => hop = Some(at.redirected(&location)?),
+            }
+        }
+        let url = self.address.url(&self.address.path);
+        Err(format!("GET {url}: stopped after {MAX_REDIRECTS} redirects"))
     }
 
     /// GETs `path_and_query` (below the endpoint's path, see [`Address::join`]).
@@ -129,21 +149,59 @@ impl Endpoint {
     /// lines, each at most `max_line` bytes. Returns once the answer's head is in.
     pub async fn stream(&self, path_and_query: &str, max_line: usize) -> Result<LineStream, String> {
         let path = self.address.join(path_and_query);
-        let (response, connection) = self.request(&path).await?;
+        let (response, connection) = self.request(&path, false).await?.answer();
         Ok(LineStream::new(response.into_body(), connection, max_line, self.address.url(&path)))
     }
 
     async fn get_at(&self, path: &str) -> Result<Answer, String> {
-        let (response, _connection) = self.request(path).await?;
+        let (response, connection) = self.request(path, false).await?.answer();
+        self.collect(path, response, connection).await
+    }
+
+    /// The answer's headers and its body, at most `MAX_BODY` bytes.
+    async fn collect(
+        &self,
+        path: &str,
+        response: Response<Incoming>,
+        _connection: Connection,
+    ) -> Result<Answer, String> {
         let (head, body) = response.into_parts();
         let body = Limited::new(body, MAX_BODY).collect().await;
         let body = body.map(|b| b.to_bytes()).map_err(|e| self.fail("reading the answer of", path, &e))?;
         Ok(Answer { headers: head.headers, body })
     }
 
+    /// Where a redirect from this endpoint's URL to `location` leads. Its headers (tokens)
+    /// go along only to the same scheme, host and port; TLS to an `https` URL keeps this
+    /// endpoint's settings if it speaks TLS, else verifies with the system's CAs.
+    fn redirected(&self, location: &str) -> Result<Endpoint, String> {
+        let here = self.address.url(&self.address.path);
+        let bad = |why: String| format!("GET {here}: redirected to {location:?}: {why}");
+        if self.address.host().is_none() {
+            return Err(bad("a redirect from a unix socket is not followed".into()));
+        }
+        let mut next =
+            url::Url::parse(&here).and_then(|u| u.join(location)).map_err(|e| bad(e.to_string()))?;
+        next.set_fragment(None);
+        let address = Address::parse(next.as_str(), &[Scheme::Http, Scheme::Https]).map_err(bad)?;
+        let same_origin =
+            address.scheme == self.address.scheme && address.authority == self.address.authority;
+        let tls = match (address.scheme, &self.tls) {
+            (Scheme::Https, Some(tls)) => Some(tls.clone()),
+            (Scheme::Https, None) => Some(
+                tls::client(&tls::Files::default(), &tls::Keys::same("endpoint"))
+                    .map_err(|e| bad(e.message))?,
+            ),
+            _ => None,
+        };
+        let headers = if same_origin { self.headers.clone() } else { Vec::new() };
+        Ok(Endpoint { address, tls, headers })
+    }
+
     /// Connects, sends the GET and waits for the answer's head; a non-2xx status fails with
-    /// the start of its body (daemons explain themselves there).
-    async fn request(&self, path: &str) -> Result<(Response<Incoming>, Connection), String> {
+    /// the start of its body (daemons explain themselves there), except a redirect when
+    /// `follow` (see [`Endpoint::get`]).
+    async fn request(&self, path: &str, follow: bool) -> Result<Reply, String> {
         let io = self.connect().await.map_err(|e| self.fail("cannot connect to", path, &e))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
@@ -161,13 +219,18 @@ impl Endpoint {
         let request = request.body(Empty::<Bytes>::new()).map_err(|e| self.fail("GET", path, &e))?;
         let response = sender.send_request(request).await.map_err(|e| self.fail("GET", path, &e))?;
         let status = response.status();
+        if follow && REDIRECTS.contains(&status.as_u16()) {
+            if let Some(location) = response.headers().get(LOCATION).and_then(|l| l.to_str().ok()) {
+                return Ok(Reply::Redirect(location.to_string()));
+            }
+        }
         if !status.is_success() {
             let start = Limited::new(response.into_body(), 4096).collect().await.map(|b| b.to_bytes());
             let start = start.map(|b| snippet(&b)).unwrap_or_default();
             let said = if start.is_empty() { String::new() } else { format!(": {start}") };
             return Err(self.fail("GET", path, &format!("answered {status}{said}")));
         }
-        Ok((response, connection))
+        Ok(Reply::Answer(response, connection))
     }
 
     async fn connect(&self) -> std::io::Result<Box<dyn Io>> {
@@ -195,6 +258,22 @@ fn snippet(body: &[u8]) -> String {
     let text: String =
         text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(ERROR_SNIPPET).collect();
     text.trim().to_string()
+}
+
+/// What a GET got: an answer (2xx) to read, or a redirect to follow.
+enum Reply {
+    Answer(Response<Incoming>, Connection),
+    Redirect(String),
+}
+
+impl Reply {
+    /// The answer of a request that does not follow redirects (which then fail as non-2xx).
+    fn answer(self) -> (Response<Incoming>, Connection) {
+        match self {
+            Reply::Answer(response, connection) => (response, connection),
+            Reply::Redirect(_) => unreachable!("redirects are only returned when followed"),
+        }
+    }
 }
 
 /// A connection's task; dropping this closes the connection.

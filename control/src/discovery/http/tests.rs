@@ -251,3 +251,70 @@ async fn https_with_a_client_certificate() {
     let endpoint = Endpoint::parse("e", &url).unwrap().with_tls(tls::client(&without, &keys).unwrap());
     assert!(endpoint.get().await.is_err(), "the server wants a client certificate");
 }
+
+/// A loopback HTTP server answering each request by its path from `answers` (status line
+/// and headers; no body unless the headers say so), recording the request heads it got.
+async fn answering(answers: Vec<(&'static str, String)>) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let head = read_head(&mut stream).await;
+            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+            seen.lock().unwrap().push(head);
+            let reply = answers.iter().find(|(p, _)| *p == path).map(|(_, r)| r.clone());
+            let reply = reply.unwrap_or_else(|| "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into());
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    (port, heads)
+}
+
+#[tokio::test]
+async fn get_follows_redirects_as_gos_client_does() {
+    let list = "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n127.0.0.1:8080\n".to_string();
+    let (other, other_heads) = answering(vec![("/list", list)]).await;
+    let moved = |status: &str, location: &str| {
+        format!("HTTP/1.1 {status}\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n")
+    };
+    let (port, heads) = answering(vec![
+        // A relative reference, then one to another server (whose token must not follow).
+        ("/a/b", moved("302 Found", "c?x=1#frag")),
+        ("/a/c?x=1", moved("308 Permanent Redirect", &format!("http://127.0.0.1:{other}/list"))),
+        ("/loop", moved("307 Temporary Redirect", "/loop")),
+        ("/nowhere", "HTTP/1.1 301 Moved Permanently\r\nContent-Length: 0\r\n\r\n".into()),
+        ("/not-followed", moved("300 Multiple Choices", "/a/b")),
+    ])
+    .await;
+    let endpoint = |path: &str| {
+        Endpoint::parse("x", &format!("http://127.0.0.1:{port}{path}"))
+            .unwrap()
+            .with_bearer("t", "tok")
+            .unwrap()
+    };
+    assert_eq!(&endpoint("/a/b").get().await.unwrap()[..], b"127.0.0.1:8080\n");
+    let paths: Vec<String> =
+        heads.lock().unwrap().iter().map(|h| h.lines().next().unwrap().to_string()).collect();
+    assert_eq!(paths, ["GET /a/b HTTP/1.1", "GET /a/c?x=1 HTTP/1.1"]);
+    assert!(heads.lock().unwrap().iter().all(|h| h.to_lowercase().contains("authorization: bearer tok")));
+    let other_head = other_heads.lock().unwrap()[0].to_lowercase();
+    assert!(!other_head.contains("authorization"), "{other_head}");
+    assert!(other_head.contains(&format!("host: 127.0.0.1:{other}")), "{other_head}");
+
+    // Ten redirects are followed, the eleventh is not.
+    heads.lock().unwrap().clear();
+    let e = endpoint("/loop").get().await.unwrap_err();
+    assert!(e.contains("stopped after 10 redirects"), "{e}");
+    assert_eq!(heads.lock().unwrap().len(), MAX_REDIRECTS + 1);
+
+    // A redirect status without Location, and a 3xx Go does not follow, fail as non-2xx.
+    let e = endpoint("/nowhere").get().await.unwrap_err();
+    assert!(e.contains("301"), "{e}");
+    let e = endpoint("/not-followed").get().await.unwrap_err();
+    assert!(e.contains("300"), "{e}");
+    // Only get() follows: the API clients of the other kinds see the redirect as a failure.
+    let e = endpoint("/").get_path("/a/b").await.unwrap_err();
+    assert!(e.contains("302"), "{e}");
+}
