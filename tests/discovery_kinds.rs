@@ -270,6 +270,23 @@ fn plaintext_and_json_endpoints_are_followed_through_redirects() {
 }
 
 #[test]
+fn plaintext_goes_through_the_environments_proxy() {
+    let a = Backend::start("a", Behaviour::Named);
+    // The proxy answers every request with the list; lists.test resolves nowhere, so only a
+    // request through it can find the backend.
+    let (proxy, _proxy) = Document::serve(&format!("{}\n", a.line()));
+    let port = free_port();
+    let discovery = "kind = \"plaintext\"\nplaintext_endpoint = \"http://lists.test:8080/list\"";
+    let dir = TempDir::new("proxied");
+    let config = dir.write("betwixt.toml", &server("s", port, discovery));
+    let args = [std::ffi::OsStr::new("-c"), config.as_os_str()];
+    let env = [("HTTP_PROXY", format!("http://127.0.0.1:{proxy}")), ("NO_PROXY", "other.test".into())];
+    let bx = Betwixt::start_args(&args, &env, dir);
+    bx.wait_listening(port);
+    assert!(answers(port, "a"), "{}", bx.log_text());
+}
+
+#[test]
 fn plaintext_with_a_pattern_of_named_groups() {
     let a = Backend::start("a", Behaviour::Named);
     let (http, _document) = Document::serve(&format!("backend {} {}\n", a.ip, a.port));

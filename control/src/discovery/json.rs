@@ -9,7 +9,7 @@
 //! max_connections are used when they are numbers (fractions cut off) and take their defaults
 //! (1, 1, 0) otherwise; sni when it is a string.
 
-use super::http::Endpoint;
+use super::http::{Endpoint, Proxies};
 use super::{Found, SectionError, Source};
 use crate::backend::{is_host_name, BackendSpec};
 use crate::config::depth::check_json_depth;
@@ -92,7 +92,9 @@ use Problem::{Fail, Skip};
 
 impl Json {
     pub fn from_section(d: &Discovery) -> Result<Json, SectionError> {
-        let endpoint = Endpoint::parse("json_endpoint", d.json_endpoint.as_deref().unwrap_or(""))?;
+        // Go's http.Get, as gobetween fetches: proxies from the environment.
+        let endpoint = Endpoint::parse("json_endpoint", d.json_endpoint.as_deref().unwrap_or(""))?
+            .with_proxies(Proxies::from_env());
         let path = |field: &'static str, given: &Option<String>, default: &str| {
             let text = given.as_deref().filter(|t| !t.is_empty()).unwrap_or(default);
             Path::parse(text).map_err(|e| SectionError::new(field, e))

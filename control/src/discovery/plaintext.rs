@@ -4,7 +4,7 @@
 //! `max_connections` and `sni` give the backend, as in gobetween. A line the pattern does not
 //! match, or whose host or port do not read, is skipped with a warning.
 
-use super::http::Endpoint;
+use super::http::{Endpoint, Proxies};
 use super::lines::{collect, document_lines};
 use super::{Found, SectionError, Source};
 use crate::backend::BackendSpec;
@@ -24,8 +24,10 @@ pub struct Plaintext {
 
 impl Plaintext {
     pub fn from_section(discovery: &Discovery) -> Result<Plaintext, SectionError> {
+        // Go's http.Get, as gobetween fetches: proxies from the environment.
         let endpoint =
-            Endpoint::parse("plaintext_endpoint", discovery.plaintext_endpoint.as_deref().unwrap_or(""))?;
+            Endpoint::parse("plaintext_endpoint", discovery.plaintext_endpoint.as_deref().unwrap_or(""))?
+                .with_proxies(Proxies::from_env());
         let pattern = match discovery.plaintext_regex_pattern.as_deref() {
             None | Some("") => None,
             Some(text) => {

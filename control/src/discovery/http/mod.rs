@@ -9,21 +9,25 @@
 
 pub mod address;
 mod lines;
+pub mod proxy;
 pub mod tls;
 
 pub use address::{percent_encode, Address, Scheme, Target};
 pub use lines::LineStream;
+pub use proxy::{Proxies, Proxy};
 
 use super::SectionError;
 use base64::Engine;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, HOST, LOCATION, USER_AGENT};
+use hyper::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, HOST, LOCATION, PROXY_AUTHORIZATION, USER_AGENT,
+};
 use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::task::JoinHandle;
 
@@ -45,6 +49,9 @@ pub struct Endpoint {
     address: Address,
     tls: Option<Arc<rustls::ClientConfig>>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// The proxies requests may go through (plaintext and json: Go's `http.Get` reads them
+    /// from the environment); `None`: always directly.
+    proxies: Option<Arc<Proxies>>,
 }
 
 /// A successful (2xx) answer: its headers (Consul's `X-Consul-Index`) and body.
@@ -76,11 +83,17 @@ impl Endpoint {
             Scheme::Https => Some(tls::client(&tls::Files::default(), &tls::Keys::same(field))?),
             Scheme::Http | Scheme::Unix => None,
         };
-        Ok(Endpoint { address, tls, headers: Vec::new() })
+        Ok(Endpoint { address, tls, headers: Vec::new(), proxies: None })
     }
 
     pub fn address(&self) -> &Address {
         &self.address
+    }
+
+    /// Goes through the proxies `proxies` names for its URL (see [`proxy`]).
+    pub fn with_proxies(mut self, proxies: Arc<Proxies>) -> Endpoint {
+        self.proxies = Some(proxies);
+        self
     }
 
     /// Speaks TLS with `config` (on a `http://` or socket endpoint too: Docker's
@@ -195,14 +208,26 @@ impl Endpoint {
             _ => None,
         };
         let headers = if same_origin { self.headers.clone() } else { Vec::new() };
-        Ok(Endpoint { address, tls, headers })
+        Ok(Endpoint { address, tls, headers, proxies: self.proxies.clone() })
     }
 
     /// Connects, sends the GET and waits for the answer's head; a non-2xx status fails with
     /// the start of its body (daemons explain themselves there), except a redirect when
     /// `follow` (see [`Endpoint::get`]).
     async fn request(&self, path: &str, follow: bool) -> Result<Reply, String> {
-        let io = self.connect().await.map_err(|e| self.fail("cannot connect to", path, &e))?;
+        let proxy = self.proxy().map_err(|e| self.fail("GET", path, &e))?;
+        let io = self.connect(proxy).await.map_err(|e| match proxy {
+            Some(proxy) => {
+                self.fail("cannot connect to", path, &format!("(through {}) {e}", proxy.authority()))
+            }
+            None => self.fail("cannot connect to", path, &e),
+        })?;
+        // Through a proxy, plain HTTP names the whole URL and carries the proxy's credentials.
+        let plain_proxy = proxy.filter(|_| self.address.scheme == Scheme::Http);
+        let target = match plain_proxy {
+            Some(_) => self.address.url(path),
+            None => path.to_string(),
+        };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| self.fail("GET", path, &e))?;
@@ -210,9 +235,12 @@ impl Endpoint {
             // Its errors show in the request's result.
             let _ = connection.await;
         }));
-        let mut request = Request::get(path)
+        let mut request = Request::get(target)
             .header(HOST, self.address.authority.as_str())
             .header(USER_AGENT, concat!("betwixt/", env!("CARGO_PKG_VERSION")));
+        if let Some(authorization) = plain_proxy.and_then(|p| p.authorization.as_deref()) {
+            request = request.header(PROXY_AUTHORIZATION, authorization);
+        }
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
@@ -233,10 +261,27 @@ impl Endpoint {
         Ok(Reply::Answer(response, connection))
     }
 
-    async fn connect(&self) -> std::io::Result<Box<dyn Io>> {
-        let stream: Box<dyn Io> = match &self.address.target {
-            Target::Tcp { host, port } => Box::new(TcpStream::connect((host.as_str(), *port)).await?),
-            Target::Unix(path) => Box::new(UnixStream::connect(path).await?),
+    /// The proxy this endpoint's requests go through, if any.
+    fn proxy(&self) -> Result<Option<&Proxy>, String> {
+        match (&self.proxies, &self.address.target) {
+            (Some(proxies), Target::Tcp { host, port }) => {
+                proxies.for_target(self.address.scheme == Scheme::Https, host, *port)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn connect(&self, proxy: Option<&Proxy>) -> std::io::Result<Box<dyn Io>> {
+        let stream: Box<dyn Io> = match (&self.address.target, proxy) {
+            (Target::Tcp { .. }, Some(proxy)) => {
+                let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port)).await?;
+                if self.address.scheme == Scheme::Https {
+                    tunnel(&mut stream, &self.address, proxy).await?;
+                }
+                Box::new(stream)
+            }
+            (Target::Tcp { host, port }, None) => Box::new(TcpStream::connect((host.as_str(), *port)).await?),
+            (Target::Unix(path), _) => Box::new(UnixStream::connect(path).await?),
         };
         let Some(config) = &self.tls else { return Ok(stream) };
         // SNI and verification name the URL's host; a socket has none, so "localhost".
@@ -249,6 +294,44 @@ impl Endpoint {
 
     fn fail(&self, what: &str, path: &str, e: &dyn std::fmt::Display) -> String {
         format!("{what} {}: {e}", self.address.url(path))
+    }
+}
+
+/// The longest answer head a proxy may give to `CONNECT`.
+const MAX_CONNECT_HEAD: usize = 8 << 10;
+
+/// Asks `proxy` (connected on `stream`) for a tunnel to `address`, as Go's client does for an
+/// `https` URL: `CONNECT host:port`, and only `200` opens it.
+async fn tunnel(stream: &mut TcpStream, address: &Address, proxy: &Proxy) -> std::io::Result<()> {
+    let Target::Tcp { host, port } = &address.target else { unreachable!("only TCP goes through a proxy") };
+    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    if let Some(authorization) = &proxy.authorization {
+        head.push_str(&format!("Proxy-Authorization: {authorization}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    // Byte by byte: what follows the head is the server's, for TLS to read.
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        if answer.len() >= MAX_CONNECT_HEAD {
+            return Err(std::io::Error::other(format!(
+                "proxy's answer to CONNECT over {MAX_CONNECT_HEAD} bytes"
+            )));
+        }
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).await? == 0 {
+            return Err(std::io::Error::other("proxy closed the connection before answering CONNECT"));
+        }
+        answer.push(byte[0]);
+    }
+    let status_line =
+        String::from_utf8_lossy(answer.split(|&b| b == b'\r').next().unwrap_or_default()).into_owned();
+    match status_line.split(' ').nth(1) {
+        Some("200") => Ok(()),
+        _ => {
+            Err(std::io::Error::other(format!("proxy refused CONNECT: {}", snippet(status_line.as_bytes()))))
+        }
     }
 }
 

@@ -156,12 +156,15 @@ async fn streams_yield_lines_as_they_come() {
     assert_eq!(lines.next_line().await.unwrap(), None);
 }
 
-/// A loopback HTTPS server with a certificate for `localhost`, answering `ok` to each request
+/// A loopback HTTPS server with a certificate for `name`, answering `ok` to each request
 /// whose head carries a client certificate when `want_client` is set; returns its port and the
 /// certificate's PEM.
-async fn https_server(client_ca: Option<rustls::pki_types::CertificateDer<'static>>) -> (u16, String) {
+async fn https_server(
+    name: &str,
+    client_ca: Option<rustls::pki_types::CertificateDer<'static>>,
+) -> (u16, String) {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec![name.into()]).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder =
@@ -196,7 +199,7 @@ async fn https_server(client_ca: Option<rustls::pki_types::CertificateDer<'stati
 
 #[tokio::test]
 async fn https_verifies_with_the_given_ca_or_not_at_all() {
-    let (port, pem) = https_server(None).await;
+    let (port, pem) = https_server("localhost", None).await;
     let dir = Socket::new("tls");
     let ca = dir.dir.join("ca.pem");
     std::fs::write(&ca, pem).unwrap();
@@ -230,7 +233,7 @@ async fn https_verifies_with_the_given_ca_or_not_at_all() {
 #[tokio::test]
 async fn https_with_a_client_certificate() {
     let client = rcgen::generate_simple_self_signed(vec!["client".into()]).unwrap();
-    let (port, pem) = https_server(Some(client.cert.der().clone())).await;
+    let (port, pem) = https_server("localhost", Some(client.cert.der().clone())).await;
     let dir = Socket::new("mtls");
     let write = |name: &str, text: String| {
         let path = dir.dir.join(name);
@@ -317,4 +320,81 @@ async fn get_follows_redirects_as_gos_client_does() {
     // Only get() follows: the API clients of the other kinds see the redirect as a failure.
     let e = endpoint("/").get_path("/a/b").await.unwrap_err();
     assert!(e.contains("302"), "{e}");
+}
+
+fn proxies(vars: &[(&'static str, String)]) -> Arc<Proxies> {
+    let vars = vars.to_vec();
+    Arc::new(Proxies::from_vars(move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())))
+}
+
+#[tokio::test]
+async fn plain_http_goes_through_the_proxy_with_the_whole_url() {
+    let reply = "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n127.0.0.1:8080\n".to_string();
+    let (proxy, heads) = answering(vec![("http://lists.test:8080/list?v=1", reply)]).await;
+    let endpoint = Endpoint::parse("x", "http://lists.test:8080/list?v=1")
+        .unwrap()
+        .with_proxies(proxies(&[("HTTP_PROXY", format!("http://lb:s%40cret@127.0.0.1:{proxy}"))]));
+    assert_eq!(&endpoint.get().await.unwrap()[..], b"127.0.0.1:8080\n");
+    let head = heads.lock().unwrap()[0].to_lowercase();
+    assert!(head.starts_with("get http://lists.test:8080/list?v=1 http/1.1\r\n"), "{head}");
+    assert!(head.contains("host: lists.test:8080\r\n"), "{head}");
+    // lb:s@cret
+    assert!(head.contains("proxy-authorization: basic bgi6c0bjcmv0\r\n"), "{head}");
+
+    // NO_PROXY sends it directly, where lists.test does not resolve.
+    let direct = Endpoint::parse("x", "http://lists.test:8080/list?v=1").unwrap().with_proxies(proxies(&[
+        ("HTTP_PROXY", format!("127.0.0.1:{proxy}")),
+        ("NO_PROXY", "lists.test".into()),
+    ]));
+    assert!(direct.get().await.is_err());
+    assert_eq!(heads.lock().unwrap().len(), 1);
+}
+
+/// A proxy answering `CONNECT` with `status`, and with `200` tunnelling to `127.0.0.1:to`;
+/// returns its port and the request heads it got.
+async fn connect_proxy(status: &'static str, to: u16) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let head = read_head(&mut client).await;
+            seen.lock().unwrap().push(head);
+            let _ = client.write_all(format!("HTTP/1.1 {status}\r\n\r\n").as_bytes()).await;
+            if status.starts_with("200") {
+                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", to)).await.unwrap();
+                tokio::spawn(async move { tokio::io::copy_bidirectional(&mut client, &mut server).await });
+            }
+        }
+    });
+    (port, heads)
+}
+
+#[tokio::test]
+async fn https_goes_through_a_connect_tunnel() {
+    let (server, pem) = https_server("lists.test", None).await;
+    let (proxy, heads) = connect_proxy("200 Connection established", server).await;
+    let dir = Socket::new("tunnel");
+    let ca = dir.dir.join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let config =
+        tls::client(&tls::Files { ca: ca.to_str(), ..tls::Files::default() }, &tls::Keys::same("e")).unwrap();
+    let endpoint = |proxy: u16| {
+        Endpoint::parse("x", "https://lists.test/")
+            .unwrap()
+            .with_tls(config.clone())
+            .with_proxies(proxies(&[("HTTPS_PROXY", format!("127.0.0.1:{proxy}"))]))
+    };
+    // TLS runs end to end through the tunnel: the certificate names lists.test.
+    assert_eq!(&endpoint(proxy).get().await.unwrap()[..], b"ok");
+    let head = heads.lock().unwrap()[0].clone();
+    assert!(head.starts_with("CONNECT lists.test:443 HTTP/1.1\r\nHost: lists.test:443\r\n"), "{head}");
+
+    let (refusing, _) = connect_proxy("403 Forbidden", server).await;
+    let e = endpoint(refusing).get().await.unwrap_err();
+    assert!(
+        e.contains("proxy refused CONNECT: HTTP/1.1 403 Forbidden") && e.contains("through 127.0.0.1"),
+        "{e}"
+    );
 }
