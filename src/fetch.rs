@@ -3,12 +3,14 @@
 //! against the system's CA bundle, or against what `from-consul`'s environment names (its CAs,
 //! a client certificate, the server name to expect, or no verification at all).
 
+use betwixt_control::discovery::http::Proxies;
 use std::path::Path;
 use std::time::Duration;
 use ureq::http::uri::{Authority, Uri};
 use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::ProxyProtocol;
 
 /// One source's request: its URL, its headers, and how `https` is spoken to it.
 #[derive(Debug)]
@@ -54,13 +56,16 @@ impl Client {
             .client_cert(tls.client.clone())
             .disable_verification(tls.unverified)
             .build();
-        let config =
-            ureq::Agent::config_builder().timeout_global(Some(timeout)).tls_config(tls_config).build();
+        let uri: Uri = get.url.parse().map_err(|e| format!("not a URL ({e}): {}", get.url))?;
+        let authority = uri.authority().ok_or_else(|| format!("no host in {}", get.url))?.clone();
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .tls_config(tls_config)
+            .proxy(proxy(&uri, &authority)?)
+            .build();
         let Some(name) = &tls.server_name else {
             return Ok(Client { agent: config.new_agent(), renamed: None });
         };
-        let uri: Uri = get.url.parse().map_err(|e| format!("not a URL ({e}): {}", get.url))?;
-        let authority = uri.authority().ok_or_else(|| format!("no host in {}", get.url))?.clone();
         let resolver = Renamed { name: name.clone(), to: authority.clone() };
         let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), resolver);
         Ok(Client { agent, renamed: Some((name.clone(), authority.to_string())) })
@@ -83,6 +88,26 @@ impl Client {
         }
         request.call().map_err(|e| format!("cannot fetch {url}: {e}"))
     }
+}
+
+/// The proxy for the source's URL, chosen as Go's `http.ProxyFromEnvironment` chooses (as
+/// discovery chooses: `HTTP_PROXY` for `http`, `HTTPS_PROXY` for `https`, `NO_PROXY`, never for
+/// loopback), rather than by ureq's own reading of the environment, which takes `ALL_PROXY`
+/// and one proxy for both schemes. ureq asks the proxy for a tunnel (`CONNECT`) for `http` URLs
+/// too, where Go sends the request itself to the proxy.
+fn proxy(uri: &Uri, authority: &Authority) -> Result<Option<ureq::Proxy>, String> {
+    let https = uri.scheme_str() == Some("https");
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let proxies = Proxies::from_env();
+    let Some(chosen) = proxies.for_target(https, host, port)? else {
+        return Ok(None);
+    };
+    let mut builder = ureq::Proxy::builder(ProxyProtocol::Http).host(&chosen.host).port(chosen.port);
+    if let Some((user, password)) = &chosen.credentials {
+        builder = builder.username(user).password(password);
+    }
+    builder.build().map(Some).map_err(|e| format!("proxy {}: {e}", chosen.authority()))
 }
 
 /// `url` with its host replaced by `name`, its port kept (made explicit).

@@ -213,3 +213,64 @@ fn from_consul_speaks_tls_as_consuls_environment_says() {
     assert!(!ok && stderr.contains("CONSUL_CLIENT_KEY"), "{stderr}");
     assert_eq!(consul.shared.requests.lock().unwrap().len(), asked);
 }
+
+/// A proxy that opens a `CONNECT` tunnel to `127.0.0.1:to` whatever host is named; returns
+/// its port and the request lines it got.
+fn tunnel_to(to: u16) -> (u16, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let mut reader = BufReader::new(client.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line.trim_end().to_string());
+            let mut header = String::new();
+            while reader.read_line(&mut header).unwrap_or(0) > 2 {
+                header.clear();
+            }
+            let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else { continue };
+            let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+            let (mut up, mut down) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut up));
+            std::thread::spawn(move || std::io::copy(&mut { server }, &mut down));
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn sources_use_the_environments_proxy_as_go_does() {
+    let backend = Backend::start("proxied", Behaviour::Named);
+    let port = free_port();
+    let (http, requests) = serve_http(config(port, &backend));
+    let (proxy, tunnels) = tunnel_to(http);
+    let dead = common::RefusingPort::new();
+    let proxies = |http_proxy: u16| {
+        vec![
+            ("HTTP_PROXY", format!("http://127.0.0.1:{http_proxy}")),
+            ("HTTPS_PROXY", format!("http://127.0.0.1:{}", dead.port)),
+            ("ALL_PROXY", format!("http://127.0.0.1:{}", dead.port)),
+        ]
+    };
+    let serves = |args: &[&str], env: &[(&'static str, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        serve_until_named_with_env(args, &env, port, "proxied").0
+    };
+    // A name only the proxy can reach: HTTP_PROXY is the one for http (not HTTPS_PROXY, not
+    // ALL_PROXY, which Go does not read).
+    let url = format!("http://config.test:{http}/betwixt.toml");
+    assert!(serves(&["from-url", &url], &proxies(proxy)), "through the proxy");
+    assert_eq!(
+        tunnels.recv_timeout(Duration::from_secs(1)).unwrap(),
+        format!("CONNECT config.test:{http} HTTP/1.1")
+    );
+    assert_eq!(request_line(&requests), "GET /betwixt.toml HTTP/1.1");
+    // Loopback never goes through a proxy, even one that refuses every connection.
+    let host = format!("127.0.0.1:{http}");
+    assert!(serves(&["from-consul", &host, "--key", "k", "-f", "toml"], &proxies(dead.port)), "loopback");
+    assert_eq!(request_line(&requests), "GET /v1/kv/k?raw HTTP/1.1");
+}

@@ -238,7 +238,7 @@ impl Endpoint {
         let mut request = Request::get(target)
             .header(HOST, self.address.authority.as_str())
             .header(USER_AGENT, concat!("betwixt/", env!("CARGO_PKG_VERSION")));
-        if let Some(authorization) = plain_proxy.and_then(|p| p.authorization.as_deref()) {
+        if let Some(authorization) = plain_proxy.and_then(Proxy::authorization) {
             request = request.header(PROXY_AUTHORIZATION, authorization);
         }
         for (name, value) in &self.headers {
@@ -306,7 +306,7 @@ async fn tunnel(stream: &mut TcpStream, address: &Address, proxy: &Proxy) -> std
     let Target::Tcp { host, port } = &address.target else { unreachable!("only TCP goes through a proxy") };
     let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-    if let Some(authorization) = &proxy.authorization {
+    if let Some(authorization) = proxy.authorization() {
         head.push_str(&format!("Proxy-Authorization: {authorization}\r\n"));
     }
     head.push_str("\r\n");

@@ -23,12 +23,24 @@ pub struct Proxies {
 }
 
 /// A proxy to send requests through.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
     pub host: String,
     pub port: u16,
-    /// `Basic ...`, when the proxy's URL carries a user.
-    pub authorization: Option<String>,
+    /// User and password, when the proxy's URL carries a user (percent-decoded).
+    pub credentials: Option<(String, String)>,
+}
+
+/// Never the password: settings are printed in debug logs.
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.credentials.as_ref().map(|(user, _)| user.as_str());
+        f.debug_struct("Proxy")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &user)
+            .finish()
+    }
 }
 
 /// One `NO_PROXY` entry.
@@ -121,11 +133,18 @@ impl Proxy {
         let host = url.host_str().filter(|h| !h.is_empty())?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
-        let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
-            let credentials = format!("{}:{}", decode(url.username()), decode(url.password().unwrap_or("")));
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials))
-        });
-        Some(Ok(Proxy { host, port: url.port().unwrap_or(80), authorization }))
+        let credentials = (!url.username().is_empty() || url.password().is_some())
+            .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))));
+        Some(Ok(Proxy { host, port: url.port().unwrap_or(80), credentials }))
+    }
+
+    /// `Proxy-Authorization`'s value (HTTP basic authentication), when there are credentials.
+    pub fn authorization(&self) -> Option<String> {
+        let (user, password) = self.credentials.as_ref()?;
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ))
     }
 
     /// `host:port` as a request line or socket address names it.
@@ -263,7 +282,8 @@ mod tests {
         let p = proxies(&[("HTTP_PROXY", "http://us%40er:p%3Ass@proxy.test:3128")]);
         let proxy = p.for_target(false, "lists.test", 80).unwrap().unwrap();
         let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
-        assert_eq!(proxy.authorization.as_deref(), Some(format!("Basic {expected}").as_str()));
+        assert_eq!(proxy.authorization(), Some(format!("Basic {expected}")));
+        assert!(!format!("{proxy:?}").contains("p:ss"), "{proxy:?}");
         let socks = proxies(&[("HTTPS_PROXY", "socks5://proxy:1080")]);
         let e = socks.for_target(true, "lists.test", 443).unwrap_err();
         assert!(e.starts_with("not supported yet: a socks5:// proxy"), "{e}");
