@@ -2,11 +2,11 @@
 //! built as a plain HTTP request. Like that client, it takes `http://`, `https://` and a path
 //! prefix in the address; the ACL token and enterprise namespace/partition from Consul's
 //! environment variables; and Consul's TLS variables (`CONSUL_CACERT` and friends), which that
-//! client applies to every address. `unix://` addresses are not supported yet and refused.
+//! client applies to every address. A `unix://` address is the agent's socket.
 
 use crate::fetch::{self, Get, Tls};
 use betwixt_control::consul_api::{encode, env, env_token, Address, Scheme};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use ureq::tls::Certificate;
 
 /// A variable Consul's client takes with a warning, and the warning.
@@ -27,9 +27,14 @@ pub fn kv_read(address: &str, key: &str, scheme: &str) -> Result<KvRead, String>
         other => return Err(format!("unknown consul scheme {other:?} (use http or https)")),
     };
     let address = Address::parse(address, tls)?;
-    if address.scheme == Scheme::Unix {
-        return Err("not supported yet: a unix:// Consul address".into());
-    }
+    // An agent's socket: the request names localhost, in the scheme `-s` gives.
+    let (base, unix) = match address.scheme {
+        Scheme::Unix => {
+            let scheme = if tls { "https" } else { "http" };
+            (format!("{scheme}://localhost"), Some(PathBuf::from(&address.host)))
+        }
+        Scheme::Http | Scheme::Https => (address.base(), None),
+    };
     let (tls, warnings) = tls_from_env()?;
     let mut query = String::from("raw");
     for (variable, param) in [("CONSUL_NAMESPACE", "ns"), ("CONSUL_PARTITION", "partition")] {
@@ -39,8 +44,8 @@ pub fn kv_read(address: &str, key: &str, scheme: &str) -> Result<KvRead, String>
     }
     let path = encode(key.trim_start_matches('/'), true);
     let headers = env_token()?.map(|t| ("X-Consul-Token", t)).into_iter().collect();
-    let url = format!("{}/v1/kv/{path}?{query}", address.base());
-    Ok(KvRead { get: Get { url, headers, tls }, warnings })
+    let url = format!("{base}/v1/kv/{path}?{query}");
+    Ok(KvRead { get: Get { url, headers, tls, unix }, warnings })
 }
 
 /// Consul's TLS variables as its Go client reads them (`api.DefaultConfig`, applied by
@@ -159,7 +164,12 @@ mod tests {
         assert_eq!(url("c:8500", "a b?#%", "http").unwrap(), "http://c:8500/v1/kv/a%20b%3F%23%25?raw");
         assert!(url("c:8500", "k", "ftp").unwrap_err().contains("unknown consul scheme"));
         assert!(url("ftp://c", "k", "http").unwrap_err().contains("unknown protocol scheme"));
-        assert!(url("unix:///run/consul.sock", "k", "http").unwrap_err().starts_with("not supported yet"));
+        assert_eq!(url("unix:///run/consul.sock", "k", "http").unwrap(), "http://localhost/v1/kv/k?raw");
+        let socket = kv_read("unix:///run/consul.sock", "k", "https").unwrap().get;
+        assert_eq!(
+            (socket.url.as_str(), socket.unix),
+            ("https://localhost/v1/kv/k?raw", Some("/run/consul.sock".into()))
+        );
         assert!(url("http://", "k", "http").unwrap_err().contains("missing host"));
     }
 

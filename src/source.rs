@@ -91,7 +91,7 @@ impl Reading {
         match &self.origin {
             Origin::File(_) => Ok(None),
             Origin::Url(url) => Ok(Some(consul::KvRead {
-                get: Get { url: url.clone(), headers: Vec::new(), tls: Tls::default() },
+                get: Get { url: url.clone(), headers: Vec::new(), tls: Tls::default(), unix: None },
                 warnings: Vec::new(),
             })),
             Origin::Consul { host, key, scheme } => {

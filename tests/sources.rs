@@ -49,6 +49,19 @@ fn from_consul_reads_the_raw_key() {
 }
 
 #[test]
+fn from_consul_reads_an_agents_unix_socket() {
+    let backend = Backend::start("consul-unix", Behaviour::Named);
+    let port = free_port();
+    let dir = TempDir::new("consul-unix");
+    let agent =
+        common::unix_http::UnixDocument::serve(dir.0.join("consul.sock"), &config(port, &backend), "/none");
+    let address = format!("unix://{}", agent.socket.display());
+    assert!(
+        serve_until_named(&["from-consul", &address, "--key", "lb", "-f", "toml"], port, "consul-unix").0
+    );
+}
+
+#[test]
 fn from_url_reports_unreachable_source() {
     let dead = common::RefusingPort::new();
     let out = Command::new(common::binary())

@@ -4,13 +4,16 @@
 //! a client certificate, the server name to expect, or no verification at all).
 
 use betwixt_control::discovery::http::Proxies;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use unix::UnixConnector;
 use ureq::http::uri::{Authority, Uri};
 use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout, RustlsConnector};
 use ureq::ProxyProtocol;
+
+mod unix;
 
 /// One source's request: its URL, its headers, and how `https` is spoken to it.
 #[derive(Debug)]
@@ -18,6 +21,9 @@ pub struct Get {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub tls: Tls,
+    /// A unix socket every request goes to instead of the URL's host (whose name is then
+    /// only the `Host` header and, for `https`, the name TLS expects).
+    pub unix: Option<PathBuf>,
 }
 
 /// How an `https` source is spoken to (unused for `http`).
@@ -58,17 +64,31 @@ impl Client {
             .build();
         let uri: Uri = get.url.parse().map_err(|e| format!("not a URL ({e}): {}", get.url))?;
         let authority = uri.authority().ok_or_else(|| format!("no host in {}", get.url))?.clone();
+        let proxy = match get.unix {
+            Some(_) => None,
+            None => proxy(&uri, &authority)?,
+        };
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .tls_config(tls_config)
-            .proxy(proxy(&uri, &authority)?)
+            .proxy(proxy)
             .build();
-        let Some(name) = &tls.server_name else {
-            return Ok(Client { agent: config.new_agent(), renamed: None });
+        let renamed =
+            tls.server_name.as_ref().map(|name| Renamed { name: name.clone(), to: authority.clone() });
+        let agent = match (&get.unix, renamed) {
+            (None, None) => config.new_agent(),
+            (None, Some(resolver)) => ureq::Agent::with_parts(config, DefaultConnector::default(), resolver),
+            // TLS, when the scheme asks for it, runs over the socket.
+            (Some(socket), resolver) => {
+                let connector = ().chain(UnixConnector(socket.clone())).chain(RustlsConnector::default());
+                match resolver {
+                    Some(resolver) => ureq::Agent::with_parts(config, connector, resolver),
+                    None => ureq::Agent::with_parts(config, connector, DefaultResolver::default()),
+                }
+            }
         };
-        let resolver = Renamed { name: name.clone(), to: authority.clone() };
-        let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), resolver);
-        Ok(Client { agent, renamed: Some((name.clone(), authority.to_string())) })
+        let renamed = tls.server_name.as_ref().map(|name| (name.clone(), authority.to_string()));
+        Ok(Client { agent, renamed })
     }
 
     /// GET `url` (on the source's host) with `headers`. With a server name, the URL's host is
