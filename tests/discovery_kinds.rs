@@ -113,6 +113,11 @@ fn server(name: &str, port: u16, discovery: &str) -> String {
     format!("[servers.{name}]\nbind = \"127.0.0.1:{port}\"\n[servers.{name}.discovery]\n{discovery}\n")
 }
 
+/// A `plaintext` or `json` discovery section fetching `url` every 200 ms.
+fn polled(kind: &str, url: &str) -> String {
+    format!("kind = \"{kind}\"\ninterval = \"200ms\"\n{kind}_endpoint = \"{url}\"")
+}
+
 fn discovery_stats(api: u16, name: &str) -> Value {
     Client::http(api).get_json(&format!("/servers/{name}/stats")).get("discovery").unwrap().clone()
 }
@@ -187,11 +192,7 @@ fn plaintext_follows_the_document_and_a_silent_source_delays_no_other_server() {
     silent.set(None, "");
     let (port, silent_port, api) = (free_port(), free_port(), free_port());
     let config = api_section(api)
-        + &server(
-            "s",
-            port,
-            &format!("kind = \"plaintext\"\ninterval = \"200ms\"\nplaintext_endpoint = \"http://127.0.0.1:{http}/list\""),
-        )
+        + &server("s", port, &polled("plaintext", &format!("http://127.0.0.1:{http}/list")))
         + &server(
             "silent",
             silent_port,
@@ -242,16 +243,8 @@ fn plaintext_and_json_endpoints_are_followed_through_redirects() {
     temporary_doc.set(Some(302), &format!("http://127.0.0.1:{json_http}/v2/backends.json"));
     let (port, json_port, api) = (free_port(), free_port(), free_port());
     let config = api_section(api)
-        + &server(
-            "s",
-            port,
-            &format!("kind = \"plaintext\"\ninterval = \"200ms\"\nplaintext_endpoint = \"http://127.0.0.1:{moved}/old\""),
-        )
-        + &server(
-            "j",
-            json_port,
-            &format!("kind = \"json\"\ninterval = \"200ms\"\njson_endpoint = \"http://127.0.0.1:{temporary}/v1/backends\""),
-        );
+        + &server("s", port, &polled("plaintext", &format!("http://127.0.0.1:{moved}/old")))
+        + &server("j", json_port, &polled("json", &format!("http://127.0.0.1:{temporary}/v1/backends")));
     let bx = Betwixt::start(&config, &[], &[port, json_port, api]);
     assert!(answers(port, "a"), "{}", bx.log_text());
     assert!(answers(json_port, "b"), "{}", bx.log_text());

@@ -255,24 +255,42 @@ async fn https_with_a_client_certificate() {
     assert!(endpoint.get().await.is_err(), "the server wants a client certificate");
 }
 
-/// A loopback HTTP server answering each request by its path from `answers` (status line
-/// and headers; no body unless the headers say so), recording the request heads it got.
-async fn answering(answers: Vec<(&'static str, String)>) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+/// The request heads a test server got, in order.
+type Heads = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A loopback server that reads each connection's request head, records it, and hands the
+/// connection and the head to `answer`. Returns its port and the heads.
+async fn recording<F, A>(answer: F) -> (u16, Heads)
+where
+    F: Fn(tokio::net::TcpStream, String) -> A + Send + 'static,
+    A: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heads = Heads::default();
     let seen = heads.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let head = read_head(&mut stream).await;
-            let path = head.split(' ').nth(1).unwrap_or("").to_string();
-            seen.lock().unwrap().push(head);
-            let reply = answers.iter().find(|(p, _)| *p == path).map(|(_, r)| r.clone());
-            let reply = reply.unwrap_or_else(|| "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into());
-            let _ = stream.write_all(reply.as_bytes()).await;
+            seen.lock().unwrap().push(head.clone());
+            tokio::spawn(answer(stream, head));
         }
     });
     (port, heads)
+}
+
+/// A loopback HTTP server answering each request by its path from `answers` (status line
+/// and headers; no body unless the headers say so), recording the request heads it got.
+async fn answering(answers: Vec<(&'static str, String)>) -> (u16, Heads) {
+    recording(move |mut stream, head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let reply = answers.iter().find(|(p, _)| *p == path).map(|(_, r)| r.clone());
+        let reply = reply.unwrap_or_else(|| "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into());
+        async move {
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -352,23 +370,15 @@ async fn plain_http_goes_through_the_proxy_with_the_whole_url() {
 
 /// A proxy answering `CONNECT` with `status`, and with `200` tunnelling to `127.0.0.1:to`;
 /// returns its port and the request heads it got.
-async fn connect_proxy(status: &'static str, to: u16) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = heads.clone();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let head = read_head(&mut client).await;
-            seen.lock().unwrap().push(head);
-            let _ = client.write_all(format!("HTTP/1.1 {status}\r\n\r\n").as_bytes()).await;
-            if status.starts_with("200") {
-                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", to)).await.unwrap();
-                tokio::spawn(async move { tokio::io::copy_bidirectional(&mut client, &mut server).await });
-            }
+async fn connect_proxy(status: &'static str, to: u16) -> (u16, Heads) {
+    recording(move |mut client, _| async move {
+        let _ = client.write_all(format!("HTTP/1.1 {status}\r\n\r\n").as_bytes()).await;
+        if status.starts_with("200") {
+            let mut server = tokio::net::TcpStream::connect(("127.0.0.1", to)).await.unwrap();
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         }
-    });
-    (port, heads)
+    })
+    .await
 }
 
 #[tokio::test]
