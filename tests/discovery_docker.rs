@@ -260,6 +260,25 @@ fn hostile_answers_and_a_dead_endpoint_fail_the_fetch_and_follow_the_failpolicy(
 }
 
 #[test]
+fn a_tcp_endpoint_goes_through_the_environments_proxy() {
+    let a = Backend::start("a", Behaviour::Named);
+    // The proxy answers for the daemon: docker.test resolves nowhere, so only requests sent
+    // through it find the containers.
+    let (proxy, lines) = common::unix_http::serve_tcp(&container_list(&[a.port]), "/events");
+    let (port, api) = (free_port(), free_port());
+    let discovery = "interval = \"200ms\"\ndocker_endpoint = \"tcp://docker.test:2375\"\n\
+                     docker_container_private_port = 80";
+    let dir = TempDir::new("docker-proxied");
+    let path = dir.write("betwixt.toml", &config(api, port, discovery));
+    let args = [std::ffi::OsStr::new("-c"), path.as_os_str()];
+    let bx = Betwixt::start_args(&args, &[("HTTP_PROXY", format!("127.0.0.1:{proxy}"))], dir);
+    bx.wait_listening(port);
+    assert!(wait_until(LONG, || common::ask_name(port).as_deref() == Some("a")), "{}", bx.log_text());
+    let lines = lines.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.starts_with("GET http://docker.test:2375/")), "{lines:?}");
+}
+
+#[test]
 fn sections_are_checked() {
     for (discovery, key) in [
         ("kind = \"docker\"\ndocker_container_private_port = 80", "discovery.docker_endpoint"),

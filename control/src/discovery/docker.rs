@@ -14,7 +14,7 @@
 //! poll when the stream cannot be had). Paths carry no API version, so the daemon speaks its
 //! own (Docker Engine 29 refuses versions below 1.44).
 
-use super::http::{percent_encode, tls, Endpoint, LineStream, Scheme, Target};
+use super::http::{percent_encode, tls, Endpoint, LineStream, Proxies, Scheme, Target};
 use super::{Found, SectionError, Source};
 use crate::backend::BackendSpec;
 use crate::config::depth::check_json_depth;
@@ -64,7 +64,9 @@ impl Docker {
         let text =
             text.strip_prefix("tcp://").map_or_else(|| text.to_string(), |rest| format!("http://{rest}"));
         let schemes = [Scheme::Unix, Scheme::Http, Scheme::Https];
-        let mut endpoint = Endpoint::parse_with("docker_endpoint", &text, &schemes)?;
+        // gobetween's Docker client takes proxies from the environment (for TCP endpoints).
+        let mut endpoint =
+            Endpoint::parse_with("docker_endpoint", &text, &schemes)?.with_proxies(Proxies::from_env());
         if d.docker_tls_enabled.unwrap_or(false) {
             let files = tls::Files {
                 ca: d.docker_tls_cacert_path.as_deref(),

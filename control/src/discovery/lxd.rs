@@ -17,7 +17,7 @@
 //! with `lxd_server_remote_password` and generating client certificates are gobetween's
 //! one-time set-up steps, which betwixt leaves to `lxc` (see `from_section`).
 
-use super::http::{tls, Endpoint, Scheme};
+use super::http::{tls, Endpoint, Proxies, Scheme};
 use super::{Found, SectionError, Source};
 use crate::backend::BackendSpec;
 use crate::config::depth::check_json_depth;
@@ -44,8 +44,10 @@ impl Lxd {
     pub fn from_section(d: &Discovery) -> Result<Lxd, SectionError> {
         let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
         let address = d.lxd_server_address.as_deref().unwrap_or("");
+        // gobetween's LXD client takes proxies from the environment (for an https remote).
         let mut endpoint =
-            Endpoint::parse_with("lxd_server_address", address, &[Scheme::Unix, Scheme::Https])?;
+            Endpoint::parse_with("lxd_server_address", address, &[Scheme::Unix, Scheme::Https])?
+                .with_proxies(Proxies::from_env());
         if endpoint.address().scheme == Scheme::Https {
             endpoint = endpoint.with_tls(https_client(d)?);
         }

@@ -223,7 +223,7 @@ impl Endpoint {
             None => self.fail("cannot connect to", path, &e),
         })?;
         // Through a proxy, plain HTTP names the whole URL and carries the proxy's credentials.
-        let plain_proxy = proxy.filter(|_| self.address.scheme == Scheme::Http);
+        let plain_proxy = proxy.filter(|_| self.tls.is_none());
         let target = match plain_proxy {
             Some(_) => self.address.url(path),
             None => path.to_string(),
@@ -265,7 +265,9 @@ impl Endpoint {
     fn proxy(&self) -> Result<Option<&Proxy>, String> {
         match (&self.proxies, &self.address.target) {
             (Some(proxies), Target::Tcp { host, port }) => {
-                proxies.for_target(self.address.scheme == Scheme::Https, host, *port)
+                // TLS decides, not the scheme: Docker's `docker_tls_enabled` speaks it to an
+                // `http://` address, as Go's client then speaks to `https://`.
+                proxies.for_target(self.tls.is_some(), host, *port)
             }
             _ => Ok(None),
         }
@@ -275,7 +277,7 @@ impl Endpoint {
         let stream: Box<dyn Io> = match (&self.address.target, proxy) {
             (Target::Tcp { .. }, Some(proxy)) => {
                 let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port)).await?;
-                if self.address.scheme == Scheme::Https {
+                if self.tls.is_some() {
                     tunnel(&mut stream, &self.address, proxy).await?;
                 }
                 Box::new(stream)
