@@ -85,8 +85,8 @@ fn tls_from_env() -> Result<(Tls, Vec<EnvWarning>), String> {
                 warnings.push((
                     "CONSUL_HTTP_SSL_VERIFY",
                     format!(
-                        "{shown:?} is not a boolean; as Consul's client does, the server's certificate \
-                         is not verified"
+                        "\"{shown}\" is not a boolean; as Consul's client does, the server's \
+                         certificate is not verified"
                     ),
                 ));
                 false

@@ -1,7 +1,8 @@
 //! The HTTP client that reads a configuration source (`from-url`, `from-consul`, a reload, the
-//! watch), speaking TLS as gobetween's Go client does: the server's certificate is verified
-//! against the system's CA bundle, or against what `from-consul`'s environment names (its CAs,
-//! a client certificate, the server name to expect, or no verification at all).
+//! watch) as gobetween's Go client does: TLS verified against the system's CA bundle, or
+//! against what `from-consul`'s environment names (its CAs, a client certificate, the server
+//! name to expect, or no verification at all); the proxy Go would pick from the environment;
+//! and, for `from-consul unix:///path`, the agent's socket ([`unix`]).
 
 use betwixt_control::discovery::http::Proxies;
 use std::path::{Path, PathBuf};
@@ -114,7 +115,8 @@ impl Client {
 /// discovery chooses: `HTTP_PROXY` for `http`, `HTTPS_PROXY` for `https`, `NO_PROXY`, never for
 /// loopback), rather than by ureq's own reading of the environment, which takes `ALL_PROXY`
 /// and one proxy for both schemes. ureq asks the proxy for a tunnel (`CONNECT`) for `http` URLs
-/// too, where Go sends the request itself to the proxy.
+/// too, where Go sends the request itself to the proxy; and with a server name
+/// (`CONSUL_TLS_SERVER_NAME`) it names that in `CONNECT`, where Go names the address.
 fn proxy(uri: &Uri, authority: &Authority) -> Result<Option<ureq::Proxy>, String> {
     let https = uri.scheme_str() == Some("https");
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');

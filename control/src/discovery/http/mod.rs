@@ -49,7 +49,7 @@ pub struct Endpoint {
     address: Address,
     tls: Option<Arc<rustls::ClientConfig>>,
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// The proxies requests may go through (plaintext and json: Go's `http.Get` reads them
+    /// The proxies requests may go through (the kinds whose Go clients in gobetween read them
     /// from the environment); `None`: always directly.
     proxies: Option<Arc<Proxies>>,
 }
@@ -142,12 +142,14 @@ impl Endpoint {
         let mut hop: Option<Endpoint> = None;
         for _ in 0..=MAX_REDIRECTS {
             let at = hop.as_ref().unwrap_or(self);
-            match at.request(&at.address.path, true).await? {
-                Reply::Answer(response, connection) => {
-                    return Ok(at.collect(&at.address.path, response, connection).await?.body)
-                }
-                Reply::Redirect(location) => hop = Some(at.redirected(&location)?),
+            let path = &at.address.path;
+            let (response, connection) = at.send(path).await?;
+            if let Some(location) = redirect(&response) {
+                hop = Some(at.redirected(&location)?);
+                continue;
             }
+            let response = at.successful(path, response).await?;
+            return Ok(at.collect(path, response, connection).await?.body);
         }
         let url = self.address.url(&self.address.path);
         Err(format!("GET {url}: stopped after {MAX_REDIRECTS} redirects"))
@@ -162,12 +164,12 @@ impl Endpoint {
     /// lines, each at most `max_line` bytes. Returns once the answer's head is in.
     pub async fn stream(&self, path_and_query: &str, max_line: usize) -> Result<LineStream, String> {
         let path = self.address.join(path_and_query);
-        let (response, connection) = self.request(&path, false).await?.answer();
+        let (response, connection) = self.request(&path).await?;
         Ok(LineStream::new(response.into_body(), connection, max_line, self.address.url(&path)))
     }
 
     async fn get_at(&self, path: &str) -> Result<Answer, String> {
-        let (response, connection) = self.request(path, false).await?.answer();
+        let (response, connection) = self.request(path).await?;
         self.collect(path, response, connection).await
     }
 
@@ -211,10 +213,15 @@ impl Endpoint {
         Ok(Endpoint { address, tls, headers, proxies: self.proxies.clone() })
     }
 
-    /// Connects, sends the GET and waits for the answer's head; a non-2xx status fails with
-    /// the start of its body (daemons explain themselves there), except a redirect when
-    /// `follow` (see [`Endpoint::get`]).
-    async fn request(&self, path: &str, follow: bool) -> Result<Reply, String> {
+    /// Connects, sends the GET and waits for the answer's head; a non-2xx status fails (see
+    /// [`Endpoint::successful`]).
+    async fn request(&self, path: &str) -> Result<(Response<Incoming>, Connection), String> {
+        let (response, connection) = self.send(path).await?;
+        Ok((self.successful(path, response).await?, connection))
+    }
+
+    /// Connects, sends the GET and waits for the answer's head, whatever its status.
+    async fn send(&self, path: &str) -> Result<(Response<Incoming>, Connection), String> {
         let proxy = self.proxy().map_err(|e| self.fail("GET", path, &e))?;
         let io = self.connect(proxy).await.map_err(|e| match proxy {
             Some(proxy) => {
@@ -246,19 +253,24 @@ impl Endpoint {
         }
         let request = request.body(Empty::<Bytes>::new()).map_err(|e| self.fail("GET", path, &e))?;
         let response = sender.send_request(request).await.map_err(|e| self.fail("GET", path, &e))?;
+        Ok((response, connection))
+    }
+
+    /// The response if its status is 2xx; otherwise a failure with the start of its body
+    /// (daemons explain themselves there).
+    async fn successful(
+        &self,
+        path: &str,
+        response: Response<Incoming>,
+    ) -> Result<Response<Incoming>, String> {
         let status = response.status();
-        if follow && REDIRECTS.contains(&status.as_u16()) {
-            if let Some(location) = response.headers().get(LOCATION).and_then(|l| l.to_str().ok()) {
-                return Ok(Reply::Redirect(location.to_string()));
-            }
+        if status.is_success() {
+            return Ok(response);
         }
-        if !status.is_success() {
-            let start = Limited::new(response.into_body(), 4096).collect().await.map(|b| b.to_bytes());
-            let start = start.map(|b| snippet(&b)).unwrap_or_default();
-            let said = if start.is_empty() { String::new() } else { format!(": {start}") };
-            return Err(self.fail("GET", path, &format!("answered {status}{said}")));
-        }
-        Ok(Reply::Answer(response, connection))
+        let start = Limited::new(response.into_body(), 4096).collect().await.map(|b| b.to_bytes());
+        let start = start.map(|b| snippet(&b)).unwrap_or_default();
+        let said = if start.is_empty() { String::new() } else { format!(": {start}") };
+        Err(self.fail("GET", path, &format!("answered {status}{said}")))
     }
 
     /// The proxy this endpoint's requests go through, if any.
@@ -277,8 +289,8 @@ impl Endpoint {
         let stream: Box<dyn Io> = match (&self.address.target, proxy) {
             (Target::Tcp { .. }, Some(proxy)) => {
                 let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port)).await?;
-                if self.tls.is_some() {
-                    tunnel(&mut stream, &self.address, proxy).await?;
+                if let (Some(_), Target::Tcp { host, port }) = (&self.tls, &self.address.target) {
+                    tunnel(&mut stream, host, *port, proxy).await?;
                 }
                 Box::new(stream)
             }
@@ -302,10 +314,9 @@ impl Endpoint {
 /// The longest answer head a proxy may give to `CONNECT`.
 const MAX_CONNECT_HEAD: usize = 8 << 10;
 
-/// Asks `proxy` (connected on `stream`) for a tunnel to `address`, as Go's client does for an
+/// Asks `proxy` (connected on `stream`) for a tunnel to `host:port`, as Go's client does for an
 /// `https` URL: `CONNECT host:port`, and only `200` opens it.
-async fn tunnel(stream: &mut TcpStream, address: &Address, proxy: &Proxy) -> std::io::Result<()> {
-    let Target::Tcp { host, port } = &address.target else { unreachable!("only TCP goes through a proxy") };
+async fn tunnel(stream: &mut TcpStream, host: &str, port: u16, proxy: &Proxy) -> std::io::Result<()> {
     let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
     if let Some(authorization) = proxy.authorization() {
@@ -345,20 +356,12 @@ fn snippet(body: &[u8]) -> String {
     text.trim().to_string()
 }
 
-/// What a GET got: an answer (2xx) to read, or a redirect to follow.
-enum Reply {
-    Answer(Response<Incoming>, Connection),
-    Redirect(String),
-}
-
-impl Reply {
-    /// The answer of a request that does not follow redirects (which then fail as non-2xx).
-    fn answer(self) -> (Response<Incoming>, Connection) {
-        match self {
-            Reply::Answer(response, connection) => (response, connection),
-            Reply::Redirect(_) => unreachable!("redirects are only returned when followed"),
-        }
+/// Where a redirect Go's client follows leads: a 301, 302, 303, 307 or 308 with a `Location`.
+fn redirect(response: &Response<Incoming>) -> Option<String> {
+    if !REDIRECTS.contains(&response.status().as_u16()) {
+        return None;
     }
+    response.headers().get(LOCATION).and_then(|l| l.to_str().ok()).map(String::from)
 }
 
 /// A connection's task; dropping this closes the connection.
