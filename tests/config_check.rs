@@ -189,16 +189,22 @@ fn bad_values_are_located() {
 }
 
 #[test]
-fn unsupported_feature_refuses_to_start() {
-    let dir = TempDir::new("unsupported");
+fn sni_on_a_udp_server_is_a_warning_and_strict_refuses_it() {
+    let dir = TempDir::new("udp-sni");
     let path = dir.write(
         "u.toml",
         "[servers.a]\nbind = \"127.0.0.1:1\"\nprotocol = \"udp\"\n[servers.a.udp]\nmax_responses = 1\n[servers.a.sni]\nhostname_matching_strategy = \"exact\"\n\
          [servers.a.discovery]\nkind = \"static\"\nstatic_list = []\n",
     );
-    let (status, _, stderr) = run_betwixt(&["-c", path.to_str().unwrap()]);
-    assert!(!status.success());
-    assert!(stderr.contains("not supported yet: servers.a.sni"), "{stderr}");
+    let path = path.to_str().unwrap();
+    let (status, _, stderr) = run_betwixt(&["check", path]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("line 6") && stderr.contains("servers.a.sni") && stderr.contains("ignored"),
+        "{stderr}"
+    );
+    let (status, _, stderr) = run_betwixt(&["check", "--strict", path]);
+    assert!(!status.success() && stderr.contains("servers.a.sni"), "{stderr}");
 }
 
 #[test]

@@ -283,6 +283,23 @@ fn dns_answer(reply: &[u8]) -> (u16, [u8; 4]) {
 }
 
 #[test]
+fn sni_and_tls_on_a_udp_server_are_ignored_as_gobetween_ignores_them() {
+    let echo = Echo::start("e");
+    // Files that do not exist: gobetween never reads them for a udp server, nor does betwixt.
+    let tables = "[servers.s.sni]\nhostname_matching_strategy = \"exact\"\n[servers.s.tls]\n\
+                  cert_path = \"/nonexistent/cert.pem\"\nkey_path = \"/nonexistent/key.pem\"";
+    let (ports, bx) = serve(&[echo.line()], tables, "max_responses = 1");
+    assert_eq!(ask(&client(), ports.udp, b"hi").as_deref(), Some(&b"e:hi"[..]));
+    let log = bx.log_text();
+    for key in ["servers.s.sni", "servers.s.tls"] {
+        assert!(
+            log.contains(key) && log.contains("ignored: a udp server has no TLS handshake"),
+            "{key}: {log}"
+        );
+    }
+}
+
+#[test]
 fn dns_through_betwixt_and_max_responses_frees_each_session_at_the_answer() {
     let dns = Dnsmasq::start();
     let (ports, bx) = serve(&[format!("127.0.0.1:{}", dns.port)], "", "max_responses = 1");

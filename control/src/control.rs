@@ -265,7 +265,9 @@ impl Control {
         };
         if keep_tls.is_some() {
             settings.tls = keep_tls;
-        } else if server.tls.is_some() || server.backends_tls.is_some() {
+        } else if settings.protocol != Protocol::Udp
+            && (server.tls.is_some() || server.backends_tls.is_some())
+        {
             let acme = match server.tls.as_ref().and_then(crate::tls::acme_hosts) {
                 Some(hosts) => {
                     let service = self

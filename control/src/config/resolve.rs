@@ -131,7 +131,15 @@ impl Server {
         );
         lint_discovery(&s.discovery, &mut warnings);
         let healthcheck = s.healthcheck.as_ref().and_then(|raw| CheckSettings::read(raw, &mut warnings));
-        let (sni, send_proxy, accept_proxy) = stream_options(&s, &mut warnings);
+        let (mut sni, send_proxy, accept_proxy) = stream_options(&s, &mut warnings);
+        if s.protocol == Some(Protocol::Udp) {
+            // gobetween checks these sections on a udp server and then does nothing with them.
+            for (field, present) in [("sni", s.sni.is_some()), ("tls", s.tls.is_some())] {
+                let note = "ignored: a udp server has no TLS handshake (gobetween ignores it too)";
+                warnings.note(field, present.then(|| note.to_string()));
+            }
+            sni = None;
+        }
         let settings = ServerSettings {
             name: name.to_string(),
             bind: s.bind.clone(),

@@ -23,12 +23,11 @@ pub fn unsupported_keys(config: &Config) -> Vec<String> {
     for (name, server) in &config.servers {
         let at = |field: &str| format!("servers.{name}.{field}");
         let protocol = server.protocol.unwrap_or_default();
-        // SNI routing, the PROXY protocol and TLS work on tcp and tls servers (a tcp server
-        // with `[tls]` terminates TLS, as in gobetween).
+        // The PROXY protocol and TLS to backends work on tcp and tls servers (validation
+        // refuses them on udp first, with gobetween's messages). `[sni]` and `[tls]` on a udp
+        // server are ignored with a warning, as gobetween ignores them (see `resolve`).
         let stream = matches!(protocol, Protocol::Tcp | Protocol::Tls);
         for (field, present) in [
-            ("sni", server.sni.is_some() && !stream),
-            ("tls", server.tls.is_some() && !stream),
             ("backends_tls", server.backends_tls.is_some() && !stream),
             ("proxy_protocol", server.proxy_protocol.is_some() && !stream),
         ] {
