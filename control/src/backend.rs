@@ -86,9 +86,14 @@ impl BackendSpec {
         }
         let port: u16 = port.parse().map_err(|_| format!("port {port} out of range in backend {line:?}"))?;
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-        // `[]:443` (found by fuzzing) would be a backend with no host at all.
+        // `[]:443` (found by fuzzing) would be a backend with no host at all; `[\u{a0}]:443`
+        // (found by fuzzing too) one whose host, printed without brackets, loses its blank
+        // ends when the line is read again (Unicode blanks, which trimming takes off).
         if host.is_empty() {
             return Err(format!("expected host:port at the start of backend {line:?}"));
+        }
+        if host.trim() != host {
+            return Err(format!("blank at the start or end of the host of backend {line:?}"));
         }
         // No host name holds one, and the host is written into logs and metric labels.
         if host.contains(is_unsafe) {
@@ -178,6 +183,16 @@ impl fmt::Display for BackendSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_with_blank_ends_is_refused() {
+        for line in ["[\u{a0}]:443", "[\u{a0}x]:443", "[x\u{2003}]:443"] {
+            assert!(BackendSpec::read_line(line).is_err(), "{line:?}");
+        }
+        // Blanks inside a name print and read back unchanged.
+        let (spec, _) = BackendSpec::read_line("a\u{a0}b:443").unwrap();
+        assert_eq!(BackendSpec::read_line(&spec.to_string()).unwrap().0, spec);
+    }
 
     #[test]
     fn brackets_inside_the_host_are_refused() {

@@ -268,6 +268,10 @@ mod tests {
         // An empty host in brackets, then brackets inside the host, both in backend lines.
         backend_lines(b"[]:443");
         backend_lines(b"[[0]]:442\n[0]:442\n[0]]:442");
+        // A host of a Unicode blank in brackets, which printed without them read as no host.
+        backend_lines(
+            b"e\n[U:443\n\n[]:4433333\n33\n[e33$3333\xc2\xa0\xc2\xa0\xc2\xa0\n[]:443\n\n[\xc2\xa0]:443\n",
+        );
     }
 
     /// The committed seeds of the `config` target, through it: each format's printout must
