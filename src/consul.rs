@@ -100,9 +100,8 @@ fn tls_from_env() -> Result<(Tls, Vec<EnvWarning>), String> {
 /// The host part of `CONSUL_TLS_SERVER_NAME`, as Consul's client takes it: a port after the
 /// last `:` (outside brackets) is dropped.
 fn server_name(value: &str) -> Result<String, String> {
-    let has_port = value.rfind(':').map(|i| i as isize).unwrap_or(-1)
-        > value.rfind(']').map(|i| i as isize).unwrap_or(-1);
-    if !has_port {
+    // Go's `LastIndex(":") > LastIndex("]")`, with -1 for none: `None` sorts below any `Some`.
+    if value.rfind(':') <= value.rfind(']') {
         return Ok(value.to_string());
     }
     let (host, _) = value.rsplit_once(':').unwrap_or((value, ""));

@@ -417,15 +417,18 @@ pub fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsErro
     Ok(Arc::new(config))
 }
 
+/// The certificates of the first system CA bundle found (`SYSTEM_ROOTS`), if any.
+pub fn system_certificates() -> Option<Vec<CertificateDer<'static>>> {
+    SYSTEM_ROOTS.iter().find_map(|path| read_certs("root_ca_cert_path", Path::new(path)).ok())
+}
+
 /// The CAs backends' certificates (and the ACME directory's) must chain to:
 /// `root_ca_cert_path`, else the system's.
 pub fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     let certs = match path {
         Some(path) => read_certs("root_ca_cert_path", Path::new(path))?,
-        None => SYSTEM_ROOTS
-            .iter()
-            .find_map(|path| read_certs("root_ca_cert_path", Path::new(path)).ok())
+        None => system_certificates()
             .ok_or_else(|| TlsError::new("root_ca_cert_path", "not given, and no system CA bundle found"))?,
     };
     let (_, ignored) = store.add_parsable_certificates(certs);

@@ -4,6 +4,7 @@
 //! name to expect, or no verification at all); the proxy Go would pick from the environment;
 //! and, for `from-consul unix:///path`, the agent's socket ([`unix`]).
 
+use betwixt_control::backend::host_port;
 use betwixt_control::discovery::http::Proxies;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,10 +39,6 @@ pub struct Tls {
     /// The name the server's certificate must carry, sent as SNI, instead of the URL's host.
     pub server_name: Option<String>,
 }
-
-/// Where Debian, Fedora and Alpine keep the system's CA bundle (Go's crypto/x509 looks there).
-const SYSTEM_BUNDLES: [&str; 3] =
-    ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 
 /// Makes requests to one source; keep it to reuse its connections.
 pub struct Client {
@@ -138,9 +135,8 @@ fn with_host(url: &str, name: &str) -> Result<String, String> {
     let scheme = uri.scheme_str().unwrap_or("https");
     let default_port = if scheme == "https" { 443 } else { 80 };
     let port = uri.authority().and_then(Authority::port_u16).unwrap_or(default_port);
-    let host = if name.contains(':') { format!("[{name}]") } else { name.to_string() };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    Ok(format!("{scheme}://{host}:{port}{path}"))
+    Ok(format!("{scheme}://{}{path}", host_port(name, port)))
 }
 
 /// Resolves the server name to the source's own host, every other name as usual.
@@ -171,10 +167,10 @@ impl Resolver for Renamed {
 /// The system's CA bundle, as Go's client verifies with; Mozilla's roots (built in) where
 /// there is none.
 fn system_roots() -> RootCerts {
-    SYSTEM_BUNDLES
-        .iter()
-        .find_map(|path| std::fs::read(path).ok().and_then(|pem| certificates(&pem).ok()))
-        .map_or(RootCerts::WebPki, |certs| RootCerts::new_with_certs(&certs))
+    match betwixt_control::tls::system_certificates() {
+        Some(certs) => certs.iter().map(|der| Certificate::from_der(der.as_ref()).to_owned()).into(),
+        None => RootCerts::WebPki,
+    }
 }
 
 /// The certificates in PEM text; none at all is an error, as Go's `AppendCertsFromPEM` says.

@@ -317,7 +317,7 @@ const MAX_CONNECT_HEAD: usize = 8 << 10;
 /// Asks `proxy` (connected on `stream`) for a tunnel to `host:port`, as Go's client does for an
 /// `https` URL: `CONNECT host:port`, and only `200` opens it.
 async fn tunnel(stream: &mut TcpStream, host: &str, port: u16, proxy: &Proxy) -> std::io::Result<()> {
-    let authority = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let authority = crate::backend::host_port(host, port);
     let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
     if let Some(authorization) = proxy.authorization() {
         head.push_str(&format!("Proxy-Authorization: {authorization}\r\n"));

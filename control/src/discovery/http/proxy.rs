@@ -150,11 +150,7 @@ impl Proxy {
 
     /// `host:port` as a request line or socket address names it.
     pub fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::backend::host_port(&self.host, self.port)
     }
 }
 
