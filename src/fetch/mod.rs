@@ -71,18 +71,13 @@ impl Client {
             .tls_config(tls_config)
             .proxy(proxy)
             .build();
-        let renamed =
-            tls.server_name.as_ref().map(|name| Renamed { name: name.clone(), to: authority.clone() });
-        let agent = match (&get.unix, renamed) {
-            (None, None) => config.new_agent(),
-            (None, Some(resolver)) => ureq::Agent::with_parts(config, DefaultConnector::default(), resolver),
+        let resolver = Renamed { name: tls.server_name.clone(), to: authority.clone() };
+        let agent = match &get.unix {
+            None => ureq::Agent::with_parts(config, DefaultConnector::default(), resolver),
             // TLS, when the scheme asks for it, runs over the socket.
-            (Some(socket), resolver) => {
+            Some(socket) => {
                 let connector = ().chain(UnixConnector(socket.clone())).chain(RustlsConnector::default());
-                match resolver {
-                    Some(resolver) => ureq::Agent::with_parts(config, connector, resolver),
-                    None => ureq::Agent::with_parts(config, connector, DefaultResolver::default()),
-                }
+                ureq::Agent::with_parts(config, connector, resolver)
             }
         };
         let renamed = tls.server_name.as_ref().map(|name| (name.clone(), authority.to_string()));
@@ -139,10 +134,11 @@ fn with_host(url: &str, name: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{}{path}", host_port(name, port)))
 }
 
-/// Resolves the server name to the source's own host, every other name as usual.
+/// Resolves the server name, when there is one, to the source's own host; every other name
+/// as usual.
 #[derive(Debug)]
 struct Renamed {
-    name: String,
+    name: Option<String>,
     to: Authority,
 }
 
@@ -154,7 +150,7 @@ impl Resolver for Renamed {
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let host = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']'));
-        if host != Some(self.name.as_str()) {
+        if host.is_none() || host != self.name.as_deref() {
             return DefaultResolver::default().resolve(uri, config, timeout);
         }
         let mut parts = uri.clone().into_parts();
