@@ -8,6 +8,7 @@ mod common;
 
 use api_client::Client;
 use common::backends::{Backend, Behaviour};
+use common::connect_proxy::tunnel_to;
 use common::{dnsmasq_command, free_port, run_betwixt, wait_for_port, wait_until, Betwixt, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -20,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const HOST: &str = "acme.betwixt.test";
+/// A name for pebble's directory that resolves nowhere: only a proxy reaches it.
+const PROXIED_CA: &str = "ca.betwixt.test";
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// A port free for both TCP and UDP on 127.0.0.1 (dnsmasq takes both).
@@ -71,7 +74,7 @@ impl Pebble {
         params.distinguished_name.push(DnType::CommonName, "pebble HTTPS test CA");
         let ca = params.self_signed(&ca_key).unwrap();
         let key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), PROXIED_CA.to_string()])
             .unwrap()
             .signed_by(&key, &ca, &ca_key)
             .unwrap();
@@ -329,6 +332,29 @@ fn short_lived_certificates_are_renewed_under_live_connections() {
     assert!(renewed, "never renewed; log:\n{}", bx.log_text());
     // The connection made with the first certificate goes on.
     echo(&mut live, b"still here");
+}
+
+/// gobetween's ACME client is Go's default one, which goes through `HTTPS_PROXY`; so does
+/// betwixt's. The directory is named by a name only the proxy can reach.
+#[test]
+fn the_directory_is_reached_through_the_environments_proxy() {
+    let (http, port) = (free_port(), free_port());
+    let pebble = Pebble::start(http, port, 3600);
+    let (proxy, tunnels) = tunnel_to(pebble.port);
+    let backend = Backend::start("b", Behaviour::Echo);
+    let cache = TempDir::new("acme-proxied");
+    let text = config(&pebble, &cache, &format!("http_bind = \"127.0.0.1:{http}\"\n"), port, &backend)
+        .replace("https://127.0.0.1:", &format!("https://{PROXIED_CA}:"));
+    let dir = TempDir::new("bx");
+    let path = dir.write("betwixt.toml", &text);
+    let env = [("HTTPS_PROXY", format!("http://127.0.0.1:{proxy}"))];
+    let bx = Betwixt::start_args(&["-c".as_ref(), path.as_os_str()], &env, dir);
+    bx.wait_listening(port);
+    let connect = host_client(&pebble.root(), Vec::new());
+    let mut tls = first_certificate(port, &connect, &bx, &pebble);
+    echo(&mut tls, b"issued through a proxy");
+    let first = tunnels.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert_eq!(first, format!("CONNECT {PROXIED_CA}:{} HTTP/1.1", pebble.port));
 }
 
 #[test]

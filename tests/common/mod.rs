@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod config_server;
+pub mod connect_proxy;
 pub mod netns;
 pub mod replay;
 pub mod unix_http;

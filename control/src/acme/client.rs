@@ -1,9 +1,11 @@
 //! The HTTPS client `instant-acme` sends its requests through: HTTP/1.1 over rustls (ring),
 //! trusting `root_ca_cert_path` or the system's CAs, one connection per request (an order is
-//! a dozen requests, minutes or months apart). Each request is bounded in time and its answer
+//! a dozen requests, minutes or months apart), through the environment's `HTTPS_PROXY` as
+//! Go's client goes. Each request is bounded in time and its answer
 //! in size, so a slow or hostile directory cannot hold the control thread's task forever nor
 //! fill its memory.
 
+use crate::discovery::http::{tunnel, Proxies};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Request, Response};
@@ -59,6 +61,19 @@ impl HttpClient for DirectoryClient {
     }
 }
 
+/// A connection to the directory's `host:port`: through `HTTPS_PROXY` where the environment
+/// names one for it, as Go's default client (gobetween's `autocert`) goes, else directly.
+async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
+    let proxies = Proxies::from_env();
+    let tcp = match proxies.for_target(true, host, port)? {
+        Some(proxy) => {
+            tunnel(proxy, host, port).await.map_err(|e| format!("proxy {}: {e}", proxy.authority()))?
+        }
+        None => TcpStream::connect((host, port)).await.map_err(|e| e.to_string())?,
+    };
+    Ok(tcp)
+}
+
 async fn send(tls: TlsConnector, mut req: Request<BodyWrapper<Bytes>>) -> Result<BytesResponse, Error> {
     let uri = req.uri().clone();
     if uri.scheme_str() != Some("https") {
@@ -67,7 +82,7 @@ async fn send(tls: TlsConnector, mut req: Request<BodyWrapper<Bytes>>) -> Result
     let authority = uri.authority().ok_or_else(|| other(format!("{uri}: no host")))?.clone();
     let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
     let port = authority.port_u16().unwrap_or(443);
-    let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(|e| other(format!("{uri}: {e}")))?;
+    let tcp = connect(&host, port).await.map_err(|e| other(format!("{uri}: {e}")))?;
     let name = ServerName::try_from(host).map_err(|e| other(format!("{uri}: {e}")))?;
     let stream = tls.connect(name, tcp).await.map_err(|e| other(format!("{uri}: TLS: {e}")))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

@@ -11,10 +11,12 @@ pub mod address;
 mod lines;
 pub mod proxy;
 pub mod tls;
+mod tunnel;
 
 pub use address::{percent_encode, Address, Scheme, Target};
 pub use lines::LineStream;
 pub use proxy::{Proxies, Proxy};
+pub use tunnel::tunnel;
 
 use super::SectionError;
 use base64::Engine;
@@ -27,7 +29,7 @@ use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::task::JoinHandle;
 
@@ -287,13 +289,11 @@ impl Endpoint {
 
     async fn connect(&self, proxy: Option<&Proxy>) -> std::io::Result<Box<dyn Io>> {
         let stream: Box<dyn Io> = match (&self.address.target, proxy) {
-            (Target::Tcp { .. }, Some(proxy)) => {
-                let mut stream = TcpStream::connect((proxy.host.as_str(), proxy.port)).await?;
-                if let (Some(_), Target::Tcp { host, port }) = (&self.tls, &self.address.target) {
-                    tunnel(&mut stream, host, *port, proxy).await?;
-                }
-                Box::new(stream)
-            }
+            // TLS goes through a tunnel; plain HTTP is sent to the proxy in absolute form.
+            (Target::Tcp { host, port }, Some(proxy)) => match &self.tls {
+                Some(_) => Box::new(tunnel(proxy, host, *port).await?),
+                None => Box::new(TcpStream::connect((proxy.host.as_str(), proxy.port)).await?),
+            },
             (Target::Tcp { host, port }, None) => Box::new(TcpStream::connect((host.as_str(), *port)).await?),
             (Target::Unix(path), _) => Box::new(UnixStream::connect(path).await?),
         };
@@ -308,43 +308,6 @@ impl Endpoint {
 
     fn fail(&self, what: &str, path: &str, e: &dyn std::fmt::Display) -> String {
         format!("{what} {}: {e}", self.address.url(path))
-    }
-}
-
-/// The longest answer head a proxy may give to `CONNECT`.
-const MAX_CONNECT_HEAD: usize = 8 << 10;
-
-/// Asks `proxy` (connected on `stream`) for a tunnel to `host:port`, as Go's client does for an
-/// `https` URL: `CONNECT host:port`, and only `200` opens it.
-async fn tunnel(stream: &mut TcpStream, host: &str, port: u16, proxy: &Proxy) -> std::io::Result<()> {
-    let authority = crate::backend::host_port(host, port);
-    let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
-    if let Some(authorization) = proxy.authorization() {
-        head.push_str(&format!("Proxy-Authorization: {authorization}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    // Byte by byte: what follows the head is the server's, for TLS to read.
-    let mut answer = Vec::new();
-    while !answer.ends_with(b"\r\n\r\n") {
-        if answer.len() >= MAX_CONNECT_HEAD {
-            return Err(std::io::Error::other(format!(
-                "proxy's answer to CONNECT over {MAX_CONNECT_HEAD} bytes"
-            )));
-        }
-        let mut byte = [0u8; 1];
-        if stream.read(&mut byte).await? == 0 {
-            return Err(std::io::Error::other("proxy closed the connection before answering CONNECT"));
-        }
-        answer.push(byte[0]);
-    }
-    let status_line =
-        String::from_utf8_lossy(answer.split(|&b| b == b'\r').next().unwrap_or_default()).into_owned();
-    match status_line.split(' ').nth(1) {
-        Some("200") => Ok(()),
-        _ => {
-            Err(std::io::Error::other(format!("proxy refused CONNECT: {}", snippet(status_line.as_bytes()))))
-        }
     }
 }
 
