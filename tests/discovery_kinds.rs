@@ -7,6 +7,7 @@ mod common;
 
 use api_client::Client;
 use common::backends::{Backend, Behaviour};
+use common::connect_proxy::socks5_to;
 use common::{ask_name, closed_without_data, free_port, wait_until, Betwixt, TempDir};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -265,18 +266,23 @@ fn plaintext_and_json_endpoints_are_followed_through_redirects() {
 #[test]
 fn plaintext_goes_through_the_environments_proxy() {
     let a = Backend::start("a", Behaviour::Named);
-    // The proxy answers every request with the list; lists.test resolves nowhere, so only a
-    // request through it can find the backend.
+    // The HTTP proxy answers every request with the list; the SOCKS5 one tunnels to it.
+    // lists.test resolves nowhere, so only a request through either can find the backend.
     let (proxy, _proxy) = Document::serve(&format!("{}\n", a.line()));
-    let port = free_port();
+    let (socks, tunnels) = socks5_to(proxy);
     let discovery = "kind = \"plaintext\"\nplaintext_endpoint = \"http://lists.test:8080/list\"";
-    let dir = TempDir::new("proxied");
-    let config = dir.write("betwixt.toml", &server("s", port, discovery));
-    let args = [std::ffi::OsStr::new("-c"), config.as_os_str()];
-    let env = [("HTTP_PROXY", format!("http://127.0.0.1:{proxy}")), ("NO_PROXY", "other.test".into())];
-    let bx = Betwixt::start_args(&args, &env, dir);
-    bx.wait_listening(port);
-    assert!(answers(port, "a"), "{}", bx.log_text());
+    for url in [format!("http://127.0.0.1:{proxy}"), format!("socks5h://127.0.0.1:{socks}")] {
+        let port = free_port();
+        let dir = TempDir::new("proxied");
+        let config = dir.write("betwixt.toml", &server("s", port, discovery));
+        let args = [std::ffi::OsStr::new("-c"), config.as_os_str()];
+        let env = [("HTTP_PROXY", url.clone()), ("NO_PROXY", "other.test".into())];
+        let bx = Betwixt::start_args(&args, &env, dir);
+        bx.wait_listening(port);
+        assert!(answers(port, "a"), "{url}: {}", bx.log_text());
+    }
+    // SOCKS5 is given the name, for the proxy to resolve, as Go gives it.
+    assert_eq!(tunnels.recv_timeout(LONG).unwrap(), "CONNECT lists.test:8080");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::backends::{Backend, Behaviour};
-use common::connect_proxy::tunnel_to;
+use common::connect_proxy::{socks5_to, tunnel_to};
 use common::replay::{respond, serve, Shared};
 use common::{free_port, serve_http, serve_until_named, serve_until_named_with_env, TempDir};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -254,6 +254,13 @@ fn sources_use_the_environments_proxy_as_go_does() {
         tunnels.recv_timeout(Duration::from_secs(1)).unwrap(),
         format!("CONNECT config.test:{http} HTTP/1.1")
     );
+    assert_eq!(request_line(&requests), "GET /betwixt.toml HTTP/1.1");
+    // A SOCKS5 proxy, with its username and password; it is given the name to resolve.
+    let (socks, socks_tunnels) = socks5_to(http);
+    let env = [("HTTP_PROXY", format!("socks5://lb:s3cret@127.0.0.1:{socks}"))];
+    assert!(serves(&["from-url", &url], &env), "through SOCKS5");
+    let tunnel = socks_tunnels.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert_eq!(tunnel, format!("CONNECT config.test:{http} as lb:s3cret"));
     assert_eq!(request_line(&requests), "GET /betwixt.toml HTTP/1.1");
     // Loopback never goes through a proxy, even one that refuses every connection.
     let host = format!("127.0.0.1:{http}");

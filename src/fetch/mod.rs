@@ -5,6 +5,7 @@
 //! and, for `from-consul unix:///path`, the agent's socket ([`unix`]).
 
 use betwixt_control::backend::host_port;
+use betwixt_control::discovery::http::proxy::Kind as ProxyKind;
 use betwixt_control::discovery::http::Proxies;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -106,8 +107,8 @@ impl Client {
 /// The proxy for the source's URL, chosen as Go's `http.ProxyFromEnvironment` chooses (as
 /// discovery chooses: `HTTP_PROXY` for `http`, `HTTPS_PROXY` for `https`, `NO_PROXY`, never for
 /// loopback), rather than by ureq's own reading of the environment, which takes `ALL_PROXY`
-/// and one proxy for both schemes. ureq asks the proxy for a tunnel (`CONNECT`) for `http` URLs
-/// too, where Go sends the request itself to the proxy; and with a server name
+/// and one proxy for both schemes. ureq asks an HTTP proxy for a tunnel (`CONNECT`) for `http`
+/// URLs too, where Go sends the request itself to the proxy; and with a server name
 /// (`CONSUL_TLS_SERVER_NAME`) it names that in `CONNECT`, where Go names the address.
 fn proxy(uri: &Uri, authority: &Authority) -> Result<Option<ureq::Proxy>, String> {
     let https = uri.scheme_str() == Some("https");
@@ -117,7 +118,12 @@ fn proxy(uri: &Uri, authority: &Authority) -> Result<Option<ureq::Proxy>, String
     let Some(chosen) = proxies.for_target(https, host, port)? else {
         return Ok(None);
     };
-    let mut builder = ureq::Proxy::builder(ProxyProtocol::Http).host(&chosen.host).port(chosen.port);
+    // SOCKS5 as Go speaks it for `socks5://` and `socks5h://` alike: the proxy resolves the name.
+    let protocol = match chosen.kind {
+        ProxyKind::Http => ProxyProtocol::Http,
+        ProxyKind::Socks5 => ProxyProtocol::Socks5h,
+    };
+    let mut builder = ureq::Proxy::builder(protocol).host(&chosen.host).port(chosen.port);
     if let Some((user, password)) = &chosen.credentials {
         builder = builder.username(user).password(password);
     }

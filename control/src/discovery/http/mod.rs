@@ -231,8 +231,7 @@ impl Endpoint {
             }
             None => self.fail("cannot connect to", path, &e),
         })?;
-        // Through a proxy, plain HTTP names the whole URL and carries the proxy's credentials.
-        let plain_proxy = proxy.filter(|_| self.tls.is_none());
+        let plain_proxy = self.forwarded_by(proxy);
         let target = match plain_proxy {
             Some(_) => self.address.url(path),
             None => path.to_string(),
@@ -287,12 +286,18 @@ impl Endpoint {
         }
     }
 
+    /// The proxy that is sent the request itself, naming the whole URL and carrying the
+    /// proxy's credentials: an HTTP proxy, for plain HTTP. Every other request goes through
+    /// a [`tunnel`].
+    fn forwarded_by<'p>(&self, proxy: Option<&'p Proxy>) -> Option<&'p Proxy> {
+        proxy.filter(|proxy| proxy.kind == proxy::Kind::Http && self.tls.is_none())
+    }
+
     async fn connect(&self, proxy: Option<&Proxy>) -> std::io::Result<Box<dyn Io>> {
         let stream: Box<dyn Io> = match (&self.address.target, proxy) {
-            // TLS goes through a tunnel; plain HTTP is sent to the proxy in absolute form.
-            (Target::Tcp { host, port }, Some(proxy)) => match &self.tls {
-                Some(_) => Box::new(tunnel(proxy, host, *port).await?),
-                None => Box::new(TcpStream::connect((proxy.host.as_str(), proxy.port)).await?),
+            (Target::Tcp { host, port }, Some(proxy)) => match self.forwarded_by(Some(proxy)) {
+                Some(_) => Box::new(TcpStream::connect((proxy.host.as_str(), proxy.port)).await?),
+                None => Box::new(tunnel(proxy, host, *port).await?),
             },
             (Target::Tcp { host, port }, None) => Box::new(TcpStream::connect((host.as_str(), *port)).await?),
             (Target::Unix(path), _) => Box::new(UnixStream::connect(path).await?),

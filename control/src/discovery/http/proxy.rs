@@ -5,8 +5,10 @@
 //! URLs, `HTTPS_PROXY` for `https://` ones (the upper-case name wins over the lower-case one),
 //! `NO_PROXY` for the hosts to reach directly; `localhost` and loopback addresses never go
 //! through a proxy. A proxy is spoken to in plain HTTP (`http://host:port`, user and password
-//! sent as `Proxy-Authorization`); `https://` and `socks5://` proxies are not supported yet and
-//! fail the fetch saying so. Which proxy, if any, is pure logic here; the client speaks to it.
+//! sent as `Proxy-Authorization`) or SOCKS5 (`socks5://` and `socks5h://`, user and password
+//! as its username/password authentication); an `https://` proxy (TLS to the proxy) is not
+//! supported yet and fails the fetch saying so. Which proxy, if any, is pure logic here; the
+//! clients speak to it ([`super::tunnel`]).
 
 use base64::Engine;
 use percent_encoding::percent_decode_str;
@@ -27,10 +29,21 @@ pub struct Proxies {
 /// A proxy to send requests through.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Proxy {
+    pub kind: Kind,
     pub host: String,
     pub port: u16,
     /// User and password, when the proxy's URL carries a user (percent-decoded).
     pub credentials: Option<(String, String)>,
+}
+
+/// How a proxy is spoken to, by its URL's scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `http://`: a `CONNECT` tunnel for TLS; plain HTTP requests go to it naming the whole URL.
+    Http,
+    /// `socks5://` or `socks5h://` (alike in Go: the proxy is given the host's name and
+    /// resolves it): a SOCKS5 tunnel for every request.
+    Socks5,
 }
 
 /// Never the password: settings are printed in debug logs.
@@ -38,6 +51,7 @@ impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let user = self.credentials.as_ref().map(|(user, _)| user.as_str());
         f.debug_struct("Proxy")
+            .field("kind", &self.kind)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &user)
@@ -129,15 +143,17 @@ impl Proxy {
             Ok(url) if url.has_host() => url,
             _ => url::Url::parse(&format!("http://{text}")).ok()?,
         };
-        if url.scheme() != "http" {
-            return Some(Err(format!("not supported yet: a {}:// proxy ({text:?})", url.scheme())));
-        }
+        let (kind, default_port) = match url.scheme() {
+            "http" => (Kind::Http, 80),
+            "socks5" | "socks5h" => (Kind::Socks5, 1080),
+            scheme => return Some(Err(format!("not supported yet: a {scheme}:// proxy ({text:?})"))),
+        };
         let host = url.host_str().filter(|h| !h.is_empty())?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
         let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
         let credentials = (!url.username().is_empty() || url.password().is_some())
             .then(|| (decode(url.username()), decode(url.password().unwrap_or(""))));
-        Some(Ok(Proxy { host, port: url.port().unwrap_or(80), credentials }))
+        Some(Ok(Proxy { kind, host, port: url.port().unwrap_or(default_port), credentials }))
     }
 
     /// `Proxy-Authorization`'s value (HTTP basic authentication), when there are credentials.
@@ -282,11 +298,19 @@ mod tests {
         let expected = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
         assert_eq!(proxy.authorization(), Some(format!("Basic {expected}")));
         assert!(!format!("{proxy:?}").contains("p:ss"), "{proxy:?}");
-        let socks = proxies(&[("HTTPS_PROXY", "socks5://proxy:1080")]);
-        let e = socks.for_target(true, "lists.test", 443).unwrap_err();
-        assert!(e.starts_with("not supported yet: a socks5:// proxy"), "{e}");
+        let tls = proxies(&[("HTTPS_PROXY", "https://proxy:8443")]);
+        let e = tls.for_target(true, "lists.test", 443).unwrap_err();
+        assert!(e.starts_with("not supported yet: a https:// proxy"), "{e}");
         // Not asked for a loopback target: the bad proxy is never used.
-        assert!(socks.for_target(true, "127.0.0.1", 443).unwrap().is_none());
+        assert!(tls.for_target(true, "127.0.0.1", 443).unwrap().is_none());
+        // SOCKS5 either way, on 1080 unless told.
+        for (url, port) in [("socks5://proxy", 1080), ("socks5h://u:p@proxy:9050", 9050)] {
+            let socks = proxies(&[("HTTP_PROXY", url)]);
+            let proxy = socks.for_target(false, "lists.test", 80).unwrap().unwrap();
+            assert_eq!((proxy.kind, proxy.port), (Kind::Socks5, port), "{url}");
+        }
+        let e = proxies(&[("HTTP_PROXY", "socks4://proxy")]).for_target(false, "a.test", 80).unwrap_err();
+        assert!(e.starts_with("not supported yet: a socks4:// proxy"), "{e}");
         let cgi = proxies(&[("HTTP_PROXY", "proxy"), ("REQUEST_METHOD", "GET")]);
         assert!(cgi.for_target(false, "lists.test", 80).is_err());
         let v6 = proxies(&[("HTTP_PROXY", "[2001:db8::2]:3128")]);
