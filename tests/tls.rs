@@ -572,6 +572,63 @@ fn backends_tls_verifies_presents_client_certificates_and_counts_failures() {
     assert!(bx.log_text().contains("TLS handshake"), "{}", bx.log_text());
 }
 
+/// Without `root_ca_cert_path` the backend's certificate must chain to the system's CAs, found
+/// as Go finds them: `SSL_CERT_FILE` replaces the bundle files, `SSL_CERT_DIR` (a `:` list) the
+/// certificate directories, as they do for gobetween.
+#[test]
+fn backends_tls_trusts_the_system_cas_ssl_cert_file_and_dir_name() {
+    let ca = Ca::new();
+    let backend = TlsBackend::start(&ca.leaf("backend.example"), None);
+    let dir = TempDir::new("system-cas");
+    let ca_file = dir.write("private-ca.pem", &ca.cert.pem());
+    let ca_dir = dir.0.join("certs");
+    std::fs::create_dir(&ca_dir).unwrap();
+    std::fs::copy(&ca_file, ca_dir.join("private-ca.pem")).unwrap();
+    let empty_dir = dir.0.join("empty");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let port = free_port();
+    let config = dir.write(
+        "betwixt.toml",
+        &format!(
+            "[servers.s]\nbind = \"127.0.0.1:{port}\"\n[servers.s.backends_tls]\nignore_verify = false\n\
+             [servers.s.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:{} sni=backend.example\"]\n",
+            backend.port
+        ),
+    );
+    let start = |env: &[(&str, String)]| {
+        let bx = Betwixt::start_args(&["-c".as_ref(), config.as_os_str()], env, TempDir::new("bx"));
+        bx.wait_listening(port);
+        bx
+    };
+    let passes = || wait_until(LIMIT, || plain_exchange(port, b"verified") == b"verified");
+    let (missing, dirs) = ("/nonexistent/ca.pem".to_string(), format!("/nonexistent:{}", ca_dir.display()));
+
+    // The machine's own CAs do not know the private one.
+    let bx = start(&[]);
+    assert_eq!(plain_exchange(port, b"unverified"), b"");
+    assert!(wait_until(LIMIT, || bx.log_text().contains("TLS handshake")), "{}", bx.log_text());
+    drop(bx);
+    // The file alone, the machine's directories still read beside it.
+    let bx = start(&[("SSL_CERT_FILE", ca_file.display().to_string())]);
+    assert!(passes(), "SSL_CERT_FILE: {}", bx.log_text());
+    drop(bx);
+    // A file that is not there, and the CA in the second directory of two.
+    let bx = start(&[("SSL_CERT_FILE", missing.clone()), ("SSL_CERT_DIR", dirs)]);
+    assert!(passes(), "SSL_CERT_DIR: {}", bx.log_text());
+    drop(bx);
+    // No CA anywhere: the section cannot verify anything and the start is refused.
+    let out = std::process::Command::new(common::binary())
+        .args(["check".as_ref(), config.as_os_str()])
+        .env("SSL_CERT_FILE", missing)
+        .env("SSL_CERT_DIR", empty_dir)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no system CA"),
+        "{out:?}"
+    );
+}
+
 /// Bulk both ways through TLS to the backend: the client writes 128 KiB at a time over plain
 /// TCP and the backend echoes it in 4 KiB records, so betwixt reads the backend's socket ahead
 /// of rustls and sends the client several records' worth per write. Every byte must come back

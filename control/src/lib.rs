@@ -30,6 +30,7 @@ pub mod snapshot;
 pub mod sni;
 pub mod spare_fd;
 pub mod stats;
+pub mod system_roots;
 pub mod text;
 pub mod tls;
 pub mod upgrade;

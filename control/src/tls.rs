@@ -31,11 +31,6 @@ use std::time::{Duration, SystemTime};
 /// How often the control thread looks at the certificate files for a change.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
 
-/// Where Linux distributions keep the system's trusted CAs (Go reads the same files), used when
-/// `[backends_tls]` names no `root_ca_cert_path`.
-const SYSTEM_ROOTS: [&str; 3] =
-    ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
-
 /// A bad value in `[tls]` or `[backends_tls]`, with its key (relative to the section).
 #[derive(Debug, PartialEq)]
 pub struct TlsError {
@@ -417,19 +412,14 @@ pub fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsErro
     Ok(Arc::new(config))
 }
 
-/// The certificates of the first system CA bundle found (`SYSTEM_ROOTS`), if any.
-pub fn system_certificates() -> Option<Vec<CertificateDer<'static>>> {
-    SYSTEM_ROOTS.iter().find_map(|path| read_certs("root_ca_cert_path", Path::new(path)).ok())
-}
-
 /// The CAs backends' certificates (and the ACME directory's) must chain to:
 /// `root_ca_cert_path`, else the system's.
 pub fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     let certs = match path {
         Some(path) => read_certs("root_ca_cert_path", Path::new(path))?,
-        None => system_certificates()
-            .ok_or_else(|| TlsError::new("root_ca_cert_path", "not given, and no system CA bundle found"))?,
+        None => crate::system_roots::certificates()
+            .ok_or_else(|| TlsError::new("root_ca_cert_path", "not given, and no system CA found"))?,
     };
     let (_, ignored) = store.add_parsable_certificates(certs);
     if store.is_empty() || (path.is_some() && ignored > 0) {

@@ -1,5 +1,5 @@
 //! The HTTP client that reads a configuration source (`from-url`, `from-consul`, a reload, the
-//! watch) as gobetween's Go client does: TLS verified against the system's CA bundle, or
+//! watch) as gobetween's Go client does: TLS verified against the system's CAs, or
 //! against what `from-consul`'s environment names (its CAs, a client certificate, the server
 //! name to expect, or no verification at all); the proxy Go would pick from the environment;
 //! and, for `from-consul unix:///path`, the agent's socket ([`unix`]).
@@ -166,10 +166,10 @@ impl Resolver for Renamed {
     }
 }
 
-/// The system's CA bundle, as Go's client verifies with; Mozilla's roots (built in) where
-/// there is none.
+/// The system's CAs, as Go's client verifies with; Mozilla's roots (built in) where
+/// there are none.
 fn system_roots() -> RootCerts {
-    match betwixt_control::tls::system_certificates() {
+    match betwixt_control::system_roots::certificates() {
         Some(certs) => certs.iter().map(|der| Certificate::from_der(der.as_ref()).to_owned()).into(),
         None => RootCerts::WebPki,
     }

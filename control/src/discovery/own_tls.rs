@@ -1,5 +1,5 @@
 //! An endpoint whose TLS settings are the kind's own (a kubeconfig's CA, Consul's
-//! `consul_tls_*`): built without first loading the system's CA bundle, which
+//! `consul_tls_*`): built without first loading the system's CAs, which
 //! `Endpoint::parse` does for `https://` and which a minimal image may lack.
 
 use super::http::{Endpoint, Scheme};
