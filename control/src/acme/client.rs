@@ -1,9 +1,8 @@
 //! The HTTPS client `instant-acme` sends its requests through: HTTP/1.1 over rustls (ring),
 //! trusting `root_ca_cert_path` or the system's CAs, one connection per request (an order is
 //! a dozen requests, minutes or months apart), through the environment's `HTTPS_PROXY` as
-//! Go's client goes. Each request is bounded in time and its answer
-//! in size, so a slow or hostile directory cannot hold the control thread's task forever nor
-//! fill its memory.
+//! Go's client goes. Each request is bounded in time and its answer in size, so a slow or
+//! hostile directory cannot hold the control thread's task forever nor fill its memory.
 
 use crate::discovery::http::{tunnel, Proxies};
 use http_body_util::{BodyExt, Full, Limited};

@@ -1,9 +1,8 @@
 //! Proxies from the environment, read as Go's `http.ProxyFromEnvironment` reads them (gobetween's
 //! plaintext and json discovery, its Docker and LXD clients, `from-url`, `from-consul` and its
 //! ACME client all go through it; betwixt's discovery client, ACME client and `src/fetch` use
-//! this): `HTTP_PROXY` for `http://`
-//! URLs, `HTTPS_PROXY` for `https://` ones (the upper-case name wins over the lower-case one),
-//! `NO_PROXY` for the hosts to reach directly; `localhost` and loopback addresses never go
+//! this): `HTTP_PROXY` for `http://` URLs, `HTTPS_PROXY` for `https://` ones (the upper-case
+//! name wins over the lower-case one), `NO_PROXY` for the hosts to reach directly; `localhost` and loopback addresses never go
 //! through a proxy. A proxy is spoken to in plain HTTP (`http://host:port`, user and password
 //! sent as `Proxy-Authorization`) or SOCKS5 (`socks5://` and `socks5h://`, user and password
 //! as its username/password authentication); an `https://` proxy (TLS to the proxy) is not
