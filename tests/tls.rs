@@ -616,6 +616,26 @@ fn backends_tls_trusts_the_system_cas_ssl_cert_file_and_dir_name() {
     let bx = start(&[("SSL_CERT_FILE", missing.clone()), ("SSL_CERT_DIR", dirs)]);
     assert!(passes(), "SSL_CERT_DIR: {}", bx.log_text());
     drop(bx);
+    // Read again at a reload: the CA added to the file is trusted by the `[backends_tls]` the
+    // reload builds anew (one that did not change keeps the CAs it has, as for its own files).
+    let other = rcgen::generate_simple_self_signed(vec!["other.example".into()]).unwrap().cert;
+    let other_ca = dir.write("other-ca.pem", &other.pem());
+    let empty = empty_dir.display().to_string();
+    let bx = start(&[("SSL_CERT_FILE", other_ca.display().to_string()), ("SSL_CERT_DIR", empty)]);
+    assert_eq!(plain_exchange(port, b"unverified"), b"");
+    std::fs::write(&other_ca, format!("{}{}", std::fs::read_to_string(&other_ca).unwrap(), ca.cert.pem()))
+        .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("ignore_verify = false", "ignore_verify = false\nmin_version = \"tls1.2\""),
+    )
+    .unwrap();
+    bx.signal(libc::SIGHUP);
+    assert!(wait_until(LIMIT, || bx.log_text().contains("reload (SIGHUP)")), "{}", bx.log_text());
+    assert!(passes(), "after the reload: {}", bx.log_text());
+    drop(bx);
+    std::fs::write(&config, text).unwrap();
     // No CA anywhere: the section cannot verify anything and the start is refused.
     let out = std::process::Command::new(common::binary())
         .args(["check".as_ref(), config.as_os_str()])

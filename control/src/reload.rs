@@ -167,6 +167,7 @@ impl Control {
     /// log and in `GET /`.
     pub async fn reload_from_source(&self, trigger: &str) -> Result<Summary, String> {
         let _one = self.reload.one_at_a_time.lock().await;
+        crate::system_roots::read_again();
         let result = match self.reload.loader() {
             Ok(loader) => match tokio::task::spawn_blocking(move || loader.load()).await {
                 Ok(Ok((config, warnings))) => self.apply(config, &warnings),
@@ -188,6 +189,7 @@ impl Control {
         check: impl FnOnce(&Config, &[Arc<ServerHandle>]) -> Result<(), String>,
     ) -> Result<Summary, String> {
         let _one = self.reload.one_at_a_time.lock().await;
+        crate::system_roots::read_again();
         let result = self.reload.loader().and_then(|loader| {
             let (config, warnings) = loader.parse(text, format).map_err(|e| e.to_string())?;
             check(&config, &self.servers())?;

@@ -4,13 +4,14 @@
 //! (`SSL_CERT_FILE` instead of the usual list when set), then every file in the usual
 //! certificate directories (`SSL_CERT_DIR`'s colon-separated list instead when set), skipping
 //! links to a name in the same directory (the hashed names OpenSSL's `c_rehash` makes). Read
-//! once per process, as Go reads them once.
+//! once, as Go reads them once per process, and again at each reload (gobetween has none), so
+//! what a reload builds anew trusts a CA added to the system since.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 /// Go's list for Linux, in its order: the first that reads is used.
 const BUNDLES: [&str; 6] = [
@@ -35,15 +36,24 @@ const MAX_FILE: u64 = 16 << 20;
 /// Entries read from one directory, at most (a distribution's has a few hundred).
 const MAX_ENTRIES: usize = 10_000;
 
+/// What was read, until a reload asks for a new reading (`None`: not read yet).
+type Read = Option<Option<Arc<Vec<CertificateDer<'static>>>>>;
+static READ: Mutex<Read> = Mutex::new(None);
+
 /// The system's CA certificates, each once; `None` when there are none.
-pub fn certificates() -> Option<Vec<CertificateDer<'static>>> {
-    static READ: OnceLock<Option<Vec<CertificateDer<'static>>>> = OnceLock::new();
-    READ.get_or_init(|| {
+pub fn certificates() -> Option<Arc<Vec<CertificateDer<'static>>>> {
+    let mut read = READ.lock().unwrap_or_else(|e| e.into_inner());
+    read.get_or_insert_with(|| {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let certs = find(var("SSL_CERT_FILE").as_deref(), var("SSL_CERT_DIR").as_deref());
-        (!certs.is_empty()).then_some(certs)
+        (!certs.is_empty()).then(|| Arc::new(certs))
     })
     .clone()
+}
+
+/// Makes the next [`certificates`] read the files again (a reload begins).
+pub fn read_again() {
+    *READ.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 /// The certificates found with `SSL_CERT_FILE` = `file` and `SSL_CERT_DIR` = `dirs`.

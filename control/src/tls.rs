@@ -419,7 +419,8 @@ pub fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
     let certs = match path {
         Some(path) => read_certs("root_ca_cert_path", Path::new(path))?,
         None => crate::system_roots::certificates()
-            .ok_or_else(|| TlsError::new("root_ca_cert_path", "not given, and no system CA found"))?,
+            .ok_or_else(|| TlsError::new("root_ca_cert_path", "not given, and no system CA found"))?
+            .to_vec(),
     };
     let (_, ignored) = store.add_parsable_certificates(certs);
     if store.is_empty() || (path.is_some() && ignored > 0) {
