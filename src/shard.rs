@@ -3,6 +3,7 @@
 
 use crate::abort::{self, Connections};
 use crate::connection;
+use crate::udp::DrainSignal;
 use betwixt_control::balance::Picker;
 use betwixt_control::plane::{Inbox, Listener, ServerSlot};
 use betwixt_control::spare_fd;
@@ -73,7 +74,11 @@ fn into_io(e: glommio::GlommioError<()>) -> io::Error {
 /// A server this shard is accepting for.
 struct Serving {
     slot: Arc<ServerSlot>,
+    /// The accept loop (TCP), or the task reading the server's socket, which holds every
+    /// session (UDP).
     accept: Task<()>,
+    /// A udp server's: how its task learns of a drain.
+    udp: Option<Rc<DrainSignal>>,
     /// The listening socket's descriptor, owned by the accept task's listener.
     fd: RawFd,
     connections: Rc<Connections>,
@@ -87,13 +92,19 @@ impl Serving {
     /// A socket handed over to a successor is not shut down: the successor accepts on it now.
     /// Dropping the accept task is then enough, as it waits only for readiness (`accept4` runs
     /// when the socket is readable), so no connection is taken and lost.
+    /// A udp server whose sessions may finish keeps its task, which serves them and opens no
+    /// new one (`udp::serve`), until they end or the slot is aborted.
     fn stop(self) -> Retired {
-        if !self.slot.is_handed_over() {
+        let drain = self.udp.filter(|_| self.slot.sessions_may_finish() && !self.slot.is_handed_over());
+        if !self.slot.is_handed_over() && drain.is_none() {
             // SAFETY: the descriptor stays open until `self.accept` is dropped below.
             unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
         }
-        drop(self.accept);
-        Retired { slot: self.slot, connections: self.connections }
+        let sessions = drain.map(|drain| {
+            drain.start();
+            self.accept
+        });
+        Retired { slot: self.slot, connections: self.connections, sessions }
     }
 }
 
@@ -102,16 +113,23 @@ impl Serving {
 struct Retired {
     slot: Arc<ServerSlot>,
     connections: Rc<Connections>,
+    /// A udp server's task while its sessions finish (dropping it ends them).
+    sessions: Option<Task<()>>,
 }
 
 impl Retired {
-    /// Carries out an abort; false once nothing is left to watch (aborted, or no connection).
+    /// Carries out an abort; false once nothing is left to watch (aborted, or no connection
+    /// or session).
     fn watch(&self) -> bool {
         if self.slot.is_aborted() {
             self.connections.abort();
             return false;
         }
-        Connections::in_use(&self.connections)
+        match self.sessions {
+            // The task lets go of the socket when it ends.
+            Some(_) => self.slot.holds_socket(),
+            None => Connections::in_use(&self.connections),
+        }
     }
 }
 
@@ -193,14 +211,15 @@ fn serve(id: usize, slot: Arc<ServerSlot>) -> Option<Serving> {
             let listener = unsafe { TcpListener::from_raw_fd(fd) };
             let accept =
                 glommio::spawn_local(accept_loop(id, slot.clone(), listener, fd, connections.clone()));
-            Some(Serving { slot, accept, fd, connections })
+            Some(Serving { slot, accept, udp: None, fd, connections })
         }
         Listener::Udp(socket) => {
             let fd = socket.as_raw_fd();
             // UDP sessions live inside the serve task and end with it: a removed server's
-            // sessions close at once, drain or not (as in gobetween).
-            let serve = glommio::spawn_local(crate::udp::serve(id, slot.clone(), socket));
-            Some(Serving { slot, accept: serve, fd, connections })
+            // sessions close at once (as in gobetween), unless it is drained (see `stop`).
+            let drain = Rc::new(DrainSignal::default());
+            let serve = glommio::spawn_local(crate::udp::serve(id, slot.clone(), socket, drain.clone()));
+            Some(Serving { slot, accept: serve, udp: Some(drain), fd, connections })
         }
     }
 }

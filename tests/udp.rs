@@ -572,11 +572,6 @@ fn removing_the_server_closes_its_sessions() {
         assert!(ask(c, port, b"x").is_some());
     }
     assert!(udp_sockets(bx.pid()) >= baseline + 20);
-    // Sessions cannot be drained: `drain` is refused, not ignored, and the server stays.
-    let refused = Client::http(api.api).send("DELETE", "/servers/s?drain=30s", "");
-    assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(refused.body.contains("not supported yet: drain for a udp server"), "{}", refused.body);
-    assert!(ask(&clients[0], port, b"x").is_some());
     assert_eq!(Client::http(api.api).send("DELETE", "/servers/s", "").status, 200);
     // Every session socket and the server's own sockets close.
     assert!(
@@ -585,6 +580,46 @@ fn removing_the_server_closes_its_sessions() {
         udp_sockets(bx.pid())
     );
     assert_eq!(ask(&clients[0], port, b"x"), None);
+}
+
+/// `DELETE /servers/s?drain=`: the sessions open go on and no new one is opened; the port stays
+/// taken (a server added there is refused) until the last session has ended, and the drain's
+/// time ends the ones still open then.
+#[test]
+fn a_drained_server_serves_its_sessions_then_lets_the_port_go() {
+    let echo = Echo::start("echo");
+    let (ports, _bx) = serve(&[echo.line()], "client_idle_timeout = \"1s\"", "");
+    let (api, port) = (Client::http(ports.api), ports.udp);
+    let (old, new) = (client(), client());
+    assert!(ask(&old, port, b"before").is_some());
+    assert_eq!(api.send("DELETE", "/servers/s?drain=30s", "").status, 200);
+    let body = format!(
+        r#"{{"bind": "127.0.0.1:{port}", "protocol": "udp", "client_idle_timeout": "1s",
+            "discovery": {{"kind": "static", "static_list": ["{}"]}}}}"#,
+        echo.line()
+    );
+    let taken = api.send("POST", "/servers/t", &body);
+    assert!(taken.status == 409 && taken.body.contains("sessions drain"), "{} {}", taken.status, taken.body);
+    for _ in 0..3 {
+        assert_eq!(ask(&old, port, b"during").as_deref(), Some(&b"echo:during"[..]));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A new client gets no session (meanwhile the old one goes idle past its second).
+    assert_eq!(ask(&new, port, b"new"), None);
+    let free = wait_until(Duration::from_secs(5), || api.send("POST", "/servers/t", &body).status == 200);
+    assert!(free, "the port was not let go");
+    assert_eq!(ask(&new, port, b"new").as_deref(), Some(&b"echo:new"[..]));
+
+    // A client that never stops sending is cut off when the drain's time is over.
+    assert_eq!(api.send("DELETE", "/servers/t?drain=1s", "").status, 200);
+    new.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let started = Instant::now();
+    let cut = wait_until(Duration::from_secs(5), || {
+        std::thread::sleep(Duration::from_millis(100));
+        ask(&new, port, b"still").is_none()
+    });
+    assert!(cut && started.elapsed() >= Duration::from_millis(900), "cut after {:?}", started.elapsed());
+    assert!(wait_until(Duration::from_secs(3), || UdpSocket::bind(("127.0.0.1", port)).is_ok()));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -72,9 +72,10 @@ fn is_udp(settings: &ServerSettings) -> bool {
     settings.protocol == Protocol::Udp
 }
 
-/// The error for a bind another server's listener overlaps.
-pub(crate) fn taken(bind: &str, other: &str) -> ControlError {
-    let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("server {other:?} listens there"));
+/// The error for a bind another server's listener overlaps; `holder` names it
+/// (`server "NAME"`, see `Control::listening_on`).
+pub(crate) fn taken(bind: &str, holder: &str) -> ControlError {
+    let taken = io::Error::new(io::ErrorKind::AddrInUse, format!("{holder} listens there"));
     ControlError::Bind(bind.to_string(), taken)
 }
 
@@ -331,6 +332,9 @@ impl Control {
             servers.remove(name).ok_or_else(|| ControlError::NotFound(name.to_string()))?
         };
         let slots = handle.slots.clone();
+        if drain != Drain::None {
+            slots.iter().for_each(|slot| slot.let_sessions_finish());
+        }
         self.retire(handle);
         match drain {
             Drain::None => {
@@ -376,15 +380,17 @@ impl Control {
     }
 
     /// No connection is left, and no shard can accept a new one: every shard has shut the
-    /// server's listeners (or failed to within `SHARD_CATCH_UP`).
+    /// server's listeners (or failed to within `SHARD_CATCH_UP`) and let go of its udp socket.
     fn finished(&self, d: &Draining) -> bool {
         d.handle.counters.totals().active == 0
             && (self.plane.applied(&d.marks) || d.since.elapsed() >= SHARD_CATCH_UP)
+            && !d.handle.slots.iter().any(|slot| slot.holds_socket())
     }
 
-    /// The running server whose address overlaps `bind` (UDP servers among UDP servers, TCP
-    /// among TCP: the two never share a port). `SO_REUSEPORT` would let both bind and silently
-    /// split the connections between them, so the overlap is refused here.
+    /// The server whose address overlaps `bind` (UDP servers among UDP servers, TCP among
+    /// TCP: the two never share a port), as `server "NAME"`: a running one, or a removed udp
+    /// server whose sessions drain on its socket. `SO_REUSEPORT` would let both bind and
+    /// silently split the clients between them, so the overlap is refused here.
     /// `except` names servers a reload is about to remove or rebind.
     pub(crate) fn listening_on(&self, bind: &str, udp: bool, except: &[String]) -> Option<String> {
         let servers = self.servers_lock();
@@ -393,7 +399,17 @@ impl Control {
             .filter(|h| !except.contains(&h.name))
             .map(|h| (h.name.as_str(), h.settings()))
             .collect::<Vec<_>>();
-        overlapping(running.iter().map(|(name, s)| (*name, s.as_ref())), bind, udp)
+        if let Some(name) = overlapping(running.iter().map(|(name, s)| (*name, s.as_ref())), bind, udp) {
+            return Some(format!("server {name:?}"));
+        }
+        let draining = self.draining_lock();
+        let holding = draining
+            .iter()
+            .filter(|d| d.handle.slots.iter().any(|slot| slot.holds_socket()))
+            .map(|d| (d.handle.name.as_str(), d.handle.settings()))
+            .collect::<Vec<_>>();
+        let name = overlapping(holding.iter().map(|(name, s)| (*name, s.as_ref())), bind, udp)?;
+        Some(format!("server {name:?} (removed; its sessions drain until they end)"))
     }
 
     /// Takes a running server out of the table (a reload replacing it), then retires it as

@@ -46,6 +46,10 @@ pub struct ServerSlot {
     aborted: AtomicBool,
     /// The server's first discovery round has been published (see `is_ready`).
     ready: AtomicBool,
+    /// A removed udp server's sessions may finish (see `let_sessions_finish`).
+    sessions_finish: AtomicBool,
+    /// A shard holds this slot's udp socket open (see `hold_socket`).
+    socket_held: AtomicBool,
 }
 
 impl ServerSlot {
@@ -59,6 +63,8 @@ impl ServerSlot {
             closed: AtomicBool::new(false),
             aborted: AtomicBool::new(false),
             ready: AtomicBool::new(false),
+            sessions_finish: AtomicBool::new(false),
+            socket_held: AtomicBool::new(false),
         })
     }
 
@@ -127,6 +133,29 @@ impl ServerSlot {
 
     pub fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Acquire)
+    }
+
+    /// A udp server removed with a drain: its sessions live in the task that reads its socket,
+    /// so when the server stops, the shard keeps that task (and the socket) to serve the open
+    /// sessions, opening no new one, until they have all ended or the slot is aborted. Set
+    /// before the server is taken out of the inbox. TCP connections are tasks of their own and
+    /// finish without it.
+    pub fn let_sessions_finish(&self) {
+        self.sessions_finish.store(true, Ordering::Release);
+    }
+
+    pub fn sessions_may_finish(&self) -> bool {
+        self.sessions_finish.load(Ordering::Acquire)
+    }
+
+    /// The shard serving this udp slot holds its socket (from the start of serving until the
+    /// task ends): while it does, the port is taken, even by a removed server that drains.
+    pub fn hold_socket(&self, held: bool) {
+        self.socket_held.store(held, Ordering::Release);
+    }
+
+    pub fn holds_socket(&self) -> bool {
+        self.socket_held.load(Ordering::Acquire)
     }
 }
 

@@ -251,9 +251,16 @@ impl Control {
         self.bind_new(&mut plans, &leaving)?;
 
         // Nothing can fail from here on: the new configuration goes into effect.
-        for name in running.keys().filter(|name| !config.servers.contains_key(*name)) {
+        for (name, handle) in running.iter().filter(|(name, _)| !config.servers.contains_key(*name)) {
+            // A udp server's sessions end with it, as gobetween ends them: drained, its socket
+            // would keep the port beside the one a server of this reload may have bound there,
+            // and `SO_REUSEPORT` would split the clients between the two.
+            let drain = match handle.settings().protocol {
+                Protocol::Udp => Drain::None,
+                _ => Drain::For(None),
+            };
             // A server that went meanwhile (`DELETE` through the API) is simply gone.
-            let _ = self.remove_server(name, Drain::For(None));
+            let _ = self.remove_server(name, drain);
             summary.removed.push(name.clone());
         }
         for (plan, prepared) in plans {
@@ -306,6 +313,7 @@ impl Control {
                 .filter(|(p, _)| matches!(p, Plan::Add | Plan::Rebind))
                 .map(|(_, p)| (p.name.as_str(), &p.settings));
             let other = overlapping(fresh, &settings.bind, udp)
+                .map(|name| format!("server {name:?}"))
                 .or_else(|| self.listening_on(&settings.bind, udp, leaving));
             let name = prepared.name.clone();
             if let Some(other) = other {

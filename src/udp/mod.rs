@@ -20,7 +20,10 @@
 //! the sender; the host's routing must hand the backend's replies back to that socket.
 
 mod batch;
+mod drain;
 pub mod sessions;
+
+pub use drain::DrainSignal;
 
 use crate::access_log::Trace;
 use batch::RecvBatch;
@@ -59,6 +62,10 @@ const MAX_PICKS: usize = 3;
 /// Pause after a receive error on the server socket, so a persistent one cannot spin the shard.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
+/// While a drain waits for the sessions to end, how often it looks whether they have: the
+/// socket (and the port) are let go at most this long after the last one.
+const DRAIN_CHECK: Duration = Duration::from_millis(50);
+
 /// Idle backend sockets one server keeps per shard, for all its backends together (and never
 /// more than its `max_connections`): room for the sessions a busy DNS server has in flight at
 /// once, so that each query does not cost a `socket`, `connect` and `close`.
@@ -69,8 +76,10 @@ const IDLE_SOCKETS: usize = 1024;
 const IDLE_REST: Duration = Duration::from_secs(10);
 
 /// Serves one UDP server on shard `shard` until the task is dropped (the server is removed);
-/// then every session ends and its socket closes.
-pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket) {
+/// then every session ends and its socket closes. Once `drain` has started, the sessions open
+/// go on and no new one is opened (a new client's datagrams are dropped, as at a closed port
+/// without the ICMP answer); the task ends, letting the socket go, when none is left.
+pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket, drain: Rc<DrainSignal>) {
     let settings = slot.snapshot().settings.clone();
     let limits = Limits {
         max_requests: settings.udp.max_requests,
@@ -89,14 +98,28 @@ pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket) {
         pool: RefCell::new(Pool::default()),
         timer: RefCell::new(None),
         stopped: Cell::new(false),
+        drain,
     });
+    front.slot.hold_socket(true);
     let _stop = Stop(front.clone());
     let fd = front.socket.as_raw_fd();
     let mut batch = RecvBatch::new(BATCH);
     loop {
+        let draining = front.drain.started();
+        if draining && front.table.borrow().is_empty() {
+            return;
+        }
         match batch.recv(fd) {
             Ok(0) => {
-                if let Err(e) = glommio::net::readable(fd).await {
+                let readable = async { glommio::net::readable(fd).await.err() };
+                let looked_again = async {
+                    match draining {
+                        true => glommio::timer::sleep(DRAIN_CHECK).await,
+                        false => front.drain.wait().await,
+                    };
+                    None
+                };
+                if let Some(e) = futures_lite::future::or(readable, looked_again).await {
                     front.receive_failed(e).await;
                 }
             }
@@ -139,12 +162,13 @@ struct Run<'a> {
     len: usize,
 }
 
-/// Ends every session when the serving task is dropped.
+/// Ends every session when the serving task is dropped or ends; the socket is let go.
 struct Stop(Rc<Front>);
 
 impl Drop for Stop {
     fn drop(&mut self) {
         self.0.stop();
+        self.0.slot.hold_socket(false);
     }
 }
 
@@ -165,6 +189,8 @@ struct Front {
     /// The task ending idle sessions; runs only while some session has a deadline.
     timer: RefCell<Option<Task<()>>>,
     stopped: Cell<bool>,
+    /// Once started, no new session (see `serve`).
+    drain: Rc<DrainSignal>,
 }
 
 /// A session's resources; dropping it closes the backend socket and releases its places.
@@ -292,12 +318,15 @@ impl Front {
             self.drop_datagram(snapshot, Dropped::Denied);
             return None;
         }
+        let draining = self.drain.started();
         if self.table.borrow().limits().fire_and_forget() {
-            self.fire_and_forget(snapshot, data, client);
+            if !draining {
+                self.fire_and_forget(snapshot, data, client);
+            }
             return None;
         }
         let known = self.table.borrow_mut().request(client, now);
-        known.or_else(|| self.open(snapshot, client, now))
+        known.or_else(|| if draining { None } else { self.open(snapshot, client, now) })
     }
 
     /// Sends `run`'s datagrams to its session's backend, and empties it.

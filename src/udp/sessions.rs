@@ -122,7 +122,6 @@ impl<T> Sessions<T> {
         self.live
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.live == 0
     }

@@ -12,7 +12,7 @@ use crate::config::depth::check_json_depth;
 use crate::config::validate::server_name;
 use crate::config::{
     duration, enforce_strict, parse_as, ConfigError, ConfigWarning, DiscoveryKind, Format, GoDuration,
-    HealthcheckKind, Protocol, Server,
+    HealthcheckKind, Server,
 };
 use crate::control::{Control, ControlError, Drain};
 use crate::server::ServerHandle;
@@ -302,8 +302,7 @@ struct RemoveQuery {
 /// `DELETE /servers/NAME`: closes the server's connections at once, as gobetween does; with
 /// `?drain=DURATION` (betwixt) they may finish within that time (`0`: however long they take).
 /// An unknown name answers `null` as a deleted one does, as in gobetween. A udp server's
-/// sessions cannot be drained (they end with its socket), so `drain` is refused there rather
-/// than ignored.
+/// sessions drain on its socket, which stays open (and its port taken) until they end.
 async fn remove(
     State(control): Shared,
     Params(name): Params<String>,
@@ -317,12 +316,6 @@ async fn remove(
             Drain::For(GoDuration(limit).as_limit())
         }
     };
-    let udp = |name: &str| control.server(name).is_some_and(|s| s.settings().protocol == Protocol::Udp);
-    if drain != Drain::None && udp(&name) {
-        return Err(ApiError::bad_request(
-            "not supported yet: drain for a udp server (its sessions end when it is deleted)",
-        ));
-    }
     match control.remove_server(&name, drain) {
         Ok(()) | Err(ControlError::NotFound(_)) => Ok(json(StatusCode::OK, &())),
         Err(ControlError::ShuttingDown) => Err(shutting_down()),
