@@ -2,12 +2,12 @@
 //! plaintext and json discovery, its Docker and LXD clients, `from-url`, `from-consul` and its
 //! ACME client all go through it; betwixt's discovery client, ACME client and `src/fetch` use
 //! this): `HTTP_PROXY` for `http://` URLs, `HTTPS_PROXY` for `https://` ones (the upper-case
-//! name wins over the lower-case one), `NO_PROXY` for the hosts to reach directly; `localhost` and loopback addresses never go
-//! through a proxy. A proxy is spoken to in plain HTTP (`http://host:port`, user and password
-//! sent as `Proxy-Authorization`) or SOCKS5 (`socks5://` and `socks5h://`, user and password
-//! as its username/password authentication); an `https://` proxy (TLS to the proxy) is not
-//! supported yet and fails the fetch saying so. Which proxy, if any, is pure logic here; the
-//! clients speak to it ([`super::tunnel`]).
+//! name wins over the lower-case one), `NO_PROXY` for the hosts to reach directly; `localhost`
+//! and loopback addresses never go through a proxy. A proxy is spoken to in plain HTTP
+//! (`http://host:port`, user and password sent as `Proxy-Authorization`) or SOCKS5 (`socks5://`
+//! and `socks5h://`, user and password as its username/password authentication); an `https://`
+//! proxy (TLS to the proxy) is not supported yet and fails the fetch saying so. Which proxy, if
+//! any, is pure logic here; the clients speak to it ([`super::tunnel`]).
 
 use base64::Engine;
 use percent_encoding::percent_decode_str;
