@@ -149,7 +149,8 @@ impl ServerSlot {
     }
 
     /// The shard serving this udp slot holds its socket (from the start of serving until the
-    /// task ends): while it does, the port is taken, even by a removed server that drains.
+    /// socket is closed): while it does, the port is taken, even by a removed server that
+    /// drains.
     pub fn hold_socket(&self, held: bool) {
         self.socket_held.store(held, Ordering::Release);
     }

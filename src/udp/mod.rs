@@ -21,6 +21,7 @@
 
 mod batch;
 mod drain;
+mod held;
 pub mod sessions;
 
 pub use drain::DrainSignal;
@@ -33,6 +34,7 @@ use betwixt_control::plane::ServerSlot;
 use betwixt_control::snapshot::{Backend, ServerSnapshot};
 use betwixt_control::stats::{ConnectError, Counters, Dropped, Slot};
 use glommio::Task;
+use held::HeldSocket;
 use sessions::{Forward, Id, Idled, Limits, Reply, Sessions};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::cell::{Cell, RefCell};
@@ -89,8 +91,8 @@ pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket, drain
     };
     let front = Rc::new(Front {
         shard,
+        socket: HeldSocket::new(socket, slot.clone()),
         slot,
-        socket,
         transparent: settings.udp.transparent,
         table: RefCell::new(Sessions::new(limits)),
         picker: RefCell::new(Picker::new(shard)),
@@ -100,7 +102,6 @@ pub async fn serve(shard: usize, slot: Arc<ServerSlot>, socket: UdpSocket, drain
         stopped: Cell::new(false),
         drain,
     });
-    front.slot.hold_socket(true);
     let _stop = Stop(front.clone());
     let fd = front.socket.as_raw_fd();
     let mut batch = RecvBatch::new(BATCH);
@@ -162,13 +163,13 @@ struct Run<'a> {
     len: usize,
 }
 
-/// Ends every session when the serving task is dropped or ends; the socket is let go.
+/// Ends every session when the serving task is dropped or ends; the socket closes with the
+/// last reference to the `Front`.
 struct Stop(Rc<Front>);
 
 impl Drop for Stop {
     fn drop(&mut self) {
         self.0.stop();
-        self.0.slot.hold_socket(false);
     }
 }
 
@@ -177,7 +178,7 @@ struct Front {
     shard: usize,
     slot: Arc<ServerSlot>,
     /// The server's socket (non-blocking): clients' datagrams in, replies out.
-    socket: UdpSocket,
+    socket: HeldSocket,
     /// Backend sockets are bound to the client's address (`udp.transparent`).
     transparent: bool,
     table: RefCell<Sessions<Flow>>,
