@@ -8,7 +8,7 @@ mod common;
 
 use api_client::Client;
 use common::backends::{Backend, Behaviour};
-use common::connect_proxy::tunnel_to;
+use common::connect_proxy::{socks5_to, tunnel_to};
 use common::{dnsmasq_command, free_port, run_betwixt, wait_for_port, wait_until, Betwixt, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -335,26 +335,33 @@ fn short_lived_certificates_are_renewed_under_live_connections() {
 }
 
 /// gobetween's ACME client is Go's default one, which goes through `HTTPS_PROXY`; so does
-/// betwixt's. The directory is named by a name only the proxy can reach.
+/// betwixt's, an HTTP proxy's `CONNECT` tunnel or a SOCKS5 proxy's. The directory is named by
+/// a name only the proxy can reach, and TLS to the CA runs end to end through the tunnel.
 #[test]
 fn the_directory_is_reached_through_the_environments_proxy() {
     let (http, port) = (free_port(), free_port());
     let pebble = Pebble::start(http, port, 3600);
-    let (proxy, tunnels) = tunnel_to(pebble.port);
     let backend = Backend::start("b", Behaviour::Echo);
-    let cache = TempDir::new("acme-proxied");
-    let text = config(&pebble, &cache, &format!("http_bind = \"127.0.0.1:{http}\"\n"), port, &backend)
-        .replace("https://127.0.0.1:", &format!("https://{PROXIED_CA}:"));
-    let dir = TempDir::new("bx");
-    let path = dir.write("betwixt.toml", &text);
-    let env = [("HTTPS_PROXY", format!("http://127.0.0.1:{proxy}"))];
-    let bx = Betwixt::start_args(&["-c".as_ref(), path.as_os_str()], &env, dir);
-    bx.wait_listening(port);
-    let connect = host_client(&pebble.root(), Vec::new());
-    let mut tls = first_certificate(port, &connect, &bx, &pebble);
-    echo(&mut tls, b"issued through a proxy");
-    let first = tunnels.recv_timeout(Duration::from_secs(1)).unwrap();
-    assert_eq!(first, format!("CONNECT {PROXIED_CA}:{} HTTP/1.1", pebble.port));
+    let (connect, connects) = tunnel_to(pebble.port);
+    let (socks, socks_connects) = socks5_to(pebble.port);
+    for (proxy, tunnels) in [
+        (format!("http://127.0.0.1:{connect}"), connects),
+        (format!("socks5h://127.0.0.1:{socks}"), socks_connects),
+    ] {
+        let cache = TempDir::new("acme-proxied");
+        let text = config(&pebble, &cache, &format!("http_bind = \"127.0.0.1:{http}\"\n"), port, &backend)
+            .replace("https://127.0.0.1:", &format!("https://{PROXIED_CA}:"));
+        let dir = TempDir::new("bx");
+        let path = dir.write("betwixt.toml", &text);
+        let bx =
+            Betwixt::start_args(&["-c".as_ref(), path.as_os_str()], &[("HTTPS_PROXY", proxy.clone())], dir);
+        bx.wait_listening(port);
+        let client = host_client(&pebble.root(), Vec::new());
+        let mut tls = first_certificate(port, &client, &bx, &pebble);
+        echo(&mut tls, b"issued through a proxy");
+        let first = tunnels.recv_timeout(Duration::from_secs(1)).unwrap();
+        assert!(first.starts_with(&format!("CONNECT {PROXIED_CA}:{}", pebble.port)), "{proxy}: {first}");
+    }
 }
 
 #[test]
