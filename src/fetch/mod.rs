@@ -1,21 +1,24 @@
 //! The HTTP client that reads a configuration source (`from-url`, `from-consul`, a reload, the
 //! watch) as gobetween's Go client does: TLS verified against the system's CAs, or
 //! against what `from-consul`'s environment names (its CAs, a client certificate, the server
-//! name to expect, or no verification at all); the proxy Go would pick from the environment;
-//! and, for `from-consul unix:///path`, the agent's socket ([`unix`]).
+//! name to expect, or no verification at all); the proxy Go would pick from the environment,
+//! spoken to as Go speaks to it ([`forward`] for plain `http` through an HTTP proxy); and, for
+//! `from-consul unix:///path`, the agent's socket ([`unix`]).
 
 use betwixt_control::backend::host_port;
 use betwixt_control::discovery::http::proxy::Kind as ProxyKind;
 use betwixt_control::discovery::http::Proxies;
+use forward::ForwardConnector;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use unix::UnixConnector;
 use ureq::http::uri::{Authority, Uri};
 use ureq::tls::{parse_pem, Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout, RustlsConnector};
+use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout, RustlsConnector, TcpConnector};
 use ureq::ProxyProtocol;
 
+mod forward;
 mod unix;
 
 /// One source's request: its URL, its headers, and how `https` is spoken to it.
@@ -63,23 +66,35 @@ impl Client {
             .build();
         let uri: Uri = get.url.parse().map_err(|e| format!("not a URL ({e}): {}", get.url))?;
         let authority = uri.authority().ok_or_else(|| format!("no host in {}", get.url))?.clone();
-        let proxy = match get.unix {
-            Some(_) => None,
-            None => proxy(&uri, &authority)?,
+        let route = match get.unix {
+            Some(_) => Route::Direct,
+            None => route(&uri, &authority)?,
+        };
+        let tunnel = match &route {
+            Route::Tunnel(proxy) => Some(proxy.clone()),
+            _ => None,
         };
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .tls_config(tls_config)
-            .proxy(proxy)
+            .proxy(tunnel)
             .build();
-        let resolver = Renamed { name: tls.server_name.clone(), to: authority.clone() };
-        let agent = match &get.unix {
-            None => ureq::Agent::with_parts(config, DefaultConnector::default(), resolver),
+        let mut resolver = Renamed { name: tls.server_name.clone(), to: authority.clone(), http_to: None };
+        let agent = match (&get.unix, route) {
             // TLS, when the scheme asks for it, runs over the socket.
-            Some(socket) => {
+            (Some(socket), _) => {
                 let connector = ().chain(UnixConnector(socket.clone())).chain(RustlsConnector::default());
                 ureq::Agent::with_parts(config, connector, resolver)
             }
+            (None, Route::Forward { proxy, authorization }) => {
+                resolver.http_to = Some(proxy);
+                let connector =
+                    ().chain(TcpConnector::default())
+                        .chain(ForwardConnector { authorization })
+                        .chain(RustlsConnector::default());
+                ureq::Agent::with_parts(config, connector, resolver)
+            }
+            (None, _) => ureq::Agent::with_parts(config, DefaultConnector::default(), resolver),
         };
         let renamed = tls.server_name.as_ref().map(|name| (name.clone(), authority.to_string()));
         Ok(Client { agent, renamed })
@@ -104,22 +119,40 @@ impl Client {
     }
 }
 
+/// How a source's requests reach it.
+enum Route {
+    Direct,
+    /// Plain `http` through an HTTP proxy (`proxy`, its `http://host:port`), as [`forward`]
+    /// sends it.
+    Forward {
+        proxy: Uri,
+        authorization: Option<String>,
+    },
+    /// Through a tunnel ureq opens: `CONNECT` to an HTTP proxy, or SOCKS5.
+    Tunnel(ureq::Proxy),
+}
+
 /// The proxy for the source's URL, chosen as Go's `http.ProxyFromEnvironment` chooses (as
 /// discovery chooses: `HTTP_PROXY` for `http`, `HTTPS_PROXY` for `https`, `NO_PROXY`, never for
 /// loopback), rather than by ureq's own reading of the environment, which takes `ALL_PROXY`
-/// and one proxy for both schemes. ureq asks an HTTP proxy for a tunnel (`CONNECT`) for `http`
-/// URLs too, where Go sends the request itself to the proxy; and with a server name
-/// (`CONSUL_TLS_SERVER_NAME`) it names that in `CONNECT`, where Go names the address.
-fn proxy(uri: &Uri, authority: &Authority) -> Result<Option<ureq::Proxy>, String> {
+/// and one proxy for both schemes. The choice is made for the source's URL and kept for its
+/// redirects. With a server name (`CONSUL_TLS_SERVER_NAME`) ureq names that in `CONNECT`,
+/// where Go names the address.
+fn route(uri: &Uri, authority: &Authority) -> Result<Route, String> {
     let https = uri.scheme_str() == Some("https");
     let host = authority.host().trim_start_matches('[').trim_end_matches(']');
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let proxies = Proxies::from_env();
     let Some(chosen) = proxies.for_target(https, host, port)? else {
-        return Ok(None);
+        return Ok(Route::Direct);
     };
     // SOCKS5 as Go speaks it for `socks5://` and `socks5h://` alike: the proxy resolves the name.
     let protocol = match chosen.kind {
+        ProxyKind::Http if !https => {
+            let proxy = format!("http://{}/", chosen.authority());
+            let proxy = proxy.parse().map_err(|e| format!("proxy {}: {e}", chosen.authority()))?;
+            return Ok(Route::Forward { proxy, authorization: chosen.authorization() });
+        }
         ProxyKind::Http => ProxyProtocol::Http,
         ProxyKind::Socks5 => ProxyProtocol::Socks5h,
     };
@@ -127,7 +160,7 @@ fn proxy(uri: &Uri, authority: &Authority) -> Result<Option<ureq::Proxy>, String
     if let Some((user, password)) = &chosen.credentials {
         builder = builder.username(user).password(password);
     }
-    builder.build().map(Some).map_err(|e| format!("proxy {}: {e}", chosen.authority()))
+    builder.build().map(Route::Tunnel).map_err(|e| format!("proxy {}: {e}", chosen.authority()))
 }
 
 /// `url` with its host replaced by `name`, its port kept (made explicit).
@@ -140,12 +173,14 @@ fn with_host(url: &str, name: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{}{path}", host_port(name, port)))
 }
 
-/// Resolves the server name, when there is one, to the source's own host; every other name
-/// as usual.
+/// Resolves the server name, when there is one, to the source's own host, and with a
+/// forwarding proxy every `http` URL's host to the proxy; every other name as usual.
 #[derive(Debug)]
 struct Renamed {
     name: Option<String>,
     to: Authority,
+    /// The HTTP proxy plain `http` requests are sent to (see [`forward`]).
+    http_to: Option<Uri>,
 }
 
 impl Resolver for Renamed {
@@ -155,6 +190,9 @@ impl Resolver for Renamed {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        if let Some(proxy) = self.http_to.as_ref().filter(|_| uri.scheme_str() == Some("http")) {
+            return DefaultResolver::default().resolve(proxy, config, timeout);
+        }
         let host = uri.host().map(|h| h.trim_start_matches('[').trim_end_matches(']'));
         if host.is_none() || host != self.name.as_deref() {
             return DefaultResolver::default().resolve(uri, config, timeout);
