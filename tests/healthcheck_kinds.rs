@@ -76,16 +76,29 @@ fn exec_outputs_drive_routing() {
     let bx = Betwixt::start(&config(port, &[&a, &b], &script.healthcheck("100ms", "")), &[], &[port]);
     assert!(routes_to(port, &["a", "b"]));
 
-    for (state, leaves) in [("down", true), ("up", false), ("who knows", true), ("up", false), ("hang", true)]
-    {
+    // Output that is neither expected one gives no verdict, as in gobetween: b stays as it
+    // was, up or down, and the log says why.
+    let verdicts = [
+        ("down", false),
+        ("up", true),
+        ("who knows", true),
+        ("down", false),
+        ("who knows", false),
+        ("up", true),
+        ("hang", false),
+    ];
+    let mut warnings = 0;
+    for (state, live) in verdicts {
         script.set(&b, state);
-        let expected: &[&str] = if leaves { &["a"] } else { &["a", "b"] };
-        assert!(routes_to(port, expected), "after b's script says {state:?}; log:\n{}", bx.log_text());
         if state == "who knows" {
-            let warned =
-                wait_until(Duration::from_secs(2), || bx.log_text().contains("printed \"who knows\""));
+            warnings += 1;
+            let warned = wait_until(Duration::from_secs(2), || {
+                bx.log_text().matches("printed \"who knows\\n\"").count() >= warnings
+            });
             assert!(warned, "unexpected output should be logged as a warning; log:\n{}", bx.log_text());
         }
+        let expected: &[&str] = if live { &["a", "b"] } else { &["a"] };
+        assert!(routes_to(port, expected), "after b's script says {state:?}; log:\n{}", bx.log_text());
     }
 
     script.set(&b, "down"); // no hanging script left behind when the test ends
@@ -149,4 +162,24 @@ fn tcp_probe_with_both_strategies() {
     let _bx = Betwixt::start(&text, &[], &[starts, regexp]);
     assert!(routes_to(starts, &["a"]));
     assert!(routes_to(regexp, &["a", "c"]));
+}
+
+/// gobetween starts an exec check without a command or a positive output, and runs it as
+/// written; betwixt starts it too, with warnings that `--strict` makes errors.
+#[test]
+fn an_exec_check_without_its_outputs_starts_with_warnings() {
+    let dir = TempDir::new("exec-unset");
+    let path = dir.write(
+        "b.toml",
+        "[servers.s]\nbind = \"127.0.0.1:1\"\n[servers.s.discovery]\nkind = \"static\"\n\
+         static_list = [\"127.0.0.1:2\"]\n[servers.s.healthcheck]\nkind = \"exec\"\ninterval = \"1s\"\n",
+    );
+    let path = path.to_str().unwrap();
+    let (status, _, stderr) = common::run_betwixt(&["check", path]);
+    assert!(status.success(), "{stderr}");
+    for key in ["healthcheck.exec_command", "healthcheck.exec_expected_positive_output"] {
+        assert!(stderr.contains(&format!("servers.s.{key}")), "{key}: {stderr}");
+    }
+    let (status, _, stderr) = common::run_betwixt(&["check", "--strict", path]);
+    assert!(!status.success() && stderr.contains("exec_command"), "{stderr}");
 }

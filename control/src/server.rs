@@ -388,7 +388,7 @@ impl ServerHandle {
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     ticker.tick().await;
-                    let result = healthcheck::check(&settings, &target).await;
+                    let Some(result) = healthcheck::check(&settings, &target).await else { continue };
                     if let Err(why) = &result {
                         log::debug!("server {server}: backend {address}: healthcheck failed: {why}");
                     }

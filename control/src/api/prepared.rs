@@ -6,9 +6,10 @@
 //! embedded structs do: every key of a group when the configuration gave at least one of them.
 
 use crate::config::model::{
-    Access, BackendsTls, ConnectionOptions, Discovery, Healthcheck, InitialStatus, Protocol, Server, Sni,
-    Tls, Udp,
+    Access, BackendsTls, ConnectionOptions, Discovery, Healthcheck, HealthcheckKind, InitialStatus, Protocol,
+    Server, Sni, Tls, Udp,
 };
+use crate::config::resolve::DEFAULT_CHECK_INTERVAL_TEXT;
 use crate::config::WrittenDuration;
 use crate::healthcheck::escapes::unescape;
 use serde::Serialize;
@@ -385,6 +386,16 @@ fn s(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("")
 }
 
+/// The interval as written; a check without one runs at betwixt's default, shown as such so
+/// that `/dump` reads back the same (gobetween refuses such a check).
+fn check_interval(check: &Healthcheck) -> &str {
+    match check.interval.as_ref().filter(|d| !d.text.trim().is_empty()) {
+        Some(d) => &d.text,
+        None if check.kind == HealthcheckKind::None => NO_DURATION,
+        None => DEFAULT_CHECK_INTERVAL_TEXT,
+    }
+}
+
 #[derive(Serialize)]
 struct HealthcheckView<'a> {
     kind: String,
@@ -416,7 +427,7 @@ impl<'a> HealthcheckView<'a> {
         };
         HealthcheckView {
             kind: name_of(&check.kind),
-            interval: written(&check.interval, NO_DURATION),
+            interval: check_interval(check),
             passes: check.passes.filter(|&n| n > 0).unwrap_or(1),
             fails: check.fails.filter(|&n| n > 0).unwrap_or(1),
             timeout: written(&check.timeout, NO_DURATION),
@@ -627,6 +638,15 @@ mod tests {
         );
         let check = &exec["healthcheck"];
         assert_eq!(keys(check)[6..], ["exec_expected_positive_output", "exec_expected_negative_output"]);
+
+        // Without an interval the check runs every 2s, and says so.
+        for interval in ["", r#""interval": "","#] {
+            let text = format!(r#"{{"bind": ":1", {STATIC}, "healthcheck": {{{interval} "kind": "ping"}}}}"#);
+            assert_eq!(prepared(&text, None)["healthcheck"]["interval"].as_str(), Some("2s"), "{text}");
+        }
+        let none =
+            prepared(&format!(r#"{{"bind": ":1", {STATIC}, "healthcheck": {{"kind": "none"}}}}"#), None);
+        assert_eq!(none["healthcheck"]["interval"].as_str(), Some("0"));
         assert_eq!(check["initial_status"].as_str(), Some("unhealthy"));
         assert_eq!(check["passes"].as_i64(), Some(1));
     }

@@ -18,8 +18,11 @@ use crate::sni::SniSettings;
 use crate::tls::TlsContexts;
 use std::time::Duration;
 
-/// Interval used when a healthcheck names none.
+/// Interval used when a healthcheck names none (gobetween refuses such a check).
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// `DEFAULT_CHECK_INTERVAL` as the API shows it.
+pub const DEFAULT_CHECK_INTERVAL_TEXT: &str = "2s";
 
 /// How long a check may run when its `timeout` is `"0"` or left out. gobetween gives such a
 /// check no time limit of its own: a ping then waits for the kernel's connect timeout (127 s
@@ -284,6 +287,15 @@ impl CheckSettings {
             format!("{} is below betwixt's floor; checking every {}", GoDuration(given), GoDuration(interval))
         });
         warnings.note("healthcheck.interval", raised);
+        if raw.kind == HealthcheckKind::Exec {
+            // gobetween starts such a check and runs it as written; so does betwixt, saying so.
+            let unset = |value: &Option<String>| value.as_deref().is_none_or(|v| v.trim().is_empty());
+            let no_command = unset(&raw.exec_command).then(|| "not set: every check fails".to_string());
+            warnings.note("healthcheck.exec_command", no_command);
+            let no_positive = unset(&raw.exec_expected_positive_output)
+                .then(|| "not set: a check passes when the command prints nothing".to_string());
+            warnings.note("healthcheck.exec_expected_positive_output", no_positive);
+        }
         Some(settings)
     }
 
@@ -350,6 +362,11 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_interval_reads_back_as_itself() {
+        assert_eq!(crate::config::duration::parse(DEFAULT_CHECK_INTERVAL_TEXT), Ok(DEFAULT_CHECK_INTERVAL));
+    }
 
     #[test]
     fn check_timeout_zero_is_bounded_not_the_interval() {

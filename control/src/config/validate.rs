@@ -110,20 +110,7 @@ pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
                 Probe::from_section(check)
                     .map_err(|e| ConfigError::at_key(key(&format!("healthcheck.{}", e.field)), e.message))?;
             }
-            HealthcheckKind::Exec => {
-                for (field, value) in [
-                    ("exec_command", &check.exec_command),
-                    ("exec_expected_positive_output", &check.exec_expected_positive_output),
-                ] {
-                    if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
-                        return Err(ConfigError::at_key(
-                            key(&format!("healthcheck.{field}")),
-                            "required when kind is \"exec\"",
-                        ));
-                    }
-                }
-            }
-            HealthcheckKind::Ping | HealthcheckKind::None => {}
+            HealthcheckKind::Exec | HealthcheckKind::Ping | HealthcheckKind::None => {}
         }
     }
 

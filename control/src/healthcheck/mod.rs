@@ -27,33 +27,36 @@ pub type Failure = String;
 /// A check's outcome: passed, or failed and why.
 pub type CheckResult = Result<(), Failure>;
 
-/// Runs one check against a backend: `Ok` when it passed, else why not. Never takes longer than
-/// the timeout; a check still running then fails (and an exec command is killed).
-pub async fn check(settings: &CheckSettings, target: &Target) -> CheckResult {
+/// Runs one check against a backend: `Ok` when it passed, else why not; `None` when it gave no
+/// verdict (an `exec` command that printed neither expected output), which leaves the backend
+/// as it is. Never takes longer than the timeout; a check still running then fails (and an
+/// exec command is killed).
+pub async fn check(settings: &CheckSettings, target: &Target) -> Option<CheckResult> {
     let attempt = async {
         match settings.kind {
-            HealthcheckKind::None => Ok(()),
-            HealthcheckKind::Ping => ping::check(&target.addrs).await,
-            HealthcheckKind::Probe => match &settings.probe {
+            HealthcheckKind::None => Some(Ok(())),
+            HealthcheckKind::Ping => Some(ping::check(&target.addrs).await),
+            HealthcheckKind::Probe => Some(match &settings.probe {
                 Some(probe) => probe.check(&target.host, &target.addrs).await,
                 // The section was invalid; validation reports it.
                 None => Err("invalid probe settings".to_string()),
-            },
+            }),
             HealthcheckKind::Exec => {
                 let raw = &settings.raw;
-                let (Some(command), Some(positive)) = (&raw.exec_command, &raw.exec_expected_positive_output)
-                else {
-                    return Err("invalid exec settings".to_string());
+                // Both unset run as gobetween runs them: no command fails to start, and no
+                // positive output is the empty one.
+                let exec = exec::Exec {
+                    command: raw.exec_command.as_deref().unwrap_or_default(),
+                    positive: raw.exec_expected_positive_output.as_deref().unwrap_or_default(),
+                    negative: raw.exec_expected_negative_output.as_deref(),
                 };
-                let exec =
-                    exec::Exec { command, positive, negative: raw.exec_expected_negative_output.as_deref() };
                 exec.check(&target.host, target.port).await
             }
         }
     };
     match tokio::time::timeout(settings.timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no result within the timeout ({:?})", settings.timeout)),
+        Err(_) => Some(Err(format!("no result within the timeout ({:?})", settings.timeout))),
     }
 }
 

@@ -86,14 +86,18 @@ fn cases() -> Vec<(Tweak, bool)> {
 async fn tcp() {
     let addr = tcp_server().await;
     for (i, (tweak, expected)) in cases().into_iter().enumerate() {
-        assert_eq!(check(&probe_settings("tcp", tweak), &target(addr)).await.is_ok(), expected, "case {i}");
+        assert_eq!(
+            check(&probe_settings("tcp", tweak), &target(addr)).await.unwrap().is_ok(),
+            expected,
+            "case {i}"
+        );
     }
     // Bound but not listening: connects are refused, and no other socket can take the port
     // meanwhile (a listener closed instead frees it for whichever test binds next).
     let held = tokio::net::TcpSocket::new_v4().unwrap();
     held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let closed = held.local_addr().unwrap();
-    let why = check(&probe_settings("tcp", |_| {}), &target(closed)).await.unwrap_err();
+    let why = check(&probe_settings("tcp", |_| {}), &target(closed)).await.unwrap().unwrap_err();
     assert!(why.starts_with(&format!("connect to {closed}: ")), "{why}");
 }
 
@@ -113,7 +117,7 @@ async fn udp() {
         let mut settings = probe_settings("udp", tweak);
         // An unanswered datagram is only noticed by the timeout.
         settings.timeout = Duration::from_millis(300);
-        assert_eq!(check(&settings, &target(addr)).await.is_ok(), expected, "case {i}");
+        assert_eq!(check(&settings, &target(addr)).await.unwrap().is_ok(), expected, "case {i}");
     }
 }
 
@@ -147,9 +151,13 @@ async fn tls_with_a_self_signed_certificate() {
         }
     });
     for (i, (tweak, expected)) in cases().into_iter().enumerate() {
-        assert_eq!(check(&probe_settings("tls", tweak), &target(addr)).await.is_ok(), expected, "case {i}");
+        assert_eq!(
+            check(&probe_settings("tls", tweak), &target(addr)).await.unwrap().is_ok(),
+            expected,
+            "case {i}"
+        );
     }
     // A plain TCP server is not a TLS one.
     let plain = tcp_server().await;
-    assert!(check(&probe_settings("tls", |_| {}), &target(plain)).await.is_err());
+    assert!(check(&probe_settings("tls", |_| {}), &target(plain)).await.unwrap().is_err());
 }
