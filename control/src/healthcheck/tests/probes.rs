@@ -55,6 +55,14 @@ fn cases() -> Vec<(Tweak, bool)> {
         (Box::new(|_| {}), true),
         (Box::new(|r| r.probe_recv = Some("PONG!".into())), false),
         (Box::new(|r| r.probe_send = Some("HELLO\\n".into())), false),
+        // The same bytes in Go's other escapes, as gobetween reads them.
+        (
+            Box::new(|r| {
+                r.probe_send = Some(r"\120ING\377\012".into());
+                r.probe_recv = Some(r"PON\u0047\xAA\n".into());
+            }),
+            true,
+        ),
         (
             Box::new(|r| {
                 r.probe_strategy = Some("regexp".into());
