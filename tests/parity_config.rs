@@ -328,10 +328,12 @@ fn weight_zero_is_accepted() {
 /// Empty strings gobetween reads as the key's default: the same as leaving the key out.
 #[test]
 fn empty_values_are_the_default() {
-    let text = "[servers.web]\nbind = \"127.0.0.1:1\"\n[servers.web.discovery]\nkind = \"static\"\nstatic_list = []\nfailpolicy = \"\"\ninterval = \"\"\ntimeout = \"\"\n\
+    let text = "[servers.web]\nbind = \"127.0.0.1:1\"\nprotocol = \"\"\nbalance = \"\"\n[servers.web.discovery]\nkind = \"static\"\nstatic_list = []\nfailpolicy = \"\"\ninterval = \"\"\ntimeout = \"\"\n\
         [servers.web.healthcheck]\nkind = \"probe\"\ninterval = \"1s\"\ntimeout = \"\"\nprobe_protocol = \"tcp\"\nprobe_send = \"a\"\nprobe_recv = \"b\"\nprobe_strategy = \"\"\n";
-    let (ok, _, stderr) = check(text, &["--strict"]);
+    let (ok, stdout, stderr) = check(text, &["--strict"]);
     assert!(ok, "{stderr}");
+    // The defaults, tcp and weight, which `check` does not write out.
+    assert!(!stdout.lines().any(|l| l.starts_with("protocol") || l.starts_with("balance")), "{stdout}");
 }
 
 /// What gobetween refuses at start stays an error, strict or not.
