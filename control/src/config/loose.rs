@@ -133,20 +133,6 @@ pub fn empty_is_unset<'de, D: Deserializer<'de>>(
     }
 }
 
-/// Deserializes an optional name (`protocol`, `balance`) where gobetween reads an empty string
-/// as the key's default: `""` is the same as leaving the key out.
-pub fn empty_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    de: D,
-) -> Result<Option<T>, D::Error> {
-    match Option::<String>::deserialize(de)? {
-        None => Ok(None),
-        Some(text) if text.is_empty() => Ok(None),
-        Some(text) => {
-            T::deserialize(serde::de::IntoDeserializer::<D::Error>::into_deserializer(text)).map(Some)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

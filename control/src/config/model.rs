@@ -5,8 +5,8 @@
 //! numbers) and read by `loose`; unknown keys are noted by `tolerant`, not refused here.
 
 use super::duration::{GoDuration, WrittenDuration};
+use super::loose::empty_is_unset;
 use super::loose::LooseDuration;
-use super::loose::{empty_is_default, empty_is_unset};
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
 use std::collections::BTreeMap;
@@ -178,7 +178,9 @@ pub struct ConnectionOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    /// Also `""`, as gobetween reads it.
     #[default]
+    #[serde(alias = "")]
     Tcp,
     Tls,
     Udp,
@@ -187,7 +189,9 @@ pub enum Protocol {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Balance {
+    /// Also `""`, as gobetween reads it.
     #[default]
+    #[serde(alias = "")]
     Weight,
     Roundrobin,
     Leastconn,
@@ -202,9 +206,7 @@ pub enum Balance {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Server {
     pub bind: String,
-    #[serde(default, deserialize_with = "empty_is_default")]
     pub protocol: Option<Protocol>,
-    #[serde(default, deserialize_with = "empty_is_default")]
     pub balance: Option<Balance>,
     /// betwixt addition: every strategy (not only `weight`, as in gobetween) prefers the lowest
     /// priority value that has an eligible backend. Default `false`.
