@@ -115,6 +115,7 @@ impl AccessRules {
         let rules = section
             .rules
             .iter()
+            .flatten()
             .enumerate()
             .map(|(i, rule)| {
                 parse_rule(rule).map_err(|why| AccessError {
@@ -160,7 +161,7 @@ mod tests {
     fn rules(default: &str, rules: &[&str]) -> Result<AccessRules, AccessError> {
         AccessRules::from_section(&Access {
             default: Some(default.into()),
-            rules: rules.iter().map(|r| r.to_string()).collect(),
+            rules: Some(rules.iter().map(|r| r.to_string()).collect()),
         })
     }
 
@@ -170,8 +171,9 @@ mod tests {
 
     #[test]
     fn no_default_is_allow() {
-        let r = AccessRules::from_section(&Access { default: None, rules: vec!["deny 10.0.0.1".into()] })
-            .unwrap();
+        let r =
+            AccessRules::from_section(&Access { default: None, rules: Some(vec!["deny 10.0.0.1".into()]) })
+                .unwrap();
         assert!(r.allows(ip("10.0.0.2")));
         assert!(!r.allows(ip("10.0.0.1")));
         assert!(rules("", &[]).unwrap().allows(ip("10.0.0.2")));

@@ -88,7 +88,7 @@ pub fn access_rules(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut lines = text.lines();
     let section =
-        Access { default: lines.next().map(String::from), rules: lines.map(String::from).collect() };
+        Access { default: lines.next().map(String::from), rules: Some(lines.map(String::from).collect()) };
     let Ok(rules) = AccessRules::from_section(&section) else { return };
     let clients: [IpAddr; 4] = [
         [127, 0, 0, 1].into(),

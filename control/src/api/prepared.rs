@@ -219,10 +219,7 @@ struct AccessView<'a> {
 impl<'a> AccessView<'a> {
     fn of(access: &'a Access) -> Self {
         // gobetween's access module writes its `allow` default back into the section.
-        AccessView {
-            default: text(&access.default, "allow"),
-            rules: (!access.rules.is_empty()).then_some(access.rules.as_slice()),
-        }
+        AccessView { default: text(&access.default, "allow"), rules: access.rules.as_deref() }
     }
 }
 
@@ -577,8 +574,12 @@ mod tests {
             ]
         );
         assert!(server["backends_tls"]["cert_path"].is_null());
-        assert_eq!(server["access"].to_string(), r#"{"default":"allow","rules":null}"#);
+        // An empty list stays one, as Go's decoders make it (a non-nil empty slice).
+        assert_eq!(server["access"].to_string(), r#"{"default":"allow","rules":[]}"#);
         assert_eq!(server["proxy_protocol"].to_string(), r#"{"version":"1"}"#);
+        let no_rules =
+            prepared(&format!(r#"{{"bind": ":1", "access": {{"default": "deny"}}, {STATIC}}}"#), None);
+        assert_eq!(no_rules["access"].to_string(), r#"{"default":"deny","rules":null}"#);
     }
 
     #[test]

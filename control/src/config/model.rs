@@ -279,9 +279,9 @@ pub struct Udp {
 pub struct Access {
     /// `allow` or `deny`; left out or empty is `allow`, as in gobetween.
     pub default: Option<String>,
-    /// `allow|deny IP-or-CIDR`, first match wins.
-    #[serde(default)]
-    pub rules: Vec<String>,
+    /// `allow|deny IP-or-CIDR`, first match wins. An empty list and none at all act alike;
+    /// the API shows them apart, as gobetween's does (`[]` and `null`).
+    pub rules: Option<Vec<String>>,
 }
 
 #[skip_serializing_none]
