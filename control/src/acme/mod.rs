@@ -28,8 +28,9 @@ use std::time::Duration;
 /// Let's Encrypt's production directory, the default `directory_url`.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// gobetween's defaults.
-const DEFAULT_HTTP_BIND: &str = "0.0.0.0:80";
-const DEFAULT_CACHE_DIR: &str = "/tmp";
+pub const DEFAULT_CHALLENGE: &str = "http";
+pub const DEFAULT_HTTP_BIND: &str = "0.0.0.0:80";
+pub const DEFAULT_CACHE_DIR: &str = "/tmp";
 /// autocert's default: renew 30 days before expiry.
 const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The ALPN protocol of TLS-ALPN-01 (RFC 8737).
@@ -77,7 +78,7 @@ impl AcmeSettings {
         let text = |value: &Option<String>| value.as_deref().filter(|v| !v.is_empty()).map(str::to_string);
         let challenge =
             match section.challenge.as_deref().unwrap_or("") {
-                "" | "http" => ChallengeKind::Http,
+                "" | DEFAULT_CHALLENGE => ChallengeKind::Http,
                 // "sni" was tls-sni-01, which every CA retired in 2019; TLS-ALPN-01 replaced it
                 // on the same port (`lint` warns about the reading).
                 "tls-alpn" | "sni" => ChallengeKind::TlsAlpn,

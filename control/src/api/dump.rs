@@ -4,14 +4,16 @@
 //! writes a section left out as `null`; TOML leaves it out. Feeding a dump back to betwixt
 //! starts the same servers.
 //!
+//! gobetween fills `[acme]`'s three keys with their defaults before it dumps (the section is
+//! shared with the running configuration), and writes `[profiler]`'s `bind` when empty; so
+//! does betwixt.
+//!
 //! One difference, kept on purpose: the basic-auth password is written as `MASKED` (a dump
 //! travels further than the file it came from).
 
 use super::prepared::Prepared;
 use super::reply::to_json;
-use crate::config::model::{
-    AccessLog, Acme, Api, CertPair, ConnectionOptions, Logging, Metrics, Profiler, Runtime,
-};
+use crate::config::model::{AccessLog, Acme, Api, CertPair, ConnectionOptions, Logging, Metrics, Runtime};
 use crate::config::Server;
 use crate::config::{Config, Format, GoDuration};
 use serde::Serialize;
@@ -28,8 +30,8 @@ struct Dump<'a> {
     api: ApiView<'a>,
     metrics: MetricsView<'a>,
     defaults: DefaultsView<'a>,
-    acme: Option<&'a Acme>,
-    profiler: Option<&'a Profiler>,
+    acme: Option<AcmeView<'a>>,
+    profiler: Option<ProfilerView<'a>>,
     /// betwixt's own section, written only when the configuration has it.
     #[serde(skip_serializing_if = "Option::is_none")]
     runtime: Option<&'a Runtime>,
@@ -79,6 +81,36 @@ struct MetricsView<'a> {
     bind: Option<&'a str>,
 }
 
+/// `[acme]` with gobetween's defaults filled in, and betwixt's own keys as written.
+#[derive(Serialize)]
+struct AcmeView<'a> {
+    challenge: &'a str,
+    http_bind: &'a str,
+    cache_dir: &'a str,
+    #[serde(flatten)]
+    betwixt: Acme,
+}
+
+impl<'a> AcmeView<'a> {
+    fn of(acme: &'a Acme) -> AcmeView<'a> {
+        let or = |value: &'a Option<String>, default: &'a str| {
+            value.as_deref().filter(|v| !v.is_empty()).unwrap_or(default)
+        };
+        AcmeView {
+            challenge: or(&acme.challenge, crate::acme::DEFAULT_CHALLENGE),
+            http_bind: or(&acme.http_bind, crate::acme::DEFAULT_HTTP_BIND),
+            cache_dir: or(&acme.cache_dir, crate::acme::DEFAULT_CACHE_DIR),
+            betwixt: Acme { challenge: None, http_bind: None, cache_dir: None, ..acme.clone() },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ProfilerView<'a> {
+    enabled: bool,
+    bind: &'a str,
+}
+
 /// `[defaults]` as written: a key left out is `null`, not its default.
 #[derive(Serialize)]
 struct DefaultsView<'a> {
@@ -118,8 +150,11 @@ impl<'a> Dump<'a> {
                 backend_idle_timeout: duration(|d| &d.backend_idle_timeout),
                 backend_connection_timeout: duration(|d| &d.backend_connection_timeout),
             },
-            acme: base.acme.as_ref(),
-            profiler: base.profiler.as_ref(),
+            acme: base.acme.as_ref().map(AcmeView::of),
+            profiler: base
+                .profiler
+                .as_ref()
+                .map(|p| ProfilerView { enabled: p.enabled, bind: p.bind.as_deref().unwrap_or("") }),
             runtime: base.runtime.as_ref(),
             access_log: base.access_log.as_ref(),
             servers: servers
@@ -169,5 +204,46 @@ pub fn render(base: &Config, servers: &[(String, Arc<Server>)], format: Format) 
     match format {
         Format::Json => to_json(&dump).map_err(|e| e.to_string()),
         Format::Toml => toml::to_string_pretty(&dump).map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_config;
+    use sonic_rs::JsonValueTrait;
+
+    fn dumped(text: &str) -> sonic_rs::Value {
+        let (config, _) = parse_config(text, Format::Toml).unwrap();
+        sonic_rs::from_str(&render(&config, &[], Format::Json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn acme_and_profiler_as_gobetween_dumps_them() {
+        let dump = dumped(
+            "[acme]\ncache_dir = \"/var/lib/lb\"\nemail = \"ops@example.com\"\n[profiler]\nenabled = false\n",
+        );
+        assert_eq!(
+            dump["acme"].to_string(),
+            r#"{"challenge":"http","http_bind":"0.0.0.0:80","cache_dir":"/var/lib/lb","email":"ops@example.com"}"#
+        );
+        assert_eq!(dump["profiler"].to_string(), r#"{"enabled":false,"bind":""}"#);
+        // It reads back, with the same meaning.
+        let (config, _) = parse_config(
+            "[acme]\ncache_dir = \"/var/lib/lb\"\nemail = \"ops@example.com\"\n[profiler]\nenabled = false\n",
+            Format::Toml,
+        )
+        .unwrap();
+        let again = render(&config, &[], Format::Toml).unwrap();
+        let (read, warnings) = parse_config(&again, Format::Toml).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(read.acme.unwrap().cache_dir.as_deref(), Some("/var/lib/lb"));
+        let dump = dumped("[acme]\nchallenge = \"tls-alpn\"\nhttp_bind = \":8080\"\n");
+        assert_eq!(dump["acme"]["challenge"].as_str(), Some("tls-alpn"));
+        assert_eq!(dump["acme"]["http_bind"].as_str(), Some(":8080"));
+        assert_eq!(dump["acme"]["cache_dir"].as_str(), Some("/tmp"));
+        // Sections left out stay out (`null` in JSON).
+        let dump = dumped("");
+        assert!(dump["acme"].is_null() && dump["profiler"].is_null());
     }
 }
