@@ -24,7 +24,9 @@ use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Where the API listens when `[api]` names no `bind`, as in gobetween's sample configuration.
+/// Where the API listens when `[api]` names no `bind` (or `""`), as in gobetween's sample
+/// configuration. gobetween itself then listens on Go's empty address, `:80` (`:443` with
+/// `[api.tls]`); the configuration warns.
 pub const DEFAULT_BIND: &str = ":8888";
 
 /// The bounds `[api]` sets on its clients, with betwixt's defaults for what it leaves out.
@@ -82,7 +84,7 @@ pub fn start(control: &Arc<Control>) -> Result<(), String> {
     let Some(api) = control.base_config().api.clone().filter(|a| a.enabled) else {
         return Ok(());
     };
-    let bind = api.bind.as_deref().unwrap_or(DEFAULT_BIND);
+    let bind = api.bind.as_deref().filter(|b| !b.is_empty()).unwrap_or(DEFAULT_BIND);
     let tls = acceptor(&api)?;
     let listener = serve::listen(bind).map_err(|e| format!("api: cannot listen on {bind}: {e}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -338,6 +338,13 @@ impl Config {
         if let Some(acme) = &self.acme {
             warnings.note("acme.challenge", crate::acme::challenge_note(acme));
         }
+        if let Some(api) = self.api.as_ref().filter(|a| a.enabled) {
+            let go = if api.tls.is_some() { ":443" } else { ":80" };
+            warnings.note("api.bind", unset_bind(&api.bind, crate::api::DEFAULT_BIND, go));
+        }
+        if let Some(metrics) = self.metrics.as_ref().filter(|m| m.enabled) {
+            warnings.note("metrics.bind", unset_bind(&metrics.bind, crate::metrics::DEFAULT_BIND, ":80"));
+        }
         if self.runtime.as_ref().is_some_and(|r| r.kernel_forwarding_unbounded_memory.is_some()) {
             let note =
                 "no longer needed and ignored: kernel forwarding now bounds what it holds for a receiver";
@@ -359,9 +366,32 @@ impl Config {
     }
 }
 
+/// An enabled endpoint without a `bind` (or with `""`) listens on betwixt's default; gobetween
+/// listens on Go's empty address, `go`, the HTTP(S) port.
+fn unset_bind(bind: &Option<String>, default: &str, go: &str) -> Option<String> {
+    bind.as_deref()
+        .is_none_or(str::is_empty)
+        .then(|| format!("not set: listening on {default} (gobetween listens on {go}); set it to say which"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_enabled_endpoint_without_a_bind_warns() {
+        let warned = |text: &str| -> Vec<String> {
+            let (config, _) = crate::config::parse_config(text, crate::config::Format::Toml).unwrap();
+            config.lint().unwrap().iter().filter_map(|w| w.key.clone()).collect()
+        };
+        assert_eq!(
+            warned("[api]\nenabled = true\n[metrics]\nenabled = true\nbind = \"\"\n"),
+            ["api.bind", "metrics.bind"]
+        );
+        assert!(warned("[api]\nenabled = true\nbind = \":1\"\n[metrics]\nenabled = false\n").is_empty());
+        let go = unset_bind(&None, ":8888", ":443").unwrap();
+        assert!(go.contains(":8888") && go.contains("gobetween listens on :443"), "{go}");
+    }
 
     #[test]
     fn the_default_interval_reads_back_as_itself() {

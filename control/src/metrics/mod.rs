@@ -25,7 +25,8 @@ use exposition::Exposition;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-/// Where metrics are served when `[metrics]` names no `bind`, as in gobetween's sample.
+/// Where metrics are served when `[metrics]` names no `bind` (or `""`), as in gobetween's
+/// sample. gobetween itself then listens on Go's empty address, `:80`; the configuration warns.
 pub const DEFAULT_BIND: &str = ":9284";
 
 /// Scrapes of this endpoint, counted as Go's `promhttp.Handler` counts them: in flight
@@ -112,7 +113,7 @@ pub fn start(control: &Arc<Control>) -> Result<(), String> {
     let Some(metrics) = control.base_config().metrics.clone().filter(|m| m.enabled) else {
         return Ok(());
     };
-    let bind = metrics.bind.as_deref().unwrap_or(DEFAULT_BIND);
+    let bind = metrics.bind.as_deref().filter(|b| !b.is_empty()).unwrap_or(DEFAULT_BIND);
     let listener = serve::listen(bind).map_err(|e| format!("metrics: cannot listen on {bind}: {e}"))?;
     let addr = listener.local_addr().map_or(bind.to_string(), |a| a.to_string());
     log::info!("metrics (GET /metrics): listening on {addr}");
