@@ -207,6 +207,42 @@ fn sni_on_a_udp_server_is_a_warning_and_strict_refuses_it() {
     assert!(!status.success() && stderr.contains("servers.a.sni"), "{stderr}");
 }
 
+/// A key repeated in a JSON object is read as Go's decoder reads it (each in turn: the last
+/// value wins, a second `servers` adds its servers), with a warning that `--strict` refuses.
+#[test]
+fn repeated_json_keys_are_read_as_gobetween_reads_them() {
+    let backend = Backend::start("repeated", Behaviour::Named);
+    let (first, last, other) = (free_port(), free_port(), free_port());
+    let discovery =
+        format!("\"discovery\": {{\"kind\": \"static\", \"static_list\": [\"{}\"]}}", backend.line());
+    let text = format!(
+        "{{\n  \"servers\": {{\"a\": {{\"bind\": \"127.0.0.1:{first}\",\n    \"bind\": \"127.0.0.1:{last}\", {discovery}}}}},\n  \
+         \"servers\": {{\"b\": {{\"bind\": \"127.0.0.1:{other}\", {discovery}}}}}\n}}\n"
+    );
+    let dir = TempDir::new("repeated");
+    let path = dir.write("repeated.json", &text);
+    let (status, stdout, stderr) = run_betwixt(&["check", path.to_str().unwrap()]);
+    assert!(status.success(), "{text}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("127.0.0.1:{last}")) && !stdout.contains(&format!(":{first}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("127.0.0.1:{other}")), "both servers objects are read: {stdout}");
+    for (key, line) in [("servers.a.bind", "line 3"), ("key `servers`", "line 4")] {
+        let warning = stderr.lines().find(|l| l.contains(key)).unwrap_or_else(|| panic!("{key}: {stderr}"));
+        assert!(warning.starts_with("config warning in ") && warning.contains("repeated.json"), "{warning}");
+        assert!(warning.contains(line) && warning.contains("repeated (first at line"), "{warning}");
+    }
+    let (status, stdout, stderr) = run_betwixt(&["check", "--strict", path.to_str().unwrap()]);
+    assert!(!status.success() && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("config error") && stderr.contains("repeated"), "{stderr}");
+
+    let _bx = Betwixt::start_file(&path, &["-f", "json"], dir);
+    assert!(wait_until(Duration::from_secs(5), || ask_name(last).as_deref() == Some("repeated")));
+    assert!(wait_until(Duration::from_secs(5), || ask_name(other).as_deref() == Some("repeated")));
+    assert_eq!(ask_name(first), None);
+}
+
 #[test]
 fn check_prints_defaults_folded_in() {
     let dir = TempDir::new("defaults");

@@ -8,7 +8,7 @@ mod common;
 
 use api_client::{object_keys, u64_at, Client, Reply};
 use common::backends::{Backend, Behaviour};
-use common::{free_port, serve_http, static_server, wait_for_port, wait_until, Betwixt, TempDir};
+use common::{ask_name, free_port, serve_http, static_server, wait_for_port, wait_until, Betwixt, TempDir};
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -317,6 +317,45 @@ fn unknown_names_answer_null_and_errors_are_json_strings_with_gobetweens_codes()
     assert_eq!(object_keys(&client.get_json("/servers")), ["s"]);
     let created = client.send("POST", "/servers/new", &server(&format!("127.0.0.1:{free}")));
     assert_eq!((created.status, created.body.as_str()), (200, "null"));
+}
+
+/// gin's `BindJSON` is a `json.Decoder`: it decodes the body's first JSON value with Go's rules
+/// (a repeated key read in turn, the last value winning) and leaves whatever follows unread.
+#[test]
+fn post_bodies_are_decoded_as_gin_decodes_them() {
+    let backend = Backend::start("one", Behaviour::Named);
+    let (api, port) = (free_port(), free_port());
+    let bx = start(api, port, "weight", &[backend.line()], "");
+    let client = Client::http(api);
+    let server = |port: u16| api_client::static_server(&format!("127.0.0.1:{port}"), &backend.line());
+
+    for (name, trailing) in [("trailing", "trailing"), ("second", "{\"x\": 1}")] {
+        let port = free_port();
+        let reply = client.send("POST", &format!("/servers/{name}"), &format!("{}{trailing}", server(port)));
+        assert_eq!((reply.status, reply.body.as_str()), (200, "null"), "{name}");
+        assert!(wait_until(Duration::from_secs(5), || ask_name(port).as_deref() == Some("one")), "{name}");
+    }
+    // `null` is gobetween's empty server, which its manager refuses; an array is no server at all.
+    assert_json_string(&client.send("POST", "/servers/null", "null"), 409, "`bind`");
+    assert_json_string(&client.send("POST", "/servers/array", "[]"), 400, "invalid type");
+    assert_json_string(&client.send("POST", "/servers/array", "[\"127.0.0.1:1\"]"), 400, "invalid type");
+
+    // The later `bind` is the one used, and the repeat is logged as a warning.
+    let (first, last) = (free_port(), free_port());
+    let body = server(last).replacen("{", &format!("{{\"bind\": \"127.0.0.1:{first}\", "), 1);
+    let reply = client.send("POST", "/servers/repeated", &body);
+    assert_eq!((reply.status, reply.body.as_str()), (200, "null"));
+    assert!(wait_until(Duration::from_secs(5), || ask_name(last).as_deref() == Some("one")));
+    assert_eq!(ask_name(first), None);
+    assert!(
+        wait_until(Duration::from_secs(5), || bx
+            .log_text()
+            .lines()
+            .any(|l| l.contains("server repeated: config warning") && l.contains("`bind` repeated"))),
+        "{}",
+        bx.log_text()
+    );
+    assert_eq!(object_keys(&client.get_json("/servers")), ["repeated", "s", "second", "trailing"]);
 }
 
 const PREFLIGHT_HEADERS: [(&str, &str); 5] = [

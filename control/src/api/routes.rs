@@ -9,6 +9,7 @@ use super::reply::{json, page_not_found, text, ApiError, TEXT};
 use super::stats::ServerStats;
 use crate::backend::split_host_port;
 use crate::config::depth::check_json_depth;
+use crate::config::repeated::first_value_end;
 use crate::config::validate::server_name;
 use crate::config::{
     duration, enforce_strict, parse_as, ConfigError, ConfigWarning, DiscoveryKind, Format, GoDuration,
@@ -237,9 +238,9 @@ async fn stats(State(control): Shared, Params(name): Params<String>) -> Response
     json(StatusCode::OK, &stats)
 }
 
-/// `POST /servers/NAME`: 400 for a body that cannot be read as JSON, 409 for every server that
-/// cannot be created (as gobetween answers), 403 for one that would run commands without
-/// `[api] allow_exec`, 503 during shutdown.
+/// `POST /servers/NAME`: 400 for a body that cannot be decoded into a server (not JSON, or
+/// JSON of the wrong type), 409 for every server that cannot be created (as gobetween answers),
+/// 403 for one that would run commands without `[api] allow_exec`, 503 during shutdown.
 async fn create(
     State(control): Shared,
     Params(name): Params<String>,
@@ -266,8 +267,12 @@ async fn create(
 }
 
 /// The server section a `POST /servers/NAME` body holds, with its warnings (refused in strict
-/// mode), before the control plane checks it against the running servers.
+/// mode), before the control plane checks it against the running servers. The body is read as
+/// gobetween (gin's `BindJSON`, a `json.Decoder`) reads it: its first JSON value, whatever
+/// follows left unread.
 pub fn read_server(name: &str, body: &[u8], strict: bool) -> Result<(Server, Vec<ConfigWarning>), ApiError> {
+    // A body that is not one well-formed value is read whole, for the parser to say why.
+    let body = first_value_end(body).map_or(body, |end| &body[..end]);
     let body = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("body is not UTF-8"))?;
     undecodable(body).map_or(Ok(()), Err)?;
     server_name(name).map_err(|e| ApiError::conflict(format!("invalid server name: {}", e.message)))?;
@@ -280,6 +285,10 @@ pub fn read_server(name: &str, body: &[u8], strict: bool) -> Result<(Server, Vec
             ApiError::conflict(message)
         }
     };
+    // `null` decodes into gobetween's empty server, which its manager refuses for want of a bind.
+    if body.trim() == "null" {
+        return Err(invalid(ConfigError::at_key("bind", "missing field `bind` (the body is null)")));
+    }
     let (server, warnings): (Server, _) = parse_as(body, Format::Json).map_err(invalid)?;
     enforce_strict(&warnings, strict).map_err(invalid)?;
     Ok((server, warnings))
@@ -365,5 +374,55 @@ pub(crate) fn runs_commands(server: &Server) -> Option<&'static str> {
         Some("discovery kind \"exec\"")
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: &str =
+        "{\"bind\": \"127.0.0.1:1\", \"discovery\": {\"kind\": \"static\", \"static_list\": []}}";
+
+    fn status(body: &[u8]) -> Result<Server, (StatusCode, String)> {
+        read_server("s", body, false).map(|(server, _)| server).map_err(|e| (e.status, e.message))
+    }
+
+    #[test]
+    fn what_follows_the_first_value_is_left_unread() {
+        for trailing in ["", "trailing", "{\"x\": 1}", "\u{0}", "]]]"] {
+            let server = status(format!("{SERVER}{trailing}").as_bytes()).unwrap();
+            assert_eq!(server.bind, "127.0.0.1:1", "{trailing:?}");
+        }
+        assert!(status(&[SERVER.as_bytes(), b"\xff"].concat()).is_ok());
+        let deep = format!("{SERVER}{}", "[".repeat(100_000));
+        assert!(status(deep.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn a_body_that_is_no_server_is_a_400_and_null_a_409_naming_the_bind() {
+        for body in ["[]", "[\"127.0.0.1:1\"]", "1", "\"x\"", "true", "{\"discovery\": []}", "", "{", "{]"] {
+            let (code, message) = status(body.as_bytes()).unwrap_err();
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{body}: {message}");
+        }
+        for body in ["null", " null {}", "null\n"] {
+            let (code, message) = status(body.as_bytes()).unwrap_err();
+            assert_eq!(code, StatusCode::CONFLICT, "{body}: {message}");
+            assert!(message.contains("`bind`"), "{message}");
+        }
+        assert_eq!(status(b"{}").unwrap_err().0, StatusCode::CONFLICT);
+        assert_eq!(status(b"{}x{").unwrap_err().0, StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn repeated_keys_are_read_as_gobetween_reads_them_and_refused_in_strict_mode() {
+        let body = SERVER.replace("{\"bind\"", "{\"bind\": \"127.0.0.1:9\", \"bind\"");
+        let (server, warnings) = read_server("s", body.as_bytes(), false).unwrap();
+        assert_eq!(server.bind, "127.0.0.1:1");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key.as_deref(), Some("bind"));
+        let e = read_server("s", body.as_bytes(), true).unwrap_err();
+        assert_eq!(e.status, StatusCode::CONFLICT, "{}", e.message);
+        assert!(e.message.contains("repeated"), "{}", e.message);
     }
 }

@@ -3,8 +3,9 @@
 
 use super::depth::check_json_depth;
 use super::error::{line_column, suggest_known_key, ConfigError, ConfigWarning};
-use super::locate::{place, place_warning, toml_array_element};
+use super::locate::{key_offset, place, toml_array_element};
 use super::model::Config;
+use super::repeated::{merge_repeated_keys, Merged};
 use super::tolerant::{tolerant, KeyNotes};
 use super::validate::validate;
 use serde::de::DeserializeOwned;
@@ -80,13 +81,24 @@ pub fn substitute_env(text: &str) -> (String, Vec<ConfigWarning>) {
 }
 
 /// Deserializes any model type (the whole config or one server) from text. Keys are read as
-/// gobetween reads them (see `tolerant`); each key read loosely comes back as a warning, named
-/// by its key path (`parse_config` adds positions).
+/// gobetween reads them (see `tolerant`); each key read loosely, and each key a JSON object
+/// repeats (see `repeated`), comes back as a warning, named by its key path (`parse_config`
+/// adds positions).
 pub fn parse_as<T: DeserializeOwned>(
     text: &str,
     format: Format,
 ) -> Result<(T, Vec<ConfigWarning>), ConfigError> {
+    parse_merged(text, format).map(|(value, warnings, _)| (value, warnings))
+}
+
+/// `parse_as`, with the JSON text as it was read when repeated keys had to be merged (where
+/// later errors are placed).
+fn parse_merged<T: DeserializeOwned>(
+    text: &str,
+    format: Format,
+) -> Result<(T, Vec<ConfigWarning>, Option<Merged>), ConfigError> {
     let notes = KeyNotes::default();
+    let mut merged = None;
     let value = match format {
         Format::Toml => {
             let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, e, None))?;
@@ -97,24 +109,33 @@ pub fn parse_as<T: DeserializeOwned>(
         }
         Format::Json => {
             check_json_depth(text)?;
-            let mut de = sonic_rs::Deserializer::from_str(text);
+            merged = merge_repeated_keys(text);
+            let read = merged.as_ref().map_or(text, |m| m.text.as_str());
+            let error = |e: sonic_rs::Error, key| json_error(e, key, text, merged.as_ref());
+            let mut de = sonic_rs::Deserializer::from_str(read);
             let value = serde_path_to_error::deserialize(tolerant(&mut de, &notes)).map_err(|e| {
                 let key = e.path().to_string();
-                notes.hint(json_error(e.into_inner(), known_path(key)))
+                notes.hint(error(e.into_inner(), known_path(key)))
             })?;
-            de.end().map_err(|e| json_error(e, None))?;
+            de.end().map_err(|e| error(e, None))?;
             value
         }
     };
-    Ok((value, notes.into_warnings()))
+    let mut warnings = merged.as_mut().map(|m| std::mem::take(&mut m.warnings)).unwrap_or_default();
+    warnings.extend(notes.into_warnings());
+    Ok((value, warnings, merged))
 }
 
 /// Finding a key's line scans the text, so only this many warnings get positions: a text of a
 /// few megabytes with a thousand warnings must not take seconds. Real files have far fewer.
 const MAX_PLACED: usize = 100;
 
-fn json_error(e: sonic_rs::Error, key: Option<String>) -> ConfigError {
-    let position = (e.line() > 0).then(|| (e.line(), e.column()));
+/// A parse error of JSON `text`, or of its rewrite `merged`, placed in `text`.
+fn json_error(e: sonic_rs::Error, key: Option<String>, text: &str, merged: Option<&Merged>) -> ConfigError {
+    let position = (e.line() > 0).then(|| match merged {
+        Some(merged) => line_column(text, merged.source_offset(e.offset())),
+        None => (e.line(), e.column()),
+    });
     ConfigError { file: None, position, key, message: suggest_known_key(&json_message(&e)) }
 }
 
@@ -150,14 +171,30 @@ fn json_message(e: &sonic_rs::Error) -> String {
 /// in the order of the text.
 pub fn parse_config(text: &str, format: Format) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
     let json = format == Format::Json;
-    let (config, mut warnings): (Config, _) = parse_as(text, format)?;
-    validate(&config).map_err(|e| place(e, text, json))?;
-    warnings.extend(config.lint().map_err(|e| place(e, text, json))?);
+    let (config, mut warnings, merged): (Config, _, _) = parse_merged(text, format)?;
+    let place = |e| place_in(e, text, json, merged.as_ref());
+    validate(&config).map_err(place)?;
+    warnings.extend(config.lint().map_err(place)?);
     for warning in warnings.iter_mut().take(MAX_PLACED) {
-        place_warning(warning, text, json);
+        let key =
+            ConfigError { position: warning.position, key: warning.key.clone(), ..ConfigError::new("") };
+        warning.position = place(key).position;
     }
     warnings.sort_by_key(|w| w.position.unwrap_or((usize::MAX, 0)));
     Ok((config, warnings))
+}
+
+/// `place`; with repeated keys merged, the key is looked up in the text as read, so that it is
+/// found where its value came from and not at an earlier appearance that was overridden.
+fn place_in(error: ConfigError, text: &str, json: bool, merged: Option<&Merged>) -> ConfigError {
+    let (Some(merged), None, Some(key)) = (merged, error.position, error.key.as_deref()) else {
+        return place(error, text, json);
+    };
+    let position = key_offset(key, &merged.text, true).map(|(at, element)| {
+        let (line, column) = line_column(text, merged.source_offset(at));
+        (line, if element { column } else { 1 })
+    });
+    ConfigError { position, ..error }
 }
 
 /// Substitutes `${NAME}` (when asked, see `substitute_env`) and parses configuration text. The
@@ -247,6 +284,22 @@ mod tests {
         let e = parse_config(text, Format::Toml).unwrap_err();
         assert!(e.message.starts_with("missing field `discovery`"), "{e}");
         assert!(e.message.contains("`servers.web.discovry` is not a key; did you mean `discovery`?"), "{e}");
+    }
+
+    /// serde's derive would fill a struct from an array field by field; Go refuses it.
+    #[test]
+    fn a_section_written_as_an_array_is_a_type_error() {
+        let e = parse_as::<crate::config::Server>("[\"127.0.0.1:1\"]", Format::Json).unwrap_err();
+        assert!(e.message.starts_with("invalid type: sequence, expected struct Server"), "{e}");
+        let e = parse_config(
+            "{\"servers\": {\"a\": {\"bind\": \":1\", \"discovery\": [\"static\"]}}}",
+            Format::Json,
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("servers.a.discovery"), "{e}");
+        assert!(e.message.starts_with("invalid type: sequence"), "{e}");
+        let e = parse_config("[servers]\na = [\":1\"]\n", Format::Toml).unwrap_err();
+        assert!(e.message.starts_with("invalid type: sequence"), "{e}");
     }
 
     #[test]

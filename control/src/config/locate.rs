@@ -2,7 +2,7 @@
 //! (semantic checks have no parser span). A best-effort scan: when the key cannot be found,
 //! the error still names the file and the key.
 
-use super::error::{line_column, ConfigError, ConfigWarning};
+use super::error::{line_column, ConfigError};
 
 /// Line number (1-based) of `path` (e.g. `["servers", "web", "discovery", "kind"]`) in TOML text.
 pub fn toml_line(text: &str, path: &[&str]) -> Option<usize> {
@@ -120,33 +120,36 @@ fn json_offset(text: &str, path: &[&str]) -> Option<usize> {
 pub fn place(mut error: ConfigError, text: &str, json: bool) -> ConfigError {
     if error.position.is_none() {
         if let Some(key) = &error.key {
-            let (key, element) = match key.strip_suffix(']').and_then(|k| k.rsplit_once('[')) {
-                Some((key, index)) => (key, index.parse::<usize>().ok()),
-                None => (key.as_str(), None),
-            };
-            // A key that is missing (the error says so) is placed at its section.
-            let path: Vec<&str> = key.split('.').collect();
-            let at = (1..=path.len()).rev().find_map(|len| {
-                let path = &path[..len];
-                if json {
-                    json_offset(text, path)
-                } else {
-                    toml_offset(text, path)
-                }
-            });
-            error.position = at.map(|at| match element.and_then(|i| toml_array_element(text, at, i)) {
-                Some(element) => line_column(text, element),
-                None => (line_column(text, at).0, 1),
+            error.position = key_offset(key, text, json).map(|(at, element)| match element {
+                true => line_column(text, at),
+                false => (line_column(text, at).0, 1),
             });
         }
     }
     error
 }
 
-/// `place` for a warning.
-pub fn place_warning(warning: &mut ConfigWarning, text: &str, json: bool) {
-    let key = ConfigError { position: warning.position, key: warning.key.clone(), ..ConfigError::new("") };
-    warning.position = place(key, text, json).position;
+/// Where `place` puts `key`: a byte offset, and whether it is an array element's own (else
+/// the error names the offset's line only).
+pub fn key_offset(key: &str, text: &str, json: bool) -> Option<(usize, bool)> {
+    let (key, element) = match key.strip_suffix(']').and_then(|k| k.rsplit_once('[')) {
+        Some((key, index)) => (key, index.parse::<usize>().ok()),
+        None => (key, None),
+    };
+    // A key that is missing (the error says so) is placed at its section.
+    let path: Vec<&str> = key.split('.').collect();
+    let at = (1..=path.len()).rev().find_map(|len| {
+        let path = &path[..len];
+        if json {
+            json_offset(text, path)
+        } else {
+            toml_offset(text, path)
+        }
+    })?;
+    Some(match element.and_then(|i| toml_array_element(text, at, i)) {
+        Some(element) => (element, true),
+        None => (at, false),
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod loose;
 pub mod model;
 #[cfg(test)]
 mod reference;
+pub mod repeated;
 pub mod resolve;
 pub mod support;
 pub mod tolerant;

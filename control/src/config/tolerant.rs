@@ -184,6 +184,11 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Visit<'_, V> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        // serde's derive fills a struct from an array, field by field; Go refuses an array for
+        // a struct (a section or a server), as a value of the wrong type.
+        if self.fields.is_some() {
+            return Err(de::Error::invalid_type(de::Unexpected::Seq, &self));
+        }
         self.inner.visit_seq(Seq { seq, at: self.at, notes: self.notes, index: 0 })
     }
 
