@@ -10,7 +10,7 @@ use crate::snapshot::{Backend, ServerSnapshot};
 use crate::stats::Counters;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -19,6 +19,10 @@ use tokio::task::AbortHandle;
 
 /// How often a backend whose host name did not resolve is tried again.
 const RESOLVE_RETRY: Duration = Duration::from_secs(5);
+
+/// How often the host names of resolved backends are resolved again, so that new connections
+/// and checks follow a name whose addresses change (gobetween resolves at every connection).
+const RESOLVE_AGAIN: Duration = Duration::from_secs(5);
 
 /// While a list of names resolves, what resolved so far is installed at least this often.
 const INSTALL_EVERY: Duration = Duration::from_secs(1);
@@ -239,27 +243,49 @@ impl ServerHandle {
         }
     }
 
-    /// Resolves the host names of installed backends until every one has addresses, then
-    /// waits for the next installation. Results are installed in batches: every installation
-    /// rebuilds the snapshot, O(backends), so one per name would be quadratic for a long list.
+    /// Resolves the host names of installed backends until every one has addresses, and every
+    /// `RESOLVE_AGAIN` the names of those that have them; between rounds it waits for the next
+    /// installation. Results are installed in batches: every installation rebuilds the
+    /// snapshot, O(backends), so one per name would be quadratic for a long list. A name that
+    /// fails to resolve again keeps the addresses it had.
     async fn resolve_names(self: Arc<Self>) {
+        let mut again = tokio::time::Instant::now() + RESOLVE_AGAIN;
         loop {
-            let unresolved: Vec<BackendSpec> = self
+            let due = tokio::time::Instant::now() >= again;
+            if due {
+                again = tokio::time::Instant::now() + RESOLVE_AGAIN;
+            }
+            let names: Vec<(BackendSpec, Vec<SocketAddr>)> = self
                 .backends()
                 .iter()
-                .filter(|b| b.discovered && b.addrs.is_empty())
-                .map(|b| b.spec.clone())
+                .filter(|b| {
+                    b.discovered && (b.addrs.is_empty() || (due && b.spec.host.parse::<IpAddr>().is_err()))
+                })
+                .map(|b| (b.spec.clone(), b.addrs.clone()))
                 .collect();
-            if unresolved.is_empty() {
+            if names.is_empty() {
                 // A permit stored by an installation made meanwhile is taken at once.
-                self.names_to_resolve.notified().await;
+                let _ = tokio::time::timeout_at(again, self.names_to_resolve.notified()).await;
                 continue;
             }
             let mut resolved = Vec::new();
             let mut installed = Instant::now();
-            for spec in unresolved {
+            for (spec, had) in names {
                 match discovery::resolve(&spec.host, spec.port).await {
-                    Ok(addrs) if !addrs.is_empty() => resolved.push((spec, addrs)),
+                    Ok(addrs) if same_addresses(&addrs, &had) => {}
+                    Ok(addrs) if !addrs.is_empty() => {
+                        if !had.is_empty() {
+                            crate::log_limited!(
+                                log::Level::Info,
+                                "server {}: backend {} now resolves to {addrs:?}",
+                                self.name,
+                                spec.address()
+                            );
+                        }
+                        resolved.push((spec, addrs))
+                    }
+                    // Resolving again failed: the addresses it had stay.
+                    Ok(_) | Err(_) if !had.is_empty() => {}
                     Ok(_) => {
                         self.discovery_failures.fetch_add(1, Ordering::Relaxed);
                         crate::log_limited!(
@@ -289,8 +315,14 @@ impl ServerHandle {
                 self.set_addresses(resolved);
             }
             // Names that failed are tried again after a while, or at the next installation.
-            let _ = tokio::time::timeout(RESOLVE_RETRY, self.names_to_resolve.notified()).await;
+            let wait = RESOLVE_RETRY.min(again.saturating_duration_since(tokio::time::Instant::now()));
+            let _ = tokio::time::timeout(wait, self.names_to_resolve.notified()).await;
         }
+    }
+
+    /// The addresses backend `host:port` resolves to now; `None` once it is gone.
+    fn addresses_of(&self, key: (&str, u16)) -> Option<Vec<SocketAddr>> {
+        self.backends().iter().find(|b| b.spec.key() == key).map(|b| b.addrs.clone())
     }
 
     /// Installs a new backend list: kept backends keep their counters and health. A backend
@@ -376,7 +408,7 @@ impl ServerHandle {
         {
             let handle = Arc::downgrade(self);
             let settings = settings.clone();
-            let target = healthcheck::Target {
+            let mut target = healthcheck::Target {
                 host: backend.spec.host.clone(),
                 port: backend.spec.port,
                 addrs: backend.addrs.clone(),
@@ -388,6 +420,13 @@ impl ServerHandle {
                 ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     ticker.tick().await;
+                    // The addresses the name resolves to now (see `resolve_names`).
+                    let Some(addrs) =
+                        handle.upgrade().and_then(|h| h.addresses_of((&target.host, target.port)))
+                    else {
+                        return;
+                    };
+                    target.addrs = addrs;
                     let Some(result) = healthcheck::check(&settings, &target).await else { continue };
                     if let Err(why) = &result {
                         log::debug!("server {server}: backend {address}: healthcheck failed: {why}");
@@ -535,5 +574,28 @@ async fn watch_certificates(name: String, files: Arc<crate::tls::CertFiles>) {
             }
             Err(_) => {}
         }
+    }
+}
+
+/// Whether two lookups of a name gave the same addresses, in any order (a DNS server may
+/// rotate them).
+fn same_addresses(a: &[SocketAddr], b: &[SocketAddr]) -> bool {
+    let sorted = |list: &[SocketAddr]| {
+        let mut list = list.to_vec();
+        list.sort();
+        list
+    };
+    a.len() == b.len() && sorted(a) == sorted(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_addresses;
+
+    #[test]
+    fn addresses_are_the_same_in_any_order() {
+        let (a, b) = ("127.0.0.1:1".parse().unwrap(), "[::1]:1".parse().unwrap());
+        assert!(same_addresses(&[a, b], &[b, a]));
+        assert!(!same_addresses(&[a], &[a, b]) && !same_addresses(&[a], &[b]) && !same_addresses(&[], &[a]));
     }
 }

@@ -47,6 +47,13 @@ impl Backend {
         Backend::listen(name, behaviour, ip, 0)
     }
 
+    /// Listens on another loopback address and a given port (in a test's own namespace, where
+    /// ports are known to be free).
+    pub fn start_at_port(name: &str, behaviour: Behaviour, ip: Ipv4Addr, port: u16) -> Backend {
+        assert!(ip.is_loopback(), "tests listen on loopback only");
+        Backend::listen(name, behaviour, ip, port)
+    }
+
     fn listen(name: &str, behaviour: Behaviour, ip: Ipv4Addr, port: u16) -> Backend {
         let listener = bind_retrying(ip, port);
         listener.set_nonblocking(true).unwrap();
