@@ -13,7 +13,7 @@ use api_client::Client;
 use common::backends::{Backend, Behaviour};
 use common::unix_http::UnixDocument;
 use common::{free_port, http_name, wait_until, Betwixt, TempDir};
-use sonic_rs::{JsonValueTrait, Value};
+use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -138,6 +138,21 @@ fn sorted(list: &[String]) -> Vec<String> {
     list
 }
 
+/// Each discovered backend's `sni` (`""` when it has none), by `host:port`, sorted.
+fn snis(api: u16) -> Vec<(String, String)> {
+    let stats = Client::http(api).get_json("/servers/s/stats");
+    let text = |v: &Value, key: &str| v.get(key).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+    let mut list: Vec<(String, String)> = stats
+        .get("backends")
+        .and_then(|b| b.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|b| (format!("{}:{}", text(b, "host"), text(b, "port")), text(b, "sni")))
+        .collect();
+    list.sort();
+    list
+}
+
 fn discovery_stats(api: u16) -> Value {
     Client::http(api).get_json("/servers/s/stats").get("discovery").unwrap().clone()
 }
@@ -147,7 +162,8 @@ fn labelled_containers_are_backends_and_starts_and_stops_show_at_once() {
     let _one = PODMAN.lock().unwrap_or_else(|e| e.into_inner());
     let podman = Podman::start();
     let (pa, pb, pc, px) = (free_port(), free_port(), free_port(), free_port());
-    podman.run("a", &format!("127.0.0.1:{pa}:8080"), &["--label", "app=web"]);
+    // As in gobetween, the label `sni` is the backend's sni.
+    podman.run("a", &format!("127.0.0.1:{pa}:8080"), &["--label", "app=web", "--label", "sni=a.test"]);
     podman.run("x", &format!("127.0.0.1:{px}:8080"), &["--label", "app=other"]);
     let (port, api) = (free_port(), free_port());
     // An interval of a minute: only the event stream can show a change within seconds.
@@ -158,6 +174,7 @@ fn labelled_containers_are_backends_and_starts_and_stops_show_at_once() {
     );
     let bx = Betwixt::start(&config(api, port, &discovery), &[], &[port, api]);
     assert!(wait_until(LONG, || http_name(port).as_deref() == Some("a")), "{}", bx.log_text());
+    assert_eq!(snis(api), [(format!("127.0.0.1:{pa}"), "a.test".to_string())]);
     assert_eq!(backends(api), [format!("127.0.0.1:{pa}")]);
 
     // Published on all interfaces: the endpoint is the local socket, so the host is 127.0.0.1.
@@ -195,7 +212,7 @@ fn container_list(ports: &[u16]) -> String {
         .enumerate()
         .map(|(i, port)| {
             format!(
-                r#"{{"Id":"{i:064}","Names":["/c{i}"],"Ports":[{{"IP":"127.0.0.1","PrivatePort":80,"PublicPort":{port},"Type":"tcp"}}],"Labels":{{}},"State":"running"}}"#
+                r#"{{"Id":"{i:064}","Names":["/c{i}"],"Ports":[{{"IP":"127.0.0.1","PrivatePort":80,"PublicPort":{port},"Type":"tcp"}}],"Labels":{{"sni":"c{i}.test"}},"State":"running"}}"#
             )
         })
         .collect();
@@ -215,6 +232,7 @@ fn hostile_answers_and_a_dead_endpoint_fail_the_fetch_and_follow_the_failpolicy(
     );
     let bx = Betwixt::start(&config(api, port, &discovery), &[], &[port, api]);
     assert!(wait_until(LONG, || common::ask_name(port).as_deref() == Some("a")), "{}", bx.log_text());
+    assert_eq!(snis(api), [(format!("127.0.0.1:{}", a.port), "c0.test".to_string())]);
 
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
     let mut huge = container_list(&[b.port]).into_bytes();

@@ -127,6 +127,16 @@ impl Docker {
             if ports.is_empty() {
                 continue;
             }
+            // gobetween: the container's label `sni` is its backends' sni.
+            let sni =
+                container.labels.as_ref().and_then(|labels| labels.get("sni")).filter(|s| !s.is_empty());
+            if sni.is_some_and(|s| s.contains(is_unsafe) || s.contains(char::is_whitespace)) {
+                found.notes.push(format!(
+                    "container {}: label sni {sni:?} is no name: skipped",
+                    short(&container.id)
+                ));
+                continue;
+            }
             let from_env = match &self.host_env_var {
                 Some(name) => self.host_from_env(&container.id, name, &mut found.notes).await,
                 None => None,
@@ -155,7 +165,9 @@ impl Docker {
                 }
                 // Docker lists a port published on 0.0.0.0 and on :: twice: one backend.
                 if seen.insert((host.clone(), public)) {
-                    found.backends.push(BackendSpec::new(host, public));
+                    let mut spec = BackendSpec::new(host, public);
+                    spec.sni = sni.cloned();
+                    found.backends.push(spec);
                 }
             }
         }
@@ -305,6 +317,8 @@ pub(crate) struct Container {
     id: String,
     #[serde(rename = "Ports", default)]
     ports: Option<Vec<Port>>,
+    #[serde(rename = "Labels", default)]
+    labels: Option<std::collections::HashMap<String, String>>,
 }
 
 #[derive(Deserialize)]
