@@ -2,16 +2,17 @@
 //! reply with `probe_recv`, either as bytes (`starts_with`) or as a regular expression
 //! (`regexp`, searched in the first `probe_recv_len` bytes).
 //!
-//! Over tls the backend's certificate is not verified (as in gobetween): the probe asks "does
-//! the service answer", not "is this the right peer", and backends often use self-signed or
-//! internal certificates. The handshake signature itself is still checked.
+//! Over tls the backend's certificate is verified as gobetween's Go client verifies it: it must
+//! chain to the system's CAs (found as Go finds them, `SSL_CERT_FILE` and `SSL_CERT_DIR`
+//! included) and name the backend's host (a name, or an IP address for a backend given by
+//! address).
 
 use super::escapes::unescape;
 use super::{shown, Failure};
 use crate::config::model::Healthcheck;
 use regex::bytes::{Regex, RegexBuilder};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -38,6 +39,8 @@ pub struct Probe {
     expect: Expect,
     /// Bytes to read before comparing; 0 = as many as `probe_recv` has.
     recv_len: usize,
+    /// Over tls: how the backend's certificate is verified.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PartialEq for Probe {
@@ -107,7 +110,14 @@ impl Probe {
                 return Err(error("probe_strategy", format!("must be starts_with or regexp, not {other:?}")));
             }
         };
-        Ok(Probe { transport, send, expect, recv_len })
+        let tls = (transport == Transport::Tls).then(|| verifying(system_roots()));
+        Ok(Probe { transport, send, expect, recv_len, tls })
+    }
+
+    /// This probe, trusting `roots` instead of the system's CAs.
+    #[cfg(test)]
+    pub fn trusting(self, roots: rustls::RootCertStore) -> Probe {
+        Probe { tls: self.tls.map(|_| verifying(roots)), ..self }
     }
 
     /// How many reply bytes to collect before judging.
@@ -146,7 +156,7 @@ impl Probe {
                         continue;
                     }
                 },
-                Transport::Tls => match tls_connect(host, addr).await {
+                Transport::Tls => match tls_connect(self.tls.clone(), host, addr).await {
                     Ok(stream) => self.exchange(stream).await,
                     Err(e) => {
                         failures.push(e);
@@ -195,67 +205,34 @@ impl Probe {
 }
 
 async fn tls_connect(
+    config: Option<Arc<rustls::ClientConfig>>,
     host: &str,
     addr: SocketAddr,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
     use rustls::pki_types::ServerName;
+    let config = config.ok_or("no TLS settings")?;
     let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
-    let name = ServerName::try_from(host.to_string()).unwrap_or_else(|_| ServerName::from(addr.ip()));
-    let handshake = tokio_rustls::TlsConnector::from(tls_config()).connect(name, stream).await;
+    // The host as the backend line gives it, an address or a name, is what the certificate
+    // must name (Go's `tls.Dial` takes it from the address it dials).
+    let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
+        .unwrap_or_else(|_| ServerName::from(addr.ip()));
+    let handshake = tokio_rustls::TlsConnector::from(config).connect(name, stream).await;
     handshake.map_err(|e| format!("TLS handshake with {addr}: {e}"))
 }
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+/// The system's CAs; none found leaves the store empty, and every handshake then fails, as in
+/// Go.
+fn system_roots() -> rustls::RootCertStore {
+    crate::tls::roots(None).unwrap_or_else(|_| rustls::RootCertStore::empty())
 }
 
-/// Accepts whatever certificate the backend presents (see the module comment).
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+/// A client configuration verifying the backend's certificate against `roots`.
+fn verifying(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }

@@ -129,11 +129,15 @@ async fn udp() {
     }
 }
 
+/// The certificate is verified as gobetween's Go client verifies it: a self-signed one (here
+/// the backend's own CA) passes only when trusted, and must name the backend's host.
 #[tokio::test]
-async fn tls_with_a_self_signed_certificate() {
+async fn tls_verifies_the_backends_certificate() {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let cert: CertificateDer<'static> = certified.cert.der().clone();
+    let mut trusted = rustls::RootCertStore::empty();
+    trusted.add(cert.clone()).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
     let config =
         rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -158,14 +162,21 @@ async fn tls_with_a_self_signed_certificate() {
             });
         }
     });
+    let trusting = |tweak: Tweak| {
+        let mut settings = probe_settings("tls", tweak);
+        settings.probe = settings.probe.map(|p| p.trusting(trusted.clone()));
+        settings
+    };
     for (i, (tweak, expected)) in cases().into_iter().enumerate() {
-        assert_eq!(
-            check(&probe_settings("tls", tweak), &target(addr)).await.unwrap().is_ok(),
-            expected,
-            "case {i}"
-        );
+        assert_eq!(check(&trusting(tweak), &target(addr)).await.unwrap().is_ok(), expected, "case {i}");
     }
+    // Not trusted (the system's CAs), or trusted for another name: the handshake fails.
+    let why = check(&probe_settings("tls", |_| {}), &target(addr)).await.unwrap().unwrap_err();
+    assert!(why.contains("TLS handshake") && why.contains("UnknownIssuer"), "{why}");
+    let other = Target { host: "other.test".into(), ..target(addr) };
+    let why = check(&trusting(Box::new(|_| {})), &other).await.unwrap().unwrap_err();
+    assert!(why.contains("TLS handshake") && why.contains("not valid for name \"other.test\""), "{why}");
     // A plain TCP server is not a TLS one.
     let plain = tcp_server().await;
-    assert!(check(&probe_settings("tls", |_| {}), &target(plain)).await.unwrap().is_err());
+    assert!(check(&trusting(Box::new(|_| {})), &target(plain)).await.unwrap().is_err());
 }
