@@ -496,6 +496,25 @@ fn fire_and_forget_reuses_one_socket_per_backend() {
     assert!(socket.recv(&mut [0; 64]).is_err());
 }
 
+/// gobetween serves `max_requests = 1` as fire-and-forget whatever else is set: a
+/// `max_responses` or an idle timeout (here one from the server) opens no session and relays
+/// no reply.
+#[test]
+fn max_requests_one_is_fire_and_forget_whatever_else_is_set() {
+    let echo = Echo::start("echo");
+    let (ports, _bx) =
+        serve(&[echo.line()], "client_idle_timeout = \"5s\"", "max_requests = 1\nmax_responses = 1");
+    let (api, port) = (&ports, ports.udp);
+    let socket = client();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    for i in 0..10 {
+        socket.send_to(format!("q{i}").as_bytes(), ("127.0.0.1", port)).unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(3), || echo.received() >= 10), "{}", echo.received());
+    assert!(socket.recv(&mut [0; 64]).is_err(), "a reply was relayed");
+    assert_eq!(sessions(api), 0);
+}
+
 #[test]
 fn max_connections_limits_sessions() {
     let echo = Echo::start("echo");

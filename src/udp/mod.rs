@@ -7,8 +7,8 @@
 //!
 //! Every socket a server holds is a session's (bounded by `max_connections`, counted in
 //! `active_connections`), an idle one kept for the next session (at most `IDLE_SOCKETS` per
-//! shard), or, in fire-and-forget mode (`max_requests = 1` and nothing to wait for), one per
-//! backend this shard sends to.
+//! shard), or, in fire-and-forget mode (`max_requests = 1`), one per backend this shard sends
+//! to.
 //!
 //! A session that ends at its answer (`max_responses`) with every request answered leaves its
 //! socket idle rather than closing it, and the next session to the same backend address takes

@@ -10,9 +10,9 @@
 //! - it has taken `max_requests` datagrams and has nothing left to wait for. Once it has taken
 //!   its last datagram it leaves the client's place: that client's next datagram opens a new
 //!   session (balanced anew), while the old one still relays replies until one of the limits
-//!   above ends it. With no such limit it ends at once; with `max_requests = 1` that is
-//!   gobetween's fire-and-forget mode, which the shard serves without sessions (`Limits::
-//!   fire_and_forget`).
+//!   above ends it. With no such limit it ends at once. `max_requests = 1` is gobetween's
+//!   fire-and-forget mode, whatever else is set, which the shard serves without sessions
+//!   (`Limits::fire_and_forget`).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -34,11 +34,11 @@ impl Limits {
         self.max_responses > 0 || self.client_idle.is_some() || self.backend_idle.is_some()
     }
 
-    /// Every datagram is balanced and sent on its own, and no reply is relayed: each session
-    /// would end right after its only datagram. The shard then sends through one socket per
-    /// backend instead of opening one per datagram.
+    /// `max_requests = 1`, whatever else is set: every datagram is balanced and sent on its
+    /// own and no reply is relayed, as gobetween serves it. The shard then sends through one
+    /// socket per backend instead of opening a session per datagram.
     pub fn fire_and_forget(&self) -> bool {
-        self.max_requests == 1 && !self.awaits_replies()
+        self.max_requests == 1
     }
 }
 
@@ -382,7 +382,10 @@ mod tests {
         let limits = Limits { max_requests: 3, ..Limits::default() };
         assert!(!limits.fire_and_forget());
         assert!(Limits { max_requests: 1, ..Limits::default() }.fire_and_forget());
-        assert!(!Limits { max_requests: 1, max_responses: 1, ..Limits::default() }.fire_and_forget());
+        // Also with limits that would wait for replies: gobetween relays none.
+        let waiting =
+            Limits { max_requests: 1, max_responses: 1, client_idle: Some(secs(5)), ..Limits::default() };
+        assert!(waiting.fire_and_forget());
         let t0 = Instant::now();
         let mut table = Sessions::new(limits);
         let a = table.open(client(1), (), t0);
