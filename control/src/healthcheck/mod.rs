@@ -48,7 +48,7 @@ pub async fn check(settings: &CheckSettings, target: &Target) -> Option<CheckRes
                 let exec = exec::Exec {
                     command: raw.exec_command.as_deref().unwrap_or_default(),
                     positive: raw.exec_expected_positive_output.as_deref().unwrap_or_default(),
-                    negative: raw.exec_expected_negative_output.as_deref(),
+                    negative: raw.exec_expected_negative_output.as_deref().unwrap_or_default(),
                 };
                 exec.check(&target.host, target.port).await
             }
