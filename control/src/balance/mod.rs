@@ -187,6 +187,23 @@ impl Picker {
         Picker { shard, generation: u64::MAX, cursors: Vec::new(), meter: Meter::default() }
     }
 
+    /// Where this shard starts in a group's table for a new snapshot. A weighted sequence is
+    /// entered at a place of its own per shard and snapshot: from its start, every shard would
+    /// send its first connections after a start, a reload or a health change to the same
+    /// backends (gobetween draws each pick at random, so it has no such burst).
+    fn first_cursor(&self, table: &Table) -> Cursor {
+        match table {
+            Table::Weighted { sequence, .. } if !sequence.is_empty() => {
+                let mixed = hash::fnv1a(
+                    3,
+                    &[self.generation.to_le_bytes(), (self.shard as u64).to_le_bytes()].concat(),
+                );
+                Cursor { next: (mixed % sequence.len() as u64) as usize, spare: 0 }
+            }
+            _ => Cursor::default(),
+        }
+    }
+
     /// Chooses a backend index into `snapshot.backends`, or `None` when nothing is eligible.
     /// `tried` holds indexes already attempted for this connection.
     pub fn pick(&mut self, snapshot: &ServerSnapshot, client: IpAddr, tried: &[usize]) -> Option<usize> {
@@ -208,7 +225,7 @@ impl Picker {
         }
         if self.generation != snapshot.generation {
             self.generation = snapshot.generation;
-            self.cursors = vec![Cursor::default(); snapshot.groups.len()];
+            self.cursors = snapshot.groups.iter().map(|group| self.first_cursor(&group.table)).collect();
             self.meter.follow(&snapshot.backends);
         }
         let eligible = |index: usize| {

@@ -487,3 +487,19 @@ fn roundrobin_goes_in_byte_order_of_host_port() {
     let cycle = ["10.0.0.100:80", "10.0.0.10:80", "10.0.0.2:80", "10.0.0.9:80"];
     assert_eq!(order, [cycle, cycle].concat());
 }
+
+/// Shards enter a weighted sequence at places of their own, so that after a start, a reload or
+/// a health change their first connections do not all go to the same backend.
+#[test]
+fn shards_start_the_weighted_sequence_apart() {
+    let live: Vec<_> = (0..8).map(|n| backend(spec(n, 1))).collect();
+    let s = snapshot(Balance::Weight, &live, &[]);
+    let firsts: std::collections::HashSet<_> =
+        (0..8).map(|shard| Picker::new(shard).pick(&s, client(0), &[]).unwrap()).collect();
+    assert!(firsts.len() > 2, "first picks of 8 shards: {firsts:?}");
+    // Each shard still goes through the whole sequence: every backend once in 8 picks.
+    let mut picker = Picker::new(3);
+    let mut picks: Vec<usize> = (0..8).map(|_| picker.pick(&s, client(0), &[]).unwrap()).collect();
+    picks.sort();
+    assert_eq!(picks, (0..8).collect::<Vec<_>>());
+}
