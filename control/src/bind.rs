@@ -106,9 +106,10 @@ pub fn http_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
     bind_shards(bind, count, false, |addr| {
         let socket = reuseport_socket(addr, Type::STREAM, Protocol::TCP)?;
-        // Accepted sockets inherit both, so connections need no setsockopt of their own. Set
+        // Accepted sockets inherit these, so connections need no setsockopt of their own. Set
         // before `listen`: a connection queued before it would not have them.
         socket.set_nodelay(true)?;
+        keep_alive(socket.as_raw_fd())?;
         if let Err(e) = report_remaining(socket.as_raw_fd()) {
             // Kernels before 4.18: reads learn of a FIN one read later (see `report_remaining`).
             log::debug!("{bind}: no TCP_INQ: {e}");
@@ -117,6 +118,16 @@ pub fn bind_tcp(bind: &str, count: usize) -> io::Result<Vec<Listener>> {
         let listener: std::net::TcpListener = socket.into();
         Ok((listener.local_addr()?, Listener::Tcp(listener)))
     })
+}
+
+/// TCP keepalive as Go (and so gobetween) sets it on every connection it accepts: a probe after
+/// 15 s of silence, then every 15 s, the connection ended after 9 unanswered, so a client that
+/// vanished without a FIN or a reset is let go after about 150 s rather than held for good.
+pub fn keep_alive(fd: RawFd) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 15)?;
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 15)?;
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 9)
 }
 
 /// `TCP_INQ` on: each `recvmsg` on the socket then also reports what it still holds, which
