@@ -629,7 +629,14 @@ async fn connect(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<
             None => TcpStream::connect(addr).await,
         };
         match attempt {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => {
+                // Go's keepalive, as on clients' connections (`bind::keep_alive`): a backend
+                // that vanishes without a FIN does not hold its connections for good.
+                if let Err(e) = betwixt_control::bind::keep_alive(std::os::fd::AsRawFd::as_raw_fd(&stream)) {
+                    log::debug!("backend {addr}: no keepalive: {e}");
+                }
+                return Ok(stream);
+            }
             Err(e) => last = e.into(),
         }
     }
