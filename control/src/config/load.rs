@@ -3,7 +3,7 @@
 
 use super::depth::check_json_depth;
 use super::error::{line_column, suggest_known_key, ConfigError, ConfigWarning};
-use super::locate::{key_offset, place, toml_array_element};
+use super::locate::{place, place_read, toml_array_element};
 use super::model::Config;
 use super::repeated::{merge_repeated_keys, Merged};
 use super::tolerant::{tolerant, KeyNotes};
@@ -187,14 +187,10 @@ pub fn parse_config(text: &str, format: Format) -> Result<(Config, Vec<ConfigWar
 /// `place`; with repeated keys merged, the key is looked up in the text as read, so that it is
 /// found where its value came from and not at an earlier appearance that was overridden.
 fn place_in(error: ConfigError, text: &str, json: bool, merged: Option<&Merged>) -> ConfigError {
-    let (Some(merged), None, Some(key)) = (merged, error.position, error.key.as_deref()) else {
-        return place(error, text, json);
-    };
-    let position = key_offset(key, &merged.text, true).map(|(at, element)| {
-        let (line, column) = line_column(text, merged.source_offset(at));
-        (line, if element { column } else { 1 })
-    });
-    ConfigError { position, ..error }
+    match merged {
+        Some(merged) => place_read(error, &merged.text, json, text, |at| merged.source_offset(at)),
+        None => place(error, text, json),
+    }
 }
 
 /// Substitutes `${NAME}` (when asked, see `substitute_env`) and parses configuration text. The

@@ -117,12 +117,25 @@ fn json_offset(text: &str, path: &[&str]) -> Option<usize> {
 /// Adds the position of `error.key` to an error raised by a check that ran after parsing. A key
 /// ending in `[N]` (`servers.a.discovery.static_list[2]`) is placed at that array element, a
 /// key not in the text at the nearest section that is.
-pub fn place(mut error: ConfigError, text: &str, json: bool) -> ConfigError {
+pub fn place(error: ConfigError, text: &str, json: bool) -> ConfigError {
+    place_read(error, text, json, text, |at| at)
+}
+
+/// `place`, with the key looked up in `read`, the text as it was parsed (a rewrite of `text`,
+/// see `repeated`), and the position given in `text` through `to_text`, which maps an offset
+/// of `read` to one of `text`.
+pub fn place_read(
+    mut error: ConfigError,
+    read: &str,
+    json: bool,
+    text: &str,
+    to_text: impl Fn(usize) -> usize,
+) -> ConfigError {
     if error.position.is_none() {
         if let Some(key) = &error.key {
-            error.position = key_offset(key, text, json).map(|(at, element)| match element {
-                true => line_column(text, at),
-                false => (line_column(text, at).0, 1),
+            error.position = key_offset(key, read, json).map(|(at, element)| {
+                let (line, column) = line_column(text, to_text(at));
+                (line, if element { column } else { 1 })
             });
         }
     }
@@ -131,7 +144,7 @@ pub fn place(mut error: ConfigError, text: &str, json: bool) -> ConfigError {
 
 /// Where `place` puts `key`: a byte offset, and whether it is an array element's own (else
 /// the error names the offset's line only).
-pub fn key_offset(key: &str, text: &str, json: bool) -> Option<(usize, bool)> {
+fn key_offset(key: &str, text: &str, json: bool) -> Option<(usize, bool)> {
     let (key, element) = match key.strip_suffix(']').and_then(|k| k.rsplit_once('[')) {
         Some((key, index)) => (key, index.parse::<usize>().ok()),
         None => (key, None),
