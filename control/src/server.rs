@@ -271,9 +271,11 @@ impl ServerHandle {
             let mut resolved = Vec::new();
             let mut installed = Instant::now();
             for (spec, had) in names {
-                match discovery::resolve(&spec.host, spec.port).await {
-                    Ok(addrs) if same_addresses(&addrs, &had) => {}
-                    Ok(addrs) if !addrs.is_empty() => {
+                let failed = match discovery::resolve(&spec.host, spec.port).await {
+                    Ok(addrs) if addrs.is_empty() => Some("resolves to no address".to_string()),
+                    Err(e) => Some(format!("cannot be resolved: {e}")),
+                    Ok(addrs) if same_addresses(&addrs, &had) => None,
+                    Ok(addrs) => {
                         if !had.is_empty() {
                             crate::log_limited!(
                                 log::Level::Info,
@@ -282,28 +284,20 @@ impl ServerHandle {
                                 spec.address()
                             );
                         }
-                        resolved.push((spec, addrs))
+                        resolved.push((spec.clone(), addrs));
+                        None
                     }
-                    // Resolving again failed: the addresses it had stay.
-                    Ok(_) | Err(_) if !had.is_empty() => {}
-                    Ok(_) => {
-                        self.discovery_failures.fetch_add(1, Ordering::Relaxed);
-                        crate::log_limited!(
-                            log::Level::Warn,
-                            "server {}: backend {} resolves to no address",
-                            self.name,
-                            spec.address()
-                        )
-                    }
-                    Err(e) => {
-                        self.discovery_failures.fetch_add(1, Ordering::Relaxed);
-                        crate::log_limited!(
-                            log::Level::Warn,
-                            "server {}: cannot resolve backend {}: {e}",
-                            self.name,
-                            spec.address()
-                        )
-                    }
+                };
+                if let Some(failed) = failed {
+                    // A name that resolved before keeps the addresses it had.
+                    let kept = if had.is_empty() { "" } else { "; its addresses stay" };
+                    self.discovery_failures.fetch_add(1, Ordering::Relaxed);
+                    crate::log_limited!(
+                        log::Level::Warn,
+                        "server {}: backend {} {failed}{kept}",
+                        self.name,
+                        spec.address()
+                    );
                 }
                 // A slow name must not hold back the ones resolved before it for long.
                 if installed.elapsed() >= INSTALL_EVERY && !resolved.is_empty() {
