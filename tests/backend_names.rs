@@ -8,7 +8,7 @@
 mod common;
 
 use common::backends::{Backend, Behaviour};
-use common::netns::{is_root, Netns};
+use common::netns::Netns;
 use common::{ask_name, wait_until, Betwixt, TempDir};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -28,11 +28,7 @@ impl Drop for EtcDir {
 
 #[test]
 fn a_backend_name_follows_its_addresses() {
-    if !is_root() {
-        eprintln!("skipped: needs root, to create a network namespace");
-        return;
-    }
-    let ns = Netns::create("names");
+    let Some(ns) = Netns::create_if_root("names") else { return };
     let etc = EtcDir(PathBuf::from(format!("/etc/netns/{}", ns.name)));
     std::fs::create_dir_all(&etc.0).unwrap();
     let hosts = etc.0.join("hosts");

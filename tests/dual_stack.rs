@@ -7,7 +7,7 @@
 mod common;
 
 use common::backends::{udp_echo_sender, Backend, Behaviour};
-use common::netns::{is_root, Netns};
+use common::netns::Netns;
 use common::{http_get, read_line, Betwixt, TempDir};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
@@ -44,11 +44,7 @@ fn ping(addr: SocketAddr) -> Option<String> {
 
 #[test]
 fn an_ipv4_wildcard_bind_serves_ipv6_clients_too() {
-    if !is_root() {
-        eprintln!("skipped: needs root, to create a network namespace");
-        return;
-    }
-    let ns = Netns::create("ds");
+    let Some(ns) = Netns::create_if_root("ds") else { return };
     let dir = TempDir::new("dual");
     let log = dir.0.join("access.log");
     let (backend, bx) = ns.run(|| {

@@ -32,6 +32,16 @@ impl Netns {
         made
     }
 
+    /// `create`, for a test that needs nothing else of root: without root it says the test is
+    /// skipped and gives `None`.
+    pub fn create_if_root(role: &str) -> Option<Netns> {
+        if !is_root() {
+            eprintln!("skipped: needs root, to create a network namespace");
+            return None;
+        }
+        Some(Netns::create(role))
+    }
+
     /// Runs `f` on a thread inside this namespace: sockets it creates, and processes it
     /// starts, live in the namespace.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
