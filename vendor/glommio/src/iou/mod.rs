@@ -228,6 +228,52 @@ impl IoUring {
         self.flush_and_enter(wait_for, flags)
     }
 
+    /// Whether a wait can carry its own timeout (`IORING_FEAT_EXT_ARG`, Linux 5.11).
+    pub fn can_time_waits(&self) -> bool {
+        self.ring.features & uring_sys::IORING_FEAT_EXT_ARG != 0
+    }
+
+    /// Like [`submit_sqes_and_wait`](Self::submit_sqes_and_wait), but the wait also ends
+    /// once `timeout` has passed: the timeout travels with the system call (no timeout
+    /// request, nothing to cancel afterwards). Needs [`can_time_waits`](Self::can_time_waits).
+    /// A wait that times out answers how many entries were submitted, 0 if none.
+    pub fn submit_sqes_and_wait_at_most(
+        &mut self,
+        wait_for: u32,
+        timeout: Duration,
+    ) -> io::Result<u32> {
+        let ts = uring_sys::__kernel_timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        let arg = uring_sys::io_uring_getevents_arg {
+            ts: &ts as *const _ as u64,
+            ..Default::default()
+        };
+        let mut flags = uring_sys::IORING_ENTER_GETEVENTS | uring_sys::IORING_ENTER_EXT_ARG;
+        if self.ring.features & uring_sys::IORING_FEAT_NO_IOWAIT != 0 {
+            flags |= uring_sys::IORING_ENTER_NO_IOWAIT;
+        }
+        unsafe {
+            let to_submit = uring_sys::__io_uring_flush_sq(&mut self.ring);
+            let ret = uring_sys::syscalls::io_uring_enter_ext(
+                self.ring.ring_fd,
+                to_submit as _,
+                wait_for,
+                flags,
+                &arg,
+            );
+            if ret >= 0 {
+                Ok(ret as u32)
+            } else {
+                match io::Error::last_os_error() {
+                    e if e.raw_os_error() == Some(libc::ETIME) => Ok(0),
+                    e => Err(e),
+                }
+            }
+        }
+    }
+
     /// Hands the prepared [`SQE`]s to the kernel and enters the ring once with `flags`,
     /// waiting for `wait_for` completions; answers how many entries were submitted.
     fn flush_and_enter(&mut self, wait_for: u32, flags: libc::c_uint) -> io::Result<u32> {

@@ -263,6 +263,11 @@ lazy_static! {
     /// `GLOMMIO_DEFER_TASKRUN=0`, read once: the switch keeps A/B measurements to one binary.
     static ref DEFER_TASKRUN_REQUESTED: bool =
         std::env::var_os("GLOMMIO_DEFER_TASKRUN").is_none_or(|v| v != "0");
+    /// A sleep goes without the poll linking the latency ring when nothing there has to wake
+    /// the thread (see `Reactor::wait`), unless `GLOMMIO_SLEEP_ALONE=0`, read once: the switch
+    /// keeps A/B measurements to one binary.
+    static ref SLEEP_ALONE_ALLOWED: bool =
+        std::env::var_os("GLOMMIO_SLEEP_ALONE").is_none_or(|v| v != "0");
 }
 
 fn fill_sqe<F>(
@@ -1072,6 +1077,29 @@ impl SleepableRing {
         self.submission_queue.borrow().is_empty()
     }
 
+    /// Sleeps until a completion arrives on this ring, or `timeout` has passed: no link to
+    /// the other rings, for when nothing in them has to wake the thread. Requests already in
+    /// the submission ring go in with the same system call. Needs `can_time_waits` when a
+    /// timeout is given.
+    fn sleep_alone(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let submitted = match timeout {
+            Some(timeout) => self.ring.submit_sqes_and_wait_at_most(1, timeout),
+            None => self.ring.submit_sqes_and_wait(1),
+        };
+        let submitted = submitted
+            .map(|x| x as usize)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)?;
+        self.in_kernel += submitted;
+        Ok(())
+    }
+
+    /// Whether a wait on this ring can carry its own timeout.
+    fn can_time_waits(&self) -> bool {
+        self.ring.can_time_waits()
+    }
+
     /// Sleeps until a completion arrives, with `link`, the poll that links the other rings to
     /// this one, armed. Requests already in the submission ring go in with the same system
     /// call. Returns whether it slept: `false` when there was no room for the link (the
@@ -1345,7 +1373,7 @@ impl Reactor {
         let allocator = Rc::new(UringBufferAllocator::new(io_memory));
         let registry = vec![allocator.as_bytes()];
 
-        let main_ring = SleepableRing::new(
+        let mut main_ring = SleepableRing::new(
             ring_depth,
             "main",
             allocator.clone(),
@@ -1395,8 +1423,14 @@ impl Reactor {
             None,
         );
 
+        // The notifier's eventfd is read on the ring the thread sleeps in, so that a remote
+        // wake-up reaches a sleep without the link poll (unless sleeps always link).
         if !eventfd_src.is_installed().unwrap() {
-            latency_ring.install_eventfd(&eventfd_src);
+            if *SLEEP_ALONE_ALLOWED {
+                main_ring.install_eventfd(&eventfd_src);
+            } else {
+                latency_ring.install_eventfd(&eventfd_src);
+            }
         }
 
         Ok(Reactor {
@@ -1424,9 +1458,12 @@ impl Reactor {
 
     pub(crate) fn install_eventfd(&self) {
         if !self.eventfd_src.is_installed().unwrap() {
-            self.latency_ring
-                .borrow_mut()
-                .install_eventfd(&self.eventfd_src);
+            let mut ring = if *SLEEP_ALONE_ALLOWED {
+                self.main_ring.borrow_mut()
+            } else {
+                self.latency_ring.borrow_mut()
+            };
+            ring.install_eventfd(&self.eventfd_src);
         }
     }
 
@@ -1908,7 +1945,15 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             self.forget_spent_timers();
-            if let Some(dur) = user_timer {
+            // Nothing in flight on the latency ring but its timer, and no task left to
+            // preempt: nothing there has to wake us, so the sleep can go without the poll
+            // that links that ring (one request armed and one cancelled per sleep), the
+            // user timer travelling with the system call instead.
+            let alone = *SLEEP_ALONE_ALLOWED
+                && lat_ring.can_sleep()
+                && lat_ring.in_kernel() == usize::from(self.latency_timer_in_flight())
+                && (user_timer.is_none() || main_ring.can_time_waits());
+            if let Some(dur) = user_timer.filter(|_| !alone) {
                 if self.arm_latency_timer_within(&mut lat_ring, dur) {
                     flush_cancellations!(into &mut 0; lat_ring);
                     assert!(flush_rings!(lat_ring)? > 0);
@@ -1925,7 +1970,10 @@ impl Reactor {
             membarrier::heavy();
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
-                if self.eventfd_src.is_installed().unwrap() {
+                if alone && self.eventfd_src.is_installed().unwrap() {
+                    main_ring.sleep_alone(user_timer)?;
+                    consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                } else if self.eventfd_src.is_installed().unwrap() {
                     self.link_rings_and_sleep(&mut main_ring)
                         .expect("some error");
                     // May have new cancellations related to the link ring fd.
@@ -1952,6 +2000,14 @@ impl Reactor {
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
         self.blocking_thread.flush()
+    }
+
+    /// Whether the latency ring's timer is armed and has not fired.
+    fn latency_timer_in_flight(&self) -> bool {
+        let lat = self.latency_preemption_timeout_src.take();
+        let armed = lat.as_ref().is_some_and(|s| s.result().is_none());
+        self.latency_preemption_timeout_src.set(lat);
+        armed
     }
 
     /// Drops the latency timer once its completion has been consumed.

@@ -93,6 +93,8 @@ pub const IORING_ENTER_GETEVENTS: libc::c_uint = 1 << 0;
 pub const IORING_ENTER_SQ_WAKEUP: libc::c_uint = 1 << 1;
 /// Do not count the wait as I/O wait (Linux 6.15, `IORING_FEAT_NO_IOWAIT`).
 pub const IORING_ENTER_NO_IOWAIT: libc::c_uint = 1 << 7;
+/// The last argument is an `io_uring_getevents_arg` (Linux 5.11, `IORING_FEAT_EXT_ARG`).
+pub const IORING_ENTER_EXT_ARG: libc::c_uint = 1 << 3;
 
 // io_uring_params.features flags
 pub const IORING_FEAT_SINGLE_MMAP: libc::__u32 = 1 << 0;
@@ -102,6 +104,7 @@ pub const IORING_FEAT_RW_CUR_POS: libc::__u32 = 1 << 3;
 pub const IORING_FEAT_CUR_PERSONALITY: libc::__u32 = 1 << 4;
 pub const IORING_FEAT_FAST_POLL: libc::__u32 = 1 << 5;
 pub const IORING_FEAT_POLL_32BITS: libc::__u32 = 1 << 6;
+pub const IORING_FEAT_EXT_ARG: libc::__u32 = 1 << 8;
 pub const IORING_FEAT_NO_IOWAIT: libc::__u32 = 1 << 17;
 
 // io_uring_register opcodes and arguments
@@ -287,6 +290,16 @@ pub struct io_uring_probe_op {
 pub struct __kernel_timespec {
     pub tv_sec: i64,
     pub tv_nsec: libc::c_longlong,
+}
+
+/// What `io_uring_enter` takes with `IORING_ENTER_EXT_ARG`: a signal mask and a wait timeout.
+#[repr(C)]
+#[derive(Default)]
+pub struct io_uring_getevents_arg {
+    pub sigmask: u64,
+    pub sigmask_sz: u32,
+    pub min_wait_usec: u32,
+    pub ts: u64,
 }
 
 #[link(name = "uring")]
