@@ -121,6 +121,12 @@ impl LooseDuration {
     }
 }
 
+/// Deserializes a map that JSON may give as `null`, which Go decodes as an empty (nil) map:
+/// `"servers": null` is a configuration without servers, as gobetween starts it.
+pub fn null_is_empty<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(de: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
+}
+
 /// Deserializes an optional duration where gobetween reads an empty string as the key's default:
 /// `""` is the same as leaving the key out.
 pub fn empty_is_unset<'de, D: Deserializer<'de>>(

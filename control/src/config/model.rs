@@ -6,6 +6,7 @@
 
 use super::duration::{GoDuration, WrittenDuration};
 use super::loose::empty_is_unset;
+use super::loose::null_is_empty;
 use super::loose::LooseDuration;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
@@ -24,7 +25,7 @@ pub struct Config {
     pub runtime: Option<Runtime>,
     /// betwixt: one line per connection (UDP: per session); see docs/access-log.md.
     pub access_log: Option<AccessLog>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_empty")]
     pub servers: BTreeMap<String, Server>,
 }
 

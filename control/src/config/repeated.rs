@@ -566,6 +566,18 @@ mod tests {
     }
 
     #[test]
+    fn null_servers_are_no_servers_as_go_decodes_them() {
+        let (config, warnings) = parse_config("{\"servers\": null}", Format::Json).unwrap();
+        assert!(config.servers.is_empty() && warnings.is_empty(), "{warnings:?}");
+        // A later null clears the servers given before it.
+        let text =
+            format!("{{\"servers\": {{\"a\": {{\"bind\": \"127.0.0.1:1\", {STATIC}}}}}, \"servers\": null}}");
+        let (config, warnings) = parse_config(&text, Format::Json).unwrap();
+        assert!(config.servers.is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
     fn errors_after_a_rewrite_point_into_the_text_as_written() {
         let text = server(&format!(
             "\"bind\": \"127.0.0.1:1\", \"bind\": \"127.0.0.1:2\",\n  \"max_connections\": \"ten\", {STATIC}"
