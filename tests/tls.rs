@@ -572,6 +572,113 @@ fn backends_tls_verifies_presents_client_certificates_and_counts_failures() {
     assert!(bx.log_text().contains("TLS handshake"), "{}", bx.log_text());
 }
 
+/// A self-signed certificate that says it is a CA (as `openssl req -x509` makes it), for
+/// `name`, valid until `not_after` (year).
+fn self_signed_ca_leaf(name: &str, not_after: i32) -> Leaf {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
+}
+
+/// What Go's TLS client takes, betwixt's takes: a backend's own certificate listed in
+/// `root_ca_cert_path` is trusted although it is a CA certificate (Go's `x509.Verify` takes a leaf
+/// found among the roots), still only for its name and while valid; and with `ignore_verify`, a
+/// backend with an X.509 v1 certificate and a 1024-bit RSA key (served by `openssl s_server`).
+#[test]
+fn backends_tls_takes_the_certificates_go_takes() {
+    let dir = TempDir::new("tls-backends-go");
+    let own = self_signed_ca_leaf("backend.example", 2999);
+    let expired = self_signed_ca_leaf("backend.example", 2021);
+    let (own_backend, expired_backend) = (TlsBackend::start(&own, None), TlsBackend::start(&expired, None));
+    let roots = dir.write("roots.crt", &format!("{}{}", own.cert_pem, expired.cert_pem));
+    let (api, listed, wrong_name, stale) = (free_port(), free_port(), free_port(), free_port());
+    let section = |name: &str, port: u16, line: String| {
+        format!(
+            "[servers.{name}]\nbind = \"127.0.0.1:{port}\"\n[servers.{name}.backends_tls]\nroot_ca_cert_path = \"{}\"\n\
+             [servers.{name}.discovery]\nkind = \"static\"\nstatic_list = [\"{line}\"]\n",
+            roots.display()
+        )
+    };
+    let config = format!("[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n")
+        + &section("listed", listed, format!("127.0.0.1:{} sni=backend.example", own_backend.port))
+        + &section("wrong_name", wrong_name, format!("127.0.0.1:{} sni=other.example", own_backend.port))
+        + &section("stale", stale, format!("127.0.0.1:{} sni=backend.example", expired_backend.port));
+    let bx = Betwixt::start(&config, &[], &[api, listed, wrong_name, stale]);
+    assert_eq!(plain_exchange(listed, b"to its own root"), b"to its own root", "{}", bx.log_text());
+    assert_eq!(own_backend.handshakes.load(Ordering::SeqCst), 1);
+    assert_eq!(plain_exchange(wrong_name, b"never"), b"");
+    assert_eq!(plain_exchange(stale, b"never"), b"");
+    assert_eq!(
+        (own_backend.handshakes.load(Ordering::SeqCst), expired_backend.handshakes.load(Ordering::SeqCst)),
+        (1, 0)
+    );
+    let log = bx.log_text();
+    assert!(log.contains("NotValidForName") && log.contains("Expired"), "{log}");
+
+    // ignore_verify: an X.509 v1 certificate with a 1024-bit RSA key.
+    let [key, csr, cert] = ["old.key", "old.csr", "old.crt"].map(|name| dir.write(name, ""));
+    let openssl = |args: &[&str], paths: &[(&str, &PathBuf)]| {
+        let mut command = std::process::Command::new("openssl");
+        command.args(args).stderr(std::process::Stdio::null());
+        for (flag, path) in paths {
+            command.arg(flag).arg(path);
+        }
+        command.status()
+    };
+    let made = openssl(
+        &["req", "-new", "-newkey", "rsa:1024", "-nodes", "-subj", "/CN=old.example"],
+        &[("-keyout", &key), ("-out", &csr)],
+    );
+    let Ok(made) = made else {
+        eprintln!("openssl not installed: the v1 certificate case skipped");
+        return;
+    };
+    assert!(made.success());
+    let signed =
+        openssl(&["x509", "-req", "-days", "2"], &[("-in", &csr), ("-signkey", &key), ("-out", &cert)]);
+    assert!(signed.unwrap().success());
+    let old_port = free_port();
+    let mut old = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-www",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+            "-accept",
+            &format!("127.0.0.1:{old_port}"),
+            "-cert",
+        ])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(LIMIT, || TcpStream::connect(("127.0.0.1", old_port)).is_ok()));
+    let (api, insecure) = (free_port(), free_port());
+    let config = format!(
+        "[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n[servers.insecure]\nbind = \"127.0.0.1:{insecure}\"\n\
+         [servers.insecure.backends_tls]\nignore_verify = true\n\
+         [servers.insecure.discovery]\nkind = \"static\"\nstatic_list = [\"127.0.0.1:{old_port}\"]\n"
+    );
+    let bx = Betwixt::start(&config, &[], &[api, insecure]);
+    let answer = plain_exchange(insecure, b"GET / HTTP/1.0\r\n\r\n");
+    let _ = old.kill();
+    let _ = old.wait();
+    assert!(
+        answer.starts_with(b"HTTP/1.0 200 ok"),
+        "{:?}\n{}",
+        String::from_utf8_lossy(&answer),
+        bx.log_text()
+    );
+}
+
 /// Without `root_ca_cert_path` the backend's certificate must chain to the system's CAs, found
 /// as Go finds them: `SSL_CERT_FILE` replaces the bundle files, `SSL_CERT_DIR` (a `:` list) the
 /// certificate directories, as they do for gobetween.

@@ -46,7 +46,7 @@ impl TlsError {
 
 /// Go's names for the suites rustls offers, by version. Go spells the ChaCha20 suites both
 /// with and without `_SHA256`.
-const SUITES: [(&str, SupportedCipherSuite); 10] = [
+const SUITES: [(&str, SupportedCipherSuite); 11] = [
     ("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
     ("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
     ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
@@ -59,19 +59,26 @@ const SUITES: [(&str, SupportedCipherSuite); 10] = [
     ("TLS_AES_128_GCM_SHA256", ring::cipher_suite::TLS13_AES_128_GCM_SHA256),
     ("TLS_AES_256_GCM_SHA384", ring::cipher_suite::TLS13_AES_256_GCM_SHA384),
     ("TLS_CHACHA20_POLY1305_SHA256", ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256),
-    // Go's older spelling of the first ChaCha20 suite's full name.
+    // Go's full names of the ChaCha20 suites (gobetween's own spelling of both).
     (
         "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
         ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     ),
+    (
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ),
 ];
 
 /// Suites gobetween accepts that rustls does not implement.
-const OLD_SUITES: [&str; 13] = [
+const OLD_SUITES: [&str; 16] = [
     "TLS_RSA_WITH_RC4_128_SHA",
     "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
     "TLS_RSA_WITH_AES_128_CBC_SHA",
     "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
     "TLS_RSA_WITH_AES_128_GCM_SHA256",
     "TLS_RSA_WITH_AES_256_GCM_SHA384",
     "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
@@ -123,7 +130,8 @@ pub fn versions(
 }
 
 /// The suites `ciphers` names, in rustls' order of preference. As in Go, the list restricts the
-/// TLS 1.2 suites; TLS 1.3 suites stay all enabled unless the list names some of them.
+/// TLS 1.2 suites only: TLS 1.3 names are known (gobetween maps them) but change nothing, and
+/// every TLS 1.3 suite stays enabled.
 pub fn cipher_suites(ciphers: Option<&[String]>) -> Result<Vec<SupportedCipherSuite>, TlsError> {
     let all = ring::ALL_CIPHER_SUITES;
     let Some(names) = ciphers.filter(|names| !names.is_empty()) else {
@@ -143,12 +151,7 @@ pub fn cipher_suites(ciphers: Option<&[String]>) -> Result<Vec<SupportedCipherSu
         }
     }
     let is13 = |s: &SupportedCipherSuite| matches!(s, SupportedCipherSuite::Tls13(_));
-    let name13 = chosen.iter().any(is13);
-    Ok(all
-        .iter()
-        .filter(|s| if is13(s) { !name13 || chosen.contains(s) } else { chosen.contains(s) })
-        .copied()
-        .collect())
+    Ok(all.iter().filter(|s| is13(s) || chosen.contains(s)).copied().collect())
 }
 
 fn provider(ciphers: Option<&[String]>) -> Result<Arc<CryptoProvider>, TlsError> {
@@ -393,9 +396,11 @@ pub fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsErro
         .with_protocol_versions(&versions)
         .map_err(|e| TlsError::new("ciphers", format!("no usable suite for the versions allowed: {e}")))?;
     let builder = if section.ignore_verify.unwrap_or(false) {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate))
+    } else if let Some(path) = section.root_ca_cert_path.as_deref() {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(RootsOrListed::new(path, provider)?))
     } else {
-        builder.with_root_certificates(roots(section.root_ca_cert_path.as_deref())?)
+        builder.with_root_certificates(roots(None)?)
     };
     let mut config = match (&section.cert_path, &section.key_path) {
         (Some(cert), Some(key)) => builder
@@ -454,7 +459,7 @@ pub fn client_config_pem(
         Ok(certs)
     };
     let builder = match (ignore_verify, ca) {
-        (true, _) => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate(provider))),
+        (true, _) => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate)),
         (false, Some(ca)) => {
             let mut store = RootCertStore::empty();
             let (_, ignored) = store.add_parsable_certificates(certs(ca, "certificate authority")?);
@@ -482,10 +487,99 @@ pub fn client_config_pem(
     Ok(Arc::new(config))
 }
 
-/// `ignore_verify = true`: any certificate is taken, as Go's `InsecureSkipVerify`; the
-/// handshake's signatures are still checked, so the peer must hold the certificate's key.
+/// `root_ca_cert_path`, verified as Go verifies it: a chain to one of the file's certificates,
+/// or one of them presented itself. Go's `x509.Verify` takes a leaf found among the roots as a
+/// chain of its own, so a backend's self-signed certificate works as its own root even when it
+/// says it is a CA (as `openssl req -x509` makes it), which webpki refuses as an end entity; the
+/// name and the validity period are still checked, as Go checks them.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+struct RootsOrListed {
+    chains: Arc<rustls::client::WebPkiServerVerifier>,
+    listed: Vec<CertificateDer<'static>>,
+}
+
+impl RootsOrListed {
+    fn new(path: &str, provider: Arc<CryptoProvider>) -> Result<RootsOrListed, TlsError> {
+        let listed = read_certs("root_ca_cert_path", Path::new(path))?;
+        let chains = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots(Some(path))?),
+            provider,
+        )
+        .build()
+        .map_err(|e| TlsError::new("root_ca_cert_path", e.to_string()))?;
+        Ok(RootsOrListed { chains, listed })
+    }
+}
+
+/// A listed certificate presented as it is: valid now, and for the name asked for.
+fn listed_one_fits(
+    cert: &CertificateDer<'_>,
+    name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    let bad = |e: rustls::CertificateError| rustls::Error::InvalidCertificate(e);
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert).map_err(|_| bad(rustls::CertificateError::BadEncoding))?;
+    let now_asn1 = x509_parser::time::ASN1Time::from_timestamp(now.as_secs().min(i64::MAX as u64) as i64)
+        .map_err(|_| bad(rustls::CertificateError::BadEncoding))?;
+    if now_asn1 < parsed.validity().not_before {
+        return Err(bad(rustls::CertificateError::NotValidYet));
+    }
+    if now_asn1 > parsed.validity().not_after {
+        return Err(bad(rustls::CertificateError::Expired));
+    }
+    let cert =
+        webpki::EndEntityCert::try_from(cert).map_err(|_| bad(rustls::CertificateError::BadEncoding))?;
+    cert.verify_is_valid_for_subject_name(name).map_err(|_| bad(rustls::CertificateError::NotValidForName))
+}
+
+impl ServerCertVerifier for RootsOrListed {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.chains.verify_server_cert(end_entity, intermediates, name, ocsp, now) {
+            Err(_) if self.listed.iter().any(|c| c.as_ref() == end_entity.as_ref()) => {
+                listed_one_fits(end_entity, name, now).map(|()| ServerCertVerified::assertion())
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chains.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chains.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chains.supported_verify_schemes()
+    }
+}
+
+/// `ignore_verify = true`: any certificate and any handshake signature are taken, as Go's
+/// `InsecureSkipVerify` takes any certificate. With the certificate unchecked, checking that the
+/// peer signed with its key would prove nothing (anyone can present a key of their own), and it
+/// refused backends Go serves: X.509 v1 certificates, RSA keys under 2048 bits and P-521 keys,
+/// which rustls' verifiers cannot read.
+#[derive(Debug)]
+struct AnyCertificate;
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
@@ -501,24 +595,39 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn verify_tls12_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        Ok(HandshakeSignatureValid::assertion())
     }
 
     fn verify_tls13_signature(
         &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        Ok(HandshakeSignatureValid::assertion())
     }
 
+    /// Every scheme a backend may sign with, SHA-1 ones included for old TLS 1.2 backends.
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        use SignatureScheme::*;
+        vec![
+            ECDSA_NISTP256_SHA256,
+            ECDSA_NISTP384_SHA384,
+            ECDSA_NISTP521_SHA512,
+            ED25519,
+            RSA_PSS_SHA256,
+            RSA_PSS_SHA384,
+            RSA_PSS_SHA512,
+            RSA_PKCS1_SHA256,
+            RSA_PKCS1_SHA384,
+            RSA_PKCS1_SHA512,
+            RSA_PKCS1_SHA1,
+            ECDSA_SHA1_Legacy,
+        ]
     }
 }
 
@@ -555,8 +664,17 @@ mod tests {
         assert!(one.contains(&ring::cipher_suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256));
         assert_eq!(one.iter().filter(|s| matches!(s, SupportedCipherSuite::Tls12(_))).count(), 1);
         assert_eq!(one.iter().filter(|s| matches!(s, SupportedCipherSuite::Tls13(_))).count(), 3);
+        // TLS 1.3 names change nothing, as in Go: all three stay, and no TLS 1.2 suite is left.
         let t13 = cipher_suites(Some(&names(&["TLS_AES_256_GCM_SHA384"]))).unwrap();
-        assert_eq!(t13, vec![ring::cipher_suite::TLS13_AES_256_GCM_SHA384]);
+        assert_eq!(t13.len(), 3);
+        assert!(t13.iter().all(|s| matches!(s, SupportedCipherSuite::Tls13(_))));
+        // Both spellings of both ChaCha20 suites, as gobetween writes them.
+        for name in ["TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"]
+        {
+            assert_eq!(cipher_suites(Some(&names(&[name]))).unwrap().len(), 4, "{name}");
+        }
+        let e = cipher_suites(Some(&names(&["TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"]))).unwrap_err();
+        assert!(e.message.contains("is not supported"), "{}", e.message);
         let e = cipher_suites(Some(&names(&["TLS_RSA_WITH_RC4_128_SHA"]))).unwrap_err();
         assert!(e.message.contains("TLS_RSA_WITH_RC4_128_SHA is not supported"), "{}", e.message);
         let e = cipher_suites(Some(&names(&["TLS_NOPE"]))).unwrap_err();

@@ -3,7 +3,7 @@
 //! `cache_dir` so a restart serves them again without a new order.
 //!
 //! gobetween's keys keep their meaning (`challenge`, `http_bind`, `cache_dir`, `acme_hosts`);
-//! gobetween spoke the retired ACME v1 through Go's autocert. The protocol itself (JWS, nonces,
+//! gobetween 0.8 gets them through Go's autocert. The protocol itself (JWS, nonces,
 //! orders) is `instant-acme`'s; this module holds the settings (here), the account and the
 //! order of one certificate (`issue`), the loop that keeps a host's certificate fresh
 //! (`keeper`), the challenge answers (`challenge`), the HTTPS client that speaks to the CA
