@@ -136,6 +136,7 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
             Some(path) => Some(Offering::start(&path, control.clone(), replace)?),
             None => None,
         };
+        signals.upgrades = offering.is_some();
         // Everything listens (the upgrade socket too) and the shards serve.
         crate::notify::ready();
         let watchdog = crate::notify::start_watchdog(plane.clone());
@@ -179,11 +180,17 @@ fn shard_failed(id: usize, e: &std::io::Error) -> String {
 }
 
 /// The signals betwixt acts on: SIGTERM and SIGINT stop it; SIGHUP reloads the configuration
-/// and reopens the access log file.
+/// and reopens the access log file. SIGUSR1, and SIGUSR2 without an upgrade socket (whose
+/// `Offering` acts on it), are caught and ignored, as gobetween (a Go program) ignores them:
+/// left to the default action, they would kill the process without a drain.
 struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    usr1: Signal,
+    usr2: Signal,
+    /// SIGUSR2 starts an upgrade (`--upgrade-socket`).
+    upgrades: bool,
 }
 
 impl Signals {
@@ -193,6 +200,9 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+            upgrades: false,
         })
     }
 
@@ -212,6 +222,16 @@ impl Signals {
                     "SIGHUP"
                 }
                 () = changed.notified() => "watch",
+                _ = self.usr1.recv() => {
+                    log::warn!("SIGUSR1: ignored (betwixt acts on SIGHUP, SIGTERM, SIGINT and SIGUSR2)");
+                    continue;
+                }
+                _ = self.usr2.recv() => {
+                    if !self.upgrades {
+                        log::warn!("SIGUSR2: ignored: there is no --upgrade-socket to upgrade through");
+                    }
+                    continue;
+                }
             };
             if control.is_shutting_down() {
                 log::warn!("{trigger}: shutting down; no reload");

@@ -146,6 +146,25 @@ fn sighup_reloads_and_keeps_running() {
     assert!(!pidfile.exists(), "pidfile left behind");
 }
 
+/// SIGUSR1, and SIGUSR2 without `--upgrade-socket`, are ignored with a warning, as gobetween (a
+/// Go program) ignores them; the default action would kill betwixt without a drain.
+#[test]
+fn sigusr1_and_sigusr2_without_an_upgrade_socket_are_ignored() {
+    let backend = Backend::start("echo", Behaviour::Echo);
+    let (api, port) = (free_port(), free_port());
+    let (mut bx, _dir, pidfile) = start_with_pidfile(api, port, &backend);
+    let mut live = open_echo(port);
+    bx.signal(libc::SIGUSR1);
+    wait_for_log(&bx, "SIGUSR1: ignored");
+    bx.signal(libc::SIGUSR2);
+    wait_for_log(&bx, "SIGUSR2: ignored: there is no --upgrade-socket");
+    assert!(still_running(&mut bx), "a user signal stopped betwixt; log:\n{}", bx.log_text());
+    assert!(pidfile.exists());
+    assert_eq!(echo(&mut live, b"still here"), b"still here");
+    finish(live);
+    assert_eq!(echo(&mut open_echo(port), b"and new ones"), b"and new ones");
+}
+
 #[test]
 fn a_second_stop_signal_exits_at_once() {
     let backend = Backend::start("echo", Behaviour::Echo);
