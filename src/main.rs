@@ -41,7 +41,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cli = cli::Cli::parse_from(args);
+    let mut cli = cli::Cli::parse_from(args);
+    // `-p ""` writes no pidfile, as gobetween reads it (a template's unset variable).
+    cli.pidfile = cli.pidfile.filter(|path| !path.as_os_str().is_empty());
     if cli.version {
         // The bare version number, as `gobetween -v` prints its own.
         println!("{}", env!("CARGO_PKG_VERSION"));

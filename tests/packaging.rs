@@ -223,7 +223,9 @@ fn the_packaged_man_page_lists_every_option_of_the_packaged_binary() {
         assert!(page.contains(&format!("\"{heading}\"")) || heading == "betwixt", "no section {heading}");
         // Every `-x` and `--long` spelled at the start of an option line of the help.
         for line in help.lines().map(str::trim_start).filter(|l| l.starts_with('-')) {
-            for option in line.split([' ', ',']).filter(|w| w.starts_with('-') && w.len() > 1) {
+            // An optional value follows the name without a space: `--version[=<BOOL>]`.
+            let options = line.split([' ', ',']).map(|w| w.split("[=").next().unwrap_or(w));
+            for option in options.filter(|w| w.starts_with('-') && w.len() > 1) {
                 assert!(
                     page.contains(&format!("\\fB{option}\\fR")),
                     "{option} ({heading}) missing from betwixt(1)"

@@ -86,6 +86,30 @@ fn gobetween_env_var_carries_the_arguments_as_json() {
     assert!(code == Some(0) && stdout.contains("Usage:"), "{stdout}");
 }
 
+/// gobetween's boolean flags are Go's, which also take a value after `=`; `-p ""` is no pidfile.
+#[test]
+fn boolean_flags_take_go_values_and_an_empty_pidfile_is_none() {
+    assert_eq!(run(&["-v=true"], &[]).1, format!("{}\n", env!("CARGO_PKG_VERSION")));
+    let (code, stdout, _) = run(&["--version=false"], &[]);
+    assert!(code == Some(0) && stdout.contains("Usage:"), "no version: nothing to run, help");
+    let dir = TempDir::new("go-bools");
+    let path = dir.write(
+        "c.toml",
+        &server_config(free_port(), "127.0.0.1:2").replace("[servers", "# ${BX_TEST_E}\n[servers"),
+    );
+    let path = path.to_str().unwrap();
+    for (flag, substituted) in
+        [("-e=true", true), ("--use-config-env-vars=1", true), ("-e=false", false), ("-e", true)]
+    {
+        let (code, _, stderr) = run(&[flag, "check", path], &[("BX_TEST_E_UNSET", "")]);
+        assert_eq!(code, Some(0), "{flag}: {stderr}");
+        assert_eq!(stderr.contains("BX_TEST_E is not set"), substituted, "{flag}: {stderr}");
+    }
+    assert_eq!(run(&["-e=maybe", "check", path], &[]).0, Some(2));
+    let (code, _, stderr) = run(&["-p", "", "check", path], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
 #[test]
 fn unset_variable_with_dash_e_is_empty_with_a_warning() {
     let dir = TempDir::new("unset");

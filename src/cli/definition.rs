@@ -20,12 +20,17 @@ pub struct Cli {
     #[arg(short = 'f', long = "format", global = true)]
     pub format: Option<String>,
 
-    /// Write the process id to this file.
-    #[arg(short = 'p', long = "pidfile", global = true)]
+    /// Write the process id to this file (an empty path: none, as in gobetween).
+    #[arg(short = 'p', long = "pidfile", global = true, value_parser = any_path)]
     pub pidfile: Option<PathBuf>,
 
-    /// Replace ${VAR} in the configuration with environment variables.
-    #[arg(short = 'e', long = "use-config-env-vars", global = true)]
+    /// Replace ${VAR} in the configuration with environment variables (also `-e=true`,
+    /// `-e=false`, as Go's boolean flags take them).
+    #[arg(
+        short = 'e', long = "use-config-env-vars", global = true, value_name = "BOOL",
+        num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true",
+        hide_default_value = true, value_parser = go_bool, action = clap::ArgAction::Set
+    )]
     pub env_vars: bool,
 
     /// Number of data-plane shards (default: `[runtime] shards`, else one per usable CPU; at most
@@ -48,8 +53,12 @@ pub struct Cli {
     #[arg(long = "upgrade-from", value_name = "PATH", global = true)]
     pub upgrade_from: Option<PathBuf>,
 
-    /// Print the version number and exit.
-    #[arg(short = 'v', long = "version")]
+    /// Print the version number and exit (also `-v=true`).
+    #[arg(
+        short = 'v', long = "version", value_name = "BOOL",
+        num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true",
+        hide_default_value = true, value_parser = go_bool, action = clap::ArgAction::Set
+    )]
     pub version: bool,
 
     #[command(subcommand)]
@@ -86,4 +95,19 @@ pub enum Command {
         /// The configuration file to check.
         file: PathBuf,
     },
+}
+
+/// A boolean flag's value (`--version=false`), read as Go's `strconv.ParseBool` reads it:
+/// gobetween's flags are Go's, which take one after `=`.
+fn go_bool(text: &str) -> Result<bool, String> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("{text:?} is not a boolean (true or false)")),
+    }
+}
+
+/// A path, the empty one included (`-p ""`: no pidfile), where clap's own parser refuses it.
+fn any_path(text: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(text))
 }
