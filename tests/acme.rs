@@ -279,6 +279,21 @@ fn http01_issues_serves_and_a_restart_reuses_the_cache() {
     assert_eq!(leaf(&tls), issued);
     let log = bx.log_text();
     assert!(log.contains("serving the cached certificate") && !log.contains("new certificate"), "{log}");
+    // A name not listed fails the handshake, as autocert's host policy fails it.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let other =
+        handshake(port, client_config(roots, Vec::new()), ServerName::try_from("other.example").unwrap());
+    assert!(other.is_err(), "a certificate for an unlisted name");
+    // The challenge listener sends everything else to HTTPS, as autocert's handler does.
+    let mut plain = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    plain.write_all(format!("GET /page HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes()).unwrap();
+    let mut reply = String::new();
+    plain.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with(&format!("HTTP/1.1 302 Found\r\nLocation: https://{HOST}/page\r\n")),
+        "{reply}"
+    );
     let scraped = Client::http(metrics).get("/metrics").body;
     assert!(scraped.lines().any(|l| l == "betwixt_acme_orders_total 0"), "{scraped}");
 }

@@ -152,7 +152,7 @@ async fn answer(mut stream: TcpStream, challenges: &Challenges) -> std::io::Resu
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         if head.len() >= MAX_HEAD {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "").await;
+            return respond(&mut stream, "431 Request Header Fields Too Large", "", "").await;
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -163,16 +163,53 @@ async fn answer(mut stream: TcpStream, challenges: &Challenges) -> std::io::Resu
     let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut words = std::str::from_utf8(line).unwrap_or("").split(' ');
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let found = path.strip_prefix(PREFIX).filter(|_| method == "GET").and_then(|t| challenges.http_answer(t));
-    match found {
-        Some(body) => respond(&mut stream, "200 OK", &body).await,
-        None => respond(&mut stream, "404 Not Found", "").await,
+    if let Some(token) = path.strip_prefix(PREFIX) {
+        return match challenges.http_answer(token).filter(|_| method == "GET") {
+            Some(body) => respond(&mut stream, "200 OK", "", &body).await,
+            None => respond(&mut stream, "404 Not Found", "", "").await,
+        };
+    }
+    // Anything else is sent to HTTPS, as gobetween's listener (autocert's handler) does: it
+    // owns port 80, and its users rely on it for the redirect.
+    match (method, https_location(&head, path)) {
+        ("GET" | "HEAD", Some(location)) => {
+            let body = if method == "GET" {
+                format!("<a href=\"{location}\">Found</a>.\n\n")
+            } else {
+                String::new()
+            };
+            respond(&mut stream, "302 Found", &format!("Location: {location}\r\n"), &body).await
+        }
+        _ => respond(&mut stream, "400 Bad Request", "", "Use HTTPS\n").await,
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+/// `https://HOST:443PATH` for a request's `Host` header and path, as autocert builds it (a port
+/// in the header is replaced by 443, a host without one is kept as it is); `None` when the header
+/// is missing or either holds what does not belong in a URL (the value is echoed to the client).
+fn https_location(head: &[u8], path: &str) -> Option<String> {
+    let host = head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let line = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("host").then(|| value.trim())
+    })?;
+    let fits = |text: &str, extra: &str| {
+        !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || extra.as_bytes().contains(&b))
+    };
+    if !fits(host, ".-_:[]") || !path.starts_with('/') || !fits(path, "/-._~%!$&'()*+,;=:@?") {
+        return None;
+    }
+    // The port after the last colon, unless that colon is inside an IPv6 address's brackets.
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') && (!name.starts_with('[') || name.ends_with(']')) => name,
+        _ => return Some(format!("https://{host}{path}")),
+    };
+    Some(format!("https://{name}:443{path}"))
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, headers: &str, body: &str) -> std::io::Result<()> {
     let text = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\n{headers}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(text.as_bytes()).await?;
@@ -201,7 +238,23 @@ mod tests {
         let reply = ask(get("/.well-known/acme-challenge/tok")).await;
         assert!(reply.starts_with("HTTP/1.1 200 OK") && reply.ends_with("\r\n\r\ntok.thumb"), "{reply}");
         assert!(ask(get("/.well-known/acme-challenge/other")).await.starts_with("HTTP/1.1 404"));
-        assert!(ask(get("/")).await.starts_with("HTTP/1.1 404"));
+        // Everything else goes to HTTPS, as autocert's handler sends it.
+        let reply = ask(get("/some/page?x=1")).await;
+        assert!(
+            reply.starts_with("HTTP/1.1 302 Found\r\nLocation: https://a.example.com/some/page?x=1\r\n"),
+            "{reply}"
+        );
+        let reply = ask(b"HEAD / HTTP/1.1\r\nhost: a.example.com:8080\r\n\r\n".to_vec()).await;
+        assert!(reply.contains("Location: https://a.example.com:443/\r\n"), "{reply}");
+        assert!(ask(b"POST / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()).await.starts_with("HTTP/1.1 400"));
+        for bad in ["Host: a\"b\r\n", "Host: \r\n", ""] {
+            let reply = ask(format!("GET / HTTP/1.1\r\n{bad}\r\n").into_bytes()).await;
+            assert!(reply.starts_with("HTTP/1.1 400"), "{bad:?}: {reply}");
+        }
+        assert!(
+            https_location(b"GET / HTTP/1.1\r\nHost: [::1]:80\r\n", "/").unwrap() == "https://[::1]:443/"
+        );
+        assert!(https_location(b"GET / HTTP/1.1\r\nHost: [::1]\r\n", "/").unwrap() == "https://[::1]/");
         drop(posted);
         assert!(ask(get("/.well-known/acme-challenge/tok")).await.starts_with("HTTP/1.1 404"));
         let huge = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 10_000]].concat();

@@ -215,14 +215,14 @@ impl fmt::Debug for AcmeCerts {
 }
 
 impl ResolvesServerCert for AcmeCerts {
+    /// The certificate of the host the client names; a name not listed fails the handshake, as
+    /// autocert's host policy fails it in gobetween. A client that names none gets the first
+    /// host's that has one.
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if let Some(name) = hello.server_name() {
-            let named = self.hosts.iter().find(|(h, _)| h.eq_ignore_ascii_case(name));
-            if let Some(cert) = named.and_then(|(_, slot)| slot.load_full()) {
-                return Some(cert);
-            }
+        match hello.server_name() {
+            Some(name) => self.hosts.iter().find(|(h, _)| h.eq_ignore_ascii_case(name))?.1.load_full(),
+            None => self.hosts.iter().find_map(|(_, slot)| slot.load_full()),
         }
-        self.hosts.iter().find_map(|(_, slot)| slot.load_full())
     }
 }
 
