@@ -55,7 +55,11 @@ fn json_logs_go_to_the_configured_file() {
     let port = free_port();
     let dir = TempDir::new("logfile");
     let file = dir.0.join("betwixt.log.json");
-    let head = format!("[logging]\nlevel = \"debug\"\nformat = \"json\"\noutput = \"{}\"\n", file.display());
+    // An unknown key: a warning to log.
+    let head = format!(
+        "[logging]\nlevel = \"debug\"\nformat = \"json\"\noutput = \"{}\"\nsurely_unknown = 1\n",
+        file.display()
+    );
     let path = dir.write("c.toml", &simple(port, &backend.line(), &head));
     let (served, stdout) = serve_until_named(&["-c", path.to_str().unwrap()], port, "logged");
     assert!(served);
@@ -65,12 +69,20 @@ fn json_logs_go_to_the_configured_file() {
     assert!(lines.len() >= 2, "{text}");
     for line in &lines {
         assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON line: {line}");
+        // logrus' keys, in its (sorted) order.
+        let at = |key: &str| line.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("no {key}: {line}"));
         assert!(
-            line.contains("\"level\":") && line.contains("\"msg\":") && line.contains("\"time\":"),
-            "{line}"
+            at("level") == 1
+                && at("level") < at("msg")
+                && at("msg") < at("target")
+                && at("target") < at("time")
         );
+        let parsed: Result<sonic_rs::Value, _> = sonic_rs::from_str(line);
+        assert!(parsed.is_ok(), "not JSON: {line}");
     }
     assert!(text.contains("\"level\":\"debug\"") || text.contains("\"level\":\"info\""), "{text}");
+    // logrus' name for the warning level.
+    assert!(text.contains("\"level\":\"warning\""), "{text}");
 }
 
 #[test]

@@ -38,14 +38,21 @@ pub fn init(logging: Option<&Logging>) -> Result<(), String> {
         }
     };
     if logging.format().0 == LogFormat::Json {
+        // Keys in the order gobetween's logrus writes them (sorted), and its level names.
         builder.format(|out, record| {
-            let line = sonic_rs::json!({
-                "time": humantime_now(),
-                "level": record.level().as_str().to_lowercase(),
-                "target": record.target(),
-                "msg": record.args().to_string(),
-            });
-            writeln!(out, "{line}")
+            let level = match record.level() {
+                log::Level::Warn => "warning".to_string(),
+                other => other.as_str().to_lowercase(),
+            };
+            let text = |value: &str| sonic_rs::to_string(value).unwrap_or_else(|_| "\"\"".to_string());
+            writeln!(
+                out,
+                "{{\"level\":{},\"msg\":{},\"target\":{},\"time\":{}}}",
+                text(&level),
+                text(&record.args().to_string()),
+                text(record.target()),
+                text(&humantime_now().to_string())
+            )
         });
     } else {
         // JSON lines escape by themselves; a text line must escape what the message carries
