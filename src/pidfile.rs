@@ -6,6 +6,8 @@
 //! process, our own pid (a container restarted with the same pid), or a pid whose process
 //! started after the file was last written (the pid was reused after a crash or reboot).
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -79,7 +81,15 @@ impl Pidfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot read pidfile {shown}: {e}")),
         }
-        std::fs::write(path, format!("{}\n", std::process::id()))
+        // Readable by all, writable by betwixt's user alone, whatever the umask (0 in some
+        // service managers' defaults would leave it writable by anyone).
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(path)
+            .and_then(|mut file| writeln!(file, "{}", std::process::id()))
             .map_err(|e| format!("cannot write pidfile {shown}: {e}"))?;
         Ok(Pidfile { path: path.to_path_buf() })
     }

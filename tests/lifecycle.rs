@@ -7,7 +7,7 @@ mod common;
 
 use api_client::{static_server, Client};
 use common::backends::{Backend, Behaviour};
-use common::{free_port, wait_until, Betwixt, TempDir, SIGINT, SIGTERM};
+use common::{binary, free_port, wait_until, Betwixt, TempDir, SIGINT, SIGTERM};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
@@ -163,6 +163,24 @@ fn sigusr1_and_sigusr2_without_an_upgrade_socket_are_ignored() {
     assert_eq!(echo(&mut live, b"still here"), b"still here");
     finish(live);
     assert_eq!(echo(&mut open_echo(port), b"and new ones"), b"and new ones");
+}
+
+/// The pidfile is created 0644 whatever the umask: under `umask 0` (some service managers'
+/// default) a file anyone can write would let anyone choose the process a supervisor signals.
+#[test]
+fn the_pidfile_is_not_writable_by_others_under_umask_0() {
+    use std::os::unix::fs::PermissionsExt;
+    let backend = Backend::start("echo", Behaviour::Echo);
+    let (api, port) = (free_port(), free_port());
+    let dir = TempDir::new("umask");
+    let conf = dir.write("c.toml", &config(api, port, &backend));
+    let pidfile = dir.0.join("b.pid");
+    let script = format!("umask 0 && exec {} -c {} -p {}", binary(), conf.display(), pidfile.display());
+    let bx = Betwixt::start_command("sh", &["-c".as_ref(), script.as_ref()], &[], dir);
+    let written = || std::fs::read_to_string(&pidfile).unwrap_or_default();
+    assert!(wait_until(Duration::from_secs(5), || written().ends_with('\n')), "no pidfile");
+    assert_eq!(written(), format!("{}\n", bx.pid()));
+    assert_eq!(std::fs::metadata(&pidfile).unwrap().permissions().mode() & 0o777, 0o644);
 }
 
 #[test]
