@@ -420,15 +420,22 @@ pub fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsErro
 /// The CAs backends' certificates (and the ACME directory's) must chain to:
 /// `root_ca_cert_path`, else the system's.
 pub fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
+    match path {
+        Some(path) => store_of(read_certs("root_ca_cert_path", Path::new(path))?, true),
+        None => store_of(
+            crate::system_roots::certificates()
+                .ok_or_else(|| TlsError::new("root_ca_cert_path", "not given, and no system CA found"))?
+                .to_vec(),
+            false,
+        ),
+    }
+}
+
+/// A store of `certs`; every one must parse when they come from the configured file (`given`).
+fn store_of(certs: Vec<CertificateDer<'static>>, given: bool) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
-    let certs = match path {
-        Some(path) => read_certs("root_ca_cert_path", Path::new(path))?,
-        None => crate::system_roots::certificates()
-            .ok_or_else(|| TlsError::new("root_ca_cert_path", "not given, and no system CA found"))?
-            .to_vec(),
-    };
     let (_, ignored) = store.add_parsable_certificates(certs);
-    if store.is_empty() || (path.is_some() && ignored > 0) {
+    if store.is_empty() || (given && ignored > 0) {
         return Err(TlsError::new(
             "root_ca_cert_path",
             format!("{ignored} certificate(s) could not be parsed"),
@@ -500,9 +507,10 @@ struct RootsOrListed {
 
 impl RootsOrListed {
     fn new(path: &str, provider: Arc<CryptoProvider>) -> Result<RootsOrListed, TlsError> {
+        // The file read once: its certificates are both the roots and the list.
         let listed = read_certs("root_ca_cert_path", Path::new(path))?;
         let chains = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots(Some(path))?),
+            Arc::new(store_of(listed.clone(), true)?),
             provider,
         )
         .build()
