@@ -51,7 +51,7 @@ pub fn init(logging: Option<&Logging>) -> Result<(), String> {
                 text(&level),
                 text(&record.args().to_string()),
                 text(record.target()),
-                text(&humantime_now().to_string())
+                text(&humantime_now())
             )
         });
     } else {
