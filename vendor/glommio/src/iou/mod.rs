@@ -203,7 +203,7 @@ impl IoUring {
     /// Submit all prepared [`SQE`]s (if any) and post the completions the kernel holds back
     /// for this thread (`IORING_SETUP_DEFER_TASKRUN`), without waiting: one system call.
     pub fn submit_sqes_and_get_events(&mut self) -> io::Result<u32> {
-        self.flush_and_enter(0, uring_sys::IORING_ENTER_GETEVENTS)
+        self.flush_and_enter(0, uring_sys::IORING_ENTER_GETEVENTS, None)
     }
 
     /// Whether the kernel holds completion work back for this ring's thread
@@ -224,8 +224,7 @@ impl IoUring {
         if self.ring.features & uring_sys::IORING_FEAT_NO_IOWAIT == 0 {
             return self.sq().submit_and_wait(wait_for);
         }
-        let flags = uring_sys::IORING_ENTER_GETEVENTS | uring_sys::IORING_ENTER_NO_IOWAIT;
-        self.flush_and_enter(wait_for, flags)
+        self.flush_and_enter(wait_for, self.wait_flags(), None)
     }
 
     /// Whether a wait can carry its own timeout (`IORING_FEAT_EXT_ARG`, Linux 5.11).
@@ -242,55 +241,63 @@ impl IoUring {
         wait_for: u32,
         timeout: Duration,
     ) -> io::Result<u32> {
-        let ts = uring_sys::__kernel_timespec {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: timeout.subsec_nanos() as _,
-        };
-        let arg = uring_sys::io_uring_getevents_arg {
-            ts: &ts as *const _ as u64,
-            ..Default::default()
-        };
-        let mut flags = uring_sys::IORING_ENTER_GETEVENTS | uring_sys::IORING_ENTER_EXT_ARG;
+        self.flush_and_enter(wait_for, self.wait_flags(), Some(timeout))
+    }
+
+    /// The flags of an `io_uring_enter` that waits (see
+    /// [`submit_sqes_and_wait`](Self::submit_sqes_and_wait) on I/O wait).
+    fn wait_flags(&self) -> libc::c_uint {
+        let mut flags = uring_sys::IORING_ENTER_GETEVENTS;
         if self.ring.features & uring_sys::IORING_FEAT_NO_IOWAIT != 0 {
             flags |= uring_sys::IORING_ENTER_NO_IOWAIT;
         }
-        unsafe {
-            let to_submit = uring_sys::__io_uring_flush_sq(&mut self.ring);
-            let ret = uring_sys::syscalls::io_uring_enter_ext(
-                self.ring.ring_fd,
-                to_submit as _,
-                wait_for,
-                flags,
-                &arg,
-            );
-            if ret >= 0 {
-                Ok(ret as u32)
-            } else {
-                match io::Error::last_os_error() {
-                    e if e.raw_os_error() == Some(libc::ETIME) => Ok(0),
-                    e => Err(e),
-                }
-            }
-        }
+        flags
     }
 
     /// Hands the prepared [`SQE`]s to the kernel and enters the ring once with `flags`,
-    /// waiting for `wait_for` completions; answers how many entries were submitted.
-    fn flush_and_enter(&mut self, wait_for: u32, flags: libc::c_uint) -> io::Result<u32> {
-        unsafe {
+    /// waiting for `wait_for` completions, or until `timeout` (when given) has passed; answers
+    /// how many entries were submitted.
+    fn flush_and_enter(
+        &mut self,
+        wait_for: u32,
+        flags: libc::c_uint,
+        timeout: Option<Duration>,
+    ) -> io::Result<u32> {
+        let ts = timeout.map(|timeout| uring_sys::__kernel_timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: timeout.subsec_nanos() as _,
+        });
+        let arg = ts.as_ref().map(|ts| uring_sys::io_uring_getevents_arg {
+            ts: ts as *const _ as u64,
+            ..Default::default()
+        });
+        let ret = unsafe {
             let to_submit = uring_sys::__io_uring_flush_sq(&mut self.ring);
-            let ret = uring_sys::syscalls::io_uring_enter(
-                self.ring.ring_fd,
-                to_submit as _,
-                wait_for,
-                flags,
-                ptr::null(),
-            );
-            if ret < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(ret as u32)
+            match &arg {
+                None => uring_sys::syscalls::io_uring_enter(
+                    self.ring.ring_fd,
+                    to_submit as _,
+                    wait_for,
+                    flags,
+                    ptr::null(),
+                ),
+                Some(arg) => uring_sys::syscalls::io_uring_enter_ext(
+                    self.ring.ring_fd,
+                    to_submit as _,
+                    wait_for,
+                    flags | uring_sys::IORING_ENTER_EXT_ARG,
+                    arg,
+                ),
             }
+        };
+        if ret >= 0 {
+            return Ok(ret as u32);
+        }
+        match io::Error::last_os_error() {
+            // Only a timed wait ends so, and only when it submitted nothing (the kernel
+            // answers the submitted count before a wait's error).
+            e if e.raw_os_error() == Some(libc::ETIME) => Ok(0),
+            e => Err(e),
         }
     }
 
