@@ -20,13 +20,15 @@ use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+mod pair;
 
 /// How often the control thread looks at the certificate files for a change.
 pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
@@ -221,34 +223,11 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
-fn read_certs(field: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs =
-        CertificateDer::pem_file_iter(path).and_then(|certs| certs.collect::<Result<Vec<_>, _>>()).map_err(
-            |e| TlsError::new(field, format!("cannot read certificates from {}: {e}", path.display())),
-        )?;
-    if certs.is_empty() {
-        return Err(TlsError::new(field, format!("no PEM certificate in {}", path.display())));
-    }
-    Ok(certs)
-}
-
-fn read_key(field: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| TlsError::new(field, format!("cannot read a private key from {}: {e}", path.display())))
-}
-
-fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
-    let chain = read_certs("cert_path", cert)?;
-    let key = read_key("key_path", key)?;
-    CertifiedKey::from_der(chain, key, provider)
-        .map_err(|e| TlsError::new("key_path", format!("does not fit the certificate: {e}")))
-}
-
 impl CertFiles {
     fn load(cert_path: &str, key_path: &str, provider: Arc<CryptoProvider>) -> Result<CertFiles, TlsError> {
         let (cert_path, key_path) = (PathBuf::from(cert_path), PathBuf::from(key_path));
         let stamps = [stamp(&cert_path), stamp(&key_path)];
-        let pair = load_pair(&cert_path, &key_path, &provider)?;
+        let pair = pair::load(&cert_path, &key_path, &provider)?;
         Ok(CertFiles {
             cert_path,
             key_path,
@@ -267,7 +246,7 @@ impl CertFiles {
         if *stamps == now {
             return Ok(false);
         }
-        let pair = load_pair(&self.cert_path, &self.key_path, &self.provider)?;
+        let pair = pair::load(&self.cert_path, &self.key_path, &self.provider)?;
         self.current.store(Arc::new(pair));
         *stamps = now;
         Ok(true)
@@ -398,17 +377,17 @@ pub fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsErro
     let builder = if section.ignore_verify.unwrap_or(false) {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate))
     } else if let Some(path) = section.root_ca_cert_path.as_deref() {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(RootsOrListed::new(path, provider)?))
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(RootsOrListed::new(path, provider.clone())?))
     } else {
         builder.with_root_certificates(roots(None)?)
     };
     let mut config = match (&section.cert_path, &section.key_path) {
-        (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(
-                read_certs("cert_path", Path::new(cert))?,
-                read_key("key_path", Path::new(key))?,
-            )
-            .map_err(|e| TlsError::new("key_path", format!("does not fit the certificate: {e}")))?,
+        (Some(cert), Some(key)) => {
+            let pair = pair::load(Path::new(cert), Path::new(key), &provider)?;
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(pair)))
+        }
         _ => builder.with_no_client_auth(),
     };
     if !section.session_tickets.unwrap_or(false) {
@@ -421,7 +400,7 @@ pub fn client_config(section: &BackendsTls) -> Result<Arc<ClientConfig>, TlsErro
 /// `root_ca_cert_path`, else the system's.
 pub fn roots(path: Option<&str>) -> Result<RootCertStore, TlsError> {
     match path {
-        Some(path) => store_of(read_certs("root_ca_cert_path", Path::new(path))?, true),
+        Some(path) => store_of(pair::read_certs("root_ca_cert_path", Path::new(path))?, true),
         None => store_of(
             crate::system_roots::certificates()
                 .ok_or_else(|| TlsError::new("root_ca_cert_path", "not given, and no system CA found"))?
@@ -508,7 +487,7 @@ struct RootsOrListed {
 impl RootsOrListed {
     fn new(path: &str, provider: Arc<CryptoProvider>) -> Result<RootsOrListed, TlsError> {
         // The file read once: its certificates are both the roots and the list.
-        let listed = read_certs("root_ca_cert_path", Path::new(path))?;
+        let listed = pair::read_certs("root_ca_cert_path", Path::new(path))?;
         let chains = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(store_of(listed.clone(), true)?),
             provider,
