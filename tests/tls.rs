@@ -319,6 +319,28 @@ fn the_pairs_go_serves_are_served_or_refused_by_name() {
     }
 }
 
+/// gobetween's `session_tickets = false` is Go's `SessionTicketsDisabled`: no resumption, by
+/// ticket or (Go's server keeps no session cache) by session ID. With `true`, clients resume.
+#[test]
+fn sessions_resume_only_with_session_tickets() {
+    for (tickets, resumes) in [("", false), ("session_tickets = true", true)] {
+        let server = EchoServer::start("tls-resume", tickets, "");
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            // One configuration: its session cache carries what the first handshake left.
+            let config = client_config(&server.ca, &[version], None);
+            let mut kinds = Vec::new();
+            for _ in 0..2 {
+                let mut tls = connect(server.port, config.clone()).unwrap();
+                // TLS 1.3 tickets arrive after the handshake: the echo waits for them.
+                echo_round(&mut tls, b"resume?");
+                kinds.push(tls.conn.handshake_kind());
+            }
+            let again = if resumes { rustls::HandshakeKind::Resumed } else { rustls::HandshakeKind::Full };
+            assert_eq!(kinds, [Some(rustls::HandshakeKind::Full), Some(again)], "{tickets:?} {version:?}");
+        }
+    }
+}
+
 #[test]
 fn versions_and_ciphers_are_enforced() {
     let ca = Ca::new();

@@ -19,7 +19,7 @@ use rustls::client::Resumption;
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
@@ -359,8 +359,10 @@ fn server_config(section: &Tls, resolver: Arc<dyn ResolvesServerCert>) -> Result
         config.ticketer = ring::Ticketer::new()
             .map_err(|e| TlsError::new("session_tickets", format!("no ticketer: {e}")))?;
     } else {
-        // gobetween's default: no tickets (Go's SessionTicketsDisabled).
+        // gobetween's default, Go's SessionTicketsDisabled: no resumption at all. Go's server
+        // has no session-ID cache, so TLS 1.2 clients do not resume by ID either.
         config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(NoServerSessionStorage {});
     }
     Ok(config)
 }
