@@ -129,14 +129,10 @@ impl Reading {
     }
 }
 
-/// A reload reads the source again and parses an API body as the source's text is parsed.
+/// A reload reads the source again.
 impl ConfigLoader for Reading {
     fn load(&self) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
         self.read()
-    }
-
-    fn parse(&self, text: &str, format: Format) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
-        config::parse_text(text, format, self.env_vars)
     }
 }
 

@@ -252,7 +252,8 @@ fn a_rejected_configuration_leaves_the_running_one_serving() {
 fn put_config_replaces_the_servers_and_api_added_ones_give_way() {
     let n1 = Backend::start("n1", Behaviour::Named);
     let (api_port, stay, added, via_put) = (free_port(), free_port(), free_port(), free_port());
-    let betwixt = Betwixt::start(&(api(api_port) + &server("stay", stay, &[n1.line()], "")), &[], &[stay]);
+    let betwixt =
+        Betwixt::start(&(api(api_port) + &server("stay", stay, &[n1.line()], "")), &[], &[stay, api_port]);
     let client = Client::http(api_port);
     let body = api_client::static_server(&format!("127.0.0.1:{added}"), &n1.line());
     assert_eq!(client.send("POST", "/servers/added", &body).status, 200);
@@ -287,6 +288,37 @@ fn put_config_replaces_the_servers_and_api_added_ones_give_way() {
     assert!(client.get_json("/servers").get("put").is_some(), "a refused configuration changed nothing");
     let reply = client.send("PUT", "/config?format=yaml", "");
     assert_eq!(reply.status, 400, "{}", reply.body);
+    drop(betwixt);
+}
+
+/// `-e` substitutes `${NAME}` in the configuration source only: a body sent to `PUT /config`
+/// is taken as written, or an API caller could read betwixt's environment back through
+/// `GET /dump`.
+#[test]
+fn put_config_takes_no_environment_variables() {
+    let n1 = Backend::start("n1", Behaviour::Named);
+    let (api_port, stay, via_put) = (free_port(), free_port(), free_port());
+    let source = api(api_port)
+        + &server("stay", stay, &[n1.line()], "")
+            .replace(&format!(":{stay}\""), ":${BETWIXT_TEST_SOURCE_PORT}\"");
+    let dir = TempDir::new("bx");
+    let path = dir.write("betwixt.toml", &source);
+    let env =
+        [("BETWIXT_TEST_SOURCE_PORT", stay.to_string()), ("BETWIXT_TEST_PUT_PORT", via_put.to_string())];
+    let args = [std::ffi::OsStr::new("-c"), path.as_os_str(), std::ffi::OsStr::new("-e")];
+    let betwixt = Betwixt::start_args(&args, &env, dir);
+    betwixt.wait_listening(stay);
+    betwixt.wait_listening(api_port);
+
+    let body = api(api_port)
+        + &server("stay", stay, &[n1.line()], "")
+        + &server("put", via_put, &[n1.line()], "")
+            .replace(&format!(":{via_put}\""), ":${BETWIXT_TEST_PUT_PORT}\"");
+    let client = Client::http(api_port);
+    let reply = client.send("PUT", "/config?format=toml", &body);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("${BETWIXT_TEST_PUT_PORT}"), "{}", reply.body);
+    assert!(client.get_json("/servers").get("put").is_none(), "{}", reply.body);
     drop(betwixt);
 }
 
@@ -382,7 +414,7 @@ fn a_changed_server_keeps_its_counters_and_the_backends_that_stay() {
     let (n1, n2) = (Backend::start("n1", Behaviour::Named), Backend::start("n2", Behaviour::Named));
     let (api_port, stay) = (free_port(), free_port());
     let both = [n1.line(), n2.line()];
-    let betwixt = Betwixt::start(&(api(api_port) + &server("stay", stay, &both, "")), &[], &[stay]);
+    let betwixt = Betwixt::start(&(api(api_port) + &server("stay", stay, &both, "")), &[], &[stay, api_port]);
     let path = betwixt.dir.0.join("betwixt.toml");
     let client = Client::http(api_port);
     assert!(wait_until(Duration::from_secs(3), || ask_name(stay).is_some()));
@@ -411,7 +443,8 @@ fn a_changed_server_keeps_its_counters_and_the_backends_that_stay() {
 fn a_changed_bind_rebinds_and_the_old_connections_finish() {
     let e1 = Backend::start("e1", Behaviour::Echo);
     let (api_port, old, new) = (free_port(), free_port(), free_port());
-    let betwixt = Betwixt::start(&(api(api_port) + &server("moved", old, &[e1.line()], "")), &[], &[old]);
+    let betwixt =
+        Betwixt::start(&(api(api_port) + &server("moved", old, &[e1.line()], "")), &[], &[old, api_port]);
     let path = betwixt.dir.0.join("betwixt.toml");
     let mut live = TcpStream::connect(("127.0.0.1", old)).unwrap();
     live.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

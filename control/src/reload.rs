@@ -24,9 +24,6 @@ use std::time::SystemTime;
 pub trait ConfigLoader: Send + Sync {
     /// Reads and parses the source. Blocking (file or network): called off the control thread.
     fn load(&self) -> Result<(Config, Vec<ConfigWarning>), ConfigError>;
-
-    /// Parses a configuration sent to the API, as the source would be parsed.
-    fn parse(&self, text: &str, format: Format) -> Result<(Config, Vec<ConfigWarning>), ConfigError>;
 }
 
 /// What a reload did, by server name (sorted), as `POST /reload` answers it.
@@ -190,11 +187,14 @@ impl Control {
     ) -> Result<Summary, String> {
         let _one = self.reload.one_at_a_time.lock().await;
         crate::system_roots::read_again();
-        let result = self.reload.loader().and_then(|loader| {
-            let (config, warnings) = loader.parse(text, format).map_err(|e| e.to_string())?;
-            check(&config, &self.servers())?;
-            self.apply(config, &warnings)
-        });
+        // Without `-e`'s substitution: an API caller must not read the process's environment
+        // (through `GET /dump`, or an error message quoting a value).
+        let result = crate::config::parse_text(text, format, false).map_err(|e| e.to_string()).and_then(
+            |(config, warnings)| {
+                check(&config, &self.servers())?;
+                self.apply(config, &warnings)
+            },
+        );
         self.reload.record("api", &result);
         result
     }
