@@ -152,7 +152,7 @@ async fn answer(mut stream: TcpStream, challenges: &Challenges) -> std::io::Resu
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         if head.len() >= MAX_HEAD {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "", "").await;
+            return respond(&mut stream, "431 Request Header Fields Too Large", PLAIN, "").await;
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -165,8 +165,8 @@ async fn answer(mut stream: TcpStream, challenges: &Challenges) -> std::io::Resu
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if let Some(token) = path.strip_prefix(PREFIX) {
         return match challenges.http_answer(token).filter(|_| method == "GET") {
-            Some(body) => respond(&mut stream, "200 OK", "", &body).await,
-            None => respond(&mut stream, "404 Not Found", "", "").await,
+            Some(body) => respond(&mut stream, "200 OK", PLAIN, &body).await,
+            None => respond(&mut stream, "404 Not Found", PLAIN, "").await,
         };
     }
     // Anything else is sent to HTTPS, as gobetween's listener (autocert's handler) does: it
@@ -178,9 +178,10 @@ async fn answer(mut stream: TcpStream, challenges: &Challenges) -> std::io::Resu
             } else {
                 String::new()
             };
-            respond(&mut stream, "302 Found", &format!("Location: {location}\r\n"), &body).await
+            let headers = format!("Location: {location}\r\nContent-Type: text/html; charset=utf-8\r\n");
+            respond(&mut stream, "302 Found", &headers, &body).await
         }
-        _ => respond(&mut stream, "400 Bad Request", "", "Use HTTPS\n").await,
+        _ => respond(&mut stream, "400 Bad Request", PLAIN, "Use HTTPS\n").await,
     }
 }
 
@@ -207,9 +208,13 @@ fn https_location(head: &[u8], path: &str) -> Option<String> {
     Some(format!("https://{name}:443{path}"))
 }
 
+/// The `Content-Type` of the plain answers, as Go's `net/http` labels them (a 302 is HTML).
+const PLAIN: &str = "Content-Type: text/plain; charset=utf-8\r\n";
+
+/// Writes a whole answer and closes; `headers` (each ending in CRLF) include the content type.
 async fn respond(stream: &mut TcpStream, status: &str, headers: &str, body: &str) -> std::io::Result<()> {
     let text = format!(
-        "HTTP/1.1 {status}\r\n{headers}Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(text.as_bytes()).await?;
@@ -241,7 +246,10 @@ mod tests {
         // Everything else goes to HTTPS, as autocert's handler sends it.
         let reply = ask(get("/some/page?x=1")).await;
         assert!(
-            reply.starts_with("HTTP/1.1 302 Found\r\nLocation: https://a.example.com/some/page?x=1\r\n"),
+            reply.starts_with(
+                "HTTP/1.1 302 Found\r\nLocation: https://a.example.com/some/page?x=1\r\n\
+                 Content-Type: text/html; charset=utf-8\r\n"
+            ),
             "{reply}"
         );
         let reply = ask(b"HEAD / HTTP/1.1\r\nhost: a.example.com:8080\r\n\r\n".to_vec()).await;
