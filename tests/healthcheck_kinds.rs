@@ -106,6 +106,38 @@ fn exec_outputs_drive_routing() {
     assert!(wait_until(Duration::from_secs(3), || closed_without_data(port, Duration::from_secs(2))));
 }
 
+/// A broken script answers nonsense for every backend at every interval: a warning each would
+/// flood the log, so they are rate-limited (10 lines a second, then a count of those left out).
+#[test]
+fn a_broken_scripts_warnings_are_rate_limited() {
+    let script = Script::new();
+    let backends: Vec<Backend> = (0..40).map(|_| Backend::start("x", Behaviour::Named)).collect();
+    for backend in &backends {
+        script.set(backend, "who knows");
+    }
+    let port = free_port();
+    let refs: Vec<&Backend> = backends.iter().collect();
+    let bx = Betwixt::start(&config(port, &refs, &script.healthcheck("1s", "")), &[], &[port]);
+    let no_verdict = |line: &&str| line.contains("healthcheck exec:") && line.contains("no verdict");
+    let counted = |log: &str| -> u64 {
+        log.lines()
+            .filter(no_verdict)
+            .map(|line| {
+                1 + line
+                    .rsplit_once(" (")
+                    .and_then(|(_, tail)| tail.strip_suffix(" similar messages suppressed)"))
+                    .map_or(0, |n| n.parse::<u64>().unwrap())
+            })
+            .sum()
+    };
+    assert!(wait_until(Duration::from_secs(6), || counted(&bx.log_text()) >= 100), "{}", bx.log_text());
+    let log = bx.log_text();
+    let lines = log.lines().filter(no_verdict).count() as u64;
+    // 40 a second against 10: of the 100, most were left out (the latest count of those is
+    // only written with the next line let through).
+    assert!(counted(&log) >= lines + 30, "{lines} lines for {} warnings:\n{log}", counted(&log));
+}
+
 #[test]
 fn unhealthy_at_start_until_passes_succeed() {
     let script = Script::new();

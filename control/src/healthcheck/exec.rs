@@ -24,11 +24,12 @@ pub struct Exec<'a> {
 
 impl Exec<'_> {
     /// A broken command (it fails to run, exits non-zero or prints neither output) is also
-    /// logged as a warning here: that is the script's fault, not the backend's. `None`: no
+    /// logged as a warning here: that is the script's fault, not the backend's. The warnings
+    /// are rate-limited: a broken script fails for every backend at every interval. `None`: no
     /// verdict.
     pub async fn check(&self, host: &str, port: u16) -> Option<Result<(), Failure>> {
         let broken = |why: String| {
-            log::warn!("healthcheck exec: {why}");
+            crate::log_limited!(log::Level::Warn, "healthcheck exec: {why}");
             why
         };
         let finished = match command::run(self.command, [host, &port.to_string()], MAX_OUTPUT).await {
