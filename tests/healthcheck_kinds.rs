@@ -4,7 +4,7 @@
 mod common;
 
 use common::backends::{Backend, Behaviour};
-use common::{closed_without_data, free_port, tally, wait_until, Betwixt, TempDir};
+use common::{closed_without_data, free_port, reported_count, tally, wait_until, Betwixt, TempDir};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -119,17 +119,7 @@ fn a_broken_scripts_warnings_are_rate_limited() {
     let refs: Vec<&Backend> = backends.iter().collect();
     let bx = Betwixt::start(&config(port, &refs, &script.healthcheck("1s", "")), &[], &[port]);
     let no_verdict = |line: &&str| line.contains("healthcheck exec:") && line.contains("no verdict");
-    let counted = |log: &str| -> u64 {
-        log.lines()
-            .filter(no_verdict)
-            .map(|line| {
-                1 + line
-                    .rsplit_once(" (")
-                    .and_then(|(_, tail)| tail.strip_suffix(" similar messages suppressed)"))
-                    .map_or(0, |n| n.parse::<u64>().unwrap())
-            })
-            .sum()
-    };
+    let counted = |log: &str| -> u64 { log.lines().filter(no_verdict).map(reported_count).sum() };
     assert!(wait_until(Duration::from_secs(6), || counted(&bx.log_text()) >= 100), "{}", bx.log_text());
     let log = bx.log_text();
     let lines = log.lines().filter(no_verdict).count() as u64;

@@ -11,7 +11,7 @@ mod api_client;
 mod common;
 
 use api_client::{u64_at, Client};
-use common::{free_port, read_until_end, reset, wait_until, Betwixt};
+use common::{free_port, read_until_end, reported_count, reset, wait_until, Betwixt};
 use std::io::{ErrorKind, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -257,15 +257,6 @@ fn backend_failure_warnings_are_rate_limited() {
     let limit = 10 * (flood_took.as_secs() as usize + 2) + 1;
     assert!(lines.len() <= limit.min(attempts as usize / 2), "{} lines in {flood_took:?}", lines.len());
     assert!(lines.last().unwrap().ends_with("similar messages suppressed)"), "{}", lines.last().unwrap());
-}
-
-/// How many events a log line stands for: itself plus those it says were suppressed.
-fn reported_count(line: &str) -> u64 {
-    let suppressed = line
-        .rsplit_once(" (")
-        .and_then(|(_, tail)| tail.strip_suffix(" similar messages suppressed)"))
-        .map_or(0, |n| n.parse::<u64>().unwrap());
-    1 + suppressed
 }
 
 /// Out of descriptors, every accept fails, and betwixt retries every 10 ms (a shard) or 50 ms

@@ -30,6 +30,16 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// How many events a rate-limited log line stands for: itself plus those it says were
+/// suppressed (betwixt's `log_limited!` appends "(N similar messages suppressed)").
+pub fn reported_count(line: &str) -> u64 {
+    let suppressed = line
+        .rsplit_once(" (")
+        .and_then(|(_, tail)| tail.strip_suffix(" similar messages suppressed)"))
+        .map_or(0, |n| n.parse::<u64>().unwrap());
+    1 + suppressed
+}
+
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
