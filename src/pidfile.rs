@@ -81,8 +81,8 @@ impl Pidfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot read pidfile {shown}: {e}")),
         }
-        // Readable by all, writable by betwixt's user alone, whatever the umask (0 in some
-        // service managers' defaults would leave it writable by anyone).
+        // 0644 less the umask: writable by betwixt's user alone even under a umask of 0 (some
+        // service managers' default), where 0666 would leave it writable by anyone.
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
