@@ -81,7 +81,6 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
     crate::limits::check_memlock()?;
     // Before the shards, which push to it; after logging, which its writer reports through.
     betwixt_control::access_log::start(config.access_log.as_ref())?;
-    betwixt_control::profiler::start(config.profiler.as_ref())?;
     let plane = Plane::new(shards);
 
     tokio.block_on(async {
@@ -119,6 +118,10 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
         tokio::spawn(betwixt_control::access_log::warn_of_drops());
         betwixt_control::api::start(&control)?;
         betwixt_control::metrics::start(&control)?;
+        // After a predecessor's sockets are received (its profiler's among them), like the rest.
+        let metrics = betwixt_control::metrics::shares_profiler_address(&config)
+            .then(|| betwixt_control::metrics::router(control.clone()));
+        betwixt_control::profiler::start(config.profiler.as_ref(), metrics)?;
         if takeover.is_some() {
             start_shards()?;
         }

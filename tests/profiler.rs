@@ -129,3 +129,24 @@ fn a_taken_profiler_address_fails_the_start() {
     assert!(!status.success());
     assert!(stderr.contains("profiler: cannot listen on"), "{stderr}");
 }
+
+/// gobetween served `[metrics]` and `[profiler]` from Go's one default handler table, so a file
+/// giving both the same address started there; betwixt serves both paths from one listener.
+#[test]
+fn metrics_and_profiler_on_one_address_share_its_listener() {
+    let port = free_port();
+    let config = format!(
+        "[metrics]\nenabled = true\nbind = \"127.0.0.1:{port}\"\n\n[profiler]\nenabled = true\nbind = \"127.0.0.1:{port}\"\n"
+    ) + &static_server(free_port(), "roundrobin", &[], "");
+    let _bx = Betwixt::start(&config, &[], &[port]);
+    let (status, body) = get(port, "/metrics");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("gobetween_server_count{server=\"s\"} 0"));
+    let (status, body) = get(port, "/debug/pprof/");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("profile?seconds=30"));
+    let (status, body) = get(port, "/elsewhere");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 404);
+    assert!(body.contains("/metrics") && body.contains("/debug/pprof/profile"), "{body}");
+}

@@ -283,6 +283,26 @@ fn the_acme_responder_is_handed_over_and_answers_throughout() {
     assert_eq!(challenge_status(acme).unwrap(), "HTTP/1.1 404 Not Found", "the successor answers");
 }
 
+/// The profiler's and the metrics' listeners are handed over too: the successor bound the
+/// profiler's before it had received the predecessor's sockets, failed with "Address already in
+/// use", and the upgrade with it.
+#[test]
+fn the_metrics_and_profiler_listeners_are_handed_over() {
+    let (port, metrics, profiler) = (free_port(), free_port(), free_port());
+    let config = format!(
+        "[metrics]\nenabled = true\nbind = \"127.0.0.1:{metrics}\"\n\n\
+         [profiler]\nenabled = true\nbind = \"127.0.0.1:{profiler}\"\n\n{}",
+        static_server(port, "roundrobin", &[], "")
+    );
+    let mut bx = Upgradable::start(&config, &[port, metrics, profiler]);
+    bx.upgrade();
+    assert!(bx.old.wait_exit(Duration::from_secs(10)).is_some(), "{}", bx.old.log_text());
+    for (port, path) in [(metrics, "/metrics"), (profiler, "/debug/pprof/")] {
+        let reply = common::http_get(("127.0.0.1", port), path).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{path}: {reply}");
+    }
+}
+
 /// A UDP echo backend, until `stop`.
 fn udp_echo(stop: Arc<AtomicBool>) -> (u16, thread::JoinHandle<()>) {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -35,10 +35,28 @@ const FREQUENCY: i32 = 100;
 /// where stack walks can go wrong (the `pprof` crate's advice).
 const BLOCKLIST: [&str; 4] = ["libc", "libgcc", "pthread", "vdso"];
 
+/// The address the profiler listens on, when `[profiler]` is enabled.
+pub fn bind(section: Option<&Profiler>) -> Option<String> {
+    let section = section.filter(|p| p.enabled)?;
+    Some(section.bind.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| DEFAULT_BIND.into()))
+}
+
 /// Starts the profiler's listener when `[profiler] enabled`; an error when it cannot listen.
-pub fn start(section: Option<&Profiler>) -> Result<(), String> {
-    let Some(section) = section.filter(|p| p.enabled) else { return Ok(()) };
-    let bind = section.bind.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| DEFAULT_BIND.into());
+/// `metrics`: the metrics endpoint's routes, served beside the profiles when `[metrics]` names
+/// the same address (`metrics::shares_profiler_address`). They are served from the profiler's
+/// thread then, since profiles must not run on the control thread, and metrics may.
+pub fn start(section: Option<&Profiler>, metrics: Option<Router>) -> Result<(), String> {
+    let Some(bind) = bind(section) else { return Ok(()) };
+    let (app, what, paths) = match metrics {
+        Some(metrics) => (
+            router().merge(metrics).fallback(|| async {
+                ApiError::not_found("metrics are served at /metrics, CPU profiles at /debug/pprof/profile")
+            }),
+            "metrics and profiler",
+            "GET /metrics, /debug/pprof/profile",
+        ),
+        None => (router(), "profiler", "GET /debug/pprof/profile"),
+    };
     let (started, listening) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("profiler".into())
@@ -51,12 +69,12 @@ pub fn start(section: Option<&Profiler>) -> Result<(), String> {
                 let listener = match serve::listen(&bind) {
                     Ok(listener) => listener,
                     Err(e) => {
-                        return drop(started.send(Err(format!("profiler: cannot listen on {bind}: {e}"))))
+                        return drop(started.send(Err(format!("{what}: cannot listen on {bind}: {e}"))))
                     }
                 };
                 let addr = listener.local_addr().map_or(bind.clone(), |a| a.to_string());
-                log::info!("profiler (GET /debug/pprof/profile): listening on {addr}");
-                serve::spawn("profiler", listener, None, router());
+                log::info!("{what} ({paths}): listening on {addr}");
+                serve::spawn("profiler", listener, None, app);
                 let _ = started.send(Ok(()));
                 std::future::pending::<()>().await
             })

@@ -15,6 +15,8 @@ pub use negotiate::{negotiate, Choice};
 
 use crate::api::reply::ApiError;
 use crate::api::serve;
+use crate::bind::resolve_bind;
+use crate::config::Config;
 use crate::control::Control;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -101,22 +103,44 @@ async fn scrape(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap) -> Re
     (StatusCode::OK, [(header::CONTENT_TYPE, choice.content_type)], body).into_response()
 }
 
+/// The metrics endpoint's routes (`/metrics`), without a fallback: the listener serving them
+/// says what else it serves.
 pub fn router(control: Arc<Control>) -> Router {
-    Router::new()
-        .route("/metrics", get(scrape))
-        .with_state(Arc::new(Endpoint::new(control)))
-        .fallback(|| async { ApiError::not_found("metrics are served at /metrics") })
+    Router::new().route("/metrics", get(scrape)).with_state(Arc::new(Endpoint::new(control)))
 }
 
-/// Starts the metrics endpoint when `[metrics] enabled`. Must run inside the control runtime.
+/// The address `[metrics]` listens on, when it is enabled.
+pub fn bind(config: &Config) -> Option<String> {
+    let metrics = config.metrics.as_ref().filter(|m| m.enabled)?;
+    Some(metrics.bind.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| DEFAULT_BIND.into()))
+}
+
+/// Whether `[metrics]` and `[profiler]` are both enabled on one address. gobetween served both
+/// from Go's default handler table, so such a file started there (the second listener failed,
+/// logged, and the first answered both paths); betwixt then serves both from one listener.
+pub fn shares_profiler_address(config: &Config) -> bool {
+    let (Some(metrics), Some(profiler)) = (bind(config), crate::profiler::bind(config.profiler.as_ref()))
+    else {
+        return false;
+    };
+    match (resolve_bind(&metrics), resolve_bind(&profiler)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => metrics == profiler,
+    }
+}
+
+/// Starts the metrics endpoint when `[metrics] enabled`, unless it shares the profiler's
+/// address (then `profiler::start` serves it). Must run inside the control runtime.
 pub fn start(control: &Arc<Control>) -> Result<(), String> {
-    let Some(metrics) = control.base_config().metrics.clone().filter(|m| m.enabled) else {
+    let config = control.base_config();
+    let Some(bind) = bind(&config).filter(|_| !shares_profiler_address(&config)) else {
         return Ok(());
     };
-    let bind = metrics.bind.as_deref().filter(|b| !b.is_empty()).unwrap_or(DEFAULT_BIND);
-    let listener = serve::listen(bind).map_err(|e| format!("metrics: cannot listen on {bind}: {e}"))?;
-    let addr = listener.local_addr().map_or(bind.to_string(), |a| a.to_string());
+    let listener = serve::listen(&bind).map_err(|e| format!("metrics: cannot listen on {bind}: {e}"))?;
+    let addr = listener.local_addr().map_or(bind.clone(), |a| a.to_string());
     log::info!("metrics (GET /metrics): listening on {addr}");
-    serve::spawn("metrics", listener, None, router(control.clone()));
+    let app =
+        router(control.clone()).fallback(|| async { ApiError::not_found("metrics are served at /metrics") });
+    serve::spawn("metrics", listener, None, app);
     Ok(())
 }
