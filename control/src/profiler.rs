@@ -74,7 +74,7 @@ pub fn start(section: Option<&Profiler>, metrics: Option<Router>) -> Result<(), 
                 };
                 let addr = listener.local_addr().map_or(bind.clone(), |a| a.to_string());
                 log::info!("{what} ({paths}): listening on {addr}");
-                serve::spawn("profiler", listener, None, app);
+                serve::spawn(what, listener, None, app);
                 let _ = started.send(Ok(()));
                 std::future::pending::<()>().await
             })
