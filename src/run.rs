@@ -117,11 +117,9 @@ pub fn run(cli: &Cli, loaded: Loaded, upgrade_from: Option<PathBuf>) -> Result<(
         betwixt_control::rates::spawn_sampler(control.clone());
         tokio::spawn(betwixt_control::access_log::warn_of_drops());
         betwixt_control::api::start(&control)?;
-        betwixt_control::metrics::start(&control)?;
+        let metrics_beside_profiler = betwixt_control::metrics::start(&control)?;
         // After a predecessor's sockets are received (its profiler's among them), like the rest.
-        let metrics = betwixt_control::metrics::shares_profiler_address(&config)
-            .then(|| betwixt_control::metrics::router(control.clone()));
-        betwixt_control::profiler::start(config.profiler.as_ref(), metrics)?;
+        betwixt_control::profiler::start(config.profiler.as_ref(), metrics_beside_profiler)?;
         if takeover.is_some() {
             start_shards()?;
         }

@@ -43,7 +43,7 @@ pub fn bind(section: Option<&Profiler>) -> Option<String> {
 
 /// Starts the profiler's listener when `[profiler] enabled`; an error when it cannot listen.
 /// `metrics`: the metrics endpoint's routes, served beside the profiles when `[metrics]` names
-/// the same address (`metrics::shares_profiler_address`). They are served from the profiler's
+/// the same address (`metrics::start` returns them). They are served from the profiler's
 /// thread then, since profiles must not run on the control thread, and metrics may.
 pub fn start(section: Option<&Profiler>, metrics: Option<Router>) -> Result<(), String> {
     let Some(bind) = bind(section) else { return Ok(()) };

@@ -105,7 +105,7 @@ async fn scrape(State(endpoint): State<Arc<Endpoint>>, headers: HeaderMap) -> Re
 
 /// The metrics endpoint's routes (`/metrics`), without a fallback: the listener serving them
 /// says what else it serves.
-pub fn router(control: Arc<Control>) -> Router {
+fn router(control: Arc<Control>) -> Router {
     Router::new().route("/metrics", get(scrape)).with_state(Arc::new(Endpoint::new(control)))
 }
 
@@ -118,7 +118,7 @@ pub fn bind(config: &Config) -> Option<String> {
 /// Whether `[metrics]` and `[profiler]` are both enabled on one address. gobetween served both
 /// from Go's default handler table, so such a file started there (the second listener failed,
 /// logged, and the first answered both paths); betwixt then serves both from one listener.
-pub fn shares_profiler_address(config: &Config) -> bool {
+fn shares_profiler_address(config: &Config) -> bool {
     let (Some(metrics), Some(profiler)) = (bind(config), crate::profiler::bind(config.profiler.as_ref()))
     else {
         return false;
@@ -129,18 +129,20 @@ pub fn shares_profiler_address(config: &Config) -> bool {
     }
 }
 
-/// Starts the metrics endpoint when `[metrics] enabled`, unless it shares the profiler's
-/// address (then `profiler::start` serves it). Must run inside the control runtime.
-pub fn start(control: &Arc<Control>) -> Result<(), String> {
+/// Starts the metrics endpoint when `[metrics] enabled`. When it shares the profiler's address,
+/// nothing listens here: the answer is the routes for `profiler::start` to serve beside its
+/// own. Must run inside the control runtime.
+pub fn start(control: &Arc<Control>) -> Result<Option<Router>, String> {
     let config = control.base_config();
-    let Some(bind) = bind(&config).filter(|_| !shares_profiler_address(&config)) else {
-        return Ok(());
-    };
+    let Some(bind) = bind(&config) else { return Ok(None) };
+    if shares_profiler_address(&config) {
+        return Ok(Some(router(control.clone())));
+    }
     let listener = serve::listen(&bind).map_err(|e| format!("metrics: cannot listen on {bind}: {e}"))?;
     let addr = listener.local_addr().map_or(bind.clone(), |a| a.to_string());
     log::info!("metrics (GET /metrics): listening on {addr}");
     let app =
         router(control.clone()).fallback(|| async { ApiError::not_found("metrics are served at /metrics") });
     serve::spawn("metrics", listener, None, app);
-    Ok(())
+    Ok(None)
 }
