@@ -30,6 +30,7 @@ from pair import PORT_NAMES
 # The configuration's ports, laid out as pair.py lays out a build's, above pair.py's range.
 PORTS = {key: 18600 + i for i, key in enumerate(PORT_NAMES)}
 PASS = "glommio::executor::LocalExecutor::run_task_queues"
+START_SECONDS = 60  # every start that did not hang listened within 20 s here
 
 
 def callgrind_counts(path):
@@ -66,12 +67,12 @@ def start(binary, conf, out, attempts=4):
             "--instr-atstart=no", "--separate-threads=yes", binary, "--shards", "1", "-c", conf,
         ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            run.wait_port(PORTS["http"], proc, timeout=60)
+            run.wait_port(PORTS["http"], proc, timeout=START_SECONDS)
             return proc
         except RuntimeError:
             proc.kill()
             proc.wait()
-            run.log(f"{binary}: no listener after 60 s under valgrind (start {attempt + 1} of {attempts})")
+            run.log(f"{binary}: no listener after {START_SECONDS} s under valgrind (start {attempt + 1} of {attempts})")
     raise RuntimeError(f"{binary}: never started under valgrind in {attempts} attempts")
 
 
