@@ -49,7 +49,7 @@ impl<'ring> CompletionQueue<'ring> {
     /// given here without liburing's peek, three C calls deep and not inlined into Rust.
     /// Anything else takes liburing's path, which also flushes an overflow.
     #[inline(always)]
-    fn is_settled(&self) -> bool {
+    pub fn is_settled(&self) -> bool {
         use std::sync::atomic::{AtomicU32, Ordering};
         unsafe {
             let ring = self.ring.as_ref();
@@ -112,8 +112,16 @@ impl<'ring> CompletionQueue<'ring> {
         CQEsBlocking::new(self.ring, wait_for)
     }
 
+    /// Completions waiting to be collected: liburing's `io_uring_cq_ready`, written here so
+    /// that it inlines.
+    #[inline]
     pub fn ready(&self) -> u32 {
-        unsafe { uring_sys::io_uring_cq_ready(self.ring.as_ptr()) }
+        use std::sync::atomic::{AtomicU32, Ordering};
+        unsafe {
+            let cq = &self.ring.as_ref().cq;
+            let tail = (*(cq.ktail as *const AtomicU32)).load(Ordering::Acquire);
+            tail.wrapping_sub(*cq.khead)
+        }
     }
 
     pub fn eventfd_enabled(&self) -> bool {

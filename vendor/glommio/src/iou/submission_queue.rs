@@ -95,8 +95,18 @@ impl<'ring> SubmissionQueue<'ring> {
         }
     }
 
+    /// Requests prepared and not yet taken by the kernel: liburing's `io_uring_sq_ready`,
+    /// written here so that it inlines (the reactor asks several times per pass).
+    #[inline]
     pub fn ready(&self) -> u32 {
-        unsafe { uring_sys::io_uring_sq_ready(self.ring.as_ptr()) }
+        use std::sync::atomic::{AtomicU32, Ordering};
+        unsafe {
+            let sq = &self.ring.as_ref().sq;
+            // The kernel moves the head; the acquire load is what liburing makes under
+            // SQPOLL and costs nothing more on x86.
+            let head = (*(sq.khead as *const AtomicU32)).load(Ordering::Acquire);
+            sq.sqe_tail.wrapping_sub(head)
+        }
     }
 
     pub fn space_left(&self) -> u32 {

@@ -650,6 +650,8 @@ impl UringQueueState {
 
 pub(crate) trait UringCommon {
     fn submission_queue(&mut self) -> ReactorQueue;
+    /// The same queue, only looked at.
+    fn queued(&self) -> &ReactorQueue;
     fn submit_sqes(&mut self) -> io::Result<usize>;
     fn waiting_kernel_submission(&self) -> usize;
     fn in_kernel(&self) -> usize;
@@ -663,6 +665,8 @@ pub(crate) trait UringCommon {
     /// Return `None` if no event is completed, `Some(true)` for a task is woken
     /// up and `Some(false)` for not.
     fn consume_one_event(&mut self) -> Option<bool>;
+    /// Nothing to collect: no completion waits in the completion queue (and none overflowed).
+    fn completions_settled(&self) -> bool;
     fn name(&self) -> &'static str;
     fn io_stats_mut(&mut self) -> &mut RingIoStats;
     fn io_stats_for_task_queue_mut(&mut self, handle: TaskQueueHandle) -> &mut RingIoStats;
@@ -676,7 +680,9 @@ pub(crate) trait UringCommon {
         queue: &mut VecDeque<UringDescriptor>,
         mut dispatch: bool,
     ) -> io::Result<usize> {
-        loop {
+        // Most calls find the queue empty (several per ring on every pass of the executor):
+        // then there is nothing to put in the ring.
+        while !queue.is_empty() {
             match self.submit_one_event(queue) {
                 None => {
                     dispatch = true;
@@ -697,18 +703,31 @@ pub(crate) trait UringCommon {
     /// We will not dispatch the cancellation queue unless we need to.
     /// Dispatches will come from the submission queue.
     fn consume_cancellation_queue(&mut self) -> io::Result<usize> {
+        // Almost always empty; answered without cloning and borrowing the queue for the call.
+        if self.queued().borrow().cancellations.is_empty() {
+            return Ok(0);
+        }
         let q = self.submission_queue();
         let mut queue = q.borrow_mut();
         self.consume_sqe_queue(&mut queue.cancellations, false)
     }
 
     fn consume_submission_queue(&mut self) -> io::Result<usize> {
+        // Nothing queued and nothing for the kernel: what `consume_sqe_queue` would conclude.
+        if self.queued().borrow().submissions.is_empty() && !self.needs_kernel_enter() {
+            return Ok(0);
+        }
         let q = self.submission_queue();
         let mut queue = q.borrow_mut();
         self.consume_sqe_queue(&mut queue.submissions, true)
     }
 
     fn consume_completion_queue(&mut self, woke: &mut usize) -> usize {
+        // Every pass of the executor collects each ring several times, and almost every
+        // collection finds nothing: answered here before any source map is touched.
+        if self.completions_settled() {
+            return 0;
+        }
         let mut completed = 0;
         loop {
             match self.consume_one_event() {
@@ -841,8 +860,16 @@ impl UringCommon for PollRing {
         self.ring.cq().ready() as usize
     }
 
+    fn completions_settled(&self) -> bool {
+        self.ring.cq().is_settled()
+    }
+
     fn submission_queue(&mut self) -> ReactorQueue {
         self.submission_queue.clone()
+    }
+
+    fn queued(&self) -> &ReactorQueue {
+        &self.submission_queue
     }
 
     fn submit_sqes(&mut self) -> io::Result<usize> {
@@ -1213,8 +1240,16 @@ impl UringCommon for SleepableRing {
         self.ring.cq().ready() as usize
     }
 
+    fn completions_settled(&self) -> bool {
+        self.ring.cq().is_settled()
+    }
+
     fn submission_queue(&mut self) -> ReactorQueue {
         self.submission_queue.clone()
+    }
+
+    fn queued(&self) -> &ReactorQueue {
+        &self.submission_queue
     }
 
     fn submit_sqes(&mut self) -> io::Result<usize> {
