@@ -123,13 +123,13 @@ impl Timers {
 
     /// Return the duration until next event and the number of
     /// ready and woke timers.
-    fn process_timers(&mut self) -> (Option<Duration>, usize) {
+    fn process_timers(&mut self, clock: impl FnOnce() -> Instant) -> (Option<Duration>, usize) {
         // Without timers there is nothing to compare with the clock: every pass of the
-        // executor comes here, twice.
+        // executor comes here.
         if self.timers.is_empty() {
             return (None, 0);
         }
-        let now = Instant::now();
+        let now = clock();
 
         // Wake the timers due before now, earliest first. Taken off the front one by one: on
         // most passes none is due, and splitting the map there (as this did) built and dropped
@@ -859,7 +859,13 @@ impl Reactor {
     /// Returns the duration until the next timer
     fn process_timers(&self) -> (Option<Duration>, usize) {
         let mut timers = self.timers.borrow_mut();
-        timers.process_timers()
+        // Always a fresh reading (a spinning executor comes here without starting a pass),
+        // which the rest of the pass then uses.
+        timers.process_timers(|| {
+            let now = Instant::now();
+            self.sys.set_pass_now(now);
+            now
+        })
     }
 
     fn process_shared_channels(&self) -> usize {
@@ -906,6 +912,7 @@ impl Reactor {
 
     /// Processes new events, blocking until the first event or the timeout.
     pub(crate) fn react(&self, timeout: impl Fn() -> Option<Duration>) -> io::Result<bool> {
+        self.sys.new_pass();
         // Process ready timers.
         let (next_timer, woke) = self.process_external_events();
 

@@ -1367,7 +1367,7 @@ impl LocalExecutor {
         drop(tq);
 
         let time = {
-            let now = Instant::now();
+            let now = self.reactor.sys.pass_now();
             let mut queue_ref = queue.borrow_mut();
             queue_ref.prepare_to_run(now);
             self.reactor
@@ -1402,7 +1402,9 @@ impl LocalExecutor {
                     break;
                 }
             }
-            let elapsed = time.elapsed();
+            let end = Instant::now();
+            self.reactor.sys.set_pass_now(end);
+            let elapsed = end.saturating_duration_since(time);
             drop(guard);
             (elapsed, tasks_executed_this_loop)
         };
@@ -1499,8 +1501,9 @@ impl LocalExecutor {
                 // run user code
                 let run = this.run_task_queues();
 
-                // account for runtime and poll/sleep if possible
-                let cur_time = Instant::now();
+                // account for runtime and poll/sleep if possible (as of the end of the last
+                // task queue's run, or of the pass when none ran)
+                let cur_time = this.reactor.sys.pass_now();
                 this.queues.borrow_mut().stats.total_runtime += cur_time - pre_time;
                 pre_time = cur_time;
                 if !run {
