@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""User-space instructions per proxied request, counted exactly (callgrind), for one or more builds.
+"""User-space instructions per proxied request, counted exactly (callgrind), for builds and peers.
 
 CPU time on a shared virtual machine moves by ±10% between runs; the instructions betwixt's own
 code executes per request do not. This runs each build under valgrind's callgrind with the
@@ -10,9 +10,13 @@ wake-up at a moderate rate). Kernel work is not counted: this ranks changes to t
 part of the event loop, which `pair.py` cannot resolve below a few per cent.
 
     scripts/bench instructions before=/path/to/old/betwixt after=target/release/betwixt
+    scripts/bench instructions betwixt=target/release/betwixt nginx haproxy
 
-The rate is kept low by default because valgrind slows the proxy about fiftyfold; the passes
-per request it prints tell whether the builds were compared at the same pace.
+`nginx` and `haproxy` count the peers the same way, with the benchmark's configurations (nginx
+as a single process, so that its worker is the process counted): what the same requests cost
+in their user space. The rate is kept low by default because valgrind slows the proxy about
+fiftyfold; the passes per request it prints tell whether the builds were compared at the same
+pace.
 """
 
 import argparse
@@ -28,7 +32,7 @@ import run
 from pair import PORT_NAMES
 
 # The configuration's ports, laid out as pair.py lays out a build's, above pair.py's range.
-PORTS = {key: 18600 + i for i, key in enumerate(PORT_NAMES)}
+PORTS = {key: 18600 + i for i, key in enumerate(PORT_NAMES + ["udp_nginx"])}
 PASS = "glommio::executor::LocalExecutor::run_task_queues"
 START_SECONDS = 60  # every start that did not hang listened within 20 s here
 
@@ -50,8 +54,18 @@ def callgrind_counts(path):
     return total, calls
 
 
-def start(binary, conf, out, attempts=4):
-    """betwixt under callgrind, listening.
+def command(target, run_dir):
+    """The command line that runs `target` (a betwixt binary, `nginx` or `haproxy`) on PORTS."""
+    if target == "nginx":
+        conf = run.render("nginx-stream.conf", run_dir, **PORTS)
+        return ["nginx", "-p", run_dir, "-c", conf, "-g", "master_process off;"]
+    if target == "haproxy":
+        return ["haproxy", "-db", "-f", run.render("haproxy.cfg", run_dir, **PORTS)]
+    return [target, "--shards", "1", "-c", run.render("betwixt.toml", run_dir, **PORTS)]
+
+
+def start(argv, out, attempts=4):
+    """A proxy under callgrind, listening.
 
     valgrind 3.19 treats `io_uring_enter` as a system call that cannot block, so a thread asleep
     in it keeps the lock valgrind's threads take turns with, and the others stop until it wakes.
@@ -64,7 +78,7 @@ def start(binary, conf, out, attempts=4):
             dump.unlink()
         proc = run.pinned(run.PROXY_CPU, [
             "valgrind", "--tool=callgrind", "--fair-sched=yes", f"--callgrind-out-file={out}",
-            "--instr-atstart=no", "--separate-threads=yes", binary, "--shards", "1", "-c", conf,
+            "--instr-atstart=no", "--separate-threads=yes", *argv,
         ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             run.wait_port(PORTS["http"], proc, timeout=START_SECONDS)
@@ -72,15 +86,17 @@ def start(binary, conf, out, attempts=4):
         except RuntimeError:
             proc.kill()
             proc.wait()
-            run.log(f"{binary}: no listener after {START_SECONDS} s under valgrind (start {attempt + 1} of {attempts})")
-    raise RuntimeError(f"{binary}: never started under valgrind in {attempts} attempts")
+            run.log(f"{argv[0]}: no listener after {START_SECONDS} s under valgrind (start {attempt + 1} of {attempts})")
+    raise RuntimeError(f"{argv[0]}: never started under valgrind in {attempts} attempts")
 
 
-def measure(binary, run_dir, requests, rate):
-    """Instructions and passes of the shard thread while `requests` requests go through."""
+def measure(target, run_dir, requests, rate, keep=None):
+    """Instructions and passes of the shard thread while `requests` requests go through.
+
+    With `keep`, the shard thread's callgrind file is kept at that path (for callgrind_annotate).
+    """
     out = Path(run_dir) / "callgrind.out"
-    conf = run.render("betwixt.toml", run_dir, **PORTS)
-    proc = start(binary, conf, out)
+    proc = start(command(target, run_dir), out)
     try:
         time.sleep(3)  # valgrind translates the code paths on first use
         run.latency(PORTS["http"], 2, rate)  # connections open and settle before counting
@@ -90,29 +106,36 @@ def measure(binary, run_dir, requests, rate):
     finally:
         run.stop(proc)
     # One file per thread; the shard is the one that ran the most instructions (at this rate the
-    # control thread wakes a few times a second). Its executor passes are counted by calls to the
+    # control thread wakes a few times a second; a peer's only thread is its event loop). Its executor passes are counted by calls to the
     # function that runs them, which a profile-guided build (scripts/pgo) inlines: 0 then.
     best = None
     for dump in Path(run_dir).glob("callgrind.out.*"):
         total, calls = callgrind_counts(dump)
         if best is None or total > best[0]:
-            best = (total, calls[PASS])
-        dump.unlink()
+            best = (total, calls[PASS], dump)
     if best is None:
-        raise RuntimeError(f"{binary}: no thread in the callgrind output")
+        raise RuntimeError(f"{target}: no thread in the callgrind output")
+    if keep:
+        shutil.copy(best[2], keep)
+    for dump in Path(run_dir).glob("callgrind.out.*"):
+        dump.unlink()
     return best[0] / sent, best[1] / sent
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("builds", nargs="+", metavar="NAME=BINARY")
+    parser.add_argument("builds", nargs="+", metavar="NAME=BINARY|nginx|haproxy")
     parser.add_argument("--requests", type=int, default=2500)
     parser.add_argument("--rate", type=int, default=250, help="requests/s")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="keep each build's shard-thread profile as DIR/callgrind.NAME (read it with callgrind_annotate)")
     args = parser.parse_args()
-    builds = [b.split("=", 1) for b in args.builds]
-    if any(len(b) != 2 for b in builds):
-        parser.error("give builds as NAME=BINARY")
+    builds = [b.split("=", 1) if "=" in b else [b, b] for b in args.builds]
+    if any(b[0] == b[1] and b[0] not in ("nginx", "haproxy") for b in builds):
+        parser.error("give builds as NAME=BINARY, or name a peer: nginx, haproxy")
 
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
     run_dir = tempfile.mkdtemp(prefix="betwixt-instructions-")
     run.certificate(run_dir)  # the configuration's TLS servers need one to start
     backend = run.pinned(run.LOAD_CPU, ["nginx", "-p", run_dir, "-c", run.render("backend-nginx.conf", run_dir)])
@@ -120,12 +143,13 @@ def main():
         run.wait_port(run.BACKEND_HTTP, backend)
         print(f"user-space instructions of the shard per request, {args.rate} requests/s over 4 connections:")
         first = None
-        for name, binary in builds:
-            per_request, passes = measure(binary, run_dir, args.requests, args.rate)
+        for name, target in builds:
+            keep = args.keep and Path(args.keep, f"callgrind.{name}")
+            per_request, passes = measure(target, run_dir, args.requests, args.rate, keep)
             first = first or per_request
             print(f"  {name:>12}  {per_request:9,.0f} per request  {per_request / first:.3f}×  "
                   + (f"{passes:.2f} passes per request ({per_request / passes:,.0f} per pass)" if passes
-                     else "executor passes not seen (inlined)"))
+                     else "" if target in ("nginx", "haproxy") else "executor passes not seen (inlined)"))
     finally:
         run.stop(backend)
         shutil.rmtree(run_dir, ignore_errors=True)
