@@ -1,6 +1,6 @@
-# Sourced by scripts/bench and scripts/pgo: installs the Debian packages among its arguments that
-# are not installed yet, refreshing the package lists only when an install from the current ones
-# fails (a fresh machine's lists may be missing or stale).
+# Sourced by scripts/test, scripts/bench and scripts/pgo: installs the Debian packages among its
+# arguments that are not installed yet, refreshing the package lists only when an install from
+# the current ones fails (a fresh machine's lists may be missing or stale).
 install_missing() {
     local pkg missing=()
     for pkg in "$@"; do
