@@ -106,8 +106,9 @@ def measure(target, run_dir, requests, rate, keep=None):
     finally:
         run.stop(proc)
     # One file per thread; the shard is the one that ran the most instructions (at this rate the
-    # control thread wakes a few times a second; a peer's only thread is its event loop). Its executor passes are counted by calls to the
-    # function that runs them, which a profile-guided build (scripts/pgo) inlines: 0 then.
+    # control thread wakes a few times a second; a peer's only thread is its event loop). Its
+    # executor passes are counted by calls to the function that runs them, which a
+    # profile-guided build (scripts/pgo) inlines: 0 then.
     best = None
     for dump in Path(run_dir).glob("callgrind.out.*"):
         total, calls = callgrind_counts(dump)
@@ -130,9 +131,7 @@ def main():
     parser.add_argument("--keep", metavar="DIR",
                         help="keep each build's shard-thread profile as DIR/callgrind.NAME (read it with callgrind_annotate)")
     args = parser.parse_args()
-    builds = [b.split("=", 1) if "=" in b else [b, b] for b in args.builds]
-    if any(b[0] == b[1] and b[0] not in ("nginx", "haproxy") for b in builds):
-        parser.error("give builds as NAME=BINARY, or name a peer: nginx, haproxy")
+    builds = run.builds_and_peers(parser, args.builds)
 
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
@@ -149,7 +148,7 @@ def main():
             first = first or per_request
             print(f"  {name:>12}  {per_request:9,.0f} per request  {per_request / first:.3f}×  "
                   + (f"{passes:.2f} passes per request ({per_request / passes:,.0f} per pass)" if passes
-                     else "" if target in ("nginx", "haproxy") else "executor passes not seen (inlined)"))
+                     else "" if target in run.PEERS else "executor passes not seen (inlined)"))
     finally:
         run.stop(backend)
         shutil.rmtree(run_dir, ignore_errors=True)

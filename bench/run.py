@@ -104,6 +104,18 @@ def render(template, run_dir, **ports):
     return path
 
 
+PEERS = ("nginx", "haproxy")
+
+
+def builds_and_peers(parser, specs):
+    """[name, target] for each `NAME=BINARY` (a betwixt build) or peer name among `specs`, for the
+    tools that measure builds and peers alike; a bad one is a usage error of `parser`."""
+    targets = [spec.split("=", 1) if "=" in spec else [spec, spec] for spec in specs]
+    if any(name == target and target not in PEERS for name, target in targets):
+        parser.error("give builds as NAME=BINARY, or name a peer: " + ", ".join(PEERS))
+    return targets
+
+
 def pinned(cpu, argv, **kwargs):
     return subprocess.Popen(["taskset", "-c", cpu, *map(str, argv)], **kwargs)
 
@@ -207,7 +219,8 @@ def rss_kib(pids):
 class Proxy:
     """A running target. `pids` are the processes doing the forwarding (for nginx the worker)."""
 
-    def __init__(self, name, run_dir):
+    def __init__(self, name, run_dir, betwixt=None):
+        """`betwixt`: the binary of the betwixt targets (default BETWIXT)."""
         self.name = name
         self.http, self.bulk = TARGETS[name]
         self.udp = UDP_TARGETS.get(name)
@@ -226,7 +239,7 @@ class Proxy:
             if name == "betwixt-kernel":
                 conf.write_text(conf.read_text().replace(
                     "[runtime]\n", '[runtime]\nforwarding = "kernel"\n', 1))
-            self.proc = pinned(PROXY_CPU, [BETWIXT, "--shards", "1", "-c", conf], stdout=out, stderr=out)
+            self.proc = pinned(PROXY_CPU, [betwixt or BETWIXT, "--shards", "1", "-c", conf], stdout=out, stderr=out)
         elif name == "haproxy":
             conf = render("haproxy.cfg", run_dir, **ports)
             self.proc = pinned(PROXY_CPU, ["haproxy", "-db", "-f", conf], stdout=out, stderr=out)

@@ -28,17 +28,16 @@ from pathlib import Path
 
 import run
 
-PEERS = ("nginx", "haproxy")
 # A line of `perf report --sort pid,dso -n`: share, samples, thread id:name, object.
 SAMPLE_LINE = re.compile(r"\s+[\d.]+%\s+(\d+)\s+(\d+):\S*\s+(.*\S)")
 
 
 def sampled(target, run_dir, seconds, rate, frequency):
     """(user, kernel) µs per request of `target`, running alone under the paced load."""
-    name = target if target in PEERS else "betwixt"
-    if name == "betwixt":
-        run.BETWIXT = target
-    proxy = run.Proxy(name, run_dir)
+    if target in run.PEERS:
+        proxy = run.Proxy(target, run_dir)
+    else:
+        proxy = run.Proxy("betwixt", run_dir, betwixt=target)
     data = Path(run_dir) / "perf.data"
     try:
         time.sleep(1)
@@ -78,9 +77,7 @@ def main():
     parser.add_argument("--rate", type=int, default=5000, help="requests/s over 4 connections")
     parser.add_argument("--frequency", type=int, default=9999, help="perf samples per second")
     args = parser.parse_args()
-    targets = [t.split("=", 1) if "=" in t else [t, t] for t in args.targets]
-    if any(name == target and target not in PEERS for name, target in targets):
-        parser.error("give builds as NAME=BINARY, or name a peer: nginx, haproxy")
+    targets = run.builds_and_peers(parser, args.targets)
     if not shutil.which("perf"):
         parser.error("perf is needed (apt-get install linux-perf)")
 
