@@ -649,9 +649,12 @@ impl UringQueueState {
 }
 
 pub(crate) trait UringCommon {
-    fn submission_queue(&mut self) -> ReactorQueue;
-    /// The same queue, only looked at.
+    /// The ring's queue of requests and cancellations not yet in the ring.
     fn queued(&self) -> &ReactorQueue;
+    /// The same queue, shared: held while the ring itself is borrowed mutably.
+    fn submission_queue(&mut self) -> ReactorQueue {
+        self.queued().clone()
+    }
     fn submit_sqes(&mut self) -> io::Result<usize>;
     fn waiting_kernel_submission(&self) -> usize;
     fn in_kernel(&self) -> usize;
@@ -862,10 +865,6 @@ impl UringCommon for PollRing {
 
     fn completions_settled(&self) -> bool {
         self.ring.cq().is_settled()
-    }
-
-    fn submission_queue(&mut self) -> ReactorQueue {
-        self.submission_queue.clone()
     }
 
     fn queued(&self) -> &ReactorQueue {
@@ -1242,10 +1241,6 @@ impl UringCommon for SleepableRing {
 
     fn completions_settled(&self) -> bool {
         self.ring.cq().is_settled()
-    }
-
-    fn submission_queue(&mut self) -> ReactorQueue {
-        self.submission_queue.clone()
     }
 
     fn queued(&self) -> &ReactorQueue {
