@@ -263,6 +263,22 @@ impl Reactor {
         )
     }
 
+    /// A readiness poll of `fd` for `flags`, on the allocation of `spent` (an earlier poll of
+    /// the same descriptor) when that has completed and nothing else holds it: a stream arms a
+    /// poll for nearly every read that empties its socket, and allocating, filling and freeing
+    /// a source each time was ~2.5% of a proxied request's user-space instructions.
+    fn poll_ready_reusing(&self, fd: RawFd, spent: Option<Source>, flags: PollFlags) -> Source {
+        let reused = spent.and_then(|s| {
+            s.reuse_poll(
+                self.io_scheduler.requirements(),
+                Some(crate::executor().current_task_queue()),
+            )
+        });
+        let source = reused.unwrap_or_else(|| self.new_source(fd, SourceType::PollAdd, None));
+        self.sys.poll_ready(&source, flags);
+        source
+    }
+
     pub(crate) fn inform_io_requirements(&self, req: IoRequirements) {
         self.io_scheduler.inform_requirements(req);
     }
@@ -459,16 +475,17 @@ impl Reactor {
     }
 
     pub(crate) fn poll_read_ready(&self, fd: RawFd) -> Source {
-        let source = self.new_source(fd, SourceType::PollAdd, None);
-        self.sys.poll_ready(&source, common_flags() | read_flags());
-        source
+        self.poll_read_ready_reusing(fd, None)
     }
 
-    pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
-        let source = self.new_source(fd, SourceType::PollAdd, None);
-        self.sys
-            .poll_ready(&source, common_flags() | PollFlags::POLLOUT);
-        source
+    /// `poll_read_ready` on `spent`'s allocation where it can be (see `poll_ready_reusing`).
+    pub(crate) fn poll_read_ready_reusing(&self, fd: RawFd, spent: Option<Source>) -> Source {
+        self.poll_ready_reusing(fd, spent, common_flags() | read_flags())
+    }
+
+    /// A poll for room to write, on `spent`'s allocation where it can be.
+    pub(crate) fn poll_write_ready_reusing(&self, fd: RawFd, spent: Option<Source>) -> Source {
+        self.poll_ready_reusing(fd, spent, common_flags() | PollFlags::POLLOUT)
     }
 
     /// A poll for the peer going away and nothing else: error, hang-up and read hang-up (a FIN

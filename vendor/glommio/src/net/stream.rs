@@ -297,14 +297,15 @@ impl<S: AsRawFd> NonBufferedStream<S> {
 
         if no_pending_poll {
             if let Some(result) = attempt(self.stream.as_raw_fd()) {
-                self.source_rx.take();
+                let spent = self.source_rx.take();
                 self.read_timeout.cancel_timer(reactor);
                 let (result, more) = poll_err!(result);
                 // Start an early poll if the buffer is not fully filled. So when
                 // the next time `poll_read` is called, it will be known immediately
                 // whether the underlying stream is ready for reading.
                 if result > 0 && result < len && !more {
-                    self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+                    let fd = self.stream.as_raw_fd();
+                    self.source_rx = Some(reactor.poll_read_ready_reusing(fd, spent));
                     // The `rush_dispatch`s here and after could be removed to
                     // improve performance if #458 is handled appropriately.
                     // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
@@ -316,7 +317,8 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         poll_err!(self.read_timeout.check(reactor));
 
         if no_pending_poll {
-            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+            let spent = self.source_rx.take();
+            self.source_rx = Some(reactor.poll_read_ready_reusing(self.stream.as_raw_fd(), spent));
             // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
         }
 
@@ -359,7 +361,8 @@ impl<S: AsRawFd> NonBufferedStream<S> {
             .unwrap_or(true);
 
         if no_pending_poll {
-            self.source_tx = Some(reactor.poll_write_ready(self.stream.as_raw_fd()));
+            let spent = self.source_tx.take();
+            self.source_tx = Some(reactor.poll_write_ready_reusing(self.stream.as_raw_fd(), spent));
         }
 
         let source = self.source_tx.as_ref().unwrap();

@@ -194,6 +194,33 @@ impl Source {
         }
     }
 
+    /// This source again, ready to be queued for another readiness poll as a new one would
+    /// be, when it is a spent poll: its completion consumed (the ring then holds no reference
+    /// to it) and nothing else sharing it. `None` otherwise, and the source is dropped.
+    pub(crate) fn reuse_poll(
+        self,
+        io_requirements: IoRequirements,
+        task_queue: Option<TaskQueueHandle>,
+    ) -> Option<Source> {
+        // The ring's reference is the only other one a poll ever has; the clone counts itself.
+        let shared = Rc::strong_count(&Pin::into_inner(self.inner.clone())) > 2;
+        {
+            let mut inner = self.inner.borrow_mut();
+            let spent = matches!(inner.source_type, SourceType::PollAdd)
+                && inner.enqueued.is_none()
+                && inner.wakers.result.is_some()
+                && inner.timeout.is_none();
+            if shared || !spent {
+                return None;
+            }
+            inner.wakers.result = None;
+            inner.wakers.waiters.clear();
+            inner.io_requirements = io_requirements;
+            inner.task_queue = task_queue;
+        }
+        Some(self)
+    }
+
     pub(crate) fn set_timeout(&self, d: Duration) -> Option<Duration> {
         let mut inner = self.inner.borrow_mut();
         let t = &mut inner.timeout;
