@@ -1339,6 +1339,10 @@ pub(crate) struct Reactor {
     /// The time of the executor's current pass, once something in it has read the clock (see
     /// `pass_now`).
     pass_time: Cell<Option<Instant>>,
+
+    /// Set when a sleep has just ended with every ring's completions collected, and taken by
+    /// the next `wait`: the executor's `poll_io`, with no task run in between (see `wait`).
+    swept_on_waking: Cell<bool>,
 }
 
 pub(crate) fn common_flags() -> PollFlags {
@@ -1480,6 +1484,7 @@ impl Reactor {
             source_map,
             rings_depth: ring_depth,
             pass_time: Cell::new(None),
+            swept_on_waking: Cell::new(false),
         })
     }
 
@@ -1934,6 +1939,23 @@ impl Reactor {
     {
         woke += self.flush_syscall_thread();
 
+        // Straight after a sleep, every ring's completions were collected on waking and no task
+        // has run since, so nothing new is queued: the executor's `poll_io` that comes next has
+        // only the preemption timer to arm. Sweeping the three rings again there (a dozen calls
+        // that find nothing) was 4% of a request's user-space instructions at a moderate rate. Completions that arrived in the microseconds since are collected by the next
+        // `wait`, before any sleep, as any that arrive while the tasks run.
+        if self.swept_on_waking.take() {
+            if let Some(preempt) = preempt_timer() {
+                let mut lat_ring = self.latency_ring.borrow_mut();
+                self.forget_spent_timers();
+                if !preempt.is_zero() && self.arm_latency_timer_within(&mut lat_ring, preempt) {
+                    flush_cancellations!(into &mut woke; lat_ring);
+                    flush_rings!(lat_ring)?;
+                }
+                return Ok(false);
+            }
+        }
+
         let mut poll_ring = self.poll_ring.borrow_mut();
         let mut main_ring = self.main_ring.borrow_mut();
         let mut lat_ring = self.latency_ring.borrow_mut();
@@ -2008,6 +2030,7 @@ impl Reactor {
                 if alone && self.eventfd_src.is_installed().unwrap() {
                     main_ring.sleep_alone(user_timer)?;
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    self.swept_on_waking.set(true);
                 } else if self.eventfd_src.is_installed().unwrap() {
                     self.link_rings_and_sleep(&mut main_ring)
                         .expect("some error");
@@ -2015,6 +2038,7 @@ impl Reactor {
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    self.swept_on_waking.set(true);
                 }
                 // Woke up, so no need to notify us anymore.
                 self.notifier.wake_up();
