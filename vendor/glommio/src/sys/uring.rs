@@ -518,33 +518,82 @@ fn extract_one_chain(
 ) -> SmallVec<[UringDescriptor; 1]> {
     queue
         .drain(chain)
-        .filter(move |op| {
-            if op.user_data > 0 {
-                let id = from_user_data(op.user_data);
-                let status = source_map.peek_source_mut(from_user_data(op.user_data), |mut x| {
-                    // The clock is read only for a source that keeps timestamps: every
-                    // pass of the reactor submits, mostly with nothing queued.
-                    if let Some(t) = &mut x.wakers.timestamps {
-                        t.submitted_at = Some(Instant::now());
-                    }
-                    let current = x.enqueued.as_mut().expect("bug");
-                    match current.status {
-                        EnqueuedStatus::Enqueued => {
-                            current.status = EnqueuedStatus::Dispatched;
-                            EnqueuedStatus::Dispatched
-                        }
-                        EnqueuedStatus::Canceled => EnqueuedStatus::Canceled,
-                        _ => unreachable!(),
-                    }
-                });
-                if status == EnqueuedStatus::Canceled {
-                    source_map.consume_source(id);
-                    return false;
-                }
-            }
-            true
-        })
+        .filter(move |op| dispatch(source_map, op))
         .collect()
+}
+
+/// Marks the request's source as handed to the kernel, and says so; or, when the source was
+/// dropped while the request waited in the queue, forgets the source and says it is not.
+fn dispatch(source_map: &mut SourceMap, op: &UringDescriptor) -> bool {
+    if op.user_data == 0 {
+        return true;
+    }
+    let id = from_user_data(op.user_data);
+    let status = source_map.peek_source_mut(id, |mut x| {
+        // The clock is read only for a source that keeps timestamps: every
+        // pass of the reactor submits, mostly with nothing queued.
+        if let Some(t) = &mut x.wakers.timestamps {
+            t.submitted_at = Some(Instant::now());
+        }
+        let current = x.enqueued.as_mut().expect("bug");
+        match current.status {
+            EnqueuedStatus::Enqueued => {
+                current.status = EnqueuedStatus::Dispatched;
+                EnqueuedStatus::Dispatched
+            }
+            EnqueuedStatus::Canceled => EnqueuedStatus::Canceled,
+            _ => unreachable!(),
+        }
+    });
+    if status == EnqueuedStatus::Canceled {
+        source_map.consume_source(id);
+        return false;
+    }
+    true
+}
+
+/// Moves the queue's first chain of requests (linked ones travel together) into the ring's
+/// submission queue, skipping requests whose sources were dropped meanwhile: `None` when the
+/// ring has no room for the chain, `Some(false)` when the queue held nothing to submit.
+fn submit_one_chain(
+    ring: &mut iou::IoUring,
+    size: usize,
+    allocator: &Rc<UringBufferAllocator>,
+    source_map: &mut SourceMap,
+    queue: &mut VecDeque<UringDescriptor>,
+) -> Option<bool> {
+    while let Some(chain) = peek_one_chain(queue, size) {
+        // A request on its own (every readiness poll, nearly every request) goes straight
+        // into its entry: gathering it as a chain first was most of a submission's cost.
+        if chain.len() == 1 {
+            if ring.sq().space_left() == 0 {
+                return None;
+            }
+            let op = queue.pop_front().expect("a chain of one");
+            if !dispatch(source_map, &op) {
+                continue;
+            }
+            let mut sq = ring.sq();
+            let mut sqe = sq.prepare_sqe().expect("room was checked");
+            fill_sqe(&mut sqe, &op, |size| allocator.new_buffer(size), source_map);
+            return Some(true);
+        }
+        return if let Some(sqes) = ring.sq().prepare_sqes(chain.len() as u32) {
+            let ops = extract_one_chain(source_map, queue, chain);
+            if ops.is_empty() {
+                // all the sources in the ring were cancelled
+                continue;
+            }
+
+            for (op, mut sqe) in ops.into_iter().zip(sqes.into_iter()) {
+                fill_sqe(&mut sqe, &op, |size| allocator.new_buffer(size), source_map);
+            }
+            Some(true)
+        } else {
+            None
+        };
+    }
+    Some(false)
 }
 
 fn process_one_event<F, R>(
@@ -896,30 +945,7 @@ impl UringCommon for PollRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-
-        while let Some(chain) = peek_one_chain(queue, self.size) {
-            return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain);
-                if ops.is_empty() {
-                    // all the sources in the ring were cancelled
-                    continue;
-                }
-
-                for (op, mut sqe) in ops.into_iter().zip(sqes.into_iter()) {
-                    let allocator = self.allocator.clone();
-                    fill_sqe(
-                        &mut sqe,
-                        &op,
-                        move |size| allocator.new_buffer(size),
-                        source_map,
-                    );
-                }
-                Some(true)
-            } else {
-                None
-            };
-        }
-        Some(false)
+        submit_one_chain(&mut self.ring, self.size, &self.allocator, source_map, queue)
     }
 }
 
@@ -1284,30 +1310,7 @@ impl UringCommon for SleepableRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-
-        while let Some(chain) = peek_one_chain(queue, self.size) {
-            return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain);
-                if ops.is_empty() {
-                    // all the sources in the ring were cancelled
-                    continue;
-                }
-
-                for (op, mut sqe) in ops.into_iter().zip(sqes.into_iter()) {
-                    let allocator = self.allocator.clone();
-                    fill_sqe(
-                        &mut sqe,
-                        &op,
-                        move |size| allocator.new_buffer(size),
-                        source_map,
-                    );
-                }
-                Some(true)
-            } else {
-                None
-            };
-        }
-        Some(false)
+        submit_one_chain(&mut self.ring, self.size, &self.allocator, source_map, queue)
     }
 }
 
