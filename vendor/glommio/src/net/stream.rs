@@ -292,7 +292,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let no_pending_poll = self
             .source_rx
             .as_ref()
-            .map(|src| src.result().is_some())
+            .map(|src| src.has_result())
             .unwrap_or(true);
 
         if no_pending_poll {
@@ -357,7 +357,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let no_pending_poll = self
             .source_tx
             .as_ref()
-            .map(|src| src.result().is_some())
+            .map(|src| src.has_result())
             .unwrap_or(true);
 
         if no_pending_poll {

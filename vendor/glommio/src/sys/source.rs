@@ -266,6 +266,12 @@ impl Source {
         })
     }
 
+    /// Whether the operation has completed: `result().is_some()` without converting the
+    /// result or collecting latency statistics (asked several times on every pass).
+    pub(crate) fn has_result(&self) -> bool {
+        self.inner.borrow().wakers.result.is_some()
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

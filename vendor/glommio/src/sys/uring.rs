@@ -2067,7 +2067,7 @@ impl Reactor {
     /// Whether the latency ring's timer is armed and has not fired.
     fn latency_timer_in_flight(&self) -> bool {
         let lat = self.latency_preemption_timeout_src.take();
-        let armed = lat.as_ref().is_some_and(|s| s.result().is_none());
+        let armed = lat.as_ref().is_some_and(|s| !s.has_result());
         self.latency_preemption_timeout_src.set(lat);
         armed
     }
@@ -2075,7 +2075,7 @@ impl Reactor {
     /// Drops the latency timer once its completion has been consumed.
     fn forget_spent_timers(&self) {
         let lat = self.latency_preemption_timeout_src.take();
-        if lat.as_ref().is_some_and(|s| s.result().is_none()) {
+        if lat.as_ref().is_some_and(|s| !s.has_result()) {
             self.latency_preemption_timeout_src.set(lat);
         } else {
             self.latency_preemption_deadline.set(None);
