@@ -1945,8 +1945,9 @@ impl Reactor {
         // Straight after a sleep, every ring's completions were collected on waking and no task
         // has run since, so nothing new is queued: the executor's `poll_io` that comes next has
         // only the preemption timer to arm. Sweeping the three rings again there (a dozen calls
-        // that find nothing) was 4% of a request's user-space instructions at a moderate rate. Completions that arrived in the microseconds since are collected by the next
-        // `wait`, before any sleep, as any that arrive while the tasks run.
+        // that find nothing) was 4% of a request's user-space instructions at a moderate rate.
+        // Completions that arrived in the microseconds since are collected by the next `wait`,
+        // before any sleep, as any that arrive while the tasks run.
         if self.swept_on_waking.take() {
             if let Some(preempt) = preempt_timer() {
                 let mut lat_ring = self.latency_ring.borrow_mut();
