@@ -90,7 +90,16 @@ def start(argv, out, attempts=4):
     raise RuntimeError(f"{argv[0]}: never started under valgrind in {attempts} attempts")
 
 
-def measure(target, run_dir, requests, rate, keep=None):
+def load(test, requests, rate):
+    """Send about `requests` requests (connections for `conns`); how many went through."""
+    if test == "paced":
+        return run.latency(PORTS["http"], max(1, requests // rate), rate)["count"]
+    # Closed loop on 4 connections: as fast as the proxy under valgrind answers, for as long as
+    # `requests` would take at `rate`.
+    return run.wrk(PORTS["http"], max(1, requests // rate), close=test == "conns", conns=4)[0]
+
+
+def measure(target, run_dir, test, requests, rate, keep=None):
     """Instructions and passes of the shard thread while `requests` requests go through.
 
     With `keep`, the shard thread's callgrind file is kept at that path (for callgrind_annotate).
@@ -101,7 +110,7 @@ def measure(target, run_dir, requests, rate, keep=None):
         time.sleep(3)  # valgrind translates the code paths on first use
         run.latency(PORTS["http"], 2, rate)  # connections open and settle before counting
         subprocess.run(["callgrind_control", "--instr=on", str(proc.pid)], check=True, capture_output=True)
-        sent = run.latency(PORTS["http"], max(1, requests // rate), rate)["count"]
+        sent = load(test, requests, rate)
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
     finally:
         run.stop(proc)
@@ -128,6 +137,9 @@ def main():
     parser.add_argument("builds", nargs="+", metavar="NAME=BINARY|nginx|haproxy")
     parser.add_argument("--requests", type=int, default=2500)
     parser.add_argument("--rate", type=int, default=250, help="requests/s")
+    parser.add_argument("--test", choices=("paced", "requests", "conns"), default="paced",
+                        help="paced requests at --rate (default), or closed-loop keep-alive requests "
+                        "or new connections (wrk on 4 connections) for as long as --requests at --rate takes")
     parser.add_argument("--keep", metavar="DIR",
                         help="keep each build's shard-thread profile as DIR/callgrind.NAME (read it with callgrind_annotate)")
     args = parser.parse_args()
@@ -140,14 +152,16 @@ def main():
     backend = run.pinned(run.LOAD_CPU, ["nginx", "-p", run_dir, "-c", run.render("backend-nginx.conf", run_dir)])
     try:
         run.wait_port(run.BACKEND_HTTP, backend)
-        print(f"user-space instructions of the shard per request, {args.rate} requests/s over 4 connections:")
+        unit = "connection" if args.test == "conns" else "request"
+        load_text = f"{args.rate} requests/s" if args.test == "paced" else "closed loop"
+        print(f"user-space instructions of the shard per {unit}, {load_text} over 4 connections:")
         first = None
         for name, target in builds:
             keep = args.keep and Path(args.keep, f"callgrind.{name}")
-            per_request, passes = measure(target, run_dir, args.requests, args.rate, keep)
+            per_request, passes = measure(target, run_dir, args.test, args.requests, args.rate, keep)
             first = first or per_request
-            print(f"  {name:>12}  {per_request:9,.0f} per request  {per_request / first:.3f}×  "
-                  + (f"{passes:.2f} passes per request ({per_request / passes:,.0f} per pass)" if passes
+            print(f"  {name:>12}  {per_request:9,.0f} per {unit}  {per_request / first:.3f}×  "
+                  + (f"{passes:.2f} passes per {unit} ({per_request / passes:,.0f} per pass)" if passes
                      else "" if target in run.PEERS else "executor passes not seen (inlined)"))
     finally:
         run.stop(backend)

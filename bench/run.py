@@ -261,8 +261,8 @@ class Proxy:
         stop(self.proc)
 
 
-def wrk(port, seconds, close):
-    argv = ["wrk", "-t1", "-c64", f"-d{seconds}s", f"http://127.0.0.1:{port}/"]
+def wrk(port, seconds, close, conns=64):
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"]
     if close:
         argv[1:1] = ["-H", "Connection: close"]
     out = subprocess.run(["taskset", "-c", LOAD_CPU, *argv], capture_output=True, text=True, check=True).stdout

@@ -13,6 +13,11 @@ user-space figure is good to a few per cent, where the kernel's moves with the h
 
     scripts/bench split betwixt=target/release/betwixt nginx haproxy --rounds 3
 
+`--test conns` or `--test requests` runs the benchmark's closed-loop tests instead (wrk on 64
+connections, new connections or keep-alive requests): the proxy CPU is then saturated, and the
+figures are per connection or per request. Those moved by a quarter between rounds here, user
+space included, so for a change in user space count instructions (`instructions.py --test`).
+
 Needs `perf` (Debian's `linux-perf`) and a kernel that lets root sample the CPU.
 """
 
@@ -32,8 +37,15 @@ import run
 SAMPLE_LINE = re.compile(r"\s+[\d.]+%\s+(\d+)\s+(\d+):\S*\s+(.*\S)")
 
 
-def sampled(target, run_dir, seconds, rate, frequency):
-    """(user, kernel) µs per request of `target`, running alone under the paced load."""
+def load(test, port, seconds, rate):
+    """Run one test's load against `port`; the number of requests (or connections) it made."""
+    if test == "paced":
+        return run.latency(port, seconds, rate)["count"]
+    return run.wrk(port, seconds, close=test == "conns")[0]
+
+
+def sampled(target, run_dir, test, seconds, rate, frequency):
+    """(user, kernel) µs per request (per connection for `conns`) of `target`, running alone."""
     if target in run.PEERS:
         proxy = run.Proxy(target, run_dir)
     else:
@@ -45,7 +57,7 @@ def sampled(target, run_dir, seconds, rate, frequency):
         perf = subprocess.Popen(["perf", "record", "-q", "-C", run.PROXY_CPU, "-F", str(frequency),
                                  "-o", str(data), "--", "sleep", str(seconds)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        count = run.latency(proxy.http, seconds, rate)["count"]
+        count = load(test, proxy.http, seconds, rate)
         perf.wait()
         # The threads the benchmark's CPU figures count: the proxy's (for nginx its worker's)
         # and the proxy CPU's ksoftirqd.
@@ -74,6 +86,9 @@ def main():
     parser.add_argument("targets", nargs="+", metavar="NAME=BINARY|nginx|haproxy")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=6, help="length of each sampled run")
+    parser.add_argument("--test", choices=("paced", "requests", "conns"), default="paced",
+                        help="the load: paced requests at --rate (default), or the benchmark's "
+                        "closed-loop keep-alive requests or new connections (wrk, 64 connections)")
     parser.add_argument("--rate", type=int, default=5000, help="requests/s over 4 connections")
     parser.add_argument("--frequency", type=int, default=9999, help="perf samples per second")
     args = parser.parse_args()
@@ -81,6 +96,8 @@ def main():
     if not shutil.which("perf"):
         parser.error("perf is needed (apt-get install linux-perf)")
 
+    unit = "connection" if args.test == "conns" else "request"
+    under = f"at {args.rate} requests/s" if args.test == "paced" else "under closed-loop load"
     run_dir = tempfile.mkdtemp(prefix="betwixt-split-")
     run.certificate(run_dir)
     backend = run.pinned(run.LOAD_CPU, ["nginx", "-p", run_dir, "-c", run.render("backend-nginx.conf", run_dir)])
@@ -89,14 +106,14 @@ def main():
         run.wait_port(run.BACKEND_HTTP, backend)
         for r in range(args.rounds):
             for name, target in targets if r % 2 == 0 else reversed(targets):
-                user, kernel = sampled(target, run_dir, args.seconds, args.rate, args.frequency)
+                user, kernel = sampled(target, run_dir, args.test, args.seconds, args.rate, args.frequency)
                 figures[name].append((user, kernel))
-                run.log(f"round {r + 1}/{args.rounds} {name}: user {user:.2f}  kernel {kernel:.2f} µs per request")
+                run.log(f"round {r + 1}/{args.rounds} {name}: user {user:.2f}  kernel {kernel:.2f} µs per {unit}")
     finally:
         run.stop(backend)
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    print(f"\nproxy CPU per request at {args.rate} requests/s (perf samples, median of {args.rounds} rounds):")
+    print(f"\nproxy CPU per {unit} {under} (perf samples, median of {args.rounds} rounds):")
     print(f"  {'':>12}  {'user':>7}  {'kernel':>7}  {'total':>7}")
     for name, values in figures.items():
         user = statistics.median(u for u, _ in values)
