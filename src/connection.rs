@@ -622,7 +622,8 @@ async fn backend_handshake(
 }
 
 async fn connect(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "backend has no address");
+    // Made only when it is the answer: an `io::Error` with a message is three allocations.
+    let mut last = None;
     for &addr in addrs {
         let attempt = match timeout {
             Some(limit) => TcpStream::connect_timeout(addr, limit).await,
@@ -637,10 +638,10 @@ async fn connect(addrs: &[SocketAddr], timeout: Option<Duration>) -> io::Result<
                 }
                 return Ok(stream);
             }
-            Err(e) => last = e.into(),
+            Err(e) => last = Some(e.into()),
         }
     }
-    Err(last)
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "backend has no address")))
 }
 
 #[cfg(test)]
