@@ -515,7 +515,7 @@ fn extract_one_chain(
     source_map: &mut SourceMap,
     queue: &mut VecDeque<UringDescriptor>,
     chain: Range<usize>,
-) -> SmallVec<[UringDescriptor; 1]> {
+) -> SmallVec<[UringDescriptor; 2]> {
     queue
         .drain(chain)
         .filter(move |op| dispatch(source_map, op))
