@@ -421,19 +421,33 @@ where
     S: AsRawFd + From<socket2::Socket> + Unpin,
 {
     fn from(socket: socket2::Socket) -> Self {
+        let mut stream = Self::unpolled(socket);
+        stream.stream.init();
+        stream
+    }
+}
+
+impl<S> GlommioStream<S, NonBuffered>
+where
+    S: AsRawFd + From<socket2::Socket> + Unpin,
+{
+    /// A stream whose first read is tried at once, with no readiness poll armed beforehand:
+    /// for an accepted socket, whose first bytes are as a rule already there by the time they
+    /// are read, a poll armed up front would complete as soon as it is submitted, a round
+    /// through the ring for nothing. (`from` arms one, which suits a socket just connected:
+    /// its peer speaks only once spoken to, and the first read then costs no failed attempt.)
+    pub(crate) fn unpolled(socket: socket2::Socket) -> Self {
         let reactor = crate::executor().reactor();
-        let mut stream = NonBufferedStream {
-            reactor: Rc::downgrade(&reactor),
-            stream: socket.into(),
-            source_tx: None,
-            source_rx: None,
-            source_hup: None,
-            write_timeout: Timeout::new(reactor.register_timer()),
-            read_timeout: Timeout::new(reactor.register_timer()),
-        };
-        stream.init();
         GlommioStream {
-            stream,
+            stream: NonBufferedStream {
+                reactor: Rc::downgrade(&reactor),
+                stream: socket.into(),
+                source_tx: None,
+                source_rx: None,
+                source_hup: None,
+                write_timeout: Timeout::new(reactor.register_timer()),
+                read_timeout: Timeout::new(reactor.register_timer()),
+            },
             rx_buf: NonBuffered,
             rx_done: Cell::new(false),
         }

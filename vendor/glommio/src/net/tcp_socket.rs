@@ -384,8 +384,10 @@ impl AcceptedTcpStream {
     /// });
     /// ```
     pub fn bind_to_executor(self) -> TcpStream {
+        // SAFETY: the descriptor is the accepted socket's, owned by `self` and passed on.
+        let socket = unsafe { socket2::Socket::from_raw_fd(self.fd) };
         TcpStream {
-            stream: unsafe { GlommioStream::from_raw_fd(self.fd) },
+            stream: GlommioStream::unpolled(socket),
         }
     }
 }
