@@ -7,19 +7,18 @@
 //! places, as on any other exit. Nothing here is shared between shards; a connection costs one
 //! waker clone and one slot in a vector, taken on its first poll and given back when it ends.
 
-use std::cell::{Cell, RefCell};
+use crate::wakers::WakerSlab;
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 
 /// The live connections of one server on one shard.
 #[derive(Default)]
 pub struct Connections {
     aborted: Cell<bool>,
-    /// One waker per connection task that has been polled; `None` where one has ended.
-    wakers: RefCell<Vec<Option<Waker>>>,
-    /// Free places in `wakers`.
-    free: RefCell<Vec<usize>>,
+    /// The task of every connection that has been polled, until it ends.
+    tasks: WakerSlab,
 }
 
 impl Connections {
@@ -27,36 +26,12 @@ impl Connections {
     /// poll), now and from now on.
     pub fn abort(&self) {
         self.aborted.set(true);
-        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
-        self.free.borrow_mut().clear();
-        wakers.into_iter().flatten().for_each(Waker::wake);
+        self.tasks.wake_all();
     }
 
     /// Whether any connection task still holds `connections`, besides the caller's own handle.
     pub fn in_use(connections: &Rc<Connections>) -> bool {
         Rc::strong_count(connections) > 1
-    }
-
-    fn register(&self, waker: &Waker) -> usize {
-        let mut wakers = self.wakers.borrow_mut();
-        match self.free.borrow_mut().pop() {
-            Some(place) => {
-                wakers[place] = Some(waker.clone());
-                place
-            }
-            None => {
-                wakers.push(Some(waker.clone()));
-                wakers.len() - 1
-            }
-        }
-    }
-
-    fn unregister(&self, place: usize) {
-        // After `abort` the vector is empty: nothing to give back.
-        if let Some(slot) = self.wakers.borrow_mut().get_mut(place) {
-            *slot = None;
-            self.free.borrow_mut().push(place);
-        }
     }
 }
 
@@ -68,8 +43,9 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if let Some(place) = self.place {
-            self.connections.unregister(place);
+        // After `abort` the slab was emptied, and no task takes a place again.
+        if let (Some(place), false) = (self.place, self.connections.aborted.get()) {
+            self.connections.tasks.leave(place);
         }
     }
 }
@@ -92,7 +68,7 @@ pub fn until_aborted(
         }
         // A task's waker stays valid for the task's life: registering once is enough.
         if registration.place.is_none() {
-            registration.place = Some(connections.register(cx.waker()));
+            registration.place = Some(connections.tasks.enter(cx.waker()));
         }
         Poll::Pending
     });
@@ -128,7 +104,7 @@ mod tests {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
             assert_eq!(finished.get(), 1);
             assert!(Connections::in_use(&connections));
-            assert_eq!(connections.wakers.borrow().iter().flatten().count(), 3);
+            assert_eq!(connections.tasks.len(), 3);
             connections.abort();
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
             assert_eq!(finished.get(), 4);

@@ -26,6 +26,7 @@ mod tls;
 mod transfer;
 mod udp;
 mod upgrade;
+mod wakers;
 mod watch;
 
 use betwixt_control::config::{self, Format};
