@@ -92,6 +92,41 @@ fn client_idle_timeout_closes_silent_clients() {
     );
 }
 
+/// Idle timeouts of seconds arm their timers a moment after the connection starts (see
+/// `src/idle.rs`): the deadline still counts from the start, or from the last byte moved.
+#[test]
+fn idle_timeouts_of_seconds_count_from_the_start_and_from_the_last_byte() {
+    let echo = Backend::start("echo", Behaviour::Echo);
+    let port = free_port();
+    let _bx = Betwixt::start(&server(port, &[echo.line()], "client_idle_timeout = \"2s\""), &[], &[port]);
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut busy = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Short connections come and go meanwhile.
+    for _ in 0..20 {
+        let mut short = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        short.write_all(b"y").unwrap();
+        short.read_exact(&mut [0u8; 1]).unwrap();
+    }
+    // `busy` moves bytes until past the first tick (1 s)...
+    busy.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(250));
+        busy.write_all(b"x").unwrap();
+        busy.read_exact(&mut [0u8; 1]).unwrap();
+    }
+    let last_byte = Instant::now();
+    // ...while `silent` never did: it is closed 2 s after it started.
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(matches!(silent.read(&mut [0u8; 1]), Ok(0)));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_millis(2700), "{waited:?}");
+    // `busy` is closed 2 s after its last byte.
+    assert!(matches!(busy.read(&mut [0u8; 1]), Ok(0)));
+    let waited = last_byte.elapsed();
+    assert!(waited >= Duration::from_millis(1900) && waited < Duration::from_millis(2700), "{waited:?}");
+}
+
 #[test]
 fn backend_idle_timeout_closes_silent_backends() {
     let silent = Backend::start("silent", Behaviour::Silent);
