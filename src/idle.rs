@@ -37,7 +37,7 @@ const TICK: Duration = Duration::from_secs(1);
 const LAZY_FROM: Duration = Duration::from_secs(2);
 
 /// The watches of one shard that have not armed their timers yet.
-pub struct Nursery {
+struct Nursery {
     waiting: WakerSlab,
     /// Counts the ticks: a watch that entered under an earlier count has been woken, and its
     /// place is no longer its own.
@@ -152,8 +152,8 @@ impl IdleWatch {
             if nursery.waiting_since(*tick) {
                 return Poll::Pending;
             }
-            // The tick has come (and woken the task, or found it gone from its place): the
-            // timer is armed now.
+            // The tick has come (and woken the task, unless something else polled it first):
+            // the timer is armed now.
             self.nursery = None;
         }
         let mut next: Option<Instant> = None;

@@ -42,12 +42,18 @@ impl WakerSlab {
 
     /// Empties the slab and wakes every task it held; how many.
     pub fn wake_all(&self) -> usize {
-        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        // Taken out first: a task woken here may take a place at once.
+        let mut wakers = std::mem::take(&mut *self.wakers.borrow_mut());
         self.free.borrow_mut().clear();
         let mut woken = 0;
-        for waker in wakers.into_iter().flatten() {
+        for waker in wakers.drain(..).flatten() {
             waker.wake();
             woken += 1;
+        }
+        // The emptied vector keeps its room for the next tasks, unless one came meanwhile.
+        let mut slab = self.wakers.borrow_mut();
+        if slab.is_empty() {
+            *slab = wakers;
         }
         woken
     }
