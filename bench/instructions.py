@@ -90,15 +90,6 @@ def start(argv, out, attempts=4):
     raise RuntimeError(f"{argv[0]}: never started under valgrind in {attempts} attempts")
 
 
-def load(test, requests, rate):
-    """Send about `requests` requests (connections for `conns`); how many went through."""
-    if test == "paced":
-        return run.latency(PORTS["http"], max(1, requests // rate), rate)["count"]
-    # Closed loop on 4 connections: as fast as the proxy under valgrind answers, for as long as
-    # `requests` would take at `rate`.
-    return run.wrk(PORTS["http"], max(1, requests // rate), close=test == "conns", conns=4)[0]
-
-
 def measure(target, run_dir, test, requests, rate, keep=None):
     """Instructions and passes of the shard thread while `requests` requests go through.
 
@@ -110,7 +101,9 @@ def measure(target, run_dir, test, requests, rate, keep=None):
         time.sleep(3)  # valgrind translates the code paths on first use
         run.latency(PORTS["http"], 2, rate)  # connections open and settle before counting
         subprocess.run(["callgrind_control", "--instr=on", str(proc.pid)], check=True, capture_output=True)
-        sent = load(test, requests, rate)
+        # As long as `requests` take at `rate`; the closed-loop tests on 4 connections, as fast
+        # as the proxy under valgrind answers.
+        sent = run.load(test, PORTS["http"], max(1, requests // rate), rate, conns=4)
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, capture_output=True)
     finally:
         run.stop(proc)

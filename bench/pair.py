@@ -55,14 +55,6 @@ class Build:
         run.stop(self.proc)
 
 
-def load(test, port, seconds, rate):
-    """Runs one slice of `test` against `port`; answers how many connections or requests it made."""
-    if test == "paced":
-        return run.latency(port, seconds, rate)["count"]
-    requests, _ = run.wrk(port, seconds, close=(test == "conns"))
-    return requests
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("builds", nargs="+", metavar="NAME=BINARY", help="two or more builds; the first is A")
@@ -92,7 +84,7 @@ def main():
             for s in range(args.slices):
                 for build in started if s % 2 == 0 else reversed(started):
                     before = build.cpu()
-                    count = load(args.test, build.ports["http"], args.seconds, args.rate)
+                    count = run.load(args.test, build.ports["http"], args.seconds, args.rate)
                     slices[build.name].append((build.cpu() - before) / count * 1e6)
                     time.sleep(0.5)  # closing connections settle before the next build's slice
             for build in started:

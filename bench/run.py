@@ -293,6 +293,15 @@ def latency(port, seconds, rate):
     return json.loads(out.stdout)
 
 
+def load(test, port, seconds, rate, conns=64):
+    """One of the tests that `pair.py`, `split.py` and `instructions.py` share, against `port`:
+    `paced` (`latency` at `rate` requests/s), `requests` or `conns` (`wrk` on `conns`
+    connections, keep-alive or `Connection: close`); how many requests or connections it made."""
+    if test == "paced":
+        return latency(port, seconds, rate)["count"]
+    return wrk(port, seconds, close=test == "conns", conns=conns)[0]
+
+
 def idle(proxy, conns):
     """RSS of the proxy with `conns` idle proxied connections, and the growth per connection."""
     before = rss_kib(proxy.pids)

@@ -37,13 +37,6 @@ import run
 SAMPLE_LINE = re.compile(r"\s+[\d.]+%\s+(\d+)\s+(\d+):\S*\s+(.*\S)")
 
 
-def load(test, port, seconds, rate):
-    """Run one test's load against `port`; the number of requests (or connections) it made."""
-    if test == "paced":
-        return run.latency(port, seconds, rate)["count"]
-    return run.wrk(port, seconds, close=test == "conns")[0]
-
-
 def sampled(target, run_dir, test, seconds, rate, frequency):
     """(user, kernel) µs per request (per connection for `conns`) of `target`, running alone."""
     if target in run.PEERS:
@@ -57,7 +50,7 @@ def sampled(target, run_dir, test, seconds, rate, frequency):
         perf = subprocess.Popen(["perf", "record", "-q", "-C", run.PROXY_CPU, "-F", str(frequency),
                                  "-o", str(data), "--", "sleep", str(seconds)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        count = load(test, proxy.http, seconds, rate)
+        count = run.load(test, proxy.http, seconds, rate)
         perf.wait()
         # The threads the benchmark's CPU figures count: the proxy's (for nginx its worker's)
         # and the proxy CPU's ksoftirqd.
