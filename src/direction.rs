@@ -169,6 +169,11 @@ impl Direction {
     /// buffer, after the bytes it holds. Ready(0) is the reader's end of stream; with bytes,
     /// also whether the reader said it holds more (bytes, or its end of stream) after them.
     fn poll_read(&mut self, cx: &mut Context<'_>, reader: &mut TcpStream) -> Poll<io::Result<(usize, bool)>> {
+        // The task polls both directions whenever either socket wakes it: the other one's read
+        // usually just waits on its armed poll, and needs no buffer or pipe to find that out.
+        if self.start == self.end && self.pipe.is_none() && reader.poll_read_waits(cx) {
+            return Poll::Pending;
+        }
         if self.splicing && self.pipe.is_none() {
             self.pipe = pipes::take();
         }

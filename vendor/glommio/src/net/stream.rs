@@ -380,6 +380,23 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Poll::Pending
     }
 
+    /// Whether a read would only wait: the readiness poll an earlier read armed has not
+    /// completed. Then the task's waker is registered on it, as that read would, and `true`
+    /// is returned; the caller can skip setting up a read attempt. With a read timeout set,
+    /// `false`, so that the read itself checks and arms the timeout.
+    pub(crate) fn poll_read_waits(&mut self, cx: &Context<'_>) -> bool {
+        if self.read_timeout.0.get().is_some() {
+            return false;
+        }
+        match &self.source_rx {
+            Some(source) if !source.has_result() => {
+                source.add_waiter_single(cx.waker());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Waits, without reading, for the peer to go away: resolves with the poll events seen,
     /// among `POLLERR`, `POLLHUP` and `POLLRDHUP`. One io_uring poll stays armed however often
     /// this is called, until it fires; the call after that arms a new one.
@@ -508,6 +525,10 @@ impl<S: AsRawFd> GlommioStream<S, NonBuffered> {
 
     pub(crate) fn poll_hangup(&mut self, cx: &Context<'_>) -> Poll<io::Result<u32>> {
         self.stream.poll_hangup(cx)
+    }
+
+    pub(crate) fn poll_read_waits(&mut self, cx: &Context<'_>) -> bool {
+        self.stream.poll_read_waits(cx)
     }
 }
 

@@ -578,6 +578,16 @@ impl TcpStream {
     pub fn poll_hangup(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<u32>> {
         self.stream.poll_hangup(cx)
     }
+
+    /// Whether a read would only wait for the socket to become readable: the readiness poll
+    /// an earlier read started has not completed. Then the task's waker is registered on it,
+    /// as that read would register it, and `true` is returned, so that a caller polled for
+    /// some other reason (another socket of the same task) can skip preparing a read. `false`
+    /// when a read could find something, and whenever a read timeout is set (the read checks
+    /// and arms it).
+    pub fn poll_read_waits(&mut self, cx: &mut Context<'_>) -> bool {
+        self.stream.poll_read_waits(cx)
+    }
 }
 
 impl<B: RxBuf> TcpStream<B> {
