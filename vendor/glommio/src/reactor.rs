@@ -123,7 +123,7 @@ impl Timers {
 
     /// Return the duration until next event and the number of
     /// ready and woke timers.
-    fn process_timers(&mut self, clock: impl FnOnce() -> Instant) -> (Option<Duration>, usize) {
+    fn process_timers(&mut self, clock: impl FnOnce() -> Instant) -> (Option<Instant>, usize) {
         // Without timers there is nothing to compare with the clock: every pass of the
         // executor comes here.
         if self.timers.is_empty() {
@@ -144,12 +144,8 @@ impl Timers {
             woke += 1;
         }
 
-        // Calculate the duration until the next event.
-        let next = self
-            .timers
-            .keys()
-            .next()
-            .map(|(when, _)| when.saturating_duration_since(now));
+        // When the next timer is due: only a pass that sleeps turns it into a duration.
+        let next = self.timers.keys().next().map(|(when, _)| *when);
         (next, woke)
     }
 }
@@ -874,7 +870,7 @@ impl Reactor {
     /// Processes ready timers and extends the list of wakers to wake.
     ///
     /// Returns the duration until the next timer
-    fn process_timers(&self) -> (Option<Duration>, usize) {
+    fn process_timers(&self) -> (Option<Instant>, usize) {
         let mut timers = self.timers.borrow_mut();
         // Always a fresh reading (a spinning executor comes here without starting a pass),
         // which the rest of the pass then uses.
@@ -921,7 +917,7 @@ impl Reactor {
         Ok(woke > 0)
     }
 
-    fn process_external_events(&self) -> (Option<Duration>, usize) {
+    fn process_external_events(&self) -> (Option<Instant>, usize) {
         let (next_timer, mut woke) = self.process_timers();
         woke += self.process_shared_channels();
         (next_timer, woke)

@@ -1932,7 +1932,7 @@ impl Reactor {
     pub(crate) fn wait<Preempt, F>(
         &self,
         preempt_timer: Preempt,
-        user_timer: Option<Duration>,
+        user_timer: Option<Instant>,
         mut woke: usize,
         process_remote_channels: F,
     ) -> io::Result<bool>
@@ -2006,6 +2006,8 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             self.forget_spent_timers();
+            // The timers were checked against the pass's clock reading.
+            let user_timer = user_timer.map(|due| due.saturating_duration_since(self.pass_now()));
             // Nothing in flight on the latency ring but its timer, and no task left to
             // preempt: nothing there has to wake us, so the sleep can go without the poll
             // that links that ring (one request armed and one cancelled per sleep), the
