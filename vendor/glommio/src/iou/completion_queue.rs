@@ -32,6 +32,9 @@ impl<'ring> CompletionQueue<'ring> {
         if self.is_settled() {
             return None;
         }
+        if let Some(cqe) = self.take_posted() {
+            return Some(cqe);
+        }
         unsafe {
             let mut cqe = MaybeUninit::uninit();
             uring_sys::io_uring_peek_cqe(self.ring.as_ptr(), cqe.as_mut_ptr());
@@ -41,6 +44,35 @@ impl<'ring> CompletionQueue<'ring> {
             } else {
                 None
             }
+        }
+    }
+
+    /// The oldest completion in the queue, taken as liburing's peek takes it (read at the head,
+    /// the head then moved on with a release store) without its three calls into C: a proxied
+    /// request collects two. `None` when the queue is empty, and on kernels without
+    /// `IORING_FEAT_EXT_ARG`, where liburing's own timeouts may sit in the queue for it to skip.
+    #[inline(always)]
+    fn take_posted(&mut self) -> Option<CQE> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        unsafe {
+            let ring = self.ring.as_ref();
+            if ring.features & uring_sys::IORING_FEAT_EXT_ARG == 0 {
+                return None;
+            }
+            let cq = &ring.cq;
+            let head = *cq.khead;
+            let tail = (*(cq.ktail as *const AtomicU32)).load(Ordering::Acquire);
+            if tail == head {
+                return None;
+            }
+            let cqe = &*cq.cqes.add((head & *cq.kring_mask) as usize);
+            let (user_data, res, flags) = (cqe.user_data, cqe.res, cqe.flags);
+            (*(cq.khead as *const AtomicU32)).store(head.wrapping_add(1), Ordering::Release);
+            Some(CQE::from_raw_parts(
+                user_data,
+                res,
+                super::cqe::CompletionFlags::from_bits_truncate(flags),
+            ))
         }
     }
 
