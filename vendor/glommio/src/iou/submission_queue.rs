@@ -30,14 +30,25 @@ impl<'ring> SubmissionQueue<'ring> {
     /// Returns new [`SQE`s](crate::sqe::SQE) until the queue size is reached.
     /// After that, will return `None`.
     pub fn prepare_sqe(&mut self) -> Option<SQE<'_>> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // liburing's `io_uring_get_sqe` and `io_uring_prep_nop`, in Rust: two calls into C
+        // per request otherwise.
         unsafe {
-            let sqe = uring_sys::io_uring_get_sqe(self.ring.as_mut());
-            if !sqe.is_null() {
-                uring_sys::io_uring_prep_nop(sqe);
-                Some(SQE::new(&mut *sqe))
-            } else {
-                None
+            let sq = &mut self.ring.as_mut().sq;
+            // The kernel moves the head as it takes entries in.
+            let head = (*(sq.khead as *const AtomicU32)).load(Ordering::Acquire);
+            let next = sq.sqe_tail.wrapping_add(1);
+            if next.wrapping_sub(head) > *sq.kring_entries {
+                return None;
             }
+            let sqe = sq.sqes.add((sq.sqe_tail & *sq.kring_mask) as usize);
+            sq.sqe_tail = next;
+            // What `io_uring_prep_nop` leaves: every field zero (the no-op's opcode is 0),
+            // no descriptor.
+            std::ptr::write_bytes(sqe, 0, 1);
+            (*sqe).fd = -1;
+            debug_assert_eq!((*sqe).opcode, uring_sys::IoRingOp::IORING_OP_NOP as u8);
+            Some(SQE::new(&mut *sqe))
         }
     }
 
