@@ -117,7 +117,10 @@ pub fn read_hinted(fd: RawFd, buffer: &mut [u8]) -> io::Result<Option<(usize, bo
     message.msg_controllen = size_of_val(&control) as _;
     // SAFETY: the kernel writes at most `buffer.len()` bytes into the buffer and at most
     // `msg_controllen` into `control`, both alive for the call.
-    let n = unsafe { libc::recvmsg(fd, &mut message, libc::MSG_DONTWAIT) };
+    let n = unsafe {
+        let message = &mut message as *mut libc::msghdr as libc::c_long;
+        socket_call(libc::SYS_recvmsg, [fd as _, message, libc::MSG_DONTWAIT as _, 0, 0, 0])
+    };
     Ok(now_or_never(n)?.map(|n| (n, n > 0 && remaining(&message) > 0)))
 }
 
@@ -148,9 +151,22 @@ pub fn take_error(fd: RawFd) -> Option<io::Error> {
 /// Reads what the socket holds now, without waiting, into `buffer`: `Ok(None)` when nothing
 /// is there.
 pub fn read_now(fd: RawFd, buffer: &mut [u8]) -> io::Result<Option<usize>> {
-    // SAFETY: the kernel writes at most `buffer.len()` bytes into it.
-    let n = unsafe { libc::recv(fd, buffer.as_mut_ptr().cast(), buffer.len(), libc::MSG_DONTWAIT) };
+    let (fd, start, len) = (fd as _, buffer.as_mut_ptr() as _, buffer.len() as _);
+    // SAFETY: the kernel writes at most `buffer.len()` bytes into it; no source address.
+    let n = unsafe { socket_call(libc::SYS_recvfrom, [fd, start, len, libc::MSG_DONTWAIT as _, 0, 0]) };
     now_or_never(n)
+}
+
+/// A socket system call made through `syscall` rather than glibc's wrapper: glibc's `send`,
+/// `recv` and `recvmsg` are cancellation points, which a multi-threaded process pays for with
+/// two atomic updates around every call, and betwixt never cancels a thread. Every argument
+/// is passed a full register wide, as `syscall` reads them.
+///
+/// # Safety
+/// The arguments must be what the system call `number` expects (valid pointers and lengths).
+unsafe fn socket_call(number: libc::c_long, args: [libc::c_long; 6]) -> isize {
+    // SAFETY: as the caller promises.
+    unsafe { libc::syscall(number, args[0], args[1], args[2], args[3], args[4], args[5]) as isize }
 }
 
 /// Writes what the socket takes now of `bytes`, without waiting: `Ok(None)` when it takes
@@ -160,8 +176,9 @@ pub fn read_now(fd: RawFd, buffer: &mut [u8]) -> io::Result<Option<usize>> {
 pub fn send_now(fd: RawFd, bytes: &[u8], last: bool) -> io::Result<Option<usize>> {
     let more = if last { libc::MSG_MORE } else { 0 };
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | more;
-    // SAFETY: the kernel reads at most `bytes.len()` bytes from it.
-    let n = unsafe { libc::send(fd, bytes.as_ptr().cast(), bytes.len(), flags) };
+    let (fd, start, len, flags) = (fd as _, bytes.as_ptr() as _, bytes.len() as _, flags as _);
+    // SAFETY: the kernel reads at most `bytes.len()` bytes from it; no destination address.
+    let n = unsafe { socket_call(libc::SYS_sendto, [fd, start, len, flags, 0, 0]) };
     now_or_never(n)
 }
 

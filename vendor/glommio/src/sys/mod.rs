@@ -89,8 +89,13 @@ pub(crate) fn send_syscall(fd: RawFd, buf: *const u8, len: usize, flags: i32) ->
     syscall!(send(fd, buf as _, len, flags)).map(|x| x as usize)
 }
 
+/// A non-blocking receive, made with `syscall` rather than glibc's `recv`: that is a
+/// cancellation point, which a multi-threaded process pays for with two atomic updates around
+/// every call, and nothing here cancels threads.
 pub(crate) fn recv_syscall(fd: RawFd, buf: *mut u8, len: usize, flags: i32) -> io::Result<usize> {
-    syscall!(recv(fd, buf as _, len, flags)).map(|x| x as usize)
+    // Every argument a full register wide, as `syscall` reads them; no source address wanted.
+    let (fd, flags) = (fd as libc::c_long, flags as libc::c_long);
+    syscall!(syscall(libc::SYS_recvfrom, fd, buf, len, flags, 0usize, 0usize)).map(|x| x as usize)
 }
 
 pub(crate) fn accept_syscall(fd: RawFd) -> io::Result<RawFd> {
