@@ -121,7 +121,7 @@ impl Timers {
         self.timers.insert((when, id), waker);
     }
 
-    /// Return the duration until next event and the number of
+    /// Return when the next timer is due and the number of
     /// ready and woke timers.
     fn process_timers(&mut self, clock: impl FnOnce() -> Instant) -> (Option<Instant>, usize) {
         // Without timers there is nothing to compare with the clock: every pass of the
@@ -869,7 +869,7 @@ impl Reactor {
 
     /// Processes ready timers and extends the list of wakers to wake.
     ///
-    /// Returns the duration until the next timer
+    /// Returns when the next timer is due
     fn process_timers(&self) -> (Option<Instant>, usize) {
         let mut timers = self.timers.borrow_mut();
         // Always a fresh reading (a spinning executor comes here without starting a pass),

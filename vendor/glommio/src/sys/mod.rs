@@ -393,7 +393,9 @@ impl SleepNotifier {
         // costs one load, the channel's own emptiness check a few dozen instructions. Taking
         // the flag (acquire) before receiving makes every waker queued before it was set
         // visible to the receives; one queued after is flagged again.
-        if !self.foreign_queued.load(Ordering::Relaxed) || !self.foreign_queued.swap(false, Ordering::Acquire) {
+        if !self.foreign_queued.load(Ordering::Relaxed)
+            || !self.foreign_queued.swap(false, Ordering::Acquire)
+        {
             return 0;
         }
         let mut processed = 0;
