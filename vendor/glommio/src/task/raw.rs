@@ -230,42 +230,38 @@ where
                     (*raw.header).latency_matters,
                 );
             });
-        } else {
-            let state = (*raw.header).state;
-
-            // If the task is completed or closed, it can't be woken up.
-            if state & (COMPLETED | CLOSED) == 0 {
-                // If the task is already scheduled do nothing.
-                if state & SCHEDULED == 0 {
-                    // Mark the task as scheduled.
-                    (*(raw.header as *mut Header)).state = state | SCHEDULED;
-                    if state & RUNNING == 0 {
-                        // Schedule the task.
-                        Self::schedule(ptr);
-                    }
-                }
-            }
+        } else if Self::mark_woken(&raw) {
+            Self::schedule(ptr);
         }
+    }
+
+    /// Marks the task, on its own thread, as woken: scheduled, unless it is completed, closed or
+    /// scheduled already. Answers whether it must be queued now; a running task is queued again
+    /// by `run` when its poll returns.
+    unsafe fn mark_woken(raw: &Self) -> bool {
+        let state = (*raw.header).state;
+        if state & (COMPLETED | CLOSED | SCHEDULED) != 0 {
+            return false;
+        }
+        (*(raw.header as *mut Header)).state = state | SCHEDULED;
+        state & RUNNING == 0
     }
 
     /// Wakes a waker.
     unsafe fn wake(ptr: *const ()) {
         dbg_context!(ptr, "wake", {
             let raw = Self::from_ptr(ptr);
-            if Self::thread_id() == Some(raw.my_id()) {
-                let state = (*raw.header).state;
-                if state & (COMPLETED | CLOSED | SCHEDULED | RUNNING) == 0 {
-                    // The common case, a waiting task woken on its own thread: the waker's
-                    // reference becomes the scheduled task's, instead of taking a new one and
-                    // then dropping the waker's (two reference count updates and a second
-                    // thread check fewer per wake-up).
-                    (*(raw.header as *mut Header)).state = state | SCHEDULED;
-                    Self::schedule_owned(ptr);
-                    return;
-                }
+            if Self::thread_id() != Some(raw.my_id()) {
+                Self::do_wake(ptr);
+                Self::drop_waker(ptr);
+            } else if Self::mark_woken(&raw) {
+                // The waker's reference becomes the scheduled task's, instead of taking a new
+                // one and then dropping the waker's (two reference count updates and a second
+                // thread check fewer per wake-up).
+                Self::schedule_owned(ptr);
+            } else {
+                Self::drop_local_reference(ptr);
             }
-            Self::do_wake(ptr);
-            Self::drop_waker(ptr);
         });
     }
 
