@@ -89,6 +89,11 @@ struct Timers {
     /// a timer ID used to distinguish timers that fire at the same time.
     /// The [`Waker`] represents the task awaiting the timer.
     timers: BTreeMap<(Instant, u64), Waker>,
+
+    /// When the earliest timer is due (the first key's time), kept beside the map: every pass
+    /// of the executor asks, twice, and on almost every pass nothing is due. Comparing with
+    /// it spares two walks to the map's first leaf per question.
+    next_due: Option<Instant>,
 }
 
 impl Timers {
@@ -97,6 +102,7 @@ impl Timers {
             timer_id: 0,
             timers_by_id: AHashMap::new(),
             timers: BTreeMap::new(),
+            next_due: None,
         }
     }
 
@@ -106,30 +112,42 @@ impl Timers {
     }
 
     fn remove(&mut self, id: u64) -> Option<Waker> {
-        if let Some(when) = self.timers_by_id.remove(&id) {
-            return self.timers.remove(&(when, id));
-        }
-
-        None
+        let when = self.timers_by_id.remove(&id)?;
+        let waker = self.timers.remove(&(when, id));
+        self.forgot(when);
+        waker
     }
 
     fn insert(&mut self, id: u64, when: Instant, waker: Waker) {
-        if let Some(when) = self.timers_by_id.get_mut(&id) {
-            self.timers.remove(&(*when, id));
+        if let Some(earlier) = self.timers_by_id.insert(id, when) {
+            self.timers.remove(&(earlier, id));
+            self.forgot(earlier);
         }
-        self.timers_by_id.insert(id, when);
         self.timers.insert((when, id), waker);
+        if self.next_due.is_none_or(|next| when < next) {
+            self.next_due = Some(when);
+        }
+    }
+
+    /// A timer due at `when` left the map: if it may have been the earliest, look again.
+    fn forgot(&mut self, when: Instant) {
+        if self.next_due == Some(when) {
+            self.next_due = self.timers.keys().next().map(|(when, _)| *when);
+        }
     }
 
     /// Return when the next timer is due and the number of
     /// ready and woke timers.
     fn process_timers(&mut self, clock: impl FnOnce() -> Instant) -> (Option<Instant>, usize) {
-        // Without timers there is nothing to compare with the clock: every pass of the
-        // executor comes here.
-        if self.timers.is_empty() {
+        // Without timers there is nothing to compare with the clock, and with none due there
+        // is nothing to take out of the map: every pass of the executor comes here.
+        let Some(next) = self.next_due else {
             return (None, 0);
-        }
+        };
         let now = clock();
+        if next >= now {
+            return (Some(next), 0);
+        }
 
         // Wake the timers due before now, earliest first. Taken off the front one by one: on
         // most passes none is due, and splitting the map there (as this did) built and dropped
@@ -145,8 +163,8 @@ impl Timers {
         }
 
         // When the next timer is due: only a pass that sleeps turns it into a duration.
-        let next = self.timers.keys().next().map(|(when, _)| *when);
-        (next, woke)
+        self.next_due = self.timers.keys().next().map(|(when, _)| *when);
+        (self.next_due, woke)
     }
 }
 
