@@ -890,13 +890,7 @@ impl Reactor {
     /// Returns when the next timer is due
     fn process_timers(&self) -> (Option<Instant>, usize) {
         let mut timers = self.timers.borrow_mut();
-        // Always a fresh reading (a spinning executor comes here without starting a pass),
-        // which the rest of the pass then uses.
-        timers.process_timers(|| {
-            let now = Instant::now();
-            self.sys.set_pass_now(now);
-            now
-        })
+        timers.process_timers(|| self.sys.pass_now())
     }
 
     fn process_shared_channels(&self) -> usize {
@@ -927,6 +921,8 @@ impl Reactor {
     ///
     /// This doesn't ever sleep, and does not touch the preemption timer.
     pub(crate) fn spin_poll_io(&self) -> io::Result<bool> {
+        // Each turn of the spin is later than the last: timers compare with a fresh reading.
+        self.sys.new_pass();
         let mut woke = 0;
         self.sys.poll_io(&mut woke)?;
         woke += self.process_timers().1;
@@ -943,8 +939,8 @@ impl Reactor {
 
     /// Processes new events, blocking until the first event or the timeout.
     pub(crate) fn react(&self, timeout: impl Fn() -> Option<Duration>) -> io::Result<bool> {
-        self.sys.new_pass();
-        // Process ready timers.
+        // Process ready timers, against the pass's time: no older than the end of the last
+        // task queue's run or the last sleep (see `pass_now`).
         let (next_timer, woke) = self.process_external_events();
 
         // Block on I/O events. After a sleep the executor's next step is `poll_io`, which

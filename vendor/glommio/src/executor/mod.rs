@@ -2145,6 +2145,27 @@ impl ExecutorProxy {
         };
     }
 
+    /// The executor's time: the clock as read once per wake-up of the executor and again at
+    /// the end of each task queue's run, as event loops keep the time of each wake-up for
+    /// their timeouts. Within a task it is behind the clock by as long as its task queue has
+    /// run so far (the preemption period at most) and costs a load instead of a clock read;
+    /// outside an executor it is the clock.
+    pub fn now(&self) -> Instant {
+        #[cfg(not(feature = "native-tls"))]
+        return if LOCAL_EX.is_set() {
+            LOCAL_EX.with(|local_ex| local_ex.reactor.sys.pass_now())
+        } else {
+            Instant::now()
+        };
+
+        #[cfg(feature = "native-tls")]
+        return unsafe {
+            LOCAL_EX
+                .as_ref()
+                .map_or_else(Instant::now, |ex| ex.reactor.sys.pass_now())
+        };
+    }
+
     /// Conditionally yields the current task queue. The scheduler may then
     /// process other task queues according to their latency requirements.
     /// If a call to this function results in the current queue to yield,

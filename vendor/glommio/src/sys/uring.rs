@@ -2068,11 +2068,13 @@ impl Reactor {
             if events == 0 {
                 if alone && self.eventfd_src.is_installed().unwrap() {
                     main_ring.sleep_alone(user_timer)?;
+                    self.new_pass();
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
                     self.swept_on_waking.set(true);
                 } else if self.eventfd_src.is_installed().unwrap() {
                     self.link_rings_and_sleep(&mut main_ring)
                         .expect("some error");
+                    self.new_pass();
                     // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
@@ -2123,8 +2125,10 @@ impl Reactor {
     /// start of the first task queue's run come microseconds apart, and a clock read costs
     /// tens of nanoseconds in a virtual machine: at a moderate rate the reads were a tenth of a
     /// shard's user-space time, as nginx avoids by keeping the time of each wake-up.
-    /// Forgotten when the next pass starts (`new_pass`), and replaced by the end of each task
-    /// queue's run (`set_pass_now`), since tasks may run for long.
+    /// Replaced by the end of each task queue's run (`set_pass_now`), since tasks may run for
+    /// long, and forgotten after a sleep and on each turn of a spin (`new_pass`): only those
+    /// wait. So the pass that sleeps times its sleep from the end of the last run, microseconds
+    /// before, and the pass after it reads the clock once.
     pub(crate) fn pass_now(&self) -> Instant {
         match self.pass_time.get() {
             Some(now) => now,
@@ -2141,7 +2145,7 @@ impl Reactor {
         self.pass_time.set(Some(now));
     }
 
-    /// A new pass of the executor: the time kept for the last one is stale.
+    /// The executor has waited (slept or spun): the time kept is stale.
     pub(crate) fn new_pass(&self) {
         self.pass_time.set(None);
     }
