@@ -827,6 +827,12 @@ pub(crate) trait UringCommon {
     /// But before the cancellation is run fd 3 gets closed and another file
     /// is opened with the same fd.
     fn flush_cancellations(&mut self, woke: &mut usize) {
+        // Almost every pass has nothing to cancel on any ring: then there are no results of
+        // cancellations to collect either (the rings' completions are collected again before
+        // any sleep, by every caller).
+        if self.queued().borrow().cancellations.is_empty() {
+            return;
+        }
         let mut cnt = 0;
         loop {
             if self.consume_cancellation_queue().is_ok() {
