@@ -1480,13 +1480,19 @@ impl LocalExecutor {
             pin!(future);
 
             let mut pre_time = Instant::now();
+            // Whether tasks may have run since the main future was last polled: not after a
+            // park or a spin, which only wake tasks, so the poll there would find what the
+            // poll before them found.
+            let mut ran_since_poll = true;
             loop {
-                if let Poll::Ready(t) = future.as_mut().poll(cx) {
-                    // can't be canceled, and join handle is None only upon
-                    // cancellation or panic. So in case of panic this just propagates
-                    let cur_time = Instant::now();
-                    this.queues.borrow_mut().stats.total_runtime += cur_time - pre_time;
-                    break t.unwrap();
+                if ran_since_poll {
+                    if let Poll::Ready(t) = future.as_mut().poll(cx) {
+                        // can't be canceled, and join handle is None only upon
+                        // cancellation or panic. So in case of panic this just propagates
+                        let cur_time = Instant::now();
+                        this.queues.borrow_mut().stats.total_runtime += cur_time - pre_time;
+                        break t.unwrap();
+                    }
                 }
 
                 // We want to do I/O before we call run_task_queues,
@@ -1500,6 +1506,7 @@ impl LocalExecutor {
 
                 // run user code
                 let run = this.run_task_queues();
+                ran_since_poll = true;
 
                 // account for runtime and poll/sleep if possible (as of the end of the last
                 // task queue's run, or of the pass when none ran)
@@ -1513,7 +1520,9 @@ impl LocalExecutor {
                         // test again here. We can't test *just* here because the main
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
-                    } else if spin_before_park.is_zero() {
+                    }
+                    ran_since_poll = false;
+                    if spin_before_park.is_zero() {
                         // Parking polls too, and submits the I/O queued by the tasks with the
                         // system call that sleeps: polling first would cost one more.
                         this.parker
