@@ -58,6 +58,11 @@ impl SharedChannels {
     }
 
     fn process_shared_channels(&mut self) -> usize {
+        // Asked several times per pass of the executor; an executor with no shared channel
+        // (or none in use) has nothing here.
+        if self.connection_wakers.is_empty() && self.wakers_map.is_empty() {
+            return 0;
+        }
         let mut woke = self.connection_wakers.len();
         if woke > 0 {
             for waker in self.connection_wakers.drain(..) {
