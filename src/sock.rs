@@ -158,13 +158,13 @@ pub fn read_now(fd: RawFd, buffer: &mut [u8]) -> io::Result<Option<usize>> {
 }
 
 /// A socket system call made through `syscall` rather than glibc's wrapper: glibc's `send`,
-/// `recv` and `recvmsg` are cancellation points, which a multi-threaded process pays for with
-/// two atomic updates around every call, and betwixt never cancels a thread. Every argument
-/// is passed a full register wide, as `syscall` reads them.
+/// `recv`, `sendmsg`, `recvmmsg` and the like are cancellation points, which a multi-threaded
+/// process pays for with two atomic updates around every call, and betwixt never cancels a
+/// thread. Every argument is passed a full register wide, as `syscall` reads them.
 ///
 /// # Safety
 /// The arguments must be what the system call `number` expects (valid pointers and lengths).
-unsafe fn socket_call(number: libc::c_long, args: [libc::c_long; 6]) -> isize {
+pub unsafe fn socket_call(number: libc::c_long, args: [libc::c_long; 6]) -> isize {
     // SAFETY: as the caller promises.
     unsafe { libc::syscall(number, args[0], args[1], args[2], args[3], args[4], args[5]) as isize }
 }

@@ -115,7 +115,10 @@ fn send_gathered(fd: std::os::fd::RawFd, bufs: &[io::IoSlice<'_>]) -> Option<io:
     message.msg_iov = bufs.as_ptr().cast::<libc::iovec>().cast_mut();
     message.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     // SAFETY: `message` points at `bufs`, which outlive the call.
-    let sent = unsafe { libc::sendmsg(fd, &message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    let sent = unsafe {
+        crate::sock::socket_call(libc::SYS_sendmsg, [fd as _, &raw const message as _, flags as _, 0, 0, 0])
+    };
     if sent >= 0 {
         return Some(Ok(sent as usize));
     }

@@ -1,6 +1,7 @@
 //! `recvmmsg` and `sendmmsg`: many datagrams per system call, from the server socket and a
 //! session's, and to them. The only unsafe code of the UDP path is here.
 
+use crate::sock::socket_call;
 use socket2::SockAddr;
 use std::io;
 use std::net::SocketAddr;
@@ -51,13 +52,8 @@ impl RecvBatch {
         }
         // SAFETY: every header points into buffers owned by `self`, alive for the call.
         let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.headers.as_mut_ptr(),
-                slots as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+            let headers = self.headers.as_mut_ptr() as _;
+            socket_call(libc::SYS_recvmmsg, [fd as _, headers, slots as _, libc::MSG_DONTWAIT as _, 0, 0])
         };
         if n >= 0 {
             return Ok(n as usize);
@@ -118,12 +114,8 @@ pub fn send(fd: RawFd, datagrams: &[&[u8]], to: Option<&SockAddr>, mut each: imp
             // SAFETY: headers `start..chunk.len()` point at `iovecs`, `chunk`'s slices and `to`,
             // all alive for the call; the kernel writes only `msg_len`.
             let n = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    headers[start..].as_mut_ptr(),
-                    (chunk.len() - start) as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
+                let (pending, count) = (headers[start..].as_mut_ptr() as _, (chunk.len() - start) as _);
+                socket_call(libc::SYS_sendmmsg, [fd as _, pending, count, libc::MSG_DONTWAIT as _, 0, 0])
             };
             if n > 0 {
                 for header in &headers[start..start + n as usize] {
@@ -210,7 +202,7 @@ fn send_segmented<'d>(
         (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size as u16);
         // Every pointer in `header` is to memory alive for the call.
-        libc::sendmsg(fd, &header, libc::MSG_DONTWAIT)
+        socket_call(libc::SYS_sendmsg, [fd as _, &raw const header as _, libc::MSG_DONTWAIT as _, 0, 0, 0])
     };
     if sent >= 0 {
         for data in datagrams {

@@ -277,8 +277,8 @@ impl Pool {
                 if now.duration_since(since) > IDLE_REST {
                     continue; // rested too long: closed
                 }
-                match recv(socket.as_raw_fd(), &mut [0; 1]) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some((socket, addr)),
+                match crate::sock::read_now(socket.as_raw_fd(), &mut [0; 1]) {
+                    Ok(None) => return Some((socket, addr)),
                     // A stray datagram, or an ICMP error left on it: closed, never reused.
                     _ => log::debug!("idle socket to {addr} was not quiet: closed"),
                 }
@@ -684,17 +684,6 @@ async fn expire_sessions(front: Rc<Front>) {
         });
         // Sockets close and reply tasks are cancelled here, outside the table's borrow.
         drop(ended);
-    }
-}
-
-/// A non-blocking `recv` on a connected socket.
-fn recv(fd: RawFd, buffer: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buffer` is valid for writes of its length.
-    let n = unsafe { libc::recv(fd, buffer.as_mut_ptr().cast(), buffer.len(), libc::MSG_DONTWAIT) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
     }
 }
 
