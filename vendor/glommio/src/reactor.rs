@@ -927,7 +927,7 @@ impl Reactor {
     /// This doesn't ever sleep, and does not touch the preemption timer.
     pub(crate) fn spin_poll_io(&self) -> io::Result<bool> {
         // Each turn of the spin is later than the last: timers compare with a fresh reading.
-        self.sys.new_pass();
+        self.sys.forget_pass_time();
         let mut woke = 0;
         self.sys.poll_io(&mut woke)?;
         woke += self.process_timers().1;

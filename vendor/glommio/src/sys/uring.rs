@@ -2074,13 +2074,13 @@ impl Reactor {
             if events == 0 {
                 if alone && self.eventfd_src.is_installed().unwrap() {
                     main_ring.sleep_alone(user_timer)?;
-                    self.new_pass();
+                    self.forget_pass_time();
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
                     self.swept_on_waking.set(true);
                 } else if self.eventfd_src.is_installed().unwrap() {
                     self.link_rings_and_sleep(&mut main_ring)
                         .expect("some error");
-                    self.new_pass();
+                    self.forget_pass_time();
                     // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
@@ -2132,9 +2132,9 @@ impl Reactor {
     /// tens of nanoseconds in a virtual machine: at a moderate rate the reads were a tenth of a
     /// shard's user-space time, as nginx avoids by keeping the time of each wake-up.
     /// Replaced by the end of each task queue's run (`set_pass_now`), since tasks may run for
-    /// long, and forgotten after a sleep and on each turn of a spin (`new_pass`): only those
-    /// wait. So the pass that sleeps times its sleep from the end of the last run, microseconds
-    /// before, and the pass after it reads the clock once.
+    /// long, and forgotten after a sleep and on each turn of a spin (`forget_pass_time`): only
+    /// those wait. So the pass that sleeps times its sleep from the end of the last run,
+    /// microseconds before, and the pass after it reads the clock once.
     pub(crate) fn pass_now(&self) -> Instant {
         match self.pass_time.get() {
             Some(now) => now,
@@ -2152,7 +2152,7 @@ impl Reactor {
     }
 
     /// The executor has waited (slept or spun): the time kept is stale.
-    pub(crate) fn new_pass(&self) {
+    pub(crate) fn forget_pass_time(&self) {
         self.pass_time.set(None);
     }
 
