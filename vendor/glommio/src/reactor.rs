@@ -137,8 +137,13 @@ impl Timers {
     /// A timer due at `when` left the map: if it may have been the earliest, look again.
     fn forgot(&mut self, when: Instant) {
         if self.next_due == Some(when) {
-            self.next_due = self.timers.keys().next().map(|(when, _)| *when);
+            self.look_for_next_due();
         }
+    }
+
+    /// Sets `next_due` from the map's first key.
+    fn look_for_next_due(&mut self) {
+        self.next_due = self.timers.keys().next().map(|(when, _)| *when);
     }
 
     /// Return when the next timer is due and the number of
@@ -168,7 +173,7 @@ impl Timers {
         }
 
         // When the next timer is due: only a pass that sleeps turns it into a duration.
-        self.next_due = self.timers.keys().next().map(|(when, _)| *when);
+        self.look_for_next_due();
         (self.next_due, woke)
     }
 }

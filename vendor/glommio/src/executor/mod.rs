@@ -1480,21 +1480,7 @@ impl LocalExecutor {
             pin!(future);
 
             let mut pre_time = Instant::now();
-            // Whether tasks may have run since the main future was last polled: not after a
-            // park or a spin, which only wake tasks, so the poll there would find what the
-            // poll before them found.
-            let mut ran_since_poll = true;
             loop {
-                if ran_since_poll {
-                    if let Poll::Ready(t) = future.as_mut().poll(cx) {
-                        // can't be canceled, and join handle is None only upon
-                        // cancellation or panic. So in case of panic this just propagates
-                        let cur_time = Instant::now();
-                        this.queues.borrow_mut().stats.total_runtime += cur_time - pre_time;
-                        break t.unwrap();
-                    }
-                }
-
                 // We want to do I/O before we call run_task_queues,
                 // for the benefit of the latency ring. If there are pending
                 // requests that are latency sensitive we want them out of the
@@ -1506,22 +1492,21 @@ impl LocalExecutor {
 
                 // run user code
                 let run = this.run_task_queues();
-                ran_since_poll = true;
 
                 // account for runtime and poll/sleep if possible (as of the end of the last
                 // task queue's run, or of the pass when none ran)
                 let cur_time = this.reactor.sys.pass_now();
                 this.queues.borrow_mut().stats.total_runtime += cur_time - pre_time;
                 pre_time = cur_time;
+                // Only a run of the tasks can complete the main future (it is one of them), so
+                // it is polled once after each run: never before the first (its task has not
+                // run), nor again after a park or a spin, which only wake tasks. It can't be
+                // canceled, and its join handle is None only upon cancellation or panic, so
+                // in case of panic this just propagates.
+                if let Poll::Ready(t) = future.as_mut().poll(cx) {
+                    break t.unwrap();
+                }
                 if !run {
-                    if let Poll::Ready(t) = future.as_mut().poll(cx) {
-                        // It may be that we just became ready now that the task queue
-                        // is exhausted. But if we sleep (park) we'll never know so we
-                        // test again here. We can't test *just* here because the main
-                        // future is probably the one setting up the task queues and etc.
-                        break t.unwrap();
-                    }
-                    ran_since_poll = false;
                     if spin_before_park.is_zero() {
                         // Parking polls too, and submits the I/O queued by the tasks with the
                         // system call that sleeps: polling first would cost one more.
