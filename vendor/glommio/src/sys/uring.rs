@@ -1968,18 +1968,22 @@ impl Reactor {
     ///   to the point where we *leave* this method. For instance: if we spin
     ///   here for 3ms and the preempt timer is 10ms that would leave the next
     ///   task queue just 7ms to run.
-    pub(crate) fn wait<Preempt, F>(
+    ///
+    /// `preempt_timer` is `None` for a pass that may sleep (see `Reactor::park`), which looks
+    /// for the blocking thread's results only just before the sleep.
+    pub(crate) fn wait<F>(
         &self,
-        preempt_timer: Preempt,
+        preempt_timer: Option<Duration>,
         user_timer: Option<Instant>,
         mut woke: usize,
         process_remote_channels: F,
     ) -> io::Result<bool>
     where
-        Preempt: Fn() -> Option<Duration>,
         F: Fn() -> usize,
     {
-        woke += self.flush_syscall_thread();
+        if preempt_timer.is_some() {
+            woke += self.flush_syscall_thread();
+        }
 
         // Straight after a sleep, every ring's completions were collected on waking and no task
         // has run since, so nothing new is queued: the executor's `poll_io` that comes next has
@@ -1988,7 +1992,7 @@ impl Reactor {
         // Completions that arrived in the microseconds since are collected by the next `wait`,
         // before any sleep, as any that arrive while the tasks run.
         if self.swept_on_waking.take() {
-            if let Some(preempt) = preempt_timer() {
+            if let Some(preempt) = preempt_timer {
                 let mut lat_ring = self.latency_ring.borrow_mut();
                 self.forget_spent_timers();
                 if !preempt.is_zero() && self.arm_latency_timer_within(&mut lat_ring, preempt) {
@@ -2011,7 +2015,7 @@ impl Reactor {
         // A timer that fires earlier than needed only preempts or wakes the loop once more.
         self.forget_spent_timers();
         // `Some(0)`: a pass that must not sleep, with no task to preempt (see `poll_io`).
-        let preempt = preempt_timer();
+        let preempt = preempt_timer;
         if let Some(preempt) = preempt.filter(|d| !d.is_zero()) {
             self.arm_latency_timer_within(&mut lat_ring, preempt);
         }
@@ -2087,9 +2091,10 @@ impl Reactor {
                     consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
                     self.swept_on_waking.set(true);
                 }
-                // Woke up, so no need to notify us anymore.
-                self.notifier.wake_up();
             }
+            // Woke up, or did not sleep after all (a wake-up came from another thread, which
+            // `Reactor::park` leaves to this last look): no need to notify us anymore.
+            self.notifier.wake_up();
         }
         // Whatever did not go in with a sleep goes in now.
         flush_rings!(main_ring)?;
@@ -2378,13 +2383,13 @@ mod tests {
         );
 
         let start = Instant::now();
-        reactor.wait(|| None, None, 0, || 0).unwrap();
+        reactor.wait(None, None, 0, || 0).unwrap();
         let elapsed_ms = start.elapsed().as_millis();
         assert!((50..100).contains(&elapsed_ms));
 
         drop(slow); // Cancel this one.
 
-        reactor.wait(|| None, None, 0, || 0).unwrap();
+        reactor.wait(None, None, 0, || 0).unwrap();
         let elapsed_ms = start.elapsed().as_millis();
         assert!((300..350).contains(&elapsed_ms));
     }
