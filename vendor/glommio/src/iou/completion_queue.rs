@@ -29,10 +29,18 @@ impl<'ring> CompletionQueue<'ring> {
 
     /// Returns the next CQE if any are available.
     pub fn peek_for_cqe(&mut self) -> Option<CQE> {
-        if self.is_settled() {
-            return None;
-        }
-        if let Some(cqe) = self.take_posted() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // The tail read once: the queue's emptiness and its oldest completion both follow.
+        let (head, tail) = unsafe {
+            let ring = self.ring.as_ref();
+            let tail = (*(ring.cq.ktail as *const AtomicU32)).load(Ordering::Acquire);
+            (*ring.cq.khead, tail)
+        };
+        if tail == head {
+            if !self.overflowed() {
+                return None;
+            }
+        } else if let Some(cqe) = self.take_posted(head) {
             return Some(cqe);
         }
         unsafe {
@@ -47,12 +55,13 @@ impl<'ring> CompletionQueue<'ring> {
         }
     }
 
-    /// The oldest completion in the queue, taken as liburing's peek takes it (read at the head,
-    /// the head then moved on with a release store) without its three calls into C: a proxied
-    /// request collects two. `None` when the queue is empty, and on kernels without
-    /// `IORING_FEAT_EXT_ARG`, where liburing's own timeouts may sit in the queue for it to skip.
+    /// The oldest completion in the queue (at `head`, before a tail already read to be past
+    /// it), taken as liburing's peek takes it (read at the head, the head then moved on with a
+    /// release store) without its three calls into C: a proxied request collects two. `None`
+    /// on kernels without `IORING_FEAT_EXT_ARG`, where liburing's own timeouts may sit in the
+    /// queue for it to skip.
     #[inline(always)]
-    fn take_posted(&mut self) -> Option<CQE> {
+    fn take_posted(&mut self, head: u32) -> Option<CQE> {
         use std::sync::atomic::{AtomicU32, Ordering};
         unsafe {
             let ring = self.ring.as_ref();
@@ -60,11 +69,6 @@ impl<'ring> CompletionQueue<'ring> {
                 return None;
             }
             let cq = &ring.cq;
-            let head = *cq.khead;
-            let tail = (*(cq.ktail as *const AtomicU32)).load(Ordering::Acquire);
-            if tail == head {
-                return None;
-            }
             let cqe = &*cq.cqes.add((head & *cq.kring_mask) as usize);
             let (user_data, res, flags) = (cqe.user_data, cqe.res, cqe.flags);
             (*(cq.khead as *const AtomicU32)).store(head.wrapping_add(1), Ordering::Release);
@@ -87,8 +91,17 @@ impl<'ring> CompletionQueue<'ring> {
             let ring = self.ring.as_ref();
             // The kernel advances the tail and sets the flags; only this thread moves the head.
             let tail = (*(ring.cq.ktail as *const AtomicU32)).load(Ordering::Acquire);
-            let flags = (*(ring.sq.kflags as *const AtomicU32)).load(Ordering::Relaxed);
-            tail == *ring.cq.khead && flags & uring_sys::IORING_SQ_CQ_OVERFLOW == 0
+            tail == *ring.cq.khead && !self.overflowed()
+        }
+    }
+
+    /// The kernel holds completions that did not fit in the queue.
+    #[inline(always)]
+    fn overflowed(&self) -> bool {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        unsafe {
+            let flags = (*(self.ring.as_ref().sq.kflags as *const AtomicU32)).load(Ordering::Relaxed);
+            flags & uring_sys::IORING_SQ_CQ_OVERFLOW != 0
         }
     }
 

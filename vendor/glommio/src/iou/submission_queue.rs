@@ -121,7 +121,14 @@ impl<'ring> SubmissionQueue<'ring> {
     }
 
     pub fn space_left(&self) -> u32 {
-        unsafe { uring_sys::io_uring_sq_space_left(self.ring.as_ptr()) }
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // liburing's `io_uring_sq_space_left`, in Rust as `prepare_sqe` is (a call into C
+        // otherwise): the entries less those prepared and not yet taken in by the kernel.
+        unsafe {
+            let sq = &self.ring.as_ref().sq;
+            let head = (*(sq.khead as *const AtomicU32)).load(Ordering::Acquire);
+            *sq.kring_entries - sq.sqe_tail.wrapping_sub(head)
+        }
     }
 }
 

@@ -237,12 +237,6 @@ pub(crate) struct NonBufferedStream<S> {
 }
 
 impl<S: AsRawFd> NonBufferedStream<S> {
-    fn init(&mut self) {
-        let reactor = self.reactor.upgrade().unwrap();
-        let stream_fd = self.stream.as_raw_fd();
-        self.source_rx = Some(reactor.poll_read_ready(stream_fd));
-    }
-
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
         super::yolo_peek(self.stream.as_raw_fd(), buf)
     }
@@ -447,8 +441,10 @@ where
     S: AsRawFd + From<socket2::Socket> + Unpin,
 {
     fn from(socket: socket2::Socket) -> Self {
-        let mut stream = Self::unpolled(socket);
-        stream.stream.init();
+        let reactor = crate::executor().reactor();
+        let fd = socket.as_raw_fd();
+        let mut stream = Self::unpolled_on(&reactor, socket);
+        stream.stream.source_rx = Some(reactor.poll_read_ready(fd));
         stream
     }
 }
@@ -463,10 +459,13 @@ where
     /// through the ring for nothing. (`from` arms one, which suits a socket just connected:
     /// its peer speaks only once spoken to, and the first read then costs no failed attempt.)
     pub(crate) fn unpolled(socket: socket2::Socket) -> Self {
-        let reactor = crate::executor().reactor();
+        Self::unpolled_on(&crate::executor().reactor(), socket)
+    }
+
+    fn unpolled_on(reactor: &Rc<Reactor>, socket: socket2::Socket) -> Self {
         GlommioStream {
             stream: NonBufferedStream {
-                reactor: Rc::downgrade(&reactor),
+                reactor: Rc::downgrade(reactor),
                 stream: socket.into(),
                 source_tx: None,
                 source_rx: None,

@@ -562,14 +562,28 @@ fn prepare_alone(
     source_map: &mut SourceMap,
     op: &UringDescriptor,
 ) -> bool {
-    if !queue.borrow().submissions.is_empty() {
+    if !queue.borrow().submissions.is_empty() || ring.sq().space_left() == 0 {
+        return false;
+    }
+    // Its source was made for it just now: nothing can have dropped it.
+    fill_free_entry(ring, allocator, source_map, op);
+    true
+}
+
+/// Fills the ring's next submission entry, which the caller found free, with a request on its
+/// own, unless its source was dropped while the request waited in a queue: then `false`, and
+/// the entry stays free.
+fn fill_free_entry(
+    ring: &mut iou::IoUring,
+    allocator: &Rc<UringBufferAllocator>,
+    source_map: &mut SourceMap,
+    op: &UringDescriptor,
+) -> bool {
+    if !dispatch(source_map, op) {
         return false;
     }
     let mut sq = ring.sq();
-    let Some(mut sqe) = sq.prepare_sqe() else {
-        return false;
-    };
-    dispatch(source_map, op);
+    let mut sqe = sq.prepare_sqe().expect("the caller found room");
     fill_sqe(&mut sqe, op, |size| allocator.new_buffer(size), source_map);
     true
 }
@@ -592,12 +606,9 @@ fn submit_one_chain(
                 return None;
             }
             let op = queue.pop_front().expect("a chain of one");
-            if !dispatch(source_map, &op) {
+            if !fill_free_entry(ring, allocator, source_map, &op) {
                 continue;
             }
-            let mut sq = ring.sq();
-            let mut sqe = sq.prepare_sqe().expect("room was checked");
-            fill_sqe(&mut sqe, &op, |size| allocator.new_buffer(size), source_map);
             return Some(true);
         }
         return if let Some(sqes) = ring.sq().prepare_sqes(chain.len() as u32) {
@@ -1994,8 +2005,7 @@ impl Reactor {
         if self.swept_on_waking.take() {
             if let Some(preempt) = preempt_timer {
                 let mut lat_ring = self.latency_ring.borrow_mut();
-                self.forget_spent_timers();
-                if !preempt.is_zero() && self.arm_latency_timer_within(&mut lat_ring, preempt) {
+                if self.arm_preemption(&mut lat_ring, preempt) {
                     flush_cancellations!(into &mut woke; lat_ring);
                     flush_rings!(lat_ring)?;
                 }
@@ -2010,14 +2020,12 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Timers stay armed across passes until they fire; arming and cancelling them on every
-        // pass cost several submissions and a system call or two per pass (see PATCHES.md).
-        // A timer that fires earlier than needed only preempts or wakes the loop once more.
-        self.forget_spent_timers();
-        // `Some(0)`: a pass that must not sleep, with no task to preempt (see `poll_io`).
         let preempt = preempt_timer;
-        if let Some(preempt) = preempt.filter(|d| !d.is_zero()) {
-            self.arm_latency_timer_within(&mut lat_ring, preempt);
+        match preempt {
+            Some(preempt) => {
+                self.arm_preemption(&mut lat_ring, preempt);
+            }
+            None => self.forget_spent_timers(),
         }
 
         // This will only dispatch if we run out of sqes. Which means until
@@ -2119,6 +2127,17 @@ impl Reactor {
         let armed = lat.as_ref().is_some_and(|s| !s.has_result());
         self.latency_preemption_timeout_src.set(lat);
         armed
+    }
+
+    /// Makes sure the latency ring's timer fires within `preempt` for the tasks about to run
+    /// (zero: none is runnable, nothing to preempt). Returns whether a new timer was prepared.
+    ///
+    /// Timers stay armed across passes until they fire; arming and cancelling them on every
+    /// pass cost several submissions and a system call or two per pass (see PATCHES.md). A
+    /// timer that fires earlier than needed only preempts or wakes the loop once more.
+    fn arm_preemption(&self, lat_ring: &mut SleepableRing, preempt: Duration) -> bool {
+        self.forget_spent_timers();
+        !preempt.is_zero() && self.arm_latency_timer_within(lat_ring, preempt)
     }
 
     /// Drops the latency timer once its completion has been consumed.
