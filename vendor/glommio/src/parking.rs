@@ -59,7 +59,7 @@ impl Parker {
     /// installing a preemption timer. Tasks executing in the CPU right after
     /// this will be able to check if the timer has elapsed and yield the
     /// CPU if that is the case.
-    pub(crate) fn poll_io(&self, preempt: Duration) -> io::Result<bool> {
+    pub(crate) fn poll_io(&self, preempt: impl FnOnce() -> Duration) -> io::Result<bool> {
         self.inner.poll_io(preempt)
     }
 }
@@ -86,7 +86,7 @@ impl Inner {
         crate::executor().reactor().park()
     }
 
-    fn poll_io(&self, preempt: Duration) -> io::Result<bool> {
+    fn poll_io(&self, preempt: impl FnOnce() -> Duration) -> io::Result<bool> {
         crate::executor().reactor().react(preempt)
     }
 }

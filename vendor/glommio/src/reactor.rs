@@ -966,11 +966,12 @@ impl Reactor {
     }
 
     /// Processes new events without sleeping, and arms the preemption timer for the tasks
-    /// about to run (`preempt`; zero when none is runnable).
-    pub(crate) fn react(&self, preempt: Duration) -> io::Result<bool> {
+    /// about to run (`preempt`, asked once the timers and other threads have woken theirs;
+    /// zero when none is runnable).
+    pub(crate) fn react(&self, preempt: impl FnOnce() -> Duration) -> io::Result<bool> {
         let (next_timer, woke) = self.process_external_events();
         self.sys.wait(
-            Some(preempt),
+            Some(preempt()),
             next_timer,
             woke,
             || self.process_shared_channels(),

@@ -1487,7 +1487,7 @@ impl LocalExecutor {
                 // ring ASAP (before we run the task queues). We will also use
                 // the opportunity to install the timer.
                 this.parker
-                    .poll_io(this.preempt_timer_if_runnable())
+                    .poll_io(|| this.preempt_timer_if_runnable())
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code
