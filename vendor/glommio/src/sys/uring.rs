@@ -2020,8 +2020,7 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        let preempt = preempt_timer;
-        match preempt {
+        match preempt_timer {
             Some(preempt) => {
                 self.arm_preemption(&mut lat_ring, preempt);
             }
@@ -2038,7 +2037,7 @@ impl Reactor {
         // With DEFER_TASKRUN, completions waiting in the kernel are collected here (the
         // submission enters with GETEVENTS), so that the tasks they wake run instead of a
         // sleep that would return at once.
-        if preempt.is_some() || main_ring.local_work_pending() {
+        if preempt_timer.is_some() || main_ring.local_work_pending() {
             flush_rings!(main_ring)?;
         } else {
             main_ring.queue_submissions()?;
@@ -2047,7 +2046,7 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
-        let should_sleep = preempt.is_none()
+        let should_sleep = preempt_timer.is_none()
             && (woke == 0)
             && poll_ring.can_sleep()
             && main_ring.can_sleep_submitting()
