@@ -22,6 +22,7 @@
 mod batch;
 mod drain;
 mod held;
+mod pool;
 pub mod sessions;
 
 pub use drain::DrainSignal;
@@ -35,10 +36,10 @@ use betwixt_control::snapshot::{Backend, ServerSnapshot};
 use betwixt_control::stats::{ConnectError, Counters, Dropped, Slot};
 use glommio::Task;
 use held::HeldSocket;
+use pool::Pool;
 use sessions::{Forward, Id, Idled, Limits, Reply, Sessions};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -67,15 +68,6 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 /// While a drain waits for the sessions to end, how often it looks whether they have: the
 /// socket (and the port) are let go at most this long after the last one.
 const DRAIN_CHECK: Duration = Duration::from_millis(50);
-
-/// Idle backend sockets one server keeps per shard, for all its backends together (and never
-/// more than its `max_connections`): room for the sessions a busy DNS server has in flight at
-/// once, so that each query does not cost a `socket`, `connect` and `close`.
-const IDLE_SOCKETS: usize = 1024;
-
-/// An idle socket unused for this long is closed when its queue is next touched: the pool
-/// follows the traffic down after a burst.
-const IDLE_REST: Duration = Duration::from_secs(10);
 
 /// Serves one UDP server on shard `shard` until the task is dropped (the server is removed);
 /// then every session ends and its socket closes. Once `drain` has started, the sessions open
@@ -208,90 +200,6 @@ struct Flow {
     /// The session's access log line, written when the flow drops (as `aborted` unless it
     /// was told how it ended).
     trace: Trace,
-}
-
-/// Sockets connected to backend addresses and held between uses: the fire-and-forget socket
-/// per address, and idle sockets of sessions that ended at their answer. Those of backends that
-/// left the snapshot close when the snapshot changes.
-#[derive(Default)]
-struct Pool {
-    generation: u64,
-    sockets: HashMap<SocketAddr, UdpSocket>,
-    /// Oldest first: the socket taken is the one that has rested longest; with the time it
-    /// was put there.
-    idle: HashMap<SocketAddr, VecDeque<(UdpSocket, Instant)>>,
-    idle_count: usize,
-}
-
-impl Pool {
-    /// Closes the sockets of backend addresses `snapshot` no longer has.
-    fn refresh(&mut self, snapshot: &ServerSnapshot) {
-        if self.generation == snapshot.generation {
-            return;
-        }
-        self.generation = snapshot.generation;
-        let known = |addr: &SocketAddr| snapshot.backends.iter().any(|b| b.addrs.contains(addr));
-        self.sockets.retain(|addr, _| known(addr));
-        self.idle.retain(|addr, _| known(addr));
-        self.idle_count = self.idle.values().map(VecDeque::len).sum();
-    }
-
-    /// Keeps `socket`, connected to `peer`, for a later session; closes it when the pool is full.
-    /// Only the socket of a session that had a reply for each of its requests comes here:
-    /// nothing the backend was asked is still unanswered on it.
-    fn put_idle(&mut self, snapshot: &ServerSnapshot, socket: UdpSocket, peer: SocketAddr, now: Instant) {
-        self.refresh(snapshot);
-        let limit = match snapshot.settings.max_connections {
-            0 => IDLE_SOCKETS,
-            sessions => IDLE_SOCKETS.min(sessions as usize),
-        };
-        let queue = self.idle.entry(peer).or_default();
-        while queue.front().is_some_and(|(_, since)| now.duration_since(*since) > IDLE_REST) {
-            queue.pop_front();
-            self.idle_count -= 1;
-        }
-        if self.idle_count < limit {
-            queue.push_back((socket, now));
-            self.idle_count += 1;
-        }
-    }
-
-    /// An idle socket connected to one of `addrs`, drained. Why a reply cannot reach the wrong
-    /// client through it: it comes from a session whose every request was answered, so the
-    /// backend owes nothing on it; anything that arrived while it was idle (a backend answering
-    /// twice, a duplicated datagram) is found here and the socket is closed instead of reused,
-    /// and the backend's later datagrams on it are only answers to the new session's requests.
-    /// What is left is a backend that answers one request twice with the second answer held back
-    /// until the socket's next session has begun; `docs/udp.md` says so.
-    fn take_idle(
-        &mut self,
-        snapshot: &ServerSnapshot,
-        addrs: &[SocketAddr],
-        now: Instant,
-    ) -> Option<(UdpSocket, SocketAddr)> {
-        self.refresh(snapshot);
-        for &addr in addrs {
-            let Some(queue) = self.idle.get_mut(&addr) else { continue };
-            while let Some((socket, since)) = queue.pop_front() {
-                self.idle_count -= 1;
-                if now.duration_since(since) > IDLE_REST {
-                    continue; // rested too long: closed
-                }
-                match crate::sock::read_now(socket.as_raw_fd(), &mut [0; 1]) {
-                    Ok(None) => return Some((socket, addr)),
-                    // A stray datagram, or an ICMP error left on it: closed, never reused.
-                    _ => log::debug!("idle socket to {addr} was not quiet: closed"),
-                }
-            }
-        }
-        None
-    }
-
-    fn clear(&mut self) {
-        self.sockets.clear();
-        self.idle.clear();
-        self.idle_count = 0;
-    }
 }
 
 impl Front {

@@ -1,0 +1,102 @@
+//! Backend sockets a UDP server holds on a shard between uses: the fire-and-forget socket per
+//! backend address, and idle sockets of sessions that ended at their answer, kept for the next
+//! session to the same address.
+
+use betwixt_control::snapshot::ServerSnapshot;
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Idle backend sockets one server keeps per shard, for all its backends together (and never
+/// more than its `max_connections`): room for the sessions a busy DNS server has in flight at
+/// once, so that each query does not cost a `socket`, `connect` and `close`.
+const IDLE_SOCKETS: usize = 1024;
+
+/// An idle socket unused for this long is closed when its queue is next touched: the pool
+/// follows the traffic down after a burst.
+const IDLE_REST: Duration = Duration::from_secs(10);
+
+/// Sockets connected to backend addresses and held between uses: the fire-and-forget socket
+/// per address, and idle sockets of sessions that ended at their answer. Those of backends that
+/// left the snapshot close when the snapshot changes.
+#[derive(Default)]
+pub struct Pool {
+    generation: u64,
+    pub sockets: HashMap<SocketAddr, UdpSocket>,
+    /// Oldest first: the socket taken is the one that has rested longest; with the time it
+    /// was put there.
+    idle: HashMap<SocketAddr, VecDeque<(UdpSocket, Instant)>>,
+    idle_count: usize,
+}
+
+impl Pool {
+    /// Closes the sockets of backend addresses `snapshot` no longer has.
+    pub fn refresh(&mut self, snapshot: &ServerSnapshot) {
+        if self.generation == snapshot.generation {
+            return;
+        }
+        self.generation = snapshot.generation;
+        let known = |addr: &SocketAddr| snapshot.backends.iter().any(|b| b.addrs.contains(addr));
+        self.sockets.retain(|addr, _| known(addr));
+        self.idle.retain(|addr, _| known(addr));
+        self.idle_count = self.idle.values().map(VecDeque::len).sum();
+    }
+
+    /// Keeps `socket`, connected to `peer`, for a later session; closes it when the pool is full.
+    /// Only the socket of a session that had a reply for each of its requests comes here:
+    /// nothing the backend was asked is still unanswered on it.
+    pub fn put_idle(&mut self, snapshot: &ServerSnapshot, socket: UdpSocket, peer: SocketAddr, now: Instant) {
+        self.refresh(snapshot);
+        let limit = match snapshot.settings.max_connections {
+            0 => IDLE_SOCKETS,
+            sessions => IDLE_SOCKETS.min(sessions as usize),
+        };
+        let queue = self.idle.entry(peer).or_default();
+        while queue.front().is_some_and(|(_, since)| now.duration_since(*since) > IDLE_REST) {
+            queue.pop_front();
+            self.idle_count -= 1;
+        }
+        if self.idle_count < limit {
+            queue.push_back((socket, now));
+            self.idle_count += 1;
+        }
+    }
+
+    /// An idle socket connected to one of `addrs`, drained. Why a reply cannot reach the wrong
+    /// client through it: it comes from a session whose every request was answered, so the
+    /// backend owes nothing on it; anything that arrived while it was idle (a backend answering
+    /// twice, a duplicated datagram) is found here and the socket is closed instead of reused,
+    /// and the backend's later datagrams on it are only answers to the new session's requests.
+    /// What is left is a backend that answers one request twice with the second answer held back
+    /// until the socket's next session has begun; `docs/udp.md` says so.
+    pub fn take_idle(
+        &mut self,
+        snapshot: &ServerSnapshot,
+        addrs: &[SocketAddr],
+        now: Instant,
+    ) -> Option<(UdpSocket, SocketAddr)> {
+        self.refresh(snapshot);
+        for &addr in addrs {
+            let Some(queue) = self.idle.get_mut(&addr) else { continue };
+            while let Some((socket, since)) = queue.pop_front() {
+                self.idle_count -= 1;
+                if now.duration_since(since) > IDLE_REST {
+                    continue; // rested too long: closed
+                }
+                match crate::sock::read_now(socket.as_raw_fd(), &mut [0; 1]) {
+                    Ok(None) => return Some((socket, addr)),
+                    // A stray datagram, or an ICMP error left on it: closed, never reused.
+                    _ => log::debug!("idle socket to {addr} was not quiet: closed"),
+                }
+            }
+        }
+        None
+    }
+
+    pub fn clear(&mut self) {
+        self.sockets.clear();
+        self.idle.clear();
+        self.idle_count = 0;
+    }
+}
