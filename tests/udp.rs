@@ -703,8 +703,10 @@ fn sixty_seconds_of_steady_load_with_short_sessions_keeps_descriptors_and_rss_fl
     );
     assert!(measured_sessions > 2_000, "only {measured_sessions} queries answered after warm-up");
     // At most 32 sessions are open at any moment (one per client port), each with one socket,
-    // plus the few sockets a shard keeps for reuse.
-    let bound = fds_idle + 32 + 8;
+    // plus the few sockets a shard keeps for reuse, plus room for lingering ones: a client that
+    // gave up waiting after 200 ms asks again in the same session, which then ends with an
+    // answer owed and holds its socket 2 s more (docs/udp.md). A leak grows past any bound.
+    let bound = fds_idle + 32 + 8 + 32;
     assert!(
         fds_max <= bound,
         "descriptors grew: {fds_idle} idle, {fds_warm} after warm-up, {fds_max} at most"

@@ -2,7 +2,8 @@
 //! The UDP session table (`src/udp/sessions.rs`) driven by a fuzzed sequence of datagrams,
 //! replies, closes and clock ticks, checked against a plain model of the sessions: each answer
 //! names the right session and client, a stale id never reaches a newer session, and `expire`
-//! ends exactly the sessions whose idle deadline has passed, naming a side that was idle.
+//! ends exactly the sessions whose idle deadline has passed, naming a side that was idle and
+//! saying rightly whether a request was left unanswered.
 
 #[allow(dead_code)]
 #[path = "../../src/udp/sessions.rs"]
@@ -18,6 +19,7 @@ struct Model {
     client: SocketAddr,
     data: u64,
     requests: u64,
+    responses: u64,
     last_request: Instant,
     last_reply: Instant,
 }
@@ -62,7 +64,7 @@ impl Run {
                 let forward: Forward = self.table.open(client, data, self.now);
                 assert!(!self.open.contains_key(&forward.id), "a new session took an open one's id");
                 let model =
-                    Model { client, data, requests: 1, last_request: self.now, last_reply: self.now };
+                    Model { client, data, requests: 1, responses: 0, last_request: self.now, last_reply: self.now };
                 self.open.insert(forward.id, model);
                 self.ids.push(forward.id);
                 forward
@@ -83,6 +85,7 @@ impl Run {
             (Reply::Relay { client, then_close }, Some(m)) => {
                 assert_eq!(client, m.client, "a reply went to another client");
                 m.last_reply = self.now;
+                m.responses += 1;
                 if then_close {
                     self.close(id);
                 }
@@ -94,8 +97,8 @@ impl Run {
     fn tick(&mut self, by: Duration) {
         self.now += by;
         let mut ended = Vec::new();
-        self.table.expire(self.now, |data, idled| ended.push((data, idled)));
-        for (data, idled) in ended {
+        self.table.expire(self.now, |data, idled, unanswered| ended.push((data, idled, unanswered)));
+        for (data, idled, unanswered) in ended {
             let id = self.open.iter().find(|(_, m)| m.data == data).map(|(id, _)| *id);
             let id = id.expect("expire ended a session twice");
             let m = &self.open[&id];
@@ -105,6 +108,7 @@ impl Run {
             };
             assert!(blamed.is_some_and(|d| d <= self.now), "expire named a side that was not idle");
             assert!(self.deadline(m).is_some_and(|d| d <= self.now), "expire ended a live session early");
+            assert_eq!(unanswered, m.responses < m.requests, "expire misjudged what was unanswered");
             self.open.remove(&id);
         }
         for m in self.open.values() {

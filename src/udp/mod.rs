@@ -6,9 +6,9 @@
 //! and one ends idle sessions at their deadlines.
 //!
 //! Every socket a server holds is a session's (bounded by `max_connections`, counted in
-//! `active_connections`), an idle one kept for the next session (at most `IDLE_SOCKETS` per
-//! shard), or, in fire-and-forget mode (`max_requests = 1`), one per backend this shard sends
-//! to.
+//! `active_connections`), an idle one kept for the next session (`pool`), one lingering after
+//! its session ended with a request unanswered (`Pool::linger`), or, in fire-and-forget mode
+//! (`max_requests = 1`), one per backend this shard sends to.
 //!
 //! A session that ends at its answer (`max_responses`) with every request answered leaves its
 //! socket idle rather than closing it, and the next session to the same backend address takes
@@ -423,7 +423,7 @@ impl Front {
 
     /// Replies on session `id`'s socket: relayed to its client from the server's socket, in
     /// one `sendmmsg`. Returns false once the session has ended.
-    fn on_replies(&self, id: Id, datagrams: &[&[u8]]) -> bool {
+    fn on_replies(self: &Rc<Self>, id: Id, datagrams: &[&[u8]]) -> bool {
         let now = Instant::now();
         let mut client = None;
         let mut relayed = 0;
@@ -466,33 +466,61 @@ impl Front {
         });
         drop(table);
         if then_close {
-            let reusable = !self.transparent && self.table.borrow().answered_all(id);
-            self.end_at_answer(id, &snapshot, reusable);
+            self.end_at_answer(id, &snapshot);
             return false;
         }
         relayed == datagrams.len()
     }
 
     /// Ends session `id` at its last reply, from its reply task (which returns right after);
-    /// with `reusable` its socket is kept for a later session.
-    fn end_at_answer(&self, id: Id, snapshot: &ServerSnapshot, reusable: bool) {
+    /// its socket is kept for a later session if every request it sent was answered.
+    fn end_at_answer(self: &Rc<Self>, id: Id, snapshot: &ServerSnapshot) {
+        let answered = self.table.borrow().answered_all(id);
         let flow = self.table.borrow_mut().close(id);
         let Some(Flow { replies, socket, peer, mut trace, .. }) = flow else { return };
         trace.end(STAGE, End::Done, None, None);
         if let Some(task) = replies {
             task.detach();
         }
-        if reusable {
+        if !answered {
+            self.linger(socket);
+        } else if !self.transparent {
             self.pool.borrow_mut().put_idle(snapshot, socket, peer, Instant::now());
         }
     }
 
     /// Ends session `id`, which has done its work; its reply task, if waiting, is cancelled.
-    fn close(&self, id: Id) {
+    fn close(self: &Rc<Self>, id: Id) {
+        let answered = self.table.borrow().answered_all(id);
         let flow = self.table.borrow_mut().close(id);
-        if let Some(mut flow) = flow {
-            flow.trace.end(STAGE, End::Done, None, None);
+        if let Some(flow) = flow {
+            self.retire(flow, End::Done, None, answered);
         }
+    }
+
+    /// Ends session `flow`, taken from the table other than at its answer: its access log line
+    /// says `how` (and, for a timeout, whose silence), its reply task is cancelled, and its
+    /// socket closes, or lingers when a request went unanswered.
+    fn retire(self: &Rc<Self>, flow: Flow, how: End, silent: Option<Side>, answered: bool) {
+        let Flow { replies, socket, mut trace, .. } = flow;
+        trace.end(STAGE, how, silent, None);
+        // The reply task stops waiting on the socket before the socket is let go.
+        drop(replies);
+        if !answered {
+            self.linger(socket);
+        }
+    }
+
+    /// Holds the socket of a session that ended with a request unanswered (`Pool::linger`):
+    /// closed now, its port could go to the next session's new socket, and the late reply
+    /// with it to another client. In transparent mode it closes: bound to its own client's
+    /// address, it leaves no port that another client's session could be given.
+    fn linger(self: &Rc<Self>, socket: UdpSocket) {
+        if self.transparent {
+            return;
+        }
+        self.pool.borrow_mut().linger(socket, Instant::now());
+        self.arm_timer();
     }
 
     /// Ends session `id` for `e` on its backend socket, from its own reply task, which is let
@@ -507,15 +535,24 @@ impl Front {
         }
     }
 
-    /// Starts the expiry task if sessions have deadlines and it is not running.
+    /// Starts the expiry task if sessions have deadlines or sockets linger, and it is not
+    /// running.
     fn arm_timer(self: &Rc<Self>) {
-        if self.stopped.get() || self.table.borrow().next_deadline().is_none() {
+        if self.stopped.get() || self.next_deadline().is_none() {
             return;
         }
         let mut timer = self.timer.borrow_mut();
         if timer.is_none() {
             *timer = Some(glommio::spawn_local(expire_sessions(self.clone())));
         }
+    }
+
+    /// The earliest time the expiry task has something to do: a session's deadline or the end
+    /// of a socket's lingering.
+    fn next_deadline(&self) -> Option<Instant> {
+        let sessions = self.table.borrow().next_deadline();
+        let lingering = self.pool.borrow().next_lingering_end();
+        sessions.into_iter().chain(lingering).min()
     }
 
     fn stop(&self) {
@@ -566,10 +603,11 @@ async fn relay_replies(front: Rc<Front>, id: Id, fd: RawFd) {
     }
 }
 
-/// Ends sessions as their deadlines pass; returns when no session has one left.
+/// Ends sessions as their deadlines pass, and lingering sockets as their time is up; returns
+/// when neither is left.
 async fn expire_sessions(front: Rc<Front>) {
     loop {
-        let next = front.table.borrow().next_deadline();
+        let next = front.next_deadline();
         let Some(next) = next else {
             if let Some(task) = front.timer.borrow_mut().take() {
                 task.detach();
@@ -582,16 +620,18 @@ async fn expire_sessions(front: Rc<Front>) {
             continue;
         }
         let mut ended = Vec::new();
-        front.table.borrow_mut().expire(now, |mut flow, idled| {
+        front.table.borrow_mut().expire(now, |flow, idled, unanswered| {
             let side = match idled {
                 Idled::Client => Side::Client,
                 Idled::Backend => Side::Backend,
             };
-            flow.trace.end(STAGE, End::Idle, Some(side), None);
-            ended.push(flow);
+            ended.push((flow, side, !unanswered));
         });
-        // Sockets close and reply tasks are cancelled here, outside the table's borrow.
-        drop(ended);
+        // Reply tasks are cancelled and sockets let go here, outside the table's borrow.
+        for (flow, side, answered) in ended {
+            front.retire(flow, End::Idle, Some(side), answered);
+        }
+        front.pool.borrow_mut().end_lingering(now);
     }
 }
 

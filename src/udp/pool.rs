@@ -1,6 +1,8 @@
-//! Backend sockets a UDP server holds on a shard between uses: the fire-and-forget socket per
-//! backend address, and idle sockets of sessions that ended at their answer, kept for the next
-//! session to the same address.
+//! Backend sockets a UDP server holds on a shard beyond a session: the fire-and-forget socket
+//! per backend address; idle sockets of sessions that ended at their answer, kept for the next
+//! session to the same address; and lingering sockets of sessions that ended while their
+//! backend still owed replies, held unread for a while so that their ports are not handed out
+//! again (see `Pool::linger`).
 
 use betwixt_control::snapshot::ServerSnapshot;
 use std::collections::{HashMap, VecDeque};
@@ -17,6 +19,13 @@ const IDLE_SOCKETS: usize = 1024;
 /// follows the traffic down after a burst.
 const IDLE_REST: Duration = Duration::from_secs(10);
 
+/// How long the socket of a session that ended with requests unanswered is held before it
+/// closes: the time a late reply (to a client's retry, say) plausibly takes to arrive.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Lingering sockets one server holds per shard; past this the oldest closes early.
+const LINGERING_SOCKETS: usize = 1024;
+
 /// Sockets connected to backend addresses and held between uses: the fire-and-forget socket
 /// per address, and idle sockets of sessions that ended at their answer. Those of backends that
 /// left the snapshot close when the snapshot changes.
@@ -28,6 +37,9 @@ pub struct Pool {
     /// was put there.
     idle: HashMap<SocketAddr, VecDeque<(UdpSocket, Instant)>>,
     idle_count: usize,
+    /// Sockets of ended sessions with their closing time, earliest first (they all linger
+    /// for `LINGER`).
+    lingering: VecDeque<(UdpSocket, Instant)>,
 }
 
 impl Pool {
@@ -94,9 +106,85 @@ impl Pool {
         None
     }
 
+    /// Holds `socket`, whose session ended with requests its backend has not answered, until
+    /// `LINGER` from `now`. Closed at once, its port would be free for the next socket the
+    /// kernel binds, and a new session's socket given that port, connected to the same
+    /// backend, would take the late reply and relay it to the wrong client. It is never read:
+    /// with its receive buffer at the minimum, what still arrives on it is dropped.
+    pub fn linger(&mut self, socket: UdpSocket, now: Instant) {
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1);
+        if self.lingering.len() == LINGERING_SOCKETS {
+            self.lingering.pop_front();
+        }
+        self.lingering.push_back((socket, now + LINGER));
+    }
+
+    /// Closes the lingering sockets whose time is up by `now`.
+    pub fn end_lingering(&mut self, now: Instant) {
+        while self.lingering.front().is_some_and(|&(_, until)| until <= now) {
+            self.lingering.pop_front();
+        }
+    }
+
+    /// When the earliest lingering socket is to close.
+    pub fn next_lingering_end(&self) -> Option<Instant> {
+        self.lingering.front().map(|&(_, until)| until)
+    }
+
     pub fn clear(&mut self) {
         self.sockets.clear();
         self.idle.clear();
         self.idle_count = 0;
+        self.lingering.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound_socket() -> (UdpSocket, u16) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        (socket, port)
+    }
+
+    fn port_is_free(port: u16) -> bool {
+        UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    }
+
+    #[test]
+    fn a_lingering_socket_holds_its_port_until_its_time_is_up() {
+        let t0 = Instant::now();
+        let mut pool = Pool::default();
+        let (first, first_port) = bound_socket();
+        let (second, second_port) = bound_socket();
+        pool.linger(first, t0);
+        pool.linger(second, t0 + Duration::from_secs(1));
+        pool.end_lingering(t0 + LINGER - Duration::from_millis(1));
+        assert_eq!(pool.next_lingering_end(), Some(t0 + LINGER));
+        assert!(!port_is_free(first_port), "closed before its time");
+        pool.end_lingering(t0 + LINGER);
+        assert_eq!(pool.next_lingering_end(), Some(t0 + Duration::from_secs(1) + LINGER));
+        assert!(port_is_free(first_port));
+        assert!(!port_is_free(second_port));
+        pool.clear();
+        assert!(port_is_free(second_port));
+        assert_eq!(pool.next_lingering_end(), None);
+    }
+
+    #[test]
+    fn past_the_limit_the_oldest_lingering_socket_closes_early() {
+        let t0 = Instant::now();
+        let mut pool = Pool::default();
+        let (oldest, oldest_port) = bound_socket();
+        pool.linger(oldest, t0);
+        for _ in 1..LINGERING_SOCKETS {
+            pool.linger(bound_socket().0, t0 + Duration::from_millis(1));
+        }
+        assert!(!port_is_free(oldest_port));
+        pool.linger(bound_socket().0, t0 + Duration::from_millis(2));
+        assert!(port_is_free(oldest_port), "the oldest was not let go");
+        assert_eq!(pool.lingering.len(), LINGERING_SOCKETS);
     }
 }

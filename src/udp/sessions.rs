@@ -216,9 +216,9 @@ impl<T> Sessions<T> {
         Some(session.data)
     }
 
-    /// Ends every session whose deadline has passed; `ended` gets each one's data and whose
-    /// silence ended it.
-    pub fn expire(&mut self, now: Instant, mut ended: impl FnMut(T, Idled)) {
+    /// Ends every session whose deadline has passed; `ended` gets each one's data, whose
+    /// silence ended it, and whether it had requests still unanswered.
+    pub fn expire(&mut self, now: Instant, mut ended: impl FnMut(T, Idled, bool)) {
         while let Some(&Reverse((due, id))) = self.deadlines.peek() {
             if due > now {
                 break;
@@ -232,8 +232,9 @@ impl<T> Sessions<T> {
                         self.session(id).and_then(|s| self.limits.client_idle.map(|d| s.last_request + d));
                     let idled =
                         if client_due.is_some_and(|due| due <= now) { Idled::Client } else { Idled::Backend };
+                    let unanswered = !self.answered_all(id);
                     if let Some(data) = self.close(id) {
-                        ended(data, idled);
+                        ended(data, idled, unanswered);
                     }
                 }
             }
@@ -302,7 +303,7 @@ mod tests {
 
     fn expired<T>(table: &mut Sessions<T>, now: Instant) -> Vec<T> {
         let mut out = Vec::new();
-        table.expire(now, |data, _| out.push(data));
+        table.expire(now, |data, _, _| out.push(data));
         out
     }
 
@@ -337,6 +338,21 @@ mod tests {
         table.request(client(1), t0 + secs(2));
         assert_eq!(expired(&mut table, t0 + secs(2)).len(), 0);
         assert_eq!(expired(&mut table, t0 + secs(3)).len(), 1);
+    }
+
+    #[test]
+    fn expiry_says_whether_a_request_was_left_unanswered() {
+        let t0 = Instant::now();
+        let mut table = Sessions::new(Limits { client_idle: Some(secs(1)), ..Limits::default() });
+        let answered = table.open(client(1), "answered", t0);
+        table.reply(answered.id, t0);
+        let owed = table.open(client(2), "owed", t0);
+        table.reply(owed.id, t0);
+        table.request(client(2), t0);
+        let mut ended = Vec::new();
+        table.expire(t0 + secs(1), |data, _, unanswered| ended.push((data, unanswered)));
+        ended.sort();
+        assert_eq!(ended, vec![("answered", false), ("owed", true)]);
     }
 
     #[test]
