@@ -211,7 +211,10 @@ fn sessions(ports: &Ports) -> u64 {
 
 fn start(config: &str, ports: &Ports) -> Betwixt {
     let bx = Betwixt::start(config, &[], &[ports.udp]);
-    assert!(wait_until(Duration::from_secs(10), || Client::http(ports.api).get("/ping").status == 200));
+    // The API may start listening a moment after the UDP server does: refused until then.
+    let api = Client::http(ports.api);
+    let up = || api.try_send("GET", "/ping", &[], "").is_ok_and(|reply| reply.status == 200);
+    assert!(wait_until(Duration::from_secs(10), up), "the API never answered; log:\n{}", bx.log_text());
     bx
 }
 
@@ -371,14 +374,20 @@ fn ten_thousand_clients_on_two_shards_each_get_only_their_own_replies() {
             pending.retain(|&i| {
                 clients[i].set_nonblocking(true).unwrap();
                 let mut got = false;
-                while let Ok(n) = clients[i].recv(&mut buf) {
+                while let Ok((n, from)) = clients[i].recv_from(&mut buf) {
                     // Only ever a reply to this address comes back. A socket of a later batch
                     // may get a port an earlier batch used; a late reply to that earlier
                     // client (a retry's second session) is then, correctly, delivered to
                     // the same address: it is not counted as this batch's answer.
                     let own = [&b"echo:"[..], &payload(i)].concat();
                     let address = format!("echo:client {} of batch ", clients[i].local_addr().unwrap());
-                    assert!(buf[..n].starts_with(address.as_bytes()), "client {i} got another's reply");
+                    assert!(
+                        buf[..n].starts_with(address.as_bytes()),
+                        "client {i} ({}) got another's reply from {from}: {:?} (betwixt {port}, echo {})",
+                        clients[i].local_addr().unwrap(),
+                        String::from_utf8_lossy(&buf[..n]),
+                        echo.port
+                    );
                     got |= buf[..n] == own[..];
                 }
                 !got
