@@ -519,7 +519,8 @@ impl Front {
         if self.transparent {
             return;
         }
-        self.pool.borrow_mut().linger(socket, Instant::now());
+        let max_connections = self.slot.snapshot().settings.max_connections;
+        self.pool.borrow_mut().linger(socket, Instant::now(), max_connections);
         self.arm_timer();
     }
 

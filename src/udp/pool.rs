@@ -23,8 +23,18 @@ const IDLE_REST: Duration = Duration::from_secs(10);
 /// closes: the time a late reply (to a client's retry, say) plausibly takes to arrive.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Lingering sockets one server holds per shard; past this the oldest closes early.
+/// Lingering sockets one server holds per shard (and never more than its `max_connections`);
+/// past this the oldest closes early.
 const LINGERING_SOCKETS: usize = 1024;
+
+/// `most` sockets of a kind, and never more than the server's `max_connections`: a limit on
+/// sessions is read as a limit on the sockets they leave behind too.
+fn held_limit(most: usize, max_connections: u32) -> usize {
+    match max_connections {
+        0 => most,
+        sessions => most.min(sessions as usize),
+    }
+}
 
 /// Sockets connected to backend addresses and held between uses: the fire-and-forget socket
 /// per address, and idle sockets of sessions that ended at their answer. Those of backends that
@@ -60,10 +70,7 @@ impl Pool {
     /// nothing the backend was asked is still unanswered on it.
     pub fn put_idle(&mut self, snapshot: &ServerSnapshot, socket: UdpSocket, peer: SocketAddr, now: Instant) {
         self.refresh(snapshot);
-        let limit = match snapshot.settings.max_connections {
-            0 => IDLE_SOCKETS,
-            sessions => IDLE_SOCKETS.min(sessions as usize),
-        };
+        let limit = held_limit(IDLE_SOCKETS, snapshot.settings.max_connections);
         let queue = self.idle.entry(peer).or_default();
         while queue.front().is_some_and(|(_, since)| now.duration_since(*since) > IDLE_REST) {
             queue.pop_front();
@@ -110,10 +117,13 @@ impl Pool {
     /// `LINGER` from `now`. Closed at once, its port would be free for the next socket the
     /// kernel binds, and a new session's socket given that port, connected to the same
     /// backend, would take the late reply and relay it to the wrong client. It is never read:
-    /// with its receive buffer at the minimum, what still arrives on it is dropped.
-    pub fn linger(&mut self, socket: UdpSocket, now: Instant) {
+    /// with its receive buffer at the minimum, what still arrives on it is dropped. At most
+    /// `LINGERING_SOCKETS`, or `max_connections` if fewer, are held: past that the oldest
+    /// closes.
+    pub fn linger(&mut self, socket: UdpSocket, now: Instant, max_connections: u32) {
         let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1);
-        if self.lingering.len() == LINGERING_SOCKETS {
+        let limit = held_limit(LINGERING_SOCKETS, max_connections);
+        while self.lingering.len() >= limit {
             self.lingering.pop_front();
         }
         self.lingering.push_back((socket, now + LINGER));
@@ -159,8 +169,8 @@ mod tests {
         let mut pool = Pool::default();
         let (first, first_port) = bound_socket();
         let (second, second_port) = bound_socket();
-        pool.linger(first, t0);
-        pool.linger(second, t0 + Duration::from_secs(1));
+        pool.linger(first, t0, 0);
+        pool.linger(second, t0 + Duration::from_secs(1), 0);
         pool.end_lingering(t0 + LINGER - Duration::from_millis(1));
         assert_eq!(pool.next_lingering_end(), Some(t0 + LINGER));
         assert!(!port_is_free(first_port), "closed before its time");
@@ -178,13 +188,16 @@ mod tests {
         let t0 = Instant::now();
         let mut pool = Pool::default();
         let (oldest, oldest_port) = bound_socket();
-        pool.linger(oldest, t0);
+        pool.linger(oldest, t0, 0);
         for _ in 1..LINGERING_SOCKETS {
-            pool.linger(bound_socket().0, t0 + Duration::from_millis(1));
+            pool.linger(bound_socket().0, t0 + Duration::from_millis(1), 0);
         }
         assert!(!port_is_free(oldest_port));
-        pool.linger(bound_socket().0, t0 + Duration::from_millis(2));
+        pool.linger(bound_socket().0, t0 + Duration::from_millis(2), 0);
         assert!(port_is_free(oldest_port), "the oldest was not let go");
         assert_eq!(pool.lingering.len(), LINGERING_SOCKETS);
+        // A server limited to 10 sessions keeps no more than 10 lingering sockets either.
+        pool.linger(bound_socket().0, t0 + Duration::from_millis(3), 10);
+        assert_eq!(pool.lingering.len(), 10);
     }
 }
