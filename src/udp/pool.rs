@@ -37,8 +37,9 @@ fn held_limit(most: usize, max_connections: u32) -> usize {
 }
 
 /// Sockets connected to backend addresses and held between uses: the fire-and-forget socket
-/// per address, and idle sockets of sessions that ended at their answer. Those of backends that
-/// left the snapshot close when the snapshot changes.
+/// per address, and idle sockets of sessions that ended at their answer; those of backends that
+/// left the snapshot close when the snapshot changes. And lingering sockets, never used again,
+/// which close when their time is up.
 #[derive(Default)]
 pub struct Pool {
     generation: u64,
