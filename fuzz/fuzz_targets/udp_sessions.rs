@@ -63,8 +63,8 @@ impl Run {
                 self.next_data += 1;
                 let forward: Forward = self.table.open(client, data, self.now);
                 assert!(!self.open.contains_key(&forward.id), "a new session took an open one's id");
-                let model =
-                    Model { client, data, requests: 1, responses: 0, last_request: self.now, last_reply: self.now };
+                let (last_request, last_reply) = (self.now, self.now);
+                let model = Model { client, data, requests: 1, responses: 0, last_request, last_reply };
                 self.open.insert(forward.id, model);
                 self.ids.push(forward.id);
                 forward
@@ -97,8 +97,8 @@ impl Run {
     fn tick(&mut self, by: Duration) {
         self.now += by;
         let mut ended = Vec::new();
-        self.table.expire(self.now, |data, idled, unanswered| ended.push((data, idled, unanswered)));
-        for (data, idled, unanswered) in ended {
+        self.table.expire(self.now, |data, idled, answered| ended.push((data, idled, answered)));
+        for (data, idled, answered) in ended {
             let id = self.open.iter().find(|(_, m)| m.data == data).map(|(id, _)| *id);
             let id = id.expect("expire ended a session twice");
             let m = &self.open[&id];
@@ -108,7 +108,7 @@ impl Run {
             };
             assert!(blamed.is_some_and(|d| d <= self.now), "expire named a side that was not idle");
             assert!(self.deadline(m).is_some_and(|d| d <= self.now), "expire ended a live session early");
-            assert_eq!(unanswered, m.responses < m.requests, "expire misjudged what was unanswered");
+            assert_eq!(answered, m.responses >= m.requests, "expire misjudged what was answered");
             self.open.remove(&id);
         }
         for m in self.open.values() {

@@ -475,9 +475,8 @@ impl Front {
     /// Ends session `id` at its last reply, from its reply task (which returns right after);
     /// its socket is kept for a later session if every request it sent was answered.
     fn end_at_answer(self: &Rc<Self>, id: Id, snapshot: &ServerSnapshot) {
-        let answered = self.table.borrow().answered_all(id);
-        let flow = self.table.borrow_mut().close(id);
-        let Some(Flow { replies, socket, peer, mut trace, .. }) = flow else { return };
+        let ended = self.table.borrow_mut().finish(id);
+        let Some((Flow { replies, socket, peer, mut trace, .. }, answered)) = ended else { return };
         trace.end(STAGE, End::Done, None, None);
         if let Some(task) = replies {
             task.detach();
@@ -491,9 +490,8 @@ impl Front {
 
     /// Ends session `id`, which has done its work; its reply task, if waiting, is cancelled.
     fn close(self: &Rc<Self>, id: Id) {
-        let answered = self.table.borrow().answered_all(id);
-        let flow = self.table.borrow_mut().close(id);
-        if let Some(flow) = flow {
+        let ended = self.table.borrow_mut().finish(id);
+        if let Some((flow, answered)) = ended {
             self.retire(flow, End::Done, None, answered);
         }
     }
@@ -621,12 +619,12 @@ async fn expire_sessions(front: Rc<Front>) {
             continue;
         }
         let mut ended = Vec::new();
-        front.table.borrow_mut().expire(now, |flow, idled, unanswered| {
+        front.table.borrow_mut().expire(now, |flow, idled, answered| {
             let side = match idled {
                 Idled::Client => Side::Client,
                 Idled::Backend => Side::Backend,
             };
-            ended.push((flow, side, !unanswered));
+            ended.push((flow, side, answered));
         });
         // Reply tasks are cancelled and sockets let go here, outside the table's borrow.
         for (flow, side, answered) in ended {

@@ -197,15 +197,23 @@ impl<T> Sessions<T> {
     }
 
     /// Whether session `id` has had a reply for each of its requests: nothing it sent can
-    /// still be answered, unless its backend answers twice.
+    /// still be answered, unless its backend answers twice (`finish` says it as it ends one).
+    #[cfg(test)]
     pub fn answered_all(&self, id: Id) -> bool {
         self.session(id).is_some_and(|s| s.responses >= s.requests)
     }
 
     /// Ends session `id` and hands back what it held.
     pub fn close(&mut self, id: Id) -> Option<T> {
+        self.finish(id).map(|(data, _)| data)
+    }
+
+    /// Ends session `id` and hands back what it held, and whether each of its requests had a
+    /// reply (nothing is still owed on its socket, unless its backend answers twice).
+    pub fn finish(&mut self, id: Id) -> Option<(T, bool)> {
         self.session(id)?;
         let session = self.slots[id.index as usize].take()?;
+        let answered = session.responses >= session.requests;
         if session.current {
             self.by_client.remove(&session.client);
         }
@@ -213,11 +221,11 @@ impl<T> Sessions<T> {
         self.free.push(id.index);
         self.live -= 1;
         self.compact();
-        Some(session.data)
+        Some((session.data, answered))
     }
 
     /// Ends every session whose deadline has passed; `ended` gets each one's data, whose
-    /// silence ended it, and whether it had requests still unanswered.
+    /// silence ended it, and whether each of its requests had a reply (see `finish`).
     pub fn expire(&mut self, now: Instant, mut ended: impl FnMut(T, Idled, bool)) {
         while let Some(&Reverse((due, id))) = self.deadlines.peek() {
             if due > now {
@@ -232,9 +240,8 @@ impl<T> Sessions<T> {
                         self.session(id).and_then(|s| self.limits.client_idle.map(|d| s.last_request + d));
                     let idled =
                         if client_due.is_some_and(|due| due <= now) { Idled::Client } else { Idled::Backend };
-                    let unanswered = !self.answered_all(id);
-                    if let Some(data) = self.close(id) {
-                        ended(data, idled, unanswered);
+                    if let Some((data, answered)) = self.finish(id) {
+                        ended(data, idled, answered);
                     }
                 }
             }
@@ -350,9 +357,9 @@ mod tests {
         table.reply(owed.id, t0);
         table.request(client(2), t0);
         let mut ended = Vec::new();
-        table.expire(t0 + secs(1), |data, _, unanswered| ended.push((data, unanswered)));
+        table.expire(t0 + secs(1), |data, _, answered| ended.push((data, answered)));
         ended.sort();
-        assert_eq!(ended, vec![("answered", false), ("owed", true)]);
+        assert_eq!(ended, vec![("answered", true), ("owed", false)]);
     }
 
     #[test]
