@@ -14,7 +14,7 @@ use crate::access_log::Trace;
 use crate::client_hello::{self, Peek};
 use crate::proxy_protocol::{self, Addresses, Command, Header, Parsed};
 use crate::tls::{Rewind, Stream};
-use crate::transfer::{self, End as Ended, Meters, Side};
+use crate::transfer::{self, End as Ended, Ending, Meters, Side};
 use betwixt_control::access_log::{self, End};
 use betwixt_control::balance::{Candidates, Picker};
 use betwixt_control::config::GoDuration;
@@ -305,7 +305,10 @@ fn serve<'a>(
                 .await
                 .map_err(|e| Failure::io(Stage::SendProxy, Side::Backend, &e, at(e.to_string())))?;
         }
-        let idle = [settings.client_idle_timeout, settings.backend_idle_timeout];
+        let ending = Ending {
+            idle: [settings.client_idle_timeout, settings.backend_idle_timeout],
+            half_close: settings.half_close,
+        };
         let Some(downstream) = client else {
             unreachable!("the client's stream is back after its handshake")
         };
@@ -319,19 +322,19 @@ fn serve<'a>(
                     // `kernel_forwarding_after_reads = 0`: straight to the kernel.
                     Some(0) => Ended::Quiet,
                     quiet_after => {
-                        transfer::bidirectional(client, upstream, meters, idle, quiet_after.unwrap_or(0))
+                        transfer::bidirectional(client, upstream, meters, ending, quiet_after.unwrap_or(0))
                             .await
                     }
                 };
                 match (end, crate::kernel::active()) {
                     // Boxed: only connections handed over carry its room.
                     (Ended::Quiet, Some(kernel)) => {
-                        Box::pin(crate::kernel::take_over(kernel, client, upstream, meters, idle)).await
+                        Box::pin(crate::kernel::take_over(kernel, client, upstream, meters, ending)).await
                     }
                     (end, _) => end,
                 }
             }
-            _ => Box::pin(crate::tls::bidirectional(downstream, &mut upstream, meters, idle)).await,
+            _ => Box::pin(crate::tls::bidirectional(downstream, &mut upstream, meters, ending)).await,
         };
         match end {
             // `Quiet` comes only from a transfer asked to stop for kernel forwarding, which then

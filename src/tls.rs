@@ -10,7 +10,7 @@
 
 use crate::direction::Fault;
 use crate::idle::{IdleWatch, Motion};
-use crate::transfer::{failed_side, reset_on_close, End, Meters, Side};
+use crate::transfer::{failed_side, reset_on_close, End, Ending, Meters, Side};
 use betwixt_control::stats::Slot;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_rustls::{client, server};
@@ -20,7 +20,6 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
 /// Bytes one direction reads at a time to begin with: a TLS record's payload at most.
 const CHUNK: usize = 16 * 1024;
@@ -262,18 +261,19 @@ impl Half {
     }
 }
 
-/// Runs until both directions are done, a side fails, or an idle timeout passes (as
-/// `transfer::bidirectional` does for two plain sockets).
+/// Runs until both directions are done (with `ending.half_close` off, until either is), a side
+/// fails, or an idle timeout passes (as `transfer::bidirectional` does for two plain sockets).
+/// A direction is done once its writer is closed, so the other side has its `close_notify`.
 pub async fn bidirectional(
     client: &mut Stream,
     backend: &mut Stream,
     meters: Meters<'_>,
-    idle: [Option<Duration>; 2],
+    ending: Ending,
 ) -> End {
     let (mut up, mut down) = (Half::new(), Half::new());
     let up_counted = meters.bytes(true);
     let down_counted = meters.bytes(false);
-    let mut idle = IdleWatch::new(idle);
+    let mut idle = IdleWatch::new(ending.idle);
     let end = poll_fn(|cx| {
         let up_done = match up.poll_copy(cx, client, backend, up_counted) {
             Poll::Ready(Err(fault)) => return Poll::Ready(failed(Side::Client, fault)),
@@ -283,7 +283,7 @@ pub async fn bidirectional(
             Poll::Ready(Err(fault)) => return Poll::Ready(failed(Side::Backend, fault)),
             other => other.is_ready(),
         };
-        if up_done && down_done {
+        if (up_done && down_done) || ((up_done || down_done) && !ending.half_close) {
             return Poll::Ready(End::Done);
         }
         if let Some(watch) = &mut idle {

@@ -82,8 +82,19 @@ impl<'a> Meters<'a> {
     }
 }
 
-/// Runs until both directions are done, a side fails, or an idle timeout passes.
-/// `idle` holds the client's and the backend's idle timeouts. With `quiet_after` above 0, also
+/// How a transfer ends other than by a fault: the server's idle timeouts and `half_close`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ending {
+    /// The client's and the backend's idle timeouts.
+    pub idle: [Option<Duration>; 2],
+    /// A side's end of stream is passed on and the other direction carries on (`true`), or,
+    /// once everything that side sent is passed on, the transfer is done and both sockets are
+    /// closed (`false`: gobetween's way, and nginx's default).
+    pub half_close: bool,
+}
+
+/// Runs until both directions are done (with `ending.half_close` off, until either is), a side
+/// fails, or an idle timeout passes. With `quiet_after` above 0, also
 /// stops (`End::Quiet`) once the directions have moved bytes that many times and nothing read
 /// waits to be written: kernel forwarding takes the connection over there.
 ///
@@ -95,7 +106,7 @@ pub fn bidirectional<'a>(
     client: &'a mut TcpStream,
     backend: &'a mut TcpStream,
     meters: Meters<'a>,
-    idle: [Option<Duration>; 2],
+    ending: Ending,
     quiet_after: u64,
 ) -> impl Future<Output = End> + 'a {
     async move {
@@ -103,7 +114,7 @@ pub fn bidirectional<'a>(
         let mut downstream = Direction::new();
         let up = Counted { bytes: meters.bytes(true), spliced: &meters.server.spliced };
         let down = Counted { bytes: meters.bytes(false), spliced: &meters.server.spliced };
-        let mut idle = IdleWatch::new(idle);
+        let mut idle = IdleWatch::new(ending.idle);
         let stop = poll_fn(|cx| {
             let up_done = match upstream.poll_copy(cx, client, backend, &up) {
                 Poll::Ready(Err(fault)) => {
@@ -118,9 +129,10 @@ pub fn bidirectional<'a>(
                 other => other.is_ready(),
             };
             // Passes a finished direction's end of stream on, unless both ended: dropping the
-            // sockets closes them, which sends each its FIN.
+            // sockets closes them, which sends each its FIN. Without half-close, one is enough.
             let shut_down = match (up_done, down_done) {
                 (true, true) => return Poll::Ready(Stop::Done),
+                (true, false) | (false, true) if !ending.half_close => return Poll::Ready(Stop::Done),
                 (true, false) => upstream.poll_shut_down(cx, backend).map_err(|e| (Side::Backend, e)),
                 (false, true) => downstream.poll_shut_down(cx, client).map_err(|e| (Side::Client, e)),
                 (false, false) => {

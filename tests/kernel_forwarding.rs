@@ -7,7 +7,7 @@
 mod api_client;
 mod common;
 
-use api_client::{counter_sum, Client};
+use api_client::{counter_sum, u64_at, Client};
 use common::backends::{pattern_byte, Backend, Behaviour};
 use common::{echo_streams_at_once, free_port, read_until_end, wait_until, Betwixt};
 use sonic_rs::JsonValueTrait;
@@ -167,6 +167,42 @@ fn client_half_close_still_gets_the_whole_reply() {
         assert_eq!(reply.len(), reply_len);
         assert!(reply.iter().enumerate().all(|(i, &b)| b == pattern_byte(i)), "reply corrupted");
     }
+    assert_not_spliced(&betwixt);
+}
+
+/// `half_close = false` under kernel forwarding: the backend's reply and FIN reach the client
+/// whole, then both connections are closed with the client still holding its socket, and
+/// what the client sends after that never reaches the backend.
+#[test]
+fn half_close_off_closes_both_once_the_backends_reply_is_through() {
+    let reply_len = 2 * MIB + 5;
+    let (backend_port, backend) = one_connection_backend(move |mut stream| {
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut request = [0u8; 7];
+        stream.read_exact(&mut request).unwrap();
+        // Once attached (the hand-over is at once, as the client's request is read).
+        thread::sleep(Duration::from_millis(200));
+        let reply: Vec<u8> = (0..reply_len).map(pattern_byte).collect();
+        stream.write_all(&reply).unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        let (after, _) = read_until_end(&mut stream, Duration::from_secs(10));
+        after
+    });
+    let (betwixt, port, api) = start(backend_port, "half_close = false");
+    let mut stream = connect(port);
+    stream.write_all(b"request").unwrap();
+    let (reply, end) = read_until_end(&mut stream, Duration::from_secs(20));
+    assert_eq!((reply.len(), end), (reply_len, Ok(())));
+    assert!(reply.iter().enumerate().all(|(i, &b)| b == pattern_byte(i)), "reply corrupted");
+    let api = Client::http(api);
+    let closed = wait_until(Duration::from_secs(5), || {
+        u64_at(&api.get_json("/servers/k/stats"), "active_connections") == 0
+    });
+    assert!(closed, "the connection is still open after the backend's end of stream");
+    let _ = stream.write_all(b"after");
+    let _ = stream.shutdown(Shutdown::Write);
+    assert_eq!(backend.join().unwrap(), b"", "bytes reached the backend after its FIN");
+    assert_eq!(attached(&betwixt), 1, "the connection was not handed to the kernel");
     assert_not_spliced(&betwixt);
 }
 

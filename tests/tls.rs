@@ -201,6 +201,44 @@ fn tls_server_echoes_byte_exact_and_passes_close_notify() {
     openssl_echo(port, &server.dir.write("ca.crt", &ca.cert.pem()));
 }
 
+/// `half_close = false` on a tls server: a backend's end of stream reaches the client as
+/// `close_notify` and a FIN after its last bytes, then both connections are closed while the
+/// client still holds its socket; the client's later bytes never reach the backend.
+#[test]
+fn half_close_off_ends_a_tls_connection_at_the_backends_end_of_stream() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = listener.local_addr().unwrap().port();
+    let backend = thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        socket.set_read_timeout(Some(LIMIT)).unwrap();
+        socket.write_all(b"banner and goodbye").unwrap();
+        socket.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut after = Vec::new();
+        let _ = socket.read_to_end(&mut after);
+        after
+    });
+    let ca = Ca::new();
+    let dir = TempDir::new("tls-half-close");
+    let files = ca.leaf("localhost").write(&dir, "server");
+    let (port, api) = (free_port(), free_port());
+    let conf = tls_config(port, &files, "", &[format!("127.0.0.1:{backend_port}")])
+        .replace("protocol = \"tls\"\n", "protocol = \"tls\"\nhalf_close = false\n")
+        + &format!("[api]\nenabled = true\nbind = \"127.0.0.1:{api}\"\n");
+    let _bx = Betwixt::start(&conf, &[], &[port, api]);
+    let mut tls = connect(port, client_config(&ca, &[&rustls::version::TLS13], None)).unwrap();
+    let mut got = Vec::new();
+    // A clean end: close_notify came before the FIN.
+    assert_eq!(tls.read_to_end(&mut got).map_err(|e| e.to_string()), Ok(18));
+    assert_eq!(got, b"banner and goodbye");
+    let api = Client::http(api);
+    let closed = wait_until(LIMIT, || u64_at(&api.get_json("/servers/s/stats"), "active_connections") == 0);
+    assert!(closed, "the connection is still open after the backend's end of stream");
+    let _ = tls.write_all(b"after");
+    let _ = tls.flush();
+    let _ = tls.sock.shutdown(std::net::Shutdown::Write);
+    assert_eq!(backend.join().unwrap(), b"", "bytes reached the backend after its FIN");
+}
+
 /// Bulk both ways: the client writes 128 KiB at a time (eight records in one go) before it
 /// reads the echo back, so betwixt reads ahead of rustls, reads several records per buffer,
 /// grows its buffers and sends several records per gathered write. Every byte must come back

@@ -21,7 +21,7 @@
 use super::program::{self, StateValue, MODE_CONDEMNED, MODE_PASS};
 use super::{bpf, Kernel};
 use crate::sock;
-use crate::transfer::{reset_on_close, End, Meters, Side};
+use crate::transfer::{reset_on_close, End, Ending, Meters, Side};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use std::future::{poll_fn, Future};
@@ -166,7 +166,7 @@ pub async fn forward(
     client: &mut TcpStream,
     backend: &mut TcpStream,
     meters: &Meters<'_>,
-    idle: [Option<Duration>; 2],
+    ending: Ending,
 ) -> Option<End> {
     match take_early(client, backend, meters).await {
         Ok(true) => {}
@@ -183,7 +183,7 @@ pub async fn forward(
             return None;
         }
     };
-    Some(watch(link, client, backend, meters, idle).await)
+    Some(watch(link, client, backend, meters, ending).await)
 }
 
 /// Says why a connection is forwarded in user space: a kernel limit is worth a warning
@@ -326,8 +326,9 @@ async fn watch(
     client: &mut TcpStream,
     backend: &mut TcpStream,
     meters: &Meters<'_>,
-    idle: [Option<Duration>; 2],
+    ending: Ending,
 ) -> End {
+    let idle = ending.idle;
     let start = Instant::now();
     let mut ways = [Way::new(start, idle[0]), Way::new(start, idle[1])];
     // The first look soon: a connection busy from its attach (a large reply on its way) shows
@@ -366,6 +367,11 @@ async fn watch(
                 } else {
                     way.phase = Phase::Done;
                     way.idle_at = None;
+                    // Every byte before the end of stream is queued on the other socket (as
+                    // `pass_end_on` needs): closing both sends it and then the FIN.
+                    if !ending.half_close {
+                        break End::Done;
+                    }
                     if let Err(e) = pass_end_on(&link, &ways, i) {
                         break End::Failed(Side::of(1 - i), e);
                     }

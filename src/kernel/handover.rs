@@ -7,9 +7,8 @@
 //! the kernel's redirect queue.
 
 use super::{forward, Kernel};
-use crate::transfer::{self, End, Meters};
+use crate::transfer::{self, End, Ending, Meters};
 use glommio::net::TcpStream;
-use std::time::Duration;
 
 impl Kernel {
     /// The transfer's `quiet_after` for this setting: a read and its write are two of its moves.
@@ -25,10 +24,10 @@ pub async fn take_over(
     client: &mut TcpStream,
     backend: &mut TcpStream,
     meters: Meters<'_>,
-    idle: [Option<Duration>; 2],
+    ending: Ending,
 ) -> End {
-    match forward::forward(kernel, client, backend, &meters, idle).await {
+    match forward::forward(kernel, client, backend, &meters, ending).await {
         Some(end) => end,
-        None => transfer::bidirectional(client, backend, meters, idle, 0).await,
+        None => transfer::bidirectional(client, backend, meters, ending, 0).await,
     }
 }

@@ -33,6 +33,9 @@ pub struct Prepared<'a> {
     /// betwixt's own key, written only when the configuration sets it.
     #[serde(skip_serializing_if = "Option::is_none")]
     access_log: Option<bool>,
+    /// betwixt's own key, written only when the configuration sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    half_close: Option<bool>,
     sni: Option<SniView<'a>>,
     tls: Option<TlsView<'a>>,
     backends_tls: Option<BackendsTlsView<'a>>,
@@ -66,6 +69,7 @@ impl<'a> Prepared<'a> {
             balance: name_of(&server.balance.unwrap_or_default()),
             priority_groups: server.priority_groups,
             access_log: server.access_log,
+            half_close: server.half_close,
             sni: server.sni.as_ref().map(SniView::of),
             tls: server.tls.as_ref().map(TlsView::of),
             backends_tls: server.backends_tls.as_ref().map(BackendsTlsView::of),
@@ -528,6 +532,19 @@ mod tests {
         let bare = prepared(&format!(r#"{{"bind": ":1", "protocol": "udp", {STATIC}}}"#), None);
         assert_eq!(bare["udp"].to_string(), r#"{"max_requests":0,"max_responses":0,"transparent":false}"#);
         assert!(prepared(&format!(r#"{{"bind": ":1", {STATIC}}}"#), None)["udp"].is_null());
+    }
+
+    #[test]
+    fn betwixts_own_server_keys_appear_only_when_set() {
+        let bare = prepared(&format!(r#"{{"bind": ":1", {STATIC}}}"#), None);
+        for key in ["priority_groups", "access_log", "half_close"] {
+            assert!(bare[key].is_null(), "{key} shown unset");
+        }
+        let set = prepared(&format!(r#"{{"bind": ":1", "half_close": false, {STATIC}}}"#), None);
+        assert_eq!(set["half_close"].as_bool(), Some(false));
+        let order = keys(&set);
+        let at = |key: &str| order.iter().position(|k| k == key).unwrap();
+        assert!(at("balance") < at("half_close") && at("half_close") < at("sni"), "{order:?}");
     }
 
     #[test]

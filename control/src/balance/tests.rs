@@ -16,6 +16,7 @@ fn settings_with(balance: Balance, priority_groups: bool, client_bytes: ClientBy
         balance,
         priority_groups,
         access_log: true,
+        half_close: true,
         client_bytes,
         max_connections: 0,
         client_idle_timeout: None,

@@ -214,6 +214,10 @@ pub struct Server {
     pub priority_groups: Option<bool>,
     /// betwixt addition: `false` leaves the server out of `[access_log]`. Default `true`.
     pub access_log: Option<bool>,
+    /// betwixt addition: `false` closes both connections at the first end of stream of either
+    /// side, as gobetween does (and nginx's `proxy_half_close off`). Default `true`: a side's
+    /// FIN is passed on and the other direction carries on (as HAProxy does).
+    pub half_close: Option<bool>,
     pub max_connections: Option<u32>,
     pub client_idle_timeout: Option<LooseDuration>,
     pub backend_idle_timeout: Option<LooseDuration>,

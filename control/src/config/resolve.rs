@@ -46,6 +46,9 @@ pub struct ServerSettings {
     pub priority_groups: bool,
     /// Whether `[access_log]`, when on, logs this server's connections.
     pub access_log: bool,
+    /// betwixt's `half_close`: a side's end of stream is passed on and the other direction
+    /// carries on (`true`), or the first end of stream closes both connections (`false`).
+    pub half_close: bool,
     /// How `iphash` and `iphash1` read a client's address: as gobetween would for this `bind`.
     pub client_bytes: ClientBytes,
     /// 0 = unlimited.
@@ -150,6 +153,7 @@ impl Server {
             balance: s.balance.unwrap_or_default(),
             priority_groups: s.priority_groups.unwrap_or(false),
             access_log: s.access_log.unwrap_or(true),
+            half_close: s.half_close.unwrap_or(true),
             client_bytes: ClientBytes::for_bind(&s.bind, crate::bind::ipv4_mapped_supported()),
             max_connections: s.max_connections.unwrap_or(0),
             client_idle_timeout,

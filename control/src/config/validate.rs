@@ -131,6 +131,12 @@ pub fn validate_server(name: &str, server: &Server) -> Result<(), ConfigError> {
 fn validate_stream_options(name: &str, server: &Server) -> Result<(), ConfigError> {
     let key = |field: &str| format!("servers.{name}.{field}");
     let udp = server.protocol == Some(Protocol::Udp);
+    if udp && server.half_close.is_some() {
+        return Err(ConfigError::at_key(
+            key("half_close"),
+            "half_close may be used only with protocol \"tcp\" or \"tls\", not with \"udp\"",
+        ));
+    }
     if let Some(section) = &server.proxy_protocol {
         if udp {
             return Err(ConfigError::at_key(
@@ -315,6 +321,22 @@ mod tests {
         );
         let (key, _) = udp("client_idle_timeout = \"1s\"\n[servers.s.backends_tls]").unwrap();
         assert_eq!(key, "servers.s.backends_tls");
+    }
+
+    #[test]
+    fn half_close_is_read_for_stream_servers_and_refused_for_udp() {
+        let settings = |extra: &str| {
+            let (config, warnings) = parse_config(&server(extra), Format::Toml).unwrap();
+            assert!(warnings.is_empty(), "{warnings:?}");
+            config.servers["s"].resolve("s", None).0
+        };
+        assert!(settings("").half_close, "passed on by default");
+        assert!(!settings("half_close = false").half_close);
+        assert!(!settings("protocol = \"tcp\"\nhalf_close = false").half_close);
+        let text = server("protocol = \"udp\"\nclient_idle_timeout = \"1s\"\nhalf_close = false");
+        let e = parse_config(&text, Format::Toml).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("servers.s.half_close"));
+        assert!(e.message.contains("not with \"udp\""), "{e}");
     }
 
     #[test]
