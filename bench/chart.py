@@ -55,11 +55,14 @@ LATENCY = ("p50_us", "p99_us", "p999_us")
 # Figures compared by what a proxy adds over the direct path: latency, and the whole machine's
 # CPU (which counts the load tools and the backend too, and work the kernel moves off the proxy).
 ADDED = LATENCY + ("machine_us_per_req_paced",)
-TARGETS = ["direct", "betwixt", "betwixt-accesslog", "betwixt-kernel", "haproxy", "nginx"]
+TARGETS = ["direct", "betwixt", "betwixt-accesslog", "betwixt-kernel", "betwixt-close", "haproxy", "nginx"]
 NAMES = {"direct": "direct", "betwixt": "betwixt", "betwixt-accesslog": "betwixt+log",
-         "betwixt-kernel": "betwixt+kernel", "haproxy": "HAProxy", "nginx": "nginx"}
+         "betwixt-kernel": "betwixt+kernel", "betwixt-close": "betwixt+close", "haproxy": "HAProxy",
+         "nginx": "nginx"}
 COLORS = {"direct": "#9e9e9e", "betwixt": "#1b7f5f", "betwixt-accesslog": "#7fbf9f", "betwixt-kernel": "#0b4f3a",
-          "haproxy": "#3b6cb7", "nginx": "#c4622d"}
+          "betwixt-close": "#2e9e6e", "haproxy": "#3b6cb7", "nginx": "#c4622d"}
+# betwixt variants compared with the better peer in a column of their own when in a run.
+VARIANTS = ["betwixt-kernel", "betwixt-close"]
 
 
 def fmt(value):
@@ -125,7 +128,7 @@ def markdown(medians, info, args):
     targets = [t for t in TARGETS if t in medians]
     # The access log's cost, when the run has both betwixt targets.
     with_log = "betwixt" in medians and "betwixt-accesslog" in medians
-    with_kernel = "betwixt-kernel" in medians
+    variants = [t for t in VARIANTS if t in medians]
     lines = [
         "# betwixt side-by-side benchmark",
         "",
@@ -135,8 +138,8 @@ def markdown(medians, info, args):
         "| Figure | unit | " + " | ".join(NAMES[t] for t in targets)
         + " | betwixt ÷ HAProxy | betwixt ÷ nginx | betwixt ÷ better peer | betwixt ÷ direct |"
         + (" betwixt+log ÷ betwixt |" if with_log else "")
-        + (" betwixt+kernel ÷ better peer |" if with_kernel else ""),
-        "|---|---|" + "---:|" * (len(targets) + 4 + with_log + with_kernel),
+        + "".join(f" {NAMES[t]} ÷ better peer |" for t in variants),
+        "|---|---|" + "---:|" * (len(targets) + 4 + with_log + len(variants)),
     ]
     for key, label, unit, higher in measured(medians, targets):
         arrow = "↑" if higher else "↓"
@@ -145,8 +148,8 @@ def markdown(medians, info, args):
                 ratio(medians, key, "direct")]
         if with_log:
             row.append(ratio(medians, key, "betwixt", target="betwixt-accesslog"))
-        if with_kernel:
-            row.append(better_peer(medians, key, higher, target="betwixt-kernel"))
+        for variant in variants:
+            row.append(better_peer(medians, key, higher, target=variant))
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",

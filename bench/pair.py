@@ -11,6 +11,11 @@ and in how many pairs B came out lower than A, say whether a difference is the c
 hour's.
 
     scripts/bench pair before=/path/to/old/betwixt after=target/release/betwixt --test paced
+    scripts/bench pair on=target/release/betwixt off=target/release/betwixt --test conns \
+        --http-line off='half_close = false'
+
+`--http-line NAME=LINE` adds LINE to that build's `[servers.http]` section, which measures a
+setting with one binary.
 
 Tests: `conns` (new connections, wrk with `Connection: close`), `requests` (keep-alive
 requests, wrk, 64 connections), `paced` (`betwixt-bench latency` at `--rate` requests/s over
@@ -36,7 +41,7 @@ PORT_NAMES = ["http", "bulk", "udp_dns", "udp_stream", "tls", "tls_bulk", "sni",
 class Build:
     """One build, started with the benchmark's configuration on ports of its own."""
 
-    def __init__(self, index, name, binary, run_dir):
+    def __init__(self, index, name, binary, run_dir, http_lines=()):
         self.name = name
         self.dir = Path(run_dir) / f"{index}-{name}"
         self.dir.mkdir(exist_ok=True)  # the same build in every pair
@@ -44,6 +49,10 @@ class Build:
             shutil.copy(Path(run_dir) / pem, self.dir / pem)
         self.ports = {key: BASE + STRIDE * index + i for i, key in enumerate(PORT_NAMES)}
         conf = run.render("betwixt.toml", self.dir, **self.ports)
+        if http_lines:
+            text = Path(conf).read_text()
+            added = "".join(f"{line}\n" for line in http_lines)
+            Path(conf).write_text(text.replace("[servers.http]\n", "[servers.http]\n" + added, 1))
         out = open(self.dir / "betwixt.out", "ab")
         self.proc = run.pinned(run.PROXY_CPU, [binary, "--shards", "1", "-c", conf], stdout=out, stderr=out)
         run.wait_port(self.ports["http"], self.proc)
@@ -63,10 +72,18 @@ def main():
     parser.add_argument("--slices", type=int, default=4, help="slices per build in each pair")
     parser.add_argument("--seconds", type=int, default=3, help="length of a slice")
     parser.add_argument("--rate", type=int, default=5000, help="requests/s of the paced test")
+    parser.add_argument("--http-line", action="append", default=[], metavar="NAME=LINE",
+                        help="a line for build NAME's [servers.http] section (repeatable)")
     args = parser.parse_args()
     builds = [b.split("=", 1) for b in args.builds]
     if len(builds) < 2 or any(len(b) != 2 for b in builds):
         parser.error("give at least two builds as NAME=BINARY")
+    http_lines = {}
+    for spec in args.http_line:
+        name, _, line = spec.partition("=")
+        if name not in dict(builds) or not line:
+            parser.error(f"--http-line {spec!r}: give NAME=LINE for one of the builds")
+        http_lines.setdefault(name, []).append(line)
 
     run_dir = tempfile.mkdtemp(prefix="betwixt-pair-")
     run.certificate(run_dir)
@@ -78,7 +95,10 @@ def main():
     try:
         run.wait_port(run.BACKEND_HTTP, backend)
         for pair in range(args.pairs):
-            started = [Build(i, name, binary, run_dir) for i, (name, binary) in enumerate(builds)]
+            started = [
+                Build(i, name, binary, run_dir, http_lines.get(name, ()))
+                for i, (name, binary) in enumerate(builds)
+            ]
             time.sleep(1)
             slices = {b.name: [] for b in started}
             for s in range(args.slices):

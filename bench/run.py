@@ -47,6 +47,9 @@ TARGETS = {
     "betwixt-accesslog": (18100, 18101),
     # betwixt handing each plain TCP connection to the kernel (`[runtime] forwarding = "kernel"`).
     "betwixt-kernel": (18100, 18101),
+    # betwixt with `half_close = false` on its tcp and tls servers: the first end of stream of
+    # either side closes the connection, as nginx does by default (`proxy_half_close off`).
+    "betwixt-close": (18100, 18101),
     "haproxy": (18110, 18111),
     "nginx": (18120, 18121),
 }
@@ -59,6 +62,7 @@ TLS_TARGETS = {
     "betwixt": (18104, 18105, 18106, 18107),
     "betwixt-accesslog": (18104, 18105, 18106, 18107),
     "betwixt-kernel": (18104, 18105, 18106, 18107),
+    "betwixt-close": (18104, 18105, 18106, 18107),
     "haproxy": (18114, 18115, 18116, 18117),
     "nginx": (18124, 18125, 18126, 18127),
 }
@@ -77,6 +81,7 @@ UDP_TARGETS = {
     "betwixt": (18102, 18103),
     "betwixt-accesslog": (18102, 18103),
     "betwixt-kernel": (18102, 18103),
+    "betwixt-close": (18102, 18103),
     "nginx": (18122, 18122),
 }
 
@@ -231,7 +236,7 @@ class Proxy:
                  "udp_stream": UDP_TARGETS["betwixt"][1], "udp_nginx": UDP_TARGETS["nginx"][0],
                  "tls": self.tls, "tls_bulk": self.tls_bulk, "sni": self.sni, "sni_plain": self.sni_plain}
         out = open(Path(run_dir) / f"{name}.out", "ab")
-        if name in ("betwixt", "betwixt-accesslog", "betwixt-kernel"):
+        if name in ("betwixt", "betwixt-accesslog", "betwixt-kernel", "betwixt-close"):
             conf = render("betwixt.toml", run_dir, **ports)
             if name == "betwixt-accesslog":
                 with open(conf, "a") as f:
@@ -239,6 +244,11 @@ class Proxy:
             if name == "betwixt-kernel":
                 conf.write_text(conf.read_text().replace(
                     "[runtime]\n", '[runtime]\nforwarding = "kernel"\n', 1))
+            if name == "betwixt-close":
+                text = conf.read_text()
+                for protocol in ('protocol = "tcp"\n', 'protocol = "tls"\n'):
+                    text = text.replace(protocol, protocol + "half_close = false\n")
+                conf.write_text(text)
             self.proc = pinned(PROXY_CPU, [betwixt or BETWIXT, "--shards", "1", "-c", conf], stdout=out, stderr=out)
         elif name == "haproxy":
             conf = render("haproxy.cfg", run_dir, **ports)
