@@ -4,7 +4,9 @@
 //! When one reader reaches end of stream while the other direction is still open, the writer's
 //! sending side is shut down (half-close) and the other direction carries on alone. When both
 //! ends have closed, no shutdown is sent: closing the sockets sends each peer its FIN anyway,
-//! and a `shutdown` per side was a fifth of the cost of a short connection.
+//! and a `shutdown` per side was a fifth of the cost of a short connection. A server with
+//! `half_close = false` ends the transfer at the first end of stream instead, and the closes
+//! send both FINs (gobetween's way: no wait for the other side's end).
 //!
 //! Faults are passed on, as HAProxy does: when a side fails (its peer reset the connection, or
 //! any other socket error), the other side is reset too rather than closed, so that it sees an
