@@ -8,7 +8,7 @@ mod api_client;
 mod common;
 
 use api_client::{counter_sum, u64_at, Client};
-use common::backends::{pattern_byte, Backend, Behaviour};
+use common::backends::{one_connection_backend, pattern_byte, Backend, Behaviour};
 use common::{echo_streams_at_once, free_port, read_until_end, wait_until, Betwixt};
 use sonic_rs::JsonValueTrait;
 use std::io::{ErrorKind, Read, Write};
@@ -117,15 +117,6 @@ fn metrics_port(betwixt: &Betwixt) -> u16 {
     let bind = &config[at..];
     let start = bind.find("127.0.0.1:").unwrap() + "127.0.0.1:".len();
     bind[start..].split('"').next().unwrap().parse().unwrap()
-}
-
-/// A backend on a free port that takes one connection and hands it to `serve`.
-fn one_connection_backend<T: Send + 'static>(
-    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
-) -> (u16, thread::JoinHandle<T>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    (port, thread::spawn(move || serve(listener.accept().unwrap().0)))
 }
 
 /// A client of `port` whose reads give up after 10 s.

@@ -6,7 +6,7 @@ mod api_client;
 mod common;
 
 use api_client::{u64_at, Client};
-use common::backends::{pattern_byte, Backend, Behaviour};
+use common::backends::{one_connection_backend, pattern_byte, Backend, Behaviour};
 use common::{free_port, run_betwixt, wait_until, Betwixt, TempDir};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -206,10 +206,7 @@ fn tls_server_echoes_byte_exact_and_passes_close_notify() {
 /// client still holds its socket; the client's later bytes never reach the backend.
 #[test]
 fn half_close_off_ends_a_tls_connection_at_the_backends_end_of_stream() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend_port = listener.local_addr().unwrap().port();
-    let backend = thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
+    let (backend_port, backend) = one_connection_backend(|mut socket| {
         socket.set_read_timeout(Some(LIMIT)).unwrap();
         socket.write_all(b"banner and goodbye").unwrap();
         socket.shutdown(std::net::Shutdown::Write).unwrap();

@@ -5,10 +5,10 @@ mod api_client;
 mod common;
 
 use api_client::{counter_sum, u64_at, Client};
-use common::backends::{pattern_byte, Backend, Behaviour};
+use common::backends::{one_connection_backend, pattern_byte, Backend, Behaviour};
 use common::{echo_round_trip, free_port, read_until_end, wait_until, Betwixt};
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -112,10 +112,7 @@ fn config_with_api(port: u16, api: u16, backend: u16, extra: &str) -> String {
 /// the client saw the reply and its end, and betwixt's active connections while the client
 /// still holds its socket open.
 fn backend_ends_first(half_close: &str) -> (Vec<u8>, Vec<u8>, u64) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend_port = listener.local_addr().unwrap().port();
-    let backend = thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
+    let (backend_port, backend) = one_connection_backend(|mut socket| {
         socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut request = [0u8; 7];
         socket.read_exact(&mut request).unwrap();
@@ -164,10 +161,7 @@ fn half_close_off_ends_the_connection_at_the_backends_end_of_stream() {
 /// and half-closes, to a backend that reads to the end and only then replies: what the client
 /// got back, and what the backend read.
 fn client_ends_first(half_close: &str) -> (Vec<u8>, Vec<u8>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend_port = listener.local_addr().unwrap().port();
-    let backend = thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
+    let (backend_port, backend) = one_connection_backend(|mut socket| {
         socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut request = Vec::new();
         socket.read_to_end(&mut request).unwrap();

@@ -195,3 +195,13 @@ pub fn udp_echo_sender(socket: UdpSocket) {
         }
     });
 }
+
+/// A backend on a free loopback port that takes one connection and hands it to `serve`; the
+/// handle gives back what `serve` returns.
+pub fn one_connection_backend<T: Send + 'static>(
+    serve: impl FnOnce(TcpStream) -> T + Send + 'static,
+) -> (u16, thread::JoinHandle<T>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (port, thread::spawn(move || serve(listener.accept().unwrap().0)))
+}
