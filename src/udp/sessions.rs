@@ -86,6 +86,14 @@ struct Session<T> {
     data: T,
 }
 
+impl<T> Session<T> {
+    /// Each request has had a reply: nothing it sent can still be answered, unless its backend
+    /// answers twice.
+    fn answered_all(&self) -> bool {
+        self.responses >= self.requests
+    }
+}
+
 pub struct Sessions<T> {
     limits: Limits,
     slots: Vec<Option<Session<T>>>,
@@ -200,7 +208,7 @@ impl<T> Sessions<T> {
     /// still be answered, unless its backend answers twice (`finish` says it as it ends one).
     #[cfg(test)]
     pub fn answered_all(&self, id: Id) -> bool {
-        self.session(id).is_some_and(|s| s.responses >= s.requests)
+        self.session(id).is_some_and(Session::answered_all)
     }
 
     /// Ends session `id` and hands back what it held.
@@ -213,7 +221,7 @@ impl<T> Sessions<T> {
     pub fn finish(&mut self, id: Id) -> Option<(T, bool)> {
         self.session(id)?;
         let session = self.slots[id.index as usize].take()?;
-        let answered = session.responses >= session.requests;
+        let answered = session.answered_all();
         if session.current {
             self.by_client.remove(&session.client);
         }
