@@ -104,7 +104,20 @@ impl Direction {
     /// Nothing read waits to be written, no end of stream has been read, and the direction is
     /// not a spliced bulk stream: the connection may change hands here without reordering.
     pub fn is_quiet(&self) -> bool {
-        self.start == self.end && self.pipe.is_none() && !self.splicing && !self.read_done
+        self.holds_nothing() && !self.splicing && !self.read_done
+    }
+
+    /// No bytes read wait in the buffer or a pipe.
+    #[inline]
+    fn holds_nothing(&self) -> bool {
+        self.start == self.end && self.pipe.is_none()
+    }
+
+    /// Holds nothing, and a read would only find the readiness poll its last read armed still
+    /// waiting: such a read needs no buffer or pipe, and the direction has nothing to write.
+    #[inline]
+    fn waits_to_read(&self, cx: &mut Context<'_>, reader: &mut TcpStream) -> bool {
+        self.holds_nothing() && reader.poll_read_waits(cx)
     }
 
     /// Passes the reader's end of stream on to the writer's peer, once.
@@ -169,8 +182,7 @@ impl Direction {
     /// buffer, after the bytes it holds. Ready(0) is the reader's end of stream; with bytes,
     /// also whether the reader said it holds more (bytes, or its end of stream) after them.
     fn poll_read(&mut self, cx: &mut Context<'_>, reader: &mut TcpStream) -> Poll<io::Result<(usize, bool)>> {
-        // A read that only finds its armed poll still waiting needs no buffer or pipe.
-        if self.start == self.end && self.pipe.is_none() && reader.poll_read_waits(cx) {
+        if self.waits_to_read(cx, reader) {
             return Poll::Pending;
         }
         if self.splicing && self.pipe.is_none() {
@@ -238,7 +250,7 @@ impl Direction {
         writer: &mut TcpStream,
         counted: &Counted<'_>,
     ) -> Poll<Result<(), Fault>> {
-        if self.start == self.end && self.pipe.is_none() && !self.read_done && reader.poll_read_waits(cx) {
+        if !self.read_done && self.waits_to_read(cx, reader) {
             return Poll::Pending;
         }
         self.poll_copy_loop(cx, reader, writer, counted)
