@@ -301,9 +301,10 @@ fn at(backend: &Backend, why: String) -> String {
 }
 
 /// The steps before the transfer: read the PROXY header, admit, handshake or peek at the SNI,
-/// connect the backend and send it what it gets first. Its own future, boxed by `serve`, so that what only these steps use
-/// (the client's early bytes, the header, the candidates, connecting) takes no room in the
-/// connection's future while it transfers, which is how every idle connection waits.
+/// connect the backend and send it what it gets first. Its own future, boxed by `serve`, so
+/// that what only these steps use (the client's early bytes, the header, the candidates,
+/// connecting) takes no room in the connection's future while it transfers, which is how every
+/// idle connection waits.
 async fn reach_backend<'a>(
     shard: usize,
     snapshot: &'a ServerSnapshot,
@@ -317,8 +318,9 @@ async fn reach_backend<'a>(
     // Client bytes read by the steps before the transfer; the backend gets them first.
     let mut early = Vec::new();
     let received = match &settings.accept_proxy {
-        // Boxed, as every step only some servers take: an async fn's future is as large as its
-        // largest step, and every idle connection of every server would carry that size.
+        // Boxed, as every step only some servers take: this future is as large as its largest
+        // step (a TLS handshake's is over 6 KiB), and every connection of every server would
+        // allocate that size while it connects.
         Some(accept) => {
             let header = Box::pin(read_proxy(plain(client), accept, &mut early)).await?;
             believed(accept, &settings.name, peer, header)
