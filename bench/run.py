@@ -42,14 +42,6 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGETS = {
     "direct": (BACKEND_HTTP, BACKEND_BULK),
     "betwixt": (18100, 18101),
-    # betwixt with `[access_log]` on, writing to a file in the run directory: the log's cost.
-    # Targets run one at a time, so it takes betwixt's ports.
-    "betwixt-accesslog": (18100, 18101),
-    # betwixt handing each plain TCP connection to the kernel (`[runtime] forwarding = "kernel"`).
-    "betwixt-kernel": (18100, 18101),
-    # betwixt with `half_close = false` on its tcp and tls servers: the first end of stream of
-    # either side closes the connection, as nginx does by default (`proxy_half_close off`).
-    "betwixt-close": (18100, 18101),
     "haproxy": (18110, 18111),
     "nginx": (18120, 18121),
 }
@@ -60,9 +52,6 @@ TARGETS = {
 TLS_TARGETS = {
     "direct": (None, None, BACKEND_STREAM, BACKEND_STREAM),
     "betwixt": (18104, 18105, 18106, 18107),
-    "betwixt-accesslog": (18104, 18105, 18106, 18107),
-    "betwixt-kernel": (18104, 18105, 18106, 18107),
-    "betwixt-close": (18104, 18105, 18106, 18107),
     "haproxy": (18114, 18115, 18116, 18117),
     "nginx": (18124, 18125, 18126, 18127),
 }
@@ -79,11 +68,40 @@ TLS_BULK_BYTES = 256 * 2**20
 UDP_TARGETS = {
     "direct": (BACKEND_UDP, BACKEND_UDP),
     "betwixt": (18102, 18103),
-    "betwixt-accesslog": (18102, 18103),
-    "betwixt-kernel": (18102, 18103),
-    "betwixt-close": (18102, 18103),
     "nginx": (18122, 18122),
 }
+
+
+def with_access_log(conf, run_dir):
+    """`[access_log]` on, writing to a file in the run directory: the log's cost."""
+    return conf + f'\n[access_log]\nenabled = true\noutput = "{run_dir}/access.log"\n'
+
+
+def with_kernel_forwarding(conf, run_dir):
+    """Each plain TCP connection handed to the kernel (`[runtime] forwarding = "kernel"`)."""
+    return conf.replace("[runtime]\n", '[runtime]\nforwarding = "kernel"\n', 1)
+
+
+def with_half_close_off(conf, run_dir):
+    """`half_close = false` on the tcp and tls servers: the first end of stream of either side
+    closes the connection, as nginx does by default (`proxy_half_close off`)."""
+    for protocol in ('protocol = "tcp"\n', 'protocol = "tls"\n'):
+        conf = conf.replace(protocol, protocol + "half_close = false\n")
+    return conf
+
+
+# betwixt and its variants: the same binary with one edit to the benchmark's configuration.
+# Targets run one at a time, so each variant takes betwixt's ports.
+BETWIXT_VARIANTS = {
+    "betwixt": None,
+    "betwixt-accesslog": with_access_log,
+    "betwixt-kernel": with_kernel_forwarding,
+    "betwixt-close": with_half_close_off,
+}
+for variant in BETWIXT_VARIANTS:
+    TARGETS[variant] = TARGETS["betwixt"]
+    TLS_TARGETS[variant] = TLS_TARGETS["betwixt"]
+    UDP_TARGETS[variant] = UDP_TARGETS["betwixt"]
 
 # name: (datagram bytes, clients, datagrams in flight per client, which port of the pair)
 UDP_CASES = {
@@ -236,19 +254,10 @@ class Proxy:
                  "udp_stream": UDP_TARGETS["betwixt"][1], "udp_nginx": UDP_TARGETS["nginx"][0],
                  "tls": self.tls, "tls_bulk": self.tls_bulk, "sni": self.sni, "sni_plain": self.sni_plain}
         out = open(Path(run_dir) / f"{name}.out", "ab")
-        if name in ("betwixt", "betwixt-accesslog", "betwixt-kernel", "betwixt-close"):
+        if name in BETWIXT_VARIANTS:
             conf = render("betwixt.toml", run_dir, **ports)
-            if name == "betwixt-accesslog":
-                with open(conf, "a") as f:
-                    f.write(f'\n[access_log]\nenabled = true\noutput = "{run_dir}/access.log"\n')
-            if name == "betwixt-kernel":
-                conf.write_text(conf.read_text().replace(
-                    "[runtime]\n", '[runtime]\nforwarding = "kernel"\n', 1))
-            if name == "betwixt-close":
-                text = conf.read_text()
-                for protocol in ('protocol = "tcp"\n', 'protocol = "tls"\n'):
-                    text = text.replace(protocol, protocol + "half_close = false\n")
-                conf.write_text(text)
+            if edit := BETWIXT_VARIANTS[name]:
+                conf.write_text(edit(conf.read_text(), run_dir))
             self.proc = pinned(PROXY_CPU, [betwixt or BETWIXT, "--shards", "1", "-c", conf], stdout=out, stderr=out)
         elif name == "haproxy":
             conf = render("haproxy.cfg", run_dir, **ports)
